@@ -1,0 +1,1 @@
+//! pessimist-core: the service under test and its I/O seams.
