@@ -1,0 +1,632 @@
+//! Disk seam: durable records, with the faults real disks have.
+//!
+//! A file is a sequence of records. Each record is framed as
+//! `[payload length: u32 LE][crc32 of the length: u32 LE][crc32 of the payload: u32 LE][payload]`
+//! so a reader tells three cases apart: a whole record, a *torn tail* (the file ends inside the
+//! last record: a write that did not finish before a crash) and *corruption* (a header or
+//! payload whose checksum fails: reported as [`DiskError::Corrupt`], never returned as data).
+//!
+//! Operations: [`Disk::append`] adds a record, [`Disk::write`] replaces a file with one record
+//! (atomically, by rename, on the real disk), [`Disk::read`] returns the records, and
+//! [`Disk::fsync`] makes a file's writes durable. Until `fsync`, writes are *pending*: visible
+//! to reads, lost by a crash.
+//!
+//! The real disk ([`RealDisk`]) keeps files in a directory and calls `fsync` for real. The
+//! simulated disk ([`SimDisk`]) keeps the same bytes in memory, durable and pending apart, and
+//! takes its faults from a [`DiskControl`]: fsync latency, slow-disk mode (latency x10 to
+//! x1000), stalls, pending writes lost on a crash, a torn last write, and bit rot.
+//!
+//! **Invariant:** a read never returns bytes that fail their checksum.
+//! **Invariant:** after a crash a file holds exactly its durable bytes, plus (only with torn
+//! writes armed) a prefix of the bytes that were pending.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::rng::SeededRng;
+
+/// Size of a record's header.
+pub const RECORD_HEADER_BYTES: usize = 12;
+/// Largest payload one record may carry: a bound, so a corrupt length can never make a reader
+/// allocate without limit.
+pub const RECORD_PAYLOAD_BYTES_MAX: usize = 64 << 20;
+/// Longest file name the seam accepts.
+pub const FILE_NAME_BYTES_MAX: usize = 128;
+
+/// What a disk operation can fail with. Real code can observe and handle each of these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiskError {
+    /// A record's header or payload failed its checksum.
+    #[error("{file}: corrupt record at byte {offset}: {what}")]
+    Corrupt { file: String, offset: usize, what: &'static str },
+    /// The file name is empty, too long, or has characters other than `[A-Za-z0-9._-]`.
+    #[error("invalid file name {0:?}")]
+    InvalidName(String),
+    /// A payload larger than [`RECORD_PAYLOAD_BYTES_MAX`].
+    #[error("record of {0} bytes exceeds the record size bound")]
+    TooLarge(usize),
+    /// The operating system refused (real disk only).
+    #[error("{file}: {message}")]
+    Io { file: String, message: String },
+}
+
+/// The records of a file, as read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Records {
+    pub records: Vec<Vec<u8>>,
+    /// Bytes at the end of the file that belong to a record whose write did not complete.
+    /// They are ignored; a writer that appends again should first rewrite the file.
+    pub torn_tail_bytes: usize,
+}
+
+/// Encodes one record, header and payload.
+pub fn encode_record(payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() <= RECORD_PAYLOAD_BYTES_MAX, "record payload beyond the bound");
+    let length = (payload.len() as u32).to_le_bytes();
+    let mut bytes = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
+    bytes.extend_from_slice(&length);
+    bytes.extend_from_slice(&crc32fast::hash(&length).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// Decodes a file's bytes into records; see the module comment for the three cases.
+pub fn decode_records(file: &str, bytes: &[u8]) -> Result<Records, DiskError> {
+    let mut records = Vec::new();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        if rest.len() < RECORD_HEADER_BYTES {
+            return Ok(Records { records, torn_tail_bytes: rest.len() });
+        }
+        let length_bytes: [u8; 4] = rest[0..4].try_into().expect("four bytes");
+        let length_crc = u32::from_le_bytes(rest[4..8].try_into().expect("four bytes"));
+        let payload_crc = u32::from_le_bytes(rest[8..12].try_into().expect("four bytes"));
+        if crc32fast::hash(&length_bytes) != length_crc {
+            let what = "header checksum mismatch";
+            return Err(DiskError::Corrupt { file: file.to_string(), offset, what });
+        }
+        let length = u32::from_le_bytes(length_bytes) as usize;
+        if length > RECORD_PAYLOAD_BYTES_MAX {
+            let what = "length beyond the record bound";
+            return Err(DiskError::Corrupt { file: file.to_string(), offset, what });
+        }
+        if rest.len() < RECORD_HEADER_BYTES + length {
+            return Ok(Records { records, torn_tail_bytes: rest.len() });
+        }
+        let payload = &rest[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + length];
+        if crc32fast::hash(payload) != payload_crc {
+            let what = "payload checksum mismatch";
+            return Err(DiskError::Corrupt { file: file.to_string(), offset, what });
+        }
+        records.push(payload.to_vec());
+        offset += RECORD_HEADER_BYTES + length;
+    }
+    Ok(Records { records, torn_tail_bytes: 0 })
+}
+
+fn check_name(file: &str) -> Result<(), DiskError> {
+    let valid = !file.is_empty()
+        && file.len() <= FILE_NAME_BYTES_MAX
+        && !file.starts_with('.')
+        && file.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if valid { Ok(()) } else { Err(DiskError::InvalidName(file.to_string())) }
+}
+
+fn check_size(payload: &[u8]) -> Result<(), DiskError> {
+    if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
+        return Err(DiskError::TooLarge(payload.len()));
+    }
+    Ok(())
+}
+
+/// A node's disk: real or simulated. Cheap to clone; clones share the same files.
+#[derive(Clone, Debug)]
+pub enum Disk {
+    Real(RealDisk),
+    Sim(SimDisk),
+}
+
+impl Disk {
+    /// Appends one record. Pending until [`Disk::fsync`].
+    pub async fn append(&self, file: &str, payload: &[u8]) -> Result<(), DiskError> {
+        check_name(file)?;
+        check_size(payload)?;
+        match self {
+            Disk::Real(disk) => disk.append(file, payload),
+            Disk::Sim(disk) => disk.append(file, payload).await,
+        }
+    }
+
+    /// Replaces the file with one record. Pending until [`Disk::fsync`]; a crash before it
+    /// leaves the old contents.
+    pub async fn write(&self, file: &str, payload: &[u8]) -> Result<(), DiskError> {
+        check_name(file)?;
+        check_size(payload)?;
+        match self {
+            Disk::Real(disk) => disk.write(file, payload),
+            Disk::Sim(disk) => disk.write(file, payload).await,
+        }
+    }
+
+    /// Reads every record of the file; a missing file has none.
+    pub async fn read(&self, file: &str) -> Result<Records, DiskError> {
+        check_name(file)?;
+        match self {
+            Disk::Real(disk) => disk.read(file),
+            Disk::Sim(disk) => disk.read(file).await,
+        }
+    }
+
+    /// Makes every write to the file so far durable.
+    pub async fn fsync(&self, file: &str) -> Result<(), DiskError> {
+        check_name(file)?;
+        match self {
+            Disk::Real(disk) => disk.fsync(file),
+            Disk::Sim(disk) => disk.fsync(file).await,
+        }
+    }
+
+    /// Removes the file (durably on return).
+    pub async fn remove(&self, file: &str) -> Result<(), DiskError> {
+        check_name(file)?;
+        match self {
+            Disk::Real(disk) => disk.remove(file),
+            Disk::Sim(disk) => disk.remove(file).await,
+        }
+    }
+
+    /// The names of the files on the disk, sorted.
+    pub async fn list(&self) -> Result<Vec<String>, DiskError> {
+        match self {
+            Disk::Real(disk) => disk.list(),
+            Disk::Sim(disk) => Ok(disk.list()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real disk.
+
+/// Files in a directory, made durable with `fsync`.
+///
+/// Operations are synchronous `std::fs` calls: records are small and each node is its own
+/// process in the real build, so a short block of the runtime thread costs less than handing
+/// every write to a blocking pool. (`tokio::fs` is not usable: it panics in the simulation,
+/// and this type compiles in both builds.)
+#[derive(Clone, Debug)]
+pub struct RealDisk {
+    dir: PathBuf,
+}
+
+impl RealDisk {
+    /// A disk whose files live in `dir` (created if missing).
+    pub fn open(dir: impl Into<PathBuf>) -> Result<RealDisk, DiskError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir.display().to_string(), e))?;
+        Ok(RealDisk { dir })
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    fn append(&self, file: &str, payload: &[u8]) -> Result<(), DiskError> {
+        use std::io::Write;
+        let mut handle = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(file))
+            .map_err(|e| io_error(file, e))?;
+        handle.write_all(&encode_record(payload)).map_err(|e| io_error(file, e))
+    }
+
+    fn write(&self, file: &str, payload: &[u8]) -> Result<(), DiskError> {
+        // Write beside, then rename over: a crash leaves either the old file or the new one.
+        let temporary = self.dir.join(format!(".{file}.tmp"));
+        std::fs::write(&temporary, encode_record(payload)).map_err(|e| io_error(file, e))?;
+        let handle = std::fs::File::open(&temporary).map_err(|e| io_error(file, e))?;
+        handle.sync_all().map_err(|e| io_error(file, e))?;
+        std::fs::rename(&temporary, self.path(file)).map_err(|e| io_error(file, e))
+    }
+
+    fn read(&self, file: &str) -> Result<Records, DiskError> {
+        match std::fs::read(self.path(file)) {
+            Ok(bytes) => decode_records(file, &bytes),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Records::default()),
+            Err(error) => Err(io_error(file, error)),
+        }
+    }
+
+    fn fsync(&self, file: &str) -> Result<(), DiskError> {
+        match std::fs::File::open(self.path(file)) {
+            Ok(handle) => handle.sync_all().map_err(|e| io_error(file, e))?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(file, error)),
+        }
+        // The directory entry (creation, rename) is durable only once the directory is synced.
+        sync_directory(&self.dir).map_err(|e| io_error(file, e))
+    }
+
+    fn remove(&self, file: &str) -> Result<(), DiskError> {
+        match std::fs::remove_file(self.path(file)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(file, error)),
+        }
+        sync_directory(&self.dir).map_err(|e| io_error(file, e))
+    }
+
+    fn list(&self) -> Result<Vec<String>, DiskError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| io_error("<dir>", e))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("<dir>", e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if check_name(&name).is_ok() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn sync_directory(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn io_error(file: &str, error: std::io::Error) -> DiskError {
+    DiskError::Io { file: file.to_string(), message: error.to_string() }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulated disk.
+
+/// Latencies of the simulated disk when healthy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DiskTiming {
+    /// Cost of a write or read reaching the page cache, in microseconds.
+    pub io_latency_us: u64,
+    /// Cost of an fsync, drawn uniformly from this range, in microseconds.
+    pub fsync_latency_us_min: u64,
+    pub fsync_latency_us_max: u64,
+}
+
+impl Default for DiskTiming {
+    /// A datacenter SSD: page-cache writes nearly free, fsync 0.5 to 2 ms.
+    fn default() -> Self {
+        DiskTiming { io_latency_us: 20, fsync_latency_us_min: 500, fsync_latency_us_max: 2_000 }
+    }
+}
+
+/// Bounds of the slow-disk multiplier (a gray failure: the disk works, slowly).
+pub const SLOW_FACTOR_MAX: u64 = 1000;
+
+#[derive(Clone, Debug, Default)]
+struct SimFile {
+    durable: Vec<u8>,
+    pending: Vec<PendingWrite>,
+}
+
+#[derive(Clone, Debug)]
+enum PendingWrite {
+    Append(Vec<u8>),
+    Replace(Vec<u8>),
+}
+
+impl SimFile {
+    fn visible(&self) -> Vec<u8> {
+        let mut bytes = self.durable.clone();
+        for write in &self.pending {
+            match write {
+                PendingWrite::Append(more) => bytes.extend_from_slice(more),
+                PendingWrite::Replace(all) => bytes.clone_from(all),
+            }
+        }
+        bytes
+    }
+}
+
+#[derive(Debug)]
+struct SimDiskState {
+    files: BTreeMap<String, SimFile>,
+    timing: DiskTiming,
+    slow_factor: u64,
+    stalled_until: Option<tokio::time::Instant>,
+    torn_writes: bool,
+    /// Latency owed but not yet slept: madsim's smallest sleep is 1 ms, so sub-millisecond
+    /// costs accumulate here until they add up to a sleep.
+    latency_debt_us: u64,
+    rng: SeededRng,
+    stats: DiskStats,
+}
+
+/// Counters a checker or benchmark may read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskStats {
+    pub fsyncs: u64,
+    pub crashes: u64,
+    pub bytes_lost_on_crash: u64,
+    pub corruptions_injected: u64,
+}
+
+/// A node's disk kept in memory. The state lives outside the node, so it survives the node's
+/// crash exactly as far as the crash semantics allow.
+#[derive(Clone, Debug)]
+pub struct SimDisk {
+    state: Arc<Mutex<SimDiskState>>,
+}
+
+impl SimDisk {
+    /// A healthy empty disk and its fault control. `rng` decides latencies and tears.
+    pub fn new(timing: DiskTiming, rng: SeededRng) -> (SimDisk, DiskControl) {
+        assert!(timing.fsync_latency_us_min <= timing.fsync_latency_us_max);
+        let state = SimDiskState {
+            files: BTreeMap::new(),
+            timing,
+            slow_factor: 1,
+            stalled_until: None,
+            torn_writes: false,
+            latency_debt_us: 0,
+            rng,
+            stats: DiskStats::default(),
+        };
+        let disk = SimDisk { state: Arc::new(Mutex::new(state)) };
+        (disk.clone(), DiskControl { disk })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SimDiskState> {
+        self.state.lock().expect("disk lock poisoned")
+    }
+
+    /// Charges `base_us` of latency (times the slow factor) and waits out any stall.
+    async fn charge(&self, base_us: u64) {
+        let (sleep_us, stalled_until) = {
+            let mut state = self.lock();
+            state.latency_debt_us += base_us * state.slow_factor;
+            let whole_ms_us = state.latency_debt_us / 1000 * 1000;
+            state.latency_debt_us -= whole_ms_us;
+            (whole_ms_us, state.stalled_until)
+        };
+        if let Some(until) = stalled_until {
+            tokio::time::sleep_until(until).await;
+        }
+        if sleep_us > 0 {
+            tokio::time::sleep(Duration::from_micros(sleep_us)).await;
+        }
+    }
+
+    async fn append(&self, file: &str, payload: &[u8]) -> Result<(), DiskError> {
+        let io_latency_us = self.lock().timing.io_latency_us;
+        self.charge(io_latency_us).await;
+        let record = encode_record(payload);
+        let mut state = self.lock();
+        state.files.entry(file.to_string()).or_default().pending.push(PendingWrite::Append(record));
+        Ok(())
+    }
+
+    async fn write(&self, file: &str, payload: &[u8]) -> Result<(), DiskError> {
+        let io_latency_us = self.lock().timing.io_latency_us;
+        self.charge(io_latency_us).await;
+        let record = encode_record(payload);
+        let mut state = self.lock();
+        let entry = state.files.entry(file.to_string()).or_default();
+        entry.pending.push(PendingWrite::Replace(record));
+        Ok(())
+    }
+
+    async fn read(&self, file: &str) -> Result<Records, DiskError> {
+        let io_latency_us = self.lock().timing.io_latency_us;
+        self.charge(io_latency_us).await;
+        let bytes = self.lock().files.get(file).map(SimFile::visible).unwrap_or_default();
+        decode_records(file, &bytes)
+    }
+
+    async fn fsync(&self, file: &str) -> Result<(), DiskError> {
+        let fsync_latency_us = {
+            let mut state = self.lock();
+            let (min, max) = (state.timing.fsync_latency_us_min, state.timing.fsync_latency_us_max);
+            state.rng.random_range(min..=max)
+        };
+        self.charge(fsync_latency_us).await;
+        // Durable from the moment the fsync returns: writes issued while it slept are covered
+        // too, as on a real disk where fsync flushes whatever is dirty when it completes.
+        let mut state = self.lock();
+        state.stats.fsyncs += 1;
+        if let Some(entry) = state.files.get_mut(file) {
+            entry.durable = entry.visible();
+            entry.pending.clear();
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, file: &str) -> Result<(), DiskError> {
+        let fsync_latency_us = self.lock().timing.fsync_latency_us_min;
+        self.charge(fsync_latency_us).await;
+        self.lock().files.remove(file);
+        Ok(())
+    }
+
+    fn list(&self) -> Vec<String> {
+        self.lock().files.iter().filter(|(_, f)| !f.visible().is_empty() || !f.durable.is_empty())
+            .map(|(name, _)| name.clone()).collect()
+    }
+}
+
+/// The nemesis's handle on one node's simulated disk.
+#[derive(Clone, Debug)]
+pub struct DiskControl {
+    disk: SimDisk,
+}
+
+impl DiskControl {
+    /// Multiplies every latency by `factor` (1 = healthy, up to [`SLOW_FACTOR_MAX`]).
+    pub fn set_slow_factor(&self, factor: u64) {
+        assert!((1..=SLOW_FACTOR_MAX).contains(&factor), "slow factor {factor} out of bounds");
+        self.disk.lock().slow_factor = factor;
+    }
+
+    /// Blocks every operation for `duration` from now (a stalled controller or a full queue).
+    pub fn stall_for(&self, duration: Duration) {
+        let until = tokio::time::Instant::now() + duration;
+        let mut state = self.disk.lock();
+        state.stalled_until = Some(state.stalled_until.map_or(until, |old| old.max(until)));
+    }
+
+    /// Arms or disarms torn writes: with them armed, a crash keeps a random prefix of each
+    /// file's pending appended bytes instead of dropping them all.
+    pub fn set_torn_writes(&self, armed: bool) {
+        self.disk.lock().torn_writes = armed;
+    }
+
+    /// Returns latency to healthy and ends any stall. Torn writes stay as set.
+    pub fn heal(&self) {
+        let mut state = self.disk.lock();
+        state.slow_factor = 1;
+        state.stalled_until = None;
+    }
+
+    /// Applies a crash: pending writes are lost (or torn, when armed). Called by the world when
+    /// it kills the node that owns this disk.
+    pub fn crash(&self) {
+        let mut state = self.disk.lock();
+        let state = &mut *state;
+        state.stats.crashes += 1;
+        for file in state.files.values_mut() {
+            let pending = std::mem::take(&mut file.pending);
+            let only_appends = pending.iter().all(|w| matches!(w, PendingWrite::Append(_)));
+            let pending_bytes: Vec<u8> = pending
+                .iter()
+                .flat_map(|w| match w {
+                    PendingWrite::Append(bytes) | PendingWrite::Replace(bytes) => bytes.clone(),
+                })
+                .collect();
+            // A torn write needs bytes written in place after the durable ones: appends. A
+            // pending replace is atomic (write beside, rename) so it is lost whole.
+            let kept = if state.torn_writes && only_appends && !pending_bytes.is_empty() {
+                state.rng.random_range(0..pending_bytes.len())
+            } else {
+                0
+            };
+            file.durable.extend_from_slice(&pending_bytes[..kept]);
+            state.stats.bytes_lost_on_crash += (pending_bytes.len() - kept) as u64;
+        }
+        state.files.retain(|_, file| !file.durable.is_empty());
+        state.latency_debt_us = 0;
+    }
+
+    /// Flips one bit in the durable bytes of `file` (or of a file chosen at random when
+    /// `None`). Returns the file and byte offset hit, or `None` when there was nothing to hit.
+    pub fn corrupt(&self, file: Option<&str>) -> Option<(String, usize)> {
+        let mut state = self.disk.lock();
+        let state = &mut *state;
+        let candidates: Vec<String> = state
+            .files
+            .iter()
+            .filter(|(name, f)| !f.durable.is_empty() && file.is_none_or(|wanted| wanted == *name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let name = candidates[state.rng.random_range(0..candidates.len())].clone();
+        let target = state.files.get_mut(&name).expect("candidate exists");
+        let offset = state.rng.random_range(0..target.durable.len());
+        let bit = state.rng.random_range(0..8);
+        target.durable[offset] ^= 1 << bit;
+        state.stats.corruptions_injected += 1;
+        Some((name, offset))
+    }
+
+    /// The durable bytes of a file: what a crash now would leave (torn writes aside).
+    pub fn durable_bytes(&self, file: &str) -> Vec<u8> {
+        self.disk.lock().files.get(file).map(|f| f.durable.clone()).unwrap_or_default()
+    }
+
+    /// The bytes a read sees now, durable and pending.
+    pub fn visible_bytes(&self, file: &str) -> Vec<u8> {
+        self.disk.lock().files.get(file).map(SimFile::visible).unwrap_or_default()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> DiskStats {
+        self.disk.lock().stats
+    }
+
+    /// The disk this control drives.
+    pub fn disk(&self) -> Disk {
+        Disk::Sim(self.disk.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn records_round_trip() {
+        let mut bytes = encode_record(b"alpha");
+        bytes.extend(encode_record(b""));
+        bytes.extend(encode_record(b"gamma"));
+        let read = decode_records("f", &bytes).unwrap();
+        assert_eq!(read.records, vec![b"alpha".to_vec(), vec![], b"gamma".to_vec()]);
+        assert_eq!(read.torn_tail_bytes, 0);
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        for name in ["", ".hidden", "a/b", "../x", "sp ace"] {
+            assert_eq!(check_name(name), Err(DiskError::InvalidName(name.to_string())));
+        }
+        assert!(check_name("raft-log.0001").is_ok());
+    }
+
+    proptest! {
+        /// Any prefix of a valid file reads as whole records plus a torn tail, never as
+        /// corruption and never as a record that was not written.
+        #[test]
+        fn a_prefix_reads_as_records_and_a_torn_tail(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = Vec::new();
+            let mut ends = vec![0];
+            for payload in &payloads {
+                bytes.extend(encode_record(payload));
+                ends.push(bytes.len());
+            }
+            let cut_at = cut.index(bytes.len() + 1);
+            let read = decode_records("f", &bytes[..cut_at]).unwrap();
+            let whole = ends.iter().filter(|&&end| end <= cut_at).count() - 1;
+            prop_assert_eq!(&read.records[..], &payloads[..whole]);
+            prop_assert_eq!(read.torn_tail_bytes, cut_at - ends[whole]);
+        }
+
+        /// Any single flipped bit in a file is reported as corruption or, when it only shortens
+        /// what a reader can see, never yields a payload that differs from what was written.
+        #[test]
+        fn a_flipped_bit_is_detected(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..40), 1..6),
+            at in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let mut bytes = Vec::new();
+            for payload in &payloads {
+                bytes.extend(encode_record(payload));
+            }
+            let offset = at.index(bytes.len());
+            bytes[offset] ^= 1 << bit;
+            match decode_records("f", &bytes) {
+                Err(DiskError::Corrupt { offset: record_offset, .. }) => prop_assert!(record_offset <= offset),
+                other => prop_assert!(false, "flip at {} not detected: {:?}", offset, other),
+            }
+        }
+    }
+}
