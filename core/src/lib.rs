@@ -10,4 +10,5 @@
 //! service logic. `core` never depends on `sim`, `scenarios` or `reports`.
 
 pub mod history;
+pub mod node;
 pub mod seams;

@@ -1,1 +1,23 @@
-//! sim
+//! pessimist-sim: the simulated world, its faults, the history's checkers.
+//!
+//! - [`fault`]: faults and fault plans as data, and swarm generation from a seed;
+//! - [`nemesis`]: the network state that a set of active faults makes (pure);
+//! - [`world`]: the cluster on madsim and the injection of faults (simulation build only);
+//! - [`run`]: one seed of a scenario, from world to verdicts (simulation build only);
+//! - [`scenario`]: the scenario description and its validation;
+//! - [`probe`]: the seam probe, a small durable-log service used as a test instrument;
+//! - [`check`]: checkers, pure functions from a history to a verdict.
+//!
+//! **Invariant:** the simulator reaches the service only through `pessimist_core`'s node
+//! context and seams; checkers see only the history.
+
+pub mod check;
+pub mod fault;
+pub mod nemesis;
+pub mod probe;
+#[cfg(madsim)]
+pub mod run;
+pub mod scenario;
+pub mod summary;
+#[cfg(madsim)]
+pub mod world;

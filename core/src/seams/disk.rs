@@ -77,12 +77,28 @@ pub fn encode_record(payload: &[u8]) -> Vec<u8> {
 
 /// Decodes a file's bytes into records; see the module comment for the three cases.
 pub fn decode_records(file: &str, bytes: &[u8]) -> Result<Records, DiskError> {
-    let mut records = Vec::new();
+    let (records, corruption) = decode_prefix(file, bytes);
+    match corruption {
+        Some(error) => Err(error),
+        None => Ok(records),
+    }
+}
+
+/// Decodes the whole records before the first corrupt one, and that corruption if any.
+fn decode_prefix(file: &str, bytes: &[u8]) -> (Records, Option<DiskError>) {
+    let mut whole = Vec::new();
+    match decode_into(file, bytes, &mut whole) {
+        Ok(torn_tail_bytes) => (Records { records: whole, torn_tail_bytes }, None),
+        Err(error) => (Records { records: whole, torn_tail_bytes: 0 }, Some(error)),
+    }
+}
+
+fn decode_into(file: &str, bytes: &[u8], records: &mut Vec<Vec<u8>>) -> Result<usize, DiskError> {
     let mut offset = 0;
     while offset < bytes.len() {
         let rest = &bytes[offset..];
         if rest.len() < RECORD_HEADER_BYTES {
-            return Ok(Records { records, torn_tail_bytes: rest.len() });
+            return Ok(rest.len());
         }
         let length_bytes: [u8; 4] = rest[0..4].try_into().expect("four bytes");
         let length_crc = u32::from_le_bytes(rest[4..8].try_into().expect("four bytes"));
@@ -97,7 +113,7 @@ pub fn decode_records(file: &str, bytes: &[u8]) -> Result<Records, DiskError> {
             return Err(DiskError::Corrupt { file: file.to_string(), offset, what });
         }
         if rest.len() < RECORD_HEADER_BYTES + length {
-            return Ok(Records { records, torn_tail_bytes: rest.len() });
+            return Ok(rest.len());
         }
         let payload = &rest[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + length];
         if crc32fast::hash(payload) != payload_crc {
@@ -107,7 +123,7 @@ pub fn decode_records(file: &str, bytes: &[u8]) -> Result<Records, DiskError> {
         records.push(payload.to_vec());
         offset += RECORD_HEADER_BYTES + length;
     }
-    Ok(Records { records, torn_tail_bytes: 0 })
+    Ok(0)
 }
 
 fn check_name(file: &str) -> Result<(), DiskError> {
@@ -154,6 +170,21 @@ impl Disk {
         }
     }
 
+    /// Replaces the file with `records` in one step (used to rewrite a log without its torn
+    /// tail or to compact it). Pending until [`Disk::fsync`]; a crash before it leaves the old
+    /// contents.
+    pub async fn rewrite(&self, file: &str, records: &[Vec<u8>]) -> Result<(), DiskError> {
+        check_name(file)?;
+        for record in records {
+            check_size(record)?;
+        }
+        let bytes: Vec<u8> = records.iter().flat_map(|record| encode_record(record)).collect();
+        match self {
+            Disk::Real(disk) => disk.replace_bytes(file, &bytes),
+            Disk::Sim(disk) => disk.replace_bytes(file, bytes).await,
+        }
+    }
+
     /// Reads every record of the file; a missing file has none.
     pub async fn read(&self, file: &str) -> Result<Records, DiskError> {
         check_name(file)?;
@@ -161,6 +192,18 @@ impl Disk {
             Disk::Real(disk) => disk.read(file),
             Disk::Sim(disk) => disk.read(file).await,
         }
+    }
+
+    /// Recovery after [`DiskError::Corrupt`]: the whole records before the first corrupt one,
+    /// and the corruption found (`None` when the file is sound). The caller decides what the
+    /// records after the corruption cost it; nothing past a bad checksum is ever returned.
+    pub async fn salvage(&self, file: &str) -> Result<(Records, Option<DiskError>), DiskError> {
+        check_name(file)?;
+        let bytes = match self {
+            Disk::Real(disk) => disk.read_bytes(file)?,
+            Disk::Sim(disk) => disk.read_bytes(file).await,
+        };
+        Ok(decode_prefix(file, &bytes))
     }
 
     /// Makes every write to the file so far durable.
@@ -227,18 +270,26 @@ impl RealDisk {
     }
 
     fn write(&self, file: &str, payload: &[u8]) -> Result<(), DiskError> {
+        self.replace_bytes(file, &encode_record(payload))
+    }
+
+    fn replace_bytes(&self, file: &str, bytes: &[u8]) -> Result<(), DiskError> {
         // Write beside, then rename over: a crash leaves either the old file or the new one.
         let temporary = self.dir.join(format!(".{file}.tmp"));
-        std::fs::write(&temporary, encode_record(payload)).map_err(|e| io_error(file, e))?;
+        std::fs::write(&temporary, bytes).map_err(|e| io_error(file, e))?;
         let handle = std::fs::File::open(&temporary).map_err(|e| io_error(file, e))?;
         handle.sync_all().map_err(|e| io_error(file, e))?;
         std::fs::rename(&temporary, self.path(file)).map_err(|e| io_error(file, e))
     }
 
     fn read(&self, file: &str) -> Result<Records, DiskError> {
+        decode_records(file, &self.read_bytes(file)?)
+    }
+
+    fn read_bytes(&self, file: &str) -> Result<Vec<u8>, DiskError> {
         match std::fs::read(self.path(file)) {
-            Ok(bytes) => decode_records(file, &bytes),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Records::default()),
+            Ok(bytes) => Ok(bytes),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(error) => Err(io_error(file, error)),
         }
     }
@@ -338,7 +389,8 @@ struct SimDiskState {
     files: BTreeMap<String, SimFile>,
     timing: DiskTiming,
     slow_factor: u64,
-    stalled_until: Option<tokio::time::Instant>,
+    stalled: bool,
+    unstalled: Arc<tokio::sync::Notify>,
     torn_writes: bool,
     /// Latency owed but not yet slept: madsim's smallest sleep is 1 ms, so sub-millisecond
     /// costs accumulate here until they add up to a sleep.
@@ -371,7 +423,8 @@ impl SimDisk {
             files: BTreeMap::new(),
             timing,
             slow_factor: 1,
-            stalled_until: None,
+            stalled: false,
+            unstalled: Arc::new(tokio::sync::Notify::new()),
             torn_writes: false,
             latency_debt_us: 0,
             rng,
@@ -387,16 +440,24 @@ impl SimDisk {
 
     /// Charges `base_us` of latency (times the slow factor) and waits out any stall.
     async fn charge(&self, base_us: u64) {
-        let (sleep_us, stalled_until) = {
+        loop {
+            let unstalled = self.lock().unstalled.clone();
+            let notified = unstalled.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so an unstall between the check and the wait wakes us.
+            notified.as_mut().enable();
+            if !self.lock().stalled {
+                break;
+            }
+            notified.await;
+        }
+        let sleep_us = {
             let mut state = self.lock();
             state.latency_debt_us += base_us * state.slow_factor;
             let whole_ms_us = state.latency_debt_us / 1000 * 1000;
             state.latency_debt_us -= whole_ms_us;
-            (whole_ms_us, state.stalled_until)
+            whole_ms_us
         };
-        if let Some(until) = stalled_until {
-            tokio::time::sleep_until(until).await;
-        }
         if sleep_us > 0 {
             tokio::time::sleep(Duration::from_micros(sleep_us)).await;
         }
@@ -412,9 +473,12 @@ impl SimDisk {
     }
 
     async fn write(&self, file: &str, payload: &[u8]) -> Result<(), DiskError> {
+        self.replace_bytes(file, encode_record(payload)).await
+    }
+
+    async fn replace_bytes(&self, file: &str, record: Vec<u8>) -> Result<(), DiskError> {
         let io_latency_us = self.lock().timing.io_latency_us;
         self.charge(io_latency_us).await;
-        let record = encode_record(payload);
         let mut state = self.lock();
         let entry = state.files.entry(file.to_string()).or_default();
         entry.pending.push(PendingWrite::Replace(record));
@@ -422,10 +486,13 @@ impl SimDisk {
     }
 
     async fn read(&self, file: &str) -> Result<Records, DiskError> {
+        decode_records(file, &self.read_bytes(file).await)
+    }
+
+    async fn read_bytes(&self, file: &str) -> Vec<u8> {
         let io_latency_us = self.lock().timing.io_latency_us;
         self.charge(io_latency_us).await;
-        let bytes = self.lock().files.get(file).map(SimFile::visible).unwrap_or_default();
-        decode_records(file, &bytes)
+        self.lock().files.get(file).map(SimFile::visible).unwrap_or_default()
     }
 
     async fn fsync(&self, file: &str) -> Result<(), DiskError> {
@@ -472,11 +539,16 @@ impl DiskControl {
         self.disk.lock().slow_factor = factor;
     }
 
-    /// Blocks every operation for `duration` from now (a stalled controller or a full queue).
-    pub fn stall_for(&self, duration: Duration) {
-        let until = tokio::time::Instant::now() + duration;
+    /// Blocks every operation from now until [`DiskControl::unstall`] (a hung controller).
+    pub fn stall(&self) {
+        self.disk.lock().stalled = true;
+    }
+
+    /// Ends a stall: blocked operations proceed.
+    pub fn unstall(&self) {
         let mut state = self.disk.lock();
-        state.stalled_until = Some(state.stalled_until.map_or(until, |old| old.max(until)));
+        state.stalled = false;
+        state.unstalled.notify_waiters();
     }
 
     /// Arms or disarms torn writes: with them armed, a crash keeps a random prefix of each
@@ -487,9 +559,8 @@ impl DiskControl {
 
     /// Returns latency to healthy and ends any stall. Torn writes stay as set.
     pub fn heal(&self) {
-        let mut state = self.disk.lock();
-        state.slow_factor = 1;
-        state.stalled_until = None;
+        self.disk.lock().slow_factor = 1;
+        self.unstall();
     }
 
     /// Applies a crash: pending writes are lost (or torn, when armed). Called by the world when

@@ -1,0 +1,40 @@
+//! What a node of the service is given when it starts: its name and role, the cluster's
+//! address book, and its four seams. The simulator builds one per incarnation of a simulated
+//! node; the real build builds one per OS process.
+//!
+//! **Invariant:** a node's service code reaches the world only through the fields here.
+
+use crate::history::Recorder;
+use crate::seams::clock::Clock;
+use crate::seams::disk::Disk;
+use crate::seams::net::{AddressBook, LinkFaults};
+use crate::seams::rng::{rng_for, SeededRng};
+
+/// Everything a node's program needs to run.
+#[derive(Clone, Debug)]
+pub struct NodeContext {
+    /// The node's name, unique in the cluster (`queue-1`).
+    pub name: String,
+    /// What the node does (`queue`, `api`, `worker`, `probe`...).
+    pub role: String,
+    pub book: AddressBook,
+    pub disk: Disk,
+    pub clock: Clock,
+    /// The link fault table the node's transport consults (empty in the real build).
+    pub link_faults: LinkFaults,
+    pub recorder: Recorder,
+    /// The run's seed (a configured value in the real build).
+    pub run_seed: u64,
+    /// How many times this node has started before: 0 on first boot.
+    pub incarnation: u64,
+    /// The scenario's design knobs, for the service to read its settings from.
+    pub knobs: serde_json::Value,
+}
+
+impl NodeContext {
+    /// An RNG for one component of this incarnation of the node. A restarted node draws fresh
+    /// numbers, as a rebooted machine would, and replays exactly under the same seed.
+    pub fn rng(&self, component: &str) -> SeededRng {
+        rng_for(self.run_seed, &format!("node/{}/{}/{component}", self.name, self.incarnation))
+    }
+}

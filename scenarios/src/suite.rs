@@ -1,0 +1,110 @@
+//! Running scenarios over seeds and writing their results: `summary.json` and one JSON Lines
+//! history per seed.
+
+use std::path::{Path, PathBuf};
+
+use pessimist_sim::scenario::Scenario;
+use pessimist_sim::summary::{RunSummary, SeedSummary};
+
+/// The command that replays `seed` of the scenario in `file`.
+pub fn replay_command(file: &str, seed: u64) -> String {
+    format!("cargo run --release -- replay {file} --seed {seed}")
+}
+
+/// The workspace root: where `scenarios/` and `reports/` are.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the scenarios crate sits in the workspace").to_path_buf()
+}
+
+/// The scenario files of the default suite: `scenarios/*.json`, sorted.
+pub fn default_suite_files() -> std::io::Result<Vec<PathBuf>> {
+    let directory = workspace_root().join("scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&directory)?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Shows a path relative to the current directory when it is below it.
+pub fn display_path(path: &Path) -> String {
+    let current = std::env::current_dir().unwrap_or_default();
+    path.strip_prefix(&current).unwrap_or(path).display().to_string()
+}
+
+/// Runs one seed, turning a panic of the simulation into a failed seed rather than an abort
+/// of the whole sweep.
+#[cfg(madsim)]
+pub fn run_one_seed(scenario: &Scenario, seed: u64) -> Result<pessimist_sim::run::SeedOutcome, String> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pessimist_sim::run::run_seed(scenario, seed)));
+    outcome.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
+            .unwrap_or_else(|| "the simulation panicked".to_string())
+    })
+}
+
+/// Runs `scenario` (loaded from `file`) over `seeds`, writing histories under `out` when given.
+#[cfg(madsim)]
+pub fn run_scenario(scenario: &Scenario, file: &str, seeds: &[u64], out: Option<&Path>) -> std::io::Result<RunSummary> {
+    use std::collections::BTreeMap;
+
+    use pessimist_sim::check::Verdict;
+
+    if let Some(out) = out {
+        std::fs::create_dir_all(out.join("histories"))?;
+    }
+    let mut summaries = Vec::new();
+    for &seed in seeds {
+        let summary = match run_one_seed(scenario, seed) {
+            Ok(outcome) => {
+                let history = match out {
+                    Some(out) => {
+                        let relative = format!("histories/seed-{seed}.jsonl");
+                        std::fs::write(out.join(&relative), pessimist_core::history::to_json_lines(&outcome.events))?;
+                        Some(relative)
+                    }
+                    None => None,
+                };
+                SeedSummary {
+                    seed,
+                    history_hash: outcome.history_hash,
+                    passed: outcome.passed,
+                    checks: outcome.checks,
+                    replay: replay_command(file, seed),
+                    history,
+                    fault_events: outcome.plan.events.len(),
+                    history_events: outcome.events.len(),
+                }
+            }
+            Err(message) => {
+                let verdict = Verdict { passed: false, figures: BTreeMap::new(), violations: vec![message] };
+                SeedSummary {
+                    seed,
+                    history_hash: String::new(),
+                    passed: false,
+                    checks: BTreeMap::from([("simulation".to_string(), verdict)]),
+                    replay: replay_command(file, seed),
+                    history: None,
+                    fault_events: 0,
+                    history_events: 0,
+                }
+            }
+        };
+        summaries.push(summary);
+    }
+    let run = RunSummary {
+        scenario: scenario.name.clone(),
+        file: file.to_string(),
+        passed: summaries.iter().all(|seed| seed.passed),
+        seeds: summaries,
+    };
+    if let Some(out) = out {
+        let text = serde_json::to_string_pretty(&run).expect("summaries serialize");
+        std::fs::write(out.join("summary.json"), text + "\n")?;
+    }
+    Ok(run)
+}

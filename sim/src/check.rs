@@ -1,0 +1,350 @@
+//! Checkers: pure functions from a history to a verdict with its figures.
+//!
+//! A checker sees nothing but the history. Each returns a [`Verdict`]: whether the promise
+//! held, the figures behind the answer, and the first violations found (bounded, with enough
+//! detail to find them in the history).
+//!
+//! The probe's checkers live here until the service's own checkers replace the probe:
+//! - `durability`: every acknowledged append is in the node's final read, and in every read
+//!   invoked after the acknowledgement (a node that detected corruption is exempt, and
+//!   counted);
+//! - `integrity`: a read never returns a value that was not appended to that node;
+//! - `liveness`: after the heal, every node answers within the bound;
+//! - `availability`: the share of operations that succeeded during faults and after the heal.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pessimist_core::history::{Event, EventKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Violations kept per verdict: enough to act on, bounded so a broken run stays readable.
+pub const VIOLATIONS_MAX: usize = 20;
+
+/// A checker's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    pub passed: bool,
+    pub figures: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<String>,
+}
+
+impl Verdict {
+    fn from_violations(violations: Vec<String>, figures: BTreeMap<String, Value>) -> Verdict {
+        let mut figures = figures;
+        figures.insert("violations".into(), json!(violations.len()));
+        let mut kept = violations;
+        kept.truncate(VIOLATIONS_MAX);
+        Verdict { passed: kept.is_empty(), figures, violations: kept }
+    }
+}
+
+/// Phase names the run records, which checkers rely on.
+pub const PHASE_FAULTS: &str = "faults";
+pub const PHASE_HEAL: &str = "heal";
+pub const PHASE_FINAL_READS: &str = "final_reads";
+
+fn phase_start_us(events: &[Event], name: &str) -> Option<u64> {
+    events.iter().find_map(|event| match &event.kind {
+        EventKind::Phase { name: phase, .. } if phase == name => Some(event.time_us),
+        _ => None,
+    })
+}
+
+/// One completed (or unfinished) client operation of the probe.
+#[derive(Clone, Debug)]
+struct Operation {
+    f: String,
+    node: String,
+    invoke_us: u64,
+    complete_us: Option<u64>,
+    outcome: &'static str,
+    invoked_value: Value,
+    result: Value,
+}
+
+fn operations(events: &[Event]) -> Vec<Operation> {
+    let mut open: BTreeMap<u64, Operation> = BTreeMap::new();
+    let mut done = Vec::new();
+    for event in events {
+        match &event.kind {
+            EventKind::Invoke { process, f, value } => {
+                let node = value.get("node").and_then(Value::as_str).unwrap_or_default().to_string();
+                let operation = Operation {
+                    f: f.clone(),
+                    node,
+                    invoke_us: event.time_us,
+                    complete_us: None,
+                    outcome: "open",
+                    invoked_value: value.clone(),
+                    result: Value::Null,
+                };
+                if let Some(unfinished) = open.insert(*process, operation) {
+                    done.push(unfinished);
+                }
+            }
+            EventKind::Ok { process, value, .. } | EventKind::Fail { process, value, .. } | EventKind::Info { process, value, .. } => {
+                if let Some(mut operation) = open.remove(process) {
+                    operation.complete_us = Some(event.time_us);
+                    operation.outcome = match &event.kind {
+                        EventKind::Ok { .. } => "ok",
+                        EventKind::Fail { .. } => "fail",
+                        _ => "info",
+                    };
+                    operation.result = value.clone();
+                    done.push(operation);
+                }
+            }
+            _ => {}
+        }
+    }
+    done.extend(open.into_values());
+    done.sort_by_key(|operation| operation.invoke_us);
+    done
+}
+
+fn nodes_with_internal(events: &[Event], what: &str) -> BTreeSet<String> {
+    events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::Internal { node, what: happened, .. } if happened == what => Some(node.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn read_values(operation: &Operation) -> BTreeSet<u64> {
+    operation.result.get("values").and_then(Value::as_array).map(|values| values.iter().filter_map(Value::as_u64).collect()).unwrap_or_default()
+}
+
+/// Acknowledged appends survive: see the module comment.
+pub fn durability(events: &[Event]) -> Verdict {
+    let operations = operations(events);
+    let corrupted = nodes_with_internal(events, "corruption_detected");
+    let final_reads_us = phase_start_us(events, PHASE_FINAL_READS);
+    let mut violations = Vec::new();
+    let mut acked: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new(); // node -> (ack time, value)
+    for operation in operations.iter().filter(|o| o.f == "append" && o.outcome == "ok") {
+        let value = operation.invoked_value.get("value").and_then(Value::as_u64).unwrap_or_default();
+        acked.entry(&operation.node).or_default().push((operation.complete_us.unwrap_or_default(), value));
+    }
+    let mut reads_checked = 0u64;
+    let mut lost_acked_appends = BTreeSet::new();
+    for read in operations.iter().filter(|o| o.f == "read" && o.outcome == "ok") {
+        if corrupted.contains(&read.node) {
+            continue;
+        }
+        reads_checked += 1;
+        let seen = read_values(read);
+        let is_final = final_reads_us.is_some_and(|start| read.invoke_us >= start);
+        for (ack_us, value) in acked.get(read.node.as_str()).into_iter().flatten() {
+            // One violation per lost append: the first read that misses it.
+            if *ack_us < read.invoke_us && !seen.contains(value) && lost_acked_appends.insert((read.node.clone(), *value)) {
+                violations.push(format!(
+                    "{} read of {} at {} us misses append {} acknowledged at {} us",
+                    if is_final { "final" } else { "a" },
+                    read.node, read.invoke_us, value, ack_us
+                ));
+            }
+        }
+    }
+    let acked_total: usize = acked.values().map(Vec::len).sum();
+    let figures = BTreeMap::from([
+        ("acknowledged_appends".into(), json!(acked_total)),
+        ("reads_checked".into(), json!(reads_checked)),
+        ("lost_acknowledged_appends".into(), json!(lost_acked_appends.len())),
+        ("nodes_with_detected_corruption".into(), json!(corrupted.len())),
+    ]);
+    Verdict::from_violations(violations, figures)
+}
+
+/// Reads return only appended values: see the module comment.
+pub fn integrity(events: &[Event]) -> Verdict {
+    let operations = operations(events);
+    let mut appended: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+    for operation in operations.iter().filter(|o| o.f == "append") {
+        if let Some(value) = operation.invoked_value.get("value").and_then(Value::as_u64) {
+            appended.entry(&operation.node).or_default().insert(value);
+        }
+    }
+    let mut violations = Vec::new();
+    let mut values_checked = 0u64;
+    for read in operations.iter().filter(|o| o.f == "read" && o.outcome == "ok") {
+        for value in read_values(read) {
+            values_checked += 1;
+            if !appended.get(read.node.as_str()).is_some_and(|values| values.contains(&value)) {
+                violations.push(format!("read of {} at {} us returned {value}, never appended there", read.node, read.invoke_us));
+            }
+        }
+    }
+    Verdict::from_violations(violations, BTreeMap::from([("values_checked".into(), json!(values_checked))]))
+}
+
+/// Every node answers a final read within `bound_ms` of the final-read phase.
+pub fn liveness(events: &[Event], nodes: &[String], bound_ms: u64) -> Verdict {
+    let operations = operations(events);
+    let Some(start_us) = phase_start_us(events, PHASE_FINAL_READS) else {
+        return Verdict::from_violations(vec!["the run never reached its final reads".into()], BTreeMap::new());
+    };
+    let heal_us = phase_start_us(events, PHASE_HEAL).unwrap_or(start_us);
+    let mut violations = Vec::new();
+    let mut recovery_ms_max = 0u64;
+    let mut recovery_ms = BTreeMap::new();
+    for node in nodes {
+        let first_ok_after_heal = operations
+            .iter()
+            .filter(|o| &o.node == node && o.outcome == "ok" && o.invoke_us >= heal_us)
+            .filter_map(|o| o.complete_us)
+            .min();
+        let final_ok = operations
+            .iter()
+            .filter(|o| &o.node == node && o.f == "read" && o.outcome == "ok" && o.invoke_us >= start_us)
+            .filter_map(|o| o.complete_us)
+            .min();
+        match final_ok {
+            Some(done_us) if done_us - start_us <= bound_ms * 1000 => {}
+            Some(done_us) => violations.push(format!("{node} answered {} ms after the final reads began, beyond the {bound_ms} ms bound", (done_us - start_us) / 1000)),
+            None => violations.push(format!("{node} never answered a final read")),
+        }
+        if let Some(done_us) = first_ok_after_heal {
+            let ms = (done_us - heal_us) / 1000;
+            recovery_ms_max = recovery_ms_max.max(ms);
+            recovery_ms.insert(node.clone(), json!(ms));
+        }
+    }
+    let figures = BTreeMap::from([
+        ("bound_ms".into(), json!(bound_ms)),
+        ("recovery_ms_max".into(), json!(recovery_ms_max)),
+        ("recovery_ms".into(), Value::Object(recovery_ms.into_iter().collect())),
+    ]);
+    Verdict::from_violations(violations, figures)
+}
+
+/// Share of operations that succeeded, during faults and after the heal. Fails only when a
+/// minimum is set and the after-heal share falls below it.
+pub fn availability(events: &[Event], heal_ok_fraction_min: Option<f64>) -> Verdict {
+    let operations = operations(events);
+    let heal_us = phase_start_us(events, PHASE_HEAL).unwrap_or(u64::MAX);
+    let final_us = phase_start_us(events, PHASE_FINAL_READS).unwrap_or(u64::MAX);
+    let share = |from_us: u64, to_us: u64| {
+        let in_window: Vec<&Operation> = operations.iter().filter(|o| o.invoke_us >= from_us && o.invoke_us < to_us).collect();
+        let ok = in_window.iter().filter(|o| o.outcome == "ok").count();
+        let (fail, info) = (
+            in_window.iter().filter(|o| o.outcome == "fail").count(),
+            in_window.iter().filter(|o| o.outcome == "info" || o.outcome == "open").count(),
+        );
+        let fraction = if in_window.is_empty() { 1.0 } else { ok as f64 / in_window.len() as f64 };
+        (fraction, json!({ "ok": ok, "fail": fail, "info": info, "ok_fraction": (fraction * 10_000.0).round() / 10_000.0 }))
+    };
+    let (_, during_faults) = share(0, heal_us);
+    let (heal_fraction, after_heal) = share(heal_us, final_us);
+    let mut violations = Vec::new();
+    if let Some(minimum) = heal_ok_fraction_min {
+        if heal_fraction < minimum {
+            violations.push(format!("after the heal {:.4} of operations succeeded, below the minimum {minimum}", heal_fraction));
+        }
+    }
+    let figures = BTreeMap::from([("during_faults".into(), during_faults), ("after_heal".into(), after_heal)]);
+    Verdict::from_violations(violations, figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Builder {
+        events: Vec<Event>,
+        time_us: u64,
+    }
+
+    impl Builder {
+        fn new() -> Builder {
+            Builder { events: Vec::new(), time_us: 0 }
+        }
+        fn push(&mut self, kind: EventKind) -> &mut Builder {
+            self.time_us += 1000;
+            self.events.push(Event { index: self.events.len() as u64, time_us: self.time_us, kind });
+            self
+        }
+        fn append(&mut self, process: u64, node: &str, value: u64, outcome: &str) -> &mut Builder {
+            let invoked = json!({ "node": node, "value": value });
+            self.push(EventKind::Invoke { process, f: "append".into(), value: invoked.clone() });
+            match outcome {
+                "ok" => self.push(EventKind::Ok { process, f: "append".into(), value: invoked }),
+                _ => self.push(EventKind::Info { process, f: "append".into(), value: invoked, error: "timeout".into() }),
+            }
+        }
+        fn read(&mut self, process: u64, node: &str, values: &[u64]) -> &mut Builder {
+            self.push(EventKind::Invoke { process, f: "read".into(), value: json!({ "node": node }) });
+            self.push(EventKind::Ok { process, f: "read".into(), value: json!({ "node": node, "values": values }) })
+        }
+        fn phase(&mut self, name: &str) -> &mut Builder {
+            self.push(EventKind::Phase { name: name.into(), detail: Value::Null })
+        }
+    }
+
+    #[test]
+    fn durability_passes_when_acked_appends_survive_and_unknown_ones_may_vanish() {
+        let mut history = Builder::new();
+        history.append(1, "n1", 10, "ok").append(1, "n1", 11, "info").phase(PHASE_FINAL_READS).read(1, "n1", &[10]);
+        let verdict = durability(&history.events);
+        assert!(verdict.passed, "{verdict:?}");
+        assert_eq!(verdict.figures["acknowledged_appends"], json!(1));
+    }
+
+    #[test]
+    fn durability_catches_a_lost_acknowledged_append() {
+        let mut history = Builder::new();
+        history.append(1, "n1", 10, "ok").append(2, "n1", 12, "ok").phase(PHASE_FINAL_READS).read(1, "n1", &[10]);
+        let verdict = durability(&history.events);
+        assert!(!verdict.passed);
+        assert_eq!(verdict.figures["lost_acknowledged_appends"], json!(1));
+        assert!(verdict.violations[0].contains("misses append 12"), "{:?}", verdict.violations);
+    }
+
+    #[test]
+    fn durability_exempts_a_node_that_detected_corruption() {
+        let mut history = Builder::new();
+        history.append(1, "n1", 10, "ok");
+        history.push(EventKind::Internal { node: "n1".into(), what: "corruption_detected".into(), detail: Value::Null });
+        history.phase(PHASE_FINAL_READS).read(1, "n1", &[]);
+        assert!(durability(&history.events).passed);
+    }
+
+    #[test]
+    fn integrity_catches_a_phantom_value() {
+        let mut history = Builder::new();
+        history.append(1, "n1", 10, "info").read(1, "n1", &[10]);
+        assert!(integrity(&history.events).passed);
+        history.read(2, "n1", &[99]);
+        let verdict = integrity(&history.events);
+        assert!(!verdict.passed);
+        assert!(verdict.violations[0].contains("returned 99"));
+    }
+
+    #[test]
+    fn liveness_needs_every_node_to_answer_within_the_bound() {
+        let mut history = Builder::new();
+        history.phase(PHASE_HEAL).phase(PHASE_FINAL_READS).read(1, "n1", &[]);
+        let nodes = vec!["n1".to_string(), "n2".to_string()];
+        let verdict = liveness(&history.events, &nodes, 10_000);
+        assert!(!verdict.passed);
+        assert_eq!(verdict.violations, vec!["n2 never answered a final read".to_string()]);
+        history.read(1, "n2", &[]);
+        assert!(liveness(&history.events, &nodes, 10_000).passed);
+        assert!(!liveness(&history.events, &nodes, 1).passed, "4 ms is beyond a 1 ms bound");
+    }
+
+    #[test]
+    fn availability_applies_its_minimum_after_the_heal() {
+        let mut history = Builder::new();
+        history.append(1, "n1", 1, "info").phase(PHASE_HEAL).append(1, "n1", 2, "ok").append(1, "n1", 3, "info").phase(PHASE_FINAL_READS);
+        let verdict = availability(&history.events, Some(0.9));
+        assert!(!verdict.passed);
+        assert_eq!(verdict.figures["after_heal"]["ok_fraction"], json!(0.5));
+        assert!(availability(&history.events, Some(0.5)).passed);
+        assert!(availability(&history.events, None).passed);
+    }
+}

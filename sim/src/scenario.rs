@@ -1,0 +1,197 @@
+//! Scenarios: what to run, described as data.
+//!
+//! A scenario gives the topology, the design knobs, the workload, the phases (faults, heal,
+//! liveness bound), the fault plan or swarm settings, the checks with their thresholds, and
+//! the seeds. Unknown fields are rejected at every level. Parsing with positions is the
+//! scenario runner's job; [`Scenario::validate`] adds the checks types cannot express (names
+//! that must exist, ranges) and names the offending field by its path.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fault::{FaultPlan, SwarmSettings};
+use crate::probe::ProbeWorkload;
+
+/// Server nodes a scenario may declare.
+pub const SERVER_NODES_MAX: usize = 64;
+/// Client nodes a scenario may declare.
+pub const CLIENT_NODES_MAX: usize = 16;
+/// Longest simulated run, in ms (a day): a bound so a typo cannot run forever.
+pub const RUN_MS_MAX: u64 = 86_400_000;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub topology: Topology,
+    /// Design knobs handed to every node (the service reads its settings there).
+    #[serde(default)]
+    pub knobs: serde_json::Map<String, serde_json::Value>,
+    pub workload: Workload,
+    pub phases: Phases,
+    #[serde(default)]
+    pub faults: Faults,
+    #[serde(default)]
+    pub checks: Checks,
+    /// The seeds `run` uses when none is given.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![1, 2, 3]
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub nodes: Vec<NodeDeclaration>,
+    /// Client nodes that run the workload (named `client-1`...).
+    #[serde(default = "one")]
+    pub clients: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDeclaration {
+    pub name: String,
+    pub role: String,
+}
+
+/// The workload, by kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Workload {
+    /// The seam probe (see [`crate::probe`]).
+    Probe(ProbeWorkload),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phases {
+    /// Length of the fault phase: faults start inside it, and all end when it ends.
+    pub faults_ms: u64,
+    /// How long the workload goes on after the heal.
+    pub heal_ms: u64,
+    /// After the heal phase, every node must answer within this bound.
+    pub liveness_bound_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Faults at fixed times.
+    #[serde(default)]
+    pub plan: FaultPlan,
+    /// Faults drawn from the seed, added to the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<SwarmSettings>,
+}
+
+/// Which checkers run, and their thresholds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Checks {
+    pub durability: bool,
+    pub integrity: bool,
+    pub liveness: bool,
+    /// Minimum share of operations that succeed after the heal (none: figures only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heal_ok_fraction_min: Option<f64>,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks { durability: true, integrity: true, liveness: true, heal_ok_fraction_min: None }
+    }
+}
+
+/// A validation error: the field's path (`faults.plan[2].fault.node`) and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    pub path: String,
+    pub message: String,
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
+    Invalid { path: path.into(), message: message.into() }
+}
+
+impl Scenario {
+    /// Server node names, sorted.
+    pub fn server_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.topology.nodes.iter().map(|node| node.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// Client node names.
+    pub fn client_names(&self) -> Vec<String> {
+        (1..=self.topology.clients).map(|i| format!("client-{i}")).collect()
+    }
+
+    /// Checks what the types cannot: sizes, names, references, ranges.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(invalid("name", "must be non-empty letters, digits, '-' or '_'"));
+        }
+        let nodes = &self.topology.nodes;
+        if nodes.is_empty() || nodes.len() > SERVER_NODES_MAX {
+            return Err(invalid("topology.nodes", format!("must hold 1 to {SERVER_NODES_MAX} nodes")));
+        }
+        if self.topology.clients == 0 || self.topology.clients > CLIENT_NODES_MAX {
+            return Err(invalid("topology.clients", format!("must be 1 to {CLIENT_NODES_MAX}")));
+        }
+        let mut names = BTreeSet::new();
+        for (index, node) in nodes.iter().enumerate() {
+            let valid = !node.name.is_empty() && node.name.len() <= 64 && node.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid || node.name.starts_with("client-") {
+                return Err(invalid(format!("topology.nodes[{index}].name"), "must be 1 to 64 letters, digits, '-' or '_', not starting with 'client-'"));
+            }
+            if !names.insert(node.name.clone()) {
+                return Err(invalid(format!("topology.nodes[{index}].name"), format!("duplicate node name {:?}", node.name)));
+            }
+            if node.role != "probe" {
+                return Err(invalid(format!("topology.nodes[{index}].role"), format!("unknown role {:?} (known: probe)", node.role)));
+            }
+        }
+        let Workload::Probe(probe) = &self.workload;
+        probe.validate().map_err(|(field, message)| invalid(format!("workload.{field}"), message))?;
+        let phases = &self.phases;
+        if phases.faults_ms == 0 {
+            return Err(invalid("phases.faults_ms", "must be positive"));
+        }
+        if phases.liveness_bound_ms == 0 {
+            return Err(invalid("phases.liveness_bound_ms", "must be positive"));
+        }
+        if phases.faults_ms.saturating_add(phases.heal_ms).saturating_add(phases.liveness_bound_ms) > RUN_MS_MAX {
+            return Err(invalid("phases", format!("the run would last beyond {RUN_MS_MAX} ms")));
+        }
+        let clients: BTreeSet<String> = self.client_names().into_iter().collect();
+        self.faults.plan.validate(&names, &clients, phases.faults_ms).map_err(|(path, message)| invalid(format!("faults.plan{path}"), message))?;
+        if let Some(swarm) = &self.faults.swarm {
+            swarm.validate().map_err(|(path, message)| invalid(format!("faults.swarm.{path}"), message))?;
+            for (index, target) in swarm.targets.iter().enumerate() {
+                if !names.contains(target) {
+                    return Err(invalid(format!("faults.swarm.targets[{index}]"), format!("unknown node {target:?}")));
+                }
+            }
+        }
+        if let Some(minimum) = self.checks.heal_ok_fraction_min {
+            if !(0.0..=1.0).contains(&minimum) {
+                return Err(invalid("checks.heal_ok_fraction_min", "not a fraction in [0, 1]"));
+            }
+        }
+        if self.seeds.is_empty() {
+            return Err(invalid("seeds", "must name at least one seed"));
+        }
+        Ok(())
+    }
+}

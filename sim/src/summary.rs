@@ -1,0 +1,35 @@
+//! What a run reports: per scenario, per seed, the verdicts and how to replay. This is the
+//! shape of `summary.json`, read back by the report renderer.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::Verdict;
+
+/// One seed's result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedSummary {
+    pub seed: u64,
+    pub history_hash: String,
+    pub passed: bool,
+    pub checks: BTreeMap<String, Verdict>,
+    /// The one command that replays this seed.
+    pub replay: String,
+    /// The history file, relative to the summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
+    pub fault_events: usize,
+    pub history_events: usize,
+}
+
+/// One scenario's result over its seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSummary {
+    pub scenario: String,
+    pub file: String,
+    pub passed: bool,
+    pub seeds: Vec<SeedSummary>,
+}

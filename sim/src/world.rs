@@ -1,0 +1,365 @@
+//! The simulated world: a cluster of named nodes on madsim, and the nemesis that injects and
+//! heals faults on it.
+//!
+//! Each server node gets a simulated disk and clock that outlive its process, so a crash loses
+//! exactly what a crash loses (pending writes) and keeps the rest. A node runs a [`Program`]:
+//! madsim calls it again on every restart, with the next incarnation number.
+//!
+//! Faults arrive as [`Fault`] values with an id. Network faults are never applied one by one:
+//! the world recomputes the whole network from the active set (see [`crate::nemesis`]) and
+//! applies the difference to madsim's clogs, its global loss and latency, and the transport's
+//! link rules. Disk, clock and process faults go to the node's controls.
+//!
+//! **Invariant:** after [`World::heal_all`] every fault is gone: no clog, no link rule, no loss,
+//! every node running and unpaused, disks healthy, clocks true.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use pessimist_core::history::{EventKind, History, Recorder};
+use pessimist_core::node::NodeContext;
+use pessimist_core::seams::clock::{Clock, ClockControl};
+use pessimist_core::seams::disk::{DiskControl, DiskTiming, SimDisk};
+use pessimist_core::seams::net::{AddressBook, LinkFaults};
+use pessimist_core::seams::rng::rng_for;
+use serde_json::json;
+
+use crate::fault::Fault;
+use crate::nemesis::{is_network_fault, network_state, NetworkState};
+
+/// The port every server node listens on.
+pub const SERVER_PORT: u16 = 7000;
+
+/// What a node runs. Called once per incarnation.
+pub type Program =
+    Arc<dyn Fn(NodeContext) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// A node of the topology.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub name: String,
+    pub role: String,
+}
+
+struct ServerNode {
+    handle: NodeHandle,
+    disk: DiskControl,
+    clock: ClockControl,
+    crashed: bool,
+    paused: bool,
+}
+
+/// A cluster running inside the current madsim runtime.
+pub struct World {
+    seed: u64,
+    history: History,
+    link_faults: LinkFaults,
+    book: AddressBook,
+    servers: BTreeMap<String, ServerNode>,
+    clients: BTreeMap<String, NodeHandle>,
+    /// Every node name, servers and clients, sorted: the universe partitions split.
+    all_names: Vec<String>,
+    active: BTreeMap<u64, Fault>,
+    applied: NetworkState,
+}
+
+fn server_ip(index: usize) -> IpAddr {
+    assert!(index < 250, "at most 250 server nodes");
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, index as u8 + 1))
+}
+
+fn client_ip(index: usize) -> IpAddr {
+    assert!(index < 250, "at most 250 client nodes");
+    IpAddr::V4(Ipv4Addr::new(10, 0, 1, index as u8 + 1))
+}
+
+impl World {
+    /// Builds and starts the cluster. Must run inside a madsim runtime.
+    pub fn build(
+        seed: u64,
+        history: History,
+        servers: &[NodeSpec],
+        client_names: &[String],
+        knobs: serde_json::Value,
+        program: Program,
+    ) -> World {
+        let handle = Handle::current();
+        let link_faults = LinkFaults::default();
+        let addresses: BTreeMap<String, SocketAddr> = servers
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| (spec.name.clone(), SocketAddr::new(server_ip(index), SERVER_PORT)))
+            .collect();
+        assert_eq!(addresses.len(), servers.len(), "node names must be unique");
+        let book = AddressBook::new(addresses);
+        let mut server_nodes = BTreeMap::new();
+        for (index, spec) in servers.iter().enumerate() {
+            let (_, disk_control) =
+                SimDisk::new(DiskTiming::default(), rng_for(seed, &format!("disk/{}", spec.name)));
+            let (clock, clock_control) = Clock::simulated();
+            let incarnations = Arc::new(AtomicU64::new(0));
+            let (name, role) = (spec.name.clone(), spec.role.clone());
+            let (book, link_faults, history) = (book.clone(), link_faults.clone(), history.clone());
+            let (program, knobs, disk_for_init) = (program.clone(), knobs.clone(), disk_control.clone());
+            let node = handle
+                .create_node()
+                .name(&spec.name)
+                .ip(server_ip(index))
+                .restart_on_panic()
+                .init(move || {
+                    let incarnation = incarnations.fetch_add(1, Ordering::Relaxed);
+                    let recorder = Recorder::new(&name, history.clone());
+                    if incarnation > 0 {
+                        // Whatever ended the last incarnation (a kill by the nemesis, a panic),
+                        // its un-fsynced writes are gone now.
+                        disk_for_init.crash();
+                        recorder.record("restart", json!({ "incarnation": incarnation }));
+                    }
+                    let context = NodeContext {
+                        name: name.clone(),
+                        role: role.clone(),
+                        book: book.clone(),
+                        disk: disk_for_init.disk(),
+                        clock: clock.clone(),
+                        link_faults: link_faults.clone(),
+                        recorder,
+                        run_seed: seed,
+                        incarnation,
+                        knobs: knobs.clone(),
+                    };
+                    program(context)
+                })
+                .build();
+            let server = ServerNode { handle: node, disk: disk_control, clock: clock_control, crashed: false, paused: false };
+            server_nodes.insert(spec.name.clone(), server);
+        }
+        let mut clients = BTreeMap::new();
+        for (index, name) in client_names.iter().enumerate() {
+            let node = handle.create_node().name(name).ip(client_ip(index)).build();
+            clients.insert(name.clone(), node);
+        }
+        let mut all_names: Vec<String> = server_nodes.keys().chain(clients.keys()).cloned().collect();
+        all_names.sort();
+        World {
+            seed,
+            history,
+            link_faults,
+            book,
+            servers: server_nodes,
+            clients,
+            all_names,
+            active: BTreeMap::new(),
+            applied: NetworkState::default(),
+        }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub fn book(&self) -> &AddressBook {
+        &self.book
+    }
+
+    pub fn link_faults(&self) -> &LinkFaults {
+        &self.link_faults
+    }
+
+    /// The client node called `name`, to spawn workload tasks on.
+    pub fn client(&self, name: &str) -> &NodeHandle {
+        &self.clients[name]
+    }
+
+    /// The disk control of server `name` (for checkers and tests).
+    pub fn disk(&self, name: &str) -> &DiskControl {
+        &self.servers[name].disk
+    }
+
+    /// The clock control of server `name`.
+    pub fn clock(&self, name: &str) -> &ClockControl {
+        &self.servers[name].clock
+    }
+
+    /// Server node names, sorted.
+    pub fn server_names(&self) -> Vec<String> {
+        self.servers.keys().cloned().collect()
+    }
+
+    /// Injects `fault` under id `fault_id`, and records it.
+    pub fn inject(&mut self, fault_id: u64, fault: &Fault) {
+        let detail = serde_json::to_value(fault).expect("faults serialize");
+        self.history.record(EventKind::FaultStart { fault: fault_id, kind: fault.kind().into(), detail });
+        if !fault.is_instant() {
+            self.active.insert(fault_id, fault.clone());
+        }
+        match fault {
+            fault if is_network_fault(fault) => self.apply_network(),
+            Fault::Crash { node } => self.crash(node),
+            Fault::Pause { node } => {
+                let server = self.servers.get_mut(node).expect("validated node");
+                if !server.paused {
+                    Handle::current().pause(server.handle.id());
+                    server.paused = true;
+                }
+            }
+            Fault::SlowDisk { .. } | Fault::TornWrites { .. } => self.apply_disks(),
+            Fault::DiskStall { node } => {
+                self.servers[node].disk.stall();
+            }
+            Fault::CorruptDisk { node, file } => {
+                let hit = self.servers[node].disk.corrupt(file.as_deref());
+                self.history.internal(node, "disk_corrupted", json!({ "hit": hit }));
+            }
+            Fault::ClockOffset { node, offset_ms } => self.servers[node].clock.set_offset_ms(*offset_ms),
+            Fault::ClockDrift { node, drift_ppm } => self.servers[node].clock.set_drift_ppm(*drift_ppm),
+            Fault::ClockJump { node, delta_ms } => self.servers[node].clock.jump_ms(*delta_ms),
+            other => unreachable!("fault kind {} has no injector", other.kind()),
+        }
+    }
+
+    /// Heals the fault with id `fault_id`, and records it. Unknown ids (instant faults) are
+    /// ignored.
+    pub fn heal(&mut self, fault_id: u64) {
+        let Some(fault) = self.active.remove(&fault_id) else {
+            return;
+        };
+        match &fault {
+            fault if is_network_fault(fault) => self.apply_network(),
+            Fault::Crash { node } => {
+                let still_crashed = self.active.values().any(|f| matches!(f, Fault::Crash { node: n } if n == node));
+                if !still_crashed {
+                    self.restart(node);
+                }
+            }
+            Fault::Pause { node } => {
+                let still_paused = self.active.values().any(|f| matches!(f, Fault::Pause { node: n } if n == node));
+                let server = self.servers.get_mut(node).expect("validated node");
+                if !still_paused && server.paused {
+                    Handle::current().resume(server.handle.id());
+                    server.paused = false;
+                }
+            }
+            Fault::SlowDisk { .. } | Fault::TornWrites { .. } => self.apply_disks(),
+            Fault::DiskStall { node } => {
+                if !self.active.values().any(|f| matches!(f, Fault::DiskStall { node: n } if n == node)) {
+                    self.servers[node].disk.unstall();
+                }
+            }
+            Fault::ClockOffset { node, .. } | Fault::ClockDrift { node, .. } => {
+                // Clock faults on one node are healed together: the clock reads true time.
+                self.servers[node].clock.heal();
+            }
+            other => unreachable!("fault kind {} is instant", other.kind()),
+        }
+        self.history.record(EventKind::FaultEnd { fault: fault_id, kind: fault.kind().into() });
+    }
+
+    /// Heals every active fault, newest first, and makes sure every node runs.
+    pub fn heal_all(&mut self) {
+        let ids: Vec<u64> = self.active.keys().rev().copied().collect();
+        for id in ids {
+            self.heal(id);
+        }
+        let names: Vec<String> = self.servers.keys().cloned().collect();
+        for name in names {
+            self.servers[&name].clock.heal();
+            if self.servers[&name].crashed {
+                self.restart(&name);
+            }
+        }
+        assert!(self.active.is_empty(), "heal_all left a fault active");
+    }
+
+    /// Kills server `node` now. Its pending writes are lost when it restarts.
+    pub fn crash(&mut self, node: &str) {
+        let server = self.servers.get_mut(node).expect("validated node");
+        if server.crashed {
+            return;
+        }
+        if server.paused {
+            Handle::current().resume(server.handle.id());
+            server.paused = false;
+        }
+        Handle::current().kill(server.handle.id());
+        server.crashed = true;
+        self.history.internal(node, "crash", json!({}));
+    }
+
+    /// Restarts a crashed server `node`.
+    pub fn restart(&mut self, node: &str) {
+        let server = self.servers.get_mut(node).expect("validated node");
+        if !server.crashed {
+            return;
+        }
+        // madsim needs a kill before a restart, and the kill happened at crash time.
+        Handle::current().restart(server.handle.id());
+        server.crashed = false;
+    }
+
+    fn apply_disks(&mut self) {
+        let mut slow: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut torn: BTreeSet<&str> = BTreeSet::new();
+        for fault in self.active.values() {
+            match fault {
+                Fault::SlowDisk { node, factor } => {
+                    let entry = slow.entry(node).or_insert(1);
+                    *entry = (*entry).max(*factor);
+                }
+                Fault::TornWrites { node } => {
+                    torn.insert(node);
+                }
+                _ => {}
+            }
+        }
+        for (name, server) in &self.servers {
+            server.disk.set_slow_factor(slow.get(name.as_str()).copied().unwrap_or(1));
+            server.disk.set_torn_writes(torn.contains(name.as_str()));
+        }
+    }
+
+    fn apply_network(&mut self) {
+        let wanted = network_state(self.active.values(), &self.all_names);
+        let net = NetSim::current();
+        let id_of = |name: &str| -> madsim::task::NodeId {
+            if let Some(server) = self.servers.get(name) {
+                server.handle.id()
+            } else {
+                self.clients[name].id()
+            }
+        };
+        for (from, to) in self.applied.blocked.difference(&wanted.blocked) {
+            net.unclog_link(id_of(from), id_of(to));
+        }
+        for (from, to) in wanted.blocked.difference(&self.applied.blocked) {
+            net.clog_link(id_of(from), id_of(to));
+        }
+        if (wanted.packet_loss_rate, wanted.latency_ms) != (self.applied.packet_loss_rate, self.applied.latency_ms) {
+            net.update_config(|config| {
+                config.packet_loss_rate = wanted.packet_loss_rate;
+                config.send_latency = match wanted.latency_ms {
+                    Some((low, high)) => Duration::from_millis(low)..Duration::from_millis(high),
+                    None => Duration::from_millis(1)..Duration::from_millis(10),
+                };
+            });
+        }
+        self.link_faults.heal();
+        if let Some(rule) = wanted.every_link {
+            self.link_faults.set_every_link(rule);
+        }
+        for ((from, to), rule) in &wanted.link_rules {
+            self.link_faults.set_link(from, to, *rule);
+        }
+        self.applied = wanted;
+    }
+}
