@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+#[cfg(madsim)]
 use pessimist_scenarios::{load_scenario, suite};
 
 #[derive(Parser, Debug)]
@@ -42,6 +43,7 @@ enum Command {
     },
 }
 
+#[cfg(madsim)]
 const EXIT_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[cfg(madsim)]
 use pessimist_sim::scenario::Scenario;
+#[cfg(madsim)]
 use pessimist_sim::summary::{RunSummary, SeedSummary};
 
 /// The command that replays `seed` of the scenario in `file`.

@@ -95,7 +95,7 @@ pub async fn serve(context: NodeContext) {
                     Err(error) => Err(error),
                 };
                 match durable {
-                    Ok(()) => match context.disk.read(LOG_FILE).await {
+                    Ok(()) => match read_log(&context).await {
                         Ok(log) => ProbeMessage::Appended { log_length: log.records.len() as u64, node_clock_ms: context.clock.wall_ms() },
                         Err(error) => disk_error_answer(&context, error),
                     },
@@ -103,12 +103,7 @@ pub async fn serve(context: NodeContext) {
                 }
             }
             ProbeMessage::Read => {
-                let mut log = context.disk.read(LOG_FILE).await;
-                if let Err(error @ DiskError::Corrupt { .. }) = log {
-                    repair(&context, error).await;
-                    log = context.disk.read(LOG_FILE).await;
-                }
-                match log {
+                match read_log(&context).await {
                     Ok(log) => {
                         let values = log.records.iter().filter_map(|record| record.as_slice().try_into().ok().map(u64::from_le_bytes)).collect();
                         ProbeMessage::ReadOk { values, node_clock_ms: context.clock.wall_ms() }
@@ -120,6 +115,17 @@ pub async fn serve(context: NodeContext) {
         };
         // A reply that cannot be sent is the client's timeout to see; keep serving.
         let _ = transport.reply(&request, answer).await;
+    }
+}
+
+/// Reads the log, repairing it first when its checksums fail.
+async fn read_log(context: &NodeContext) -> Result<pessimist_core::seams::disk::Records, DiskError> {
+    match context.disk.read(LOG_FILE).await {
+        Err(error @ DiskError::Corrupt { .. }) => {
+            repair(context, error).await;
+            context.disk.read(LOG_FILE).await
+        }
+        other => other,
     }
 }
 
@@ -143,9 +149,7 @@ async fn repair(context: &NodeContext, error: DiskError) {
 }
 
 fn disk_error_answer(context: &NodeContext, error: DiskError) -> ProbeMessage {
-    if matches!(error, DiskError::Corrupt { .. }) {
-        context.recorder.record("corruption_detected", json!({ "error": error.to_string() }));
-    }
+    context.recorder.record("disk_error", json!({ "error": error.to_string() }));
     ProbeMessage::Error { reason: error.to_string() }
 }
 

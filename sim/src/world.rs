@@ -181,6 +181,18 @@ impl World {
         &self.clients[name]
     }
 
+    /// Spawns a task on server `name` (its current incarnation): it sends from that node's
+    /// address and dies with it.
+    pub fn spawn_on_server<F>(&self, name: &str, task: F) -> madsim::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        // madsim hands out a new node handle after a restart: fetch it each time.
+        let node = Handle::current().get_node(self.servers[name].handle.id()).expect("server nodes are never removed");
+        node.spawn(task)
+    }
+
     /// The disk control of server `name` (for checkers and tests).
     pub fn disk(&self, name: &str) -> &DiskControl {
         &self.servers[name].disk

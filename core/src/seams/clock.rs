@@ -186,3 +186,33 @@ mod tests {
         assert_eq!(Skew::default().reading_us(123), 123);
     }
 }
+
+#[cfg(all(test, madsim))]
+mod simulated_tests {
+    use super::*;
+
+    #[test]
+    fn a_skewed_clock_reads_as_configured() {
+        let runtime = madsim::runtime::Runtime::with_seed_and_config(1, madsim::Config::default());
+        runtime.block_on(async {
+            let (clock, control) = Clock::simulated();
+            let true_ms = |c: &Clock| c.wall_ms() - SIMULATED_EPOCH_UNIX_MS;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!(true_ms(&clock), 1000);
+            control.set_offset_ms(5_000);
+            assert_eq!(control.error_ms(), 5_000);
+            assert_eq!(true_ms(&clock), 6_000);
+            control.set_drift_ppm(100_000); // 10% fast
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            assert_eq!(control.error_ms(), 6_000);
+            assert_eq!(true_ms(&clock), 17_000);
+            control.jump_ms(-30_000);
+            assert_eq!(true_ms(&clock), -13_000, "a backward jump moves the wall clock back");
+            // Timers run on the drifting oscillator: 1.1 s of local time is 1 s of true time.
+            assert_eq!(clock.true_duration(Duration::from_millis(1100)), Duration::from_secs(1));
+            control.heal();
+            assert_eq!(control.error_ms(), 0);
+            assert_eq!(true_ms(&clock), 11_000);
+        });
+    }
+}

@@ -701,3 +701,128 @@ mod tests {
         }
     }
 }
+
+/// The crash semantics of the simulated disk, exercised inside madsim (it sleeps on madsim's
+/// clock).
+#[cfg(all(test, madsim))]
+mod crash_tests {
+    use super::*;
+    use crate::seams::rng::rng_for;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Append(Vec<u8>),
+        Fsync,
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        proptest::collection::vec(
+            prop_oneof![
+                3 => proptest::collection::vec(any::<u8>(), 0..24).prop_map(Op::Append),
+                1 => Just(Op::Fsync),
+            ],
+            0..20,
+        )
+    }
+
+    fn in_simulation<T: Send + 'static>(seed: u64, body: impl std::future::Future<Output = T> + Send + 'static) -> T {
+        madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default()).block_on(body)
+    }
+
+    /// Plays `ops`, crashes, and returns (records up to the last fsync, every record appended,
+    /// durable bytes before the crash, bytes pending at the crash, bytes after the crash).
+    async fn play_and_crash(ops: Vec<Op>, torn: bool, seed: u64) -> (Vec<Vec<u8>>, Vec<u8>, Vec<u8>, Vec<u8>) {
+        let (disk, control) = SimDisk::new(DiskTiming::default(), rng_for(seed, "disk"));
+        let disk = Disk::Sim(disk);
+        control.set_torn_writes(torn);
+        let mut synced = Vec::new();
+        let mut written = Vec::new();
+        for op in ops {
+            match op {
+                Op::Append(payload) => {
+                    disk.append("log", &payload).await.unwrap();
+                    written.push(payload);
+                }
+                Op::Fsync => {
+                    disk.fsync("log").await.unwrap();
+                    synced = written.clone();
+                }
+            }
+        }
+        let durable = control.durable_bytes("log");
+        let visible = control.visible_bytes("log");
+        control.crash();
+        (synced, durable, visible, control.visible_bytes("log"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// After a crash exactly the un-fsynced writes are gone.
+        #[test]
+        fn a_crash_loses_exactly_the_unsynced_writes(ops in ops(), seed in any::<u64>()) {
+            let (synced, durable, _, after) = in_simulation(seed, play_and_crash(ops, false, seed));
+            prop_assert_eq!(&after, &durable);
+            prop_assert_eq!(decode_records("log", &after).unwrap().records, synced);
+        }
+
+        /// With torn writes armed, a crash leaves the durable bytes plus a strict prefix of the
+        /// pending ones, which reads back as the synced records, maybe more whole records, and
+        /// a torn tail.
+        #[test]
+        fn a_torn_write_leaves_a_prefix(ops in ops(), seed in any::<u64>()) {
+            let (synced, durable, visible, after) = in_simulation(seed, play_and_crash(ops, true, seed));
+            prop_assert!(after.starts_with(&durable));
+            prop_assert!(visible.starts_with(&after));
+            prop_assert!(after.len() < visible.len() || after.len() == durable.len());
+            let read = decode_records("log", &after).unwrap();
+            prop_assert!(read.records.starts_with(&synced));
+        }
+    }
+
+    #[test]
+    fn corruption_is_detected_and_salvage_keeps_the_prefix() {
+        in_simulation(1, async {
+            let (disk, control) = SimDisk::new(DiskTiming::default(), rng_for(1, "disk"));
+            let disk = Disk::Sim(disk);
+            for value in 0u8..10 {
+                disk.append("log", &[value; 16]).await.unwrap();
+            }
+            disk.fsync("log").await.unwrap();
+            let (file, offset) = control.corrupt(Some("log")).unwrap();
+            assert_eq!(file, "log");
+            let error = disk.read("log").await.unwrap_err();
+            let DiskError::Corrupt { offset: record_offset, .. } = error else { panic!("{error:?}") };
+            assert!(record_offset <= offset);
+            let (salvaged, found) = disk.salvage("log").await.unwrap();
+            assert!(found.is_some());
+            assert_eq!(salvaged.records.len(), record_offset / (RECORD_HEADER_BYTES + 16));
+        });
+    }
+
+    #[test]
+    fn slow_disk_and_stalls_cost_simulated_time() {
+        in_simulation(2, async {
+            let timing = DiskTiming { io_latency_us: 20, fsync_latency_us_min: 1000, fsync_latency_us_max: 1000 };
+            let (disk, control) = SimDisk::new(timing, rng_for(2, "disk"));
+            let disk = Disk::Sim(disk);
+            let start = tokio::time::Instant::now();
+            disk.fsync("log").await.unwrap();
+            let healthy = start.elapsed();
+            control.set_slow_factor(1000);
+            let start = tokio::time::Instant::now();
+            disk.fsync("log").await.unwrap();
+            let slow = start.elapsed();
+            assert!(slow >= healthy * 900, "healthy {healthy:?}, slow {slow:?}");
+            control.heal();
+            control.stall();
+            let stalled = disk.clone();
+            let waiter = tokio::spawn(async move { stalled.append("log", b"x").await });
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert!(!waiter.is_finished(), "a stalled disk must not complete writes");
+            control.unstall();
+            waiter.await.unwrap().unwrap();
+        });
+    }
+}
