@@ -51,10 +51,11 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, LoadError> {
 pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, LoadError> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let scenario: Scenario = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let field = error.path().to_string();
+        // The path ends in `?` where serde could not name the element (a syntax error).
+        let field = error.path().to_string().trim_end_matches(".?").trim_end_matches('?').to_string();
         let inner = error.into_inner();
         let message = strip_position(&inner.to_string());
-        LoadError { file: file.to_string(), line: inner.line(), column: inner.column(), field: if field == "." { String::new() } else { field }, message }
+        LoadError { file: file.to_string(), line: inner.line(), column: inner.column(), field: if field == "." || field.is_empty() { String::new() } else { field }, message }
     })?;
     deserializer.end().map_err(|error| LoadError {
         file: file.to_string(),

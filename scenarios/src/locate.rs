@@ -141,8 +141,8 @@ mod tests {
     #[test]
     fn finds_nested_keys_and_indexes() {
         let text = "{\n  \"a\": {\"b\": [1, {\"c\": \"x\\\"y\"}, 3]},\n  \"d\": true\n}";
-        assert_eq!(locate(text, "a.b[1].c"), Some((2, 22)));
-        assert_eq!(locate(text, "a.b[2]"), Some((2, 31)));
+        assert_eq!(locate(text, "a.b[1].c"), Some((2, 24)));
+        assert_eq!(locate(text, "a.b[2]"), Some((2, 33)));
         assert_eq!(locate(text, "d"), Some((3, 8)));
         assert_eq!(locate(text, ""), Some((1, 1)));
         assert_eq!(locate(text, "a.zz"), None);
