@@ -18,13 +18,14 @@
 //! **Invariant:** a frame is written and flushed whole under the connection's writer lock, so
 //! frames never interleave on a stream (an unflushed write would also stall the simulation).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, BoxStream, SelectAll};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -82,8 +83,6 @@ pub struct TransportOptions {
     pub connect_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// Messages waiting in the inbox before readers stop reading (back-pressure).
-    pub inbox_capacity: usize,
 }
 
 impl Default for TransportOptions {
@@ -92,7 +91,6 @@ impl Default for TransportOptions {
             connect_timeout: Duration::from_millis(500),
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
-            inbox_capacity: 4096,
         }
     }
 }
@@ -254,11 +252,11 @@ fn encode<M: Serialize>(wire: &Wire<M>) -> Result<Bytes, NetError> {
 
 /// One TCP connection, either opened by this node or accepted from a peer.
 struct Connection {
+    /// Unique within the transport: calls remember which connection their reply comes on.
+    id: u64,
     peer: String,
     writer: tokio::sync::Mutex<Writer>,
     alive: AtomicBool,
-    /// Calls waiting for a reply on this connection, failed at once if it dies.
-    calls_in_flight: Mutex<BTreeSet<u64>>,
 }
 
 impl Connection {
@@ -275,12 +273,26 @@ impl Connection {
     }
 }
 
-/// Per-peer connection state: the open connection, or when the next attempt may be made.
+/// Per-peer connection state. The open connection sits behind a plain lock so the common
+/// case (connected) costs no await; dialing and its backoff sit behind an async lock so one
+/// task dials at a time.
 #[derive(Default)]
 struct PeerSlot {
-    connection: Option<Arc<Connection>>,
-    backoff: Duration,
+    open: Mutex<Option<Arc<Connection>>>,
+    dialing: tokio::sync::Mutex<Backoff>,
+}
+
+#[derive(Default)]
+struct Backoff {
+    delay: Duration,
     retry_at: Option<tokio::time::Instant>,
+}
+
+impl PeerSlot {
+    fn open_connection(&self) -> Option<Arc<Connection>> {
+        let open = self.open.lock().expect("peer lock poisoned");
+        open.as_ref().filter(|connection| connection.alive.load(Ordering::Acquire)).cloned()
+    }
 }
 
 /// A message received, with the means to answer it when it was a request.
@@ -303,15 +315,64 @@ impl<M> std::fmt::Debug for Incoming<M> {
     }
 }
 
-/// The receiving end: every message sent to this node, in arrival order.
-pub struct Inbox<M> {
-    receiver: mpsc::Receiver<Incoming<M>>,
+/// A frame read from an accepted connection, or `None` when the connection ended.
+type ConnectionItem = (Arc<Connection>, Option<BytesMut>);
+
+fn connection_stream(connection: Arc<Connection>, reader: Reader) -> BoxStream<'static, ConnectionItem> {
+    stream::unfold(Some((connection, reader)), |state| async move {
+        let (connection, mut reader) = state?;
+        match reader.next().await {
+            Some(Ok(frame)) => Some(((connection.clone(), Some(frame)), Some((connection, reader)))),
+            // The end, or a frame the codec refuses: either way the stream is over.
+            _ => Some(((connection, None), None)),
+        }
+    })
+    .boxed()
 }
 
-impl<M> Inbox<M> {
+/// The receiving end: every message sent to this node.
+///
+/// The inbox reads the connections peers opened to this node itself, in the task that calls
+/// [`Inbox::recv`], rather than through a reader task per connection and a channel: a message
+/// then wakes one task, not two, which keeps the transport close to raw TCP's speed.
+pub struct Inbox<M> {
+    shared: Arc<Shared<M>>,
+    accepted: mpsc::UnboundedReceiver<(Arc<Connection>, Reader)>,
+    forwarded: mpsc::UnboundedReceiver<Incoming<M>>,
+    connections: SelectAll<BoxStream<'static, ConnectionItem>>,
+}
+
+impl<M: Message> Inbox<M> {
     /// The next message; `None` once the transport is gone.
     pub async fn recv(&mut self) -> Option<Incoming<M>> {
-        self.receiver.recv().await
+        loop {
+            let (connection, frame) = tokio::select! {
+                biased;
+                Some((connection, reader)) = self.accepted.recv() => {
+                    self.connections.push(connection_stream(connection, reader));
+                    continue;
+                }
+                Some(incoming) = self.forwarded.recv() => return Some(incoming),
+                Some(item) = self.connections.next(), if !self.connections.is_empty() => item,
+                else => return None,
+            };
+            let Some(frame) = frame else {
+                self.shared.connection_ended(&connection);
+                continue;
+            };
+            if !connection.alive.load(Ordering::Acquire) {
+                continue;
+            }
+            match postcard::from_bytes::<Wire<M>>(&frame) {
+                Ok(wire) => {
+                    if let Some(incoming) = self.shared.dispatch(&connection, wire) {
+                        return Some(incoming);
+                    }
+                }
+                // A frame that does not decode: the stream cannot be trusted further.
+                Err(_) => self.shared.connection_ended(&connection),
+            }
+        }
     }
 }
 
@@ -321,10 +382,51 @@ struct Shared<M> {
     options: TransportOptions,
     faults: LinkFaults,
     rng: Mutex<SeededRng>,
-    peers: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<PeerSlot>>>>,
-    calls: Mutex<BTreeMap<u64, oneshot::Sender<M>>>,
+    peers: Mutex<BTreeMap<String, Arc<PeerSlot>>>,
+    /// Calls waiting for a reply: call id to the connection it travels on and the waiter.
+    calls: Mutex<BTreeMap<u64, (u64, oneshot::Sender<M>)>>,
     next_call_id: AtomicU64,
-    inbox: mpsc::Sender<Incoming<M>>,
+    next_connection_id: AtomicU64,
+    accepted: mpsc::UnboundedSender<(Arc<Connection>, Reader)>,
+    forwarded: mpsc::UnboundedSender<Incoming<M>>,
+}
+
+impl<M> Shared<M> {
+    /// Routes a decoded frame: a reply to its waiting call, a message to the caller of this.
+    fn dispatch(&self, connection: &Arc<Connection>, wire: Wire<M>) -> Option<Incoming<M>> {
+        match wire {
+            Wire::Hello { .. } => None,
+            Wire::OneWay(body) => Some(Incoming { from: connection.peer.clone(), body, reply_to: None }),
+            Wire::Request { id, body } => Some(Incoming {
+                from: connection.peer.clone(),
+                body,
+                reply_to: Some((connection.clone(), id)),
+            }),
+            Wire::Reply { id, body } => {
+                let waiter = self.calls.lock().expect("calls lock poisoned").remove(&id);
+                if let Some((_, waiter)) = waiter {
+                    let _ = waiter.send(body); // The caller may have timed out meanwhile.
+                }
+                None
+            }
+        }
+    }
+
+    /// Marks a connection dead and fails the calls waiting on it at once.
+    fn connection_ended(&self, connection: &Connection) {
+        connection.alive.store(false, Ordering::Release);
+        // Dropping a waiter's sender tells the caller the connection is lost.
+        self.calls.lock().expect("calls lock poisoned").retain(|_, (on, _)| *on != connection.id);
+    }
+
+    fn new_connection(&self, peer: String, writer: Writer) -> Arc<Connection> {
+        Arc::new(Connection {
+            id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
+            peer,
+            writer: tokio::sync::Mutex::new(writer),
+            alive: AtomicBool::new(true),
+        })
+    }
 }
 
 /// A node's end of the network. Cheap to clone.
@@ -370,10 +472,10 @@ impl<M: Message> Transport<M> {
         faults: LinkFaults,
         rng: SeededRng,
     ) -> (Transport<M>, Inbox<M>) {
-        assert!(options.inbox_capacity > 0, "inbox capacity must be positive");
         assert!(options.backoff_min <= options.backoff_max, "backoff bounds reversed");
-        let (sender, receiver) = mpsc::channel(options.inbox_capacity);
-        let shared = Shared {
+        let (accepted_sender, accepted) = mpsc::unbounded_channel();
+        let (forwarded_sender, forwarded) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
             me: me.to_string(),
             book,
             options,
@@ -382,9 +484,12 @@ impl<M: Message> Transport<M> {
             peers: Mutex::new(BTreeMap::new()),
             calls: Mutex::new(BTreeMap::new()),
             next_call_id: AtomicU64::new(1),
-            inbox: sender,
-        };
-        (Transport { shared: Arc::new(shared) }, Inbox { receiver })
+            next_connection_id: AtomicU64::new(1),
+            accepted: accepted_sender,
+            forwarded: forwarded_sender,
+        });
+        let inbox = Inbox { shared: shared.clone(), accepted, forwarded, connections: SelectAll::new() };
+        (Transport { shared }, inbox)
     }
 
     /// This node's name.
@@ -410,8 +515,7 @@ impl<M: Message> Transport<M> {
         let frame = encode(&Wire::Request { id, body })?;
         let connection = self.connection(to).await?;
         let (sender, receiver) = oneshot::channel();
-        self.shared.calls.lock().expect("calls lock poisoned").insert(id, sender);
-        connection.calls_in_flight.lock().expect("calls lock poisoned").insert(id);
+        self.shared.calls.lock().expect("calls lock poisoned").insert(id, (connection.id, sender));
         let outcome = match self.write_with_faults(&connection, frame).await {
             Err(error) => Err(error),
             Ok(()) => match tokio::time::timeout(timeout, receiver).await {
@@ -424,7 +528,6 @@ impl<M: Message> Transport<M> {
             },
         };
         self.shared.calls.lock().expect("calls lock poisoned").remove(&id);
-        connection.calls_in_flight.lock().expect("calls lock poisoned").remove(&id);
         outcome
     }
 
@@ -474,18 +577,22 @@ impl<M: Message> Transport<M> {
     async fn connection(&self, to: &str) -> Result<Arc<Connection>, NetError> {
         let slot = {
             let mut peers = self.shared.peers.lock().expect("peers lock poisoned");
-            peers.entry(to.to_string()).or_default().clone()
-        };
-        let mut slot = slot.lock().await;
-        if let Some(connection) = &slot.connection {
-            if connection.alive.load(Ordering::Acquire) {
-                return Ok(connection.clone());
+            match peers.get(to) {
+                Some(slot) => slot.clone(),
+                None => peers.entry(to.to_string()).or_default().clone(),
             }
-            slot.connection = None;
+        };
+        if let Some(connection) = slot.open_connection() {
+            return Ok(connection);
+        }
+        let mut backoff = slot.dialing.lock().await;
+        // Another task may have dialed while this one waited for the lock.
+        if let Some(connection) = slot.open_connection() {
+            return Ok(connection);
         }
         let address = self.shared.book.get(to).ok_or_else(|| NetError::UnknownPeer(to.into()))?;
         let now = tokio::time::Instant::now();
-        if let Some(retry_at) = slot.retry_at {
+        if let Some(retry_at) = backoff.retry_at {
             if now < retry_at {
                 let wait_ms = (retry_at - now).as_millis();
                 let reason = format!("backing off, next attempt in {wait_ms} ms");
@@ -496,9 +603,8 @@ impl<M: Message> Transport<M> {
         let failure = match connect.await {
             Ok(Ok(stream)) => match self.open(to, stream).await {
                 Ok(connection) => {
-                    slot.connection = Some(connection.clone());
-                    slot.backoff = Duration::ZERO;
-                    slot.retry_at = None;
+                    *slot.open.lock().expect("peer lock poisoned") = Some(connection.clone());
+                    *backoff = Backoff::default();
                     return Ok(connection);
                 }
                 Err(error) => error.to_string(),
@@ -507,20 +613,15 @@ impl<M: Message> Transport<M> {
             Err(_) => "connect timed out".to_string(),
         };
         let options = &self.shared.options;
-        slot.backoff = (slot.backoff * 2).clamp(options.backoff_min, options.backoff_max);
-        slot.retry_at = Some(now + slot.backoff);
+        backoff.delay = (backoff.delay * 2).clamp(options.backoff_min, options.backoff_max);
+        backoff.retry_at = Some(now + backoff.delay);
         Err(NetError::Unreachable { peer: to.to_string(), reason: failure })
     }
 
     /// Greets a freshly dialed peer and starts reading what it sends back.
     async fn open(&self, peer: &str, stream: TcpStream) -> Result<Arc<Connection>, NetError> {
         let (read_half, write_half) = tokio::io::split(stream);
-        let connection = Arc::new(Connection {
-            peer: peer.to_string(),
-            writer: tokio::sync::Mutex::new(FramedWrite::new(write_half, codec())),
-            alive: AtomicBool::new(true),
-            calls_in_flight: Mutex::new(BTreeSet::new()),
-        });
+        let connection = self.shared.new_connection(peer.to_string(), FramedWrite::new(write_half, codec()));
         connection.write(encode::<M>(&Wire::Hello { from: self.shared.me.clone() })?).await?;
         let reader = FramedRead::new(read_half, codec());
         let transport = self.clone();
@@ -551,49 +652,25 @@ impl<M: Message> Transport<M> {
             },
             _ => return,
         };
-        let connection = Arc::new(Connection {
-            peer,
-            writer: tokio::sync::Mutex::new(FramedWrite::new(write_half, codec())),
-            alive: AtomicBool::new(true),
-            calls_in_flight: Mutex::new(BTreeSet::new()),
-        });
-        self.read_loop(connection, reader).await
+        let connection = self.shared.new_connection(peer, FramedWrite::new(write_half, codec()));
+        // The inbox reads it from here on; a transport whose inbox is gone hangs up.
+        let _ = self.shared.accepted.send((connection, reader));
     }
 
-    /// Reads frames until the connection ends, then fails the calls that waited on it.
+    /// Reads what comes back on a connection this node dialed (replies, mostly) until it ends,
+    /// then fails the calls that waited on it.
     async fn read_loop(self, connection: Arc<Connection>, mut reader: Reader) {
         while let Some(Ok(frame)) = reader.next().await {
             let Ok(wire) = postcard::from_bytes::<Wire<M>>(&frame) else {
                 break; // A frame that does not decode: the stream cannot be trusted further.
             };
-            let incoming = match wire {
-                Wire::Hello { .. } => continue,
-                Wire::OneWay(body) => {
-                    Incoming { from: connection.peer.clone(), body, reply_to: None }
-                }
-                Wire::Request { id, body } => Incoming {
-                    from: connection.peer.clone(),
-                    body,
-                    reply_to: Some((connection.clone(), id)),
-                },
-                Wire::Reply { id, body } => {
-                    let waiter = self.shared.calls.lock().expect("calls lock poisoned").remove(&id);
-                    if let Some(waiter) = waiter {
-                        let _ = waiter.send(body); // The caller may have timed out meanwhile.
-                    }
-                    continue;
-                }
-            };
-            if self.shared.inbox.send(incoming).await.is_err() {
-                break; // Nobody reads the inbox any more.
+            if let Some(incoming) = self.shared.dispatch(&connection, wire) {
+                // A peer may send messages back on our connection; the inbox gets them. If
+                // nobody reads the inbox (a pure client), they are dropped.
+                let _ = self.shared.forwarded.send(incoming);
             }
         }
-        connection.alive.store(false, Ordering::Release);
-        let orphaned = std::mem::take(&mut *connection.calls_in_flight.lock().expect("poisoned"));
-        let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
-        for id in orphaned {
-            calls.remove(&id); // Dropping the sender tells the caller the connection is lost.
-        }
+        self.shared.connection_ended(&connection);
     }
 }
 
