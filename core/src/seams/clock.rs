@@ -11,7 +11,8 @@
 //! - [`Clock::sleep`], timers on the node's monotonic clock: they never jump, but a drifting
 //!   oscillator makes them run fast or slow.
 //!
-//! **Invariant:** this module is the only place in `core` that reads a clock directly.
+//! **Invariant:** service logic reads time only through a `Clock`; this module holds the only
+//! read of the machine's wall clock in `core`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn derived_seed_is_pinned() {
         // Recorded sub-seeds must replay across releases: this value may never change.
-        assert_eq!(derive_seed(0, ""), derive_seed(0, ""));
+        assert_eq!(derive_seed(1, "swarm"), 17_689_180_734_935_295_773);
         assert_ne!(derive_seed(0, "a"), derive_seed(1, "a"));
     }
 }
