@@ -1,6 +1,9 @@
 //! The `pessimist` command's contract: exit 0 when every check passed, 1 when one failed, 2
 //! for bad input with one clear line, and never a panic.
 
+// These tests drive the simulator, which exists only in the simulation build.
+#![cfg(madsim)]
+
 use std::process::{Command, Output};
 
 use pessimist_scenarios::suite::workspace_root;

@@ -1,6 +1,9 @@
 //! The same seed gives the same history, in one process and in two; different seeds give
 //! different histories.
 
+// These tests drive the simulator, which exists only in the simulation build.
+#![cfg(madsim)]
+
 use std::path::Path;
 use std::process::Command;
 

@@ -3,6 +3,9 @@
 //! `MADSIM_TEST_SEED` and `MADSIM_TEST_NUM` choose the seeds, and a failure prints the seed
 //! that replays it.
 
+// These tests drive the simulator, which exists only in the simulation build.
+#![cfg(madsim)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
