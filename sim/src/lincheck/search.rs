@@ -1,0 +1,491 @@
+//! The Wing-Gong/Lowe (WGL) search for a linearization of one partition, as in Lowe's
+//! "Testing for linearizability" and Porcupine.
+//!
+//! Role: given calls with their invoke and return positions, find an order that respects real
+//! time (a call that returned before another was invoked comes first) in which the model
+//! accepts every `ok` call; `info` calls may be placed anywhere after their invoke, or never.
+//!
+//! How: the calls' invoke ("call") and return entries form a doubly linked list in history
+//! order; `info` returns sit at the end (they return at infinity). The calls that may come
+//! next are the call entries before the first return entry. Linearizing one *lifts* its two
+//! entries out of the list (dancing links: `unlift` puts them back in O(1) when backtracking).
+//! A cache of (set of linearized calls, state) pairs already explored cuts the search from
+//! exponential in the history length to, in practice, exponential only in the concurrency.
+//!
+//! Speed: the set is a bitset with a Zobrist hash kept up to date on every lift (O(1) instead
+//! of hashing all words); cache entries live in flat arenas chained from a map keyed by that
+//! hash; states are small `Copy` ids hashed with FxHash. Two prunings, both sound:
+//! - a *read-only* `ok` call the model accepts right now is linearized at once, with no
+//!   alternative tried: any linearization from here can be rearranged to start with it,
+//!   because it changes no state and every call that must precede it is already linearized;
+//! - an `info` call whose step leaves the state unchanged is not linearized there: leaving it
+//!   out keeps strictly more options open, since it constrains nothing and need never happen.
+//!
+//! Invariants (asserted): the stack and the bitset always describe the same set of calls; the
+//! success test is "every `ok` call is linearized"; the cache never holds two equal pairs.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::time::Instant;
+
+use super::model::Model;
+
+/// FxHash, the hasher of rustc (`rustc-hash`), written out here to avoid a dependency: one
+/// rotate, xor and multiply per word. It is not resistant to crafted collisions, which is
+/// fine for a checker; what matters is that hashing small ids costs almost nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add_word(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add_word(u64::from_le_bytes(chunk.try_into().expect("chunk of 8 bytes")));
+        }
+        for &byte in chunks.remainder() {
+            self.add_word(u64::from(byte));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, value: u8) {
+        self.add_word(u64::from(value));
+    }
+    #[inline]
+    fn write_u32(&mut self, value: u32) {
+        self.add_word(u64::from(value));
+    }
+    #[inline]
+    fn write_u64(&mut self, value: u64) {
+        self.add_word(value);
+    }
+    #[inline]
+    fn write_usize(&mut self, value: usize) {
+        self.add_word(value as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// Passes an already well-mixed `u64` through: the cache keys are Zobrist hashes.
+#[derive(Clone, Copy, Debug, Default)]
+struct IdentityHasher {
+    hash: u64,
+}
+
+impl Hasher for IdentityHasher {
+    fn write(&mut self, _bytes: &[u8]) {
+        unreachable!("IdentityHasher only hashes u64 keys");
+    }
+    #[inline]
+    fn write_u64(&mut self, value: u64) {
+        self.hash = value;
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// splitmix64: a fixed, well-spread random word per call index for the Zobrist hash. Fixed,
+/// so runs are reproducible.
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn state_hash<S: Hash>(state: &S) -> u64 {
+    let mut hasher = FxHasher::default();
+    state.hash(&mut hasher);
+    // Spread the low bits of small ids over the whole word before it meets the Zobrist hash.
+    splitmix64(hasher.finish())
+}
+
+/// One call as the search sees it.
+#[derive(Debug)]
+pub(crate) struct SearchCall<I, O> {
+    /// Position of the invoke in the history (orders the entries).
+    pub invoke_position: usize,
+    /// Position of the return in the history; `None` for `info` calls (at infinity).
+    pub return_position: Option<usize>,
+    /// Decoded argument.
+    pub input: I,
+    /// Decoded result; `None` for `info` calls.
+    pub output: Option<O>,
+}
+
+/// Why a search gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GaveUp {
+    /// The deadline passed.
+    Timeout,
+    /// The cache reached `cache_entries_max`.
+    CacheFull,
+}
+
+/// Bounds on one search.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub deadline: Option<Instant>,
+    pub cache_entries_max: usize,
+}
+
+/// Result of one search.
+#[derive(Debug)]
+pub(crate) enum SearchOutcome<S> {
+    Linearizable,
+    NotLinearizable {
+        /// The deepest linearized prefix: (call index, state after it), in order.
+        prefix: Vec<(usize, S)>,
+        /// Calls that could come next at that point, none of which the model accepted.
+        candidates: Vec<usize>,
+    },
+    GaveUp(GaveUp),
+}
+
+/// The explored (bitset, state) pairs, in flat arenas.
+struct Cache<S> {
+    words_per_entry: usize,
+    bits: Vec<u64>,
+    states: Vec<S>,
+    /// Next entry with the same hash, or `NO_ENTRY`.
+    chain: Vec<u32>,
+    first_by_hash: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
+}
+
+const NO_ENTRY: u32 = u32::MAX;
+
+impl<S: Copy + Eq> Cache<S> {
+    fn new(words_per_entry: usize) -> Self {
+        Cache {
+            words_per_entry,
+            bits: Vec::new(),
+            states: Vec::new(),
+            chain: Vec::new(),
+            first_by_hash: HashMap::default(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Adds the pair; false if it was already there.
+    fn insert(&mut self, hash: u64, bits: &[u64], state: S) -> bool {
+        debug_assert_eq!(bits.len(), self.words_per_entry);
+        let first = self.first_by_hash.get(&hash).copied().unwrap_or(NO_ENTRY);
+        let mut entry = first;
+        while entry != NO_ENTRY {
+            let index = entry as usize;
+            let start = index * self.words_per_entry;
+            if self.states[index] == state
+                && self.bits[start..start + self.words_per_entry] == *bits
+            {
+                return false;
+            }
+            entry = self.chain[index];
+        }
+        let index = u32::try_from(self.states.len()).expect("fewer than 2^32 cache entries");
+        assert!(index != NO_ENTRY);
+        self.bits.extend_from_slice(bits);
+        self.states.push(state);
+        self.chain.push(first);
+        self.first_by_hash.insert(hash, index);
+        true
+    }
+}
+
+/// A linearized call on the search stack.
+struct Frame<S> {
+    /// The call entry lifted.
+    node: u32,
+    /// State before the call.
+    state_before: S,
+    /// Which successor of the step was taken (models may be non-deterministic).
+    successor: u32,
+    /// Taken by the read-only pruning: no alternative is tried at this level.
+    forced: bool,
+}
+
+const HEAD: u32 = 0;
+
+#[inline]
+fn is_call_node(node: u32) -> bool {
+    node % 2 == 1
+}
+
+#[inline]
+fn call_of_node(node: u32) -> usize {
+    debug_assert!(node != HEAD);
+    ((node - 1) / 2) as usize
+}
+
+/// How many loop iterations between two looks at the clock.
+const STEPS_BETWEEN_DEADLINE_CHECKS: u32 = 1 << 12;
+
+/// Searches for a linearization of `calls` from `init`.
+pub(crate) fn search<M: Model>(
+    model: &mut M,
+    init: M::State,
+    calls: &[SearchCall<M::Input, M::Output>],
+    limits: Limits,
+) -> SearchOutcome<M::State> {
+    let call_count = calls.len();
+    assert!(call_count < (u32::MAX as usize) / 2 - 2, "too many calls in one partition");
+    let ok_total = calls.iter().filter(|call| call.output.is_some()).count();
+    if ok_total == 0 {
+        return SearchOutcome::Linearizable;
+    }
+    let read_only_ok: Vec<bool> = calls
+        .iter()
+        .map(|call| call.output.is_some() && model.is_read_only(&call.input, call.output.as_ref()))
+        .collect();
+
+    // Nodes: HEAD = 0, call entry of call i = 2i + 1, its return entry = 2i + 2, tail = 2n + 1.
+    let tail = (2 * call_count + 1) as u32;
+    let mut order: Vec<(usize, u32)> = Vec::with_capacity(2 * call_count);
+    for (index, call) in calls.iter().enumerate() {
+        let node = (2 * index + 1) as u32;
+        assert!(
+            call.return_position.is_none_or(|position| position > call.invoke_position),
+            "a call returns after its invoke"
+        );
+        order.push((call.invoke_position, node));
+        order.push((call.return_position.unwrap_or(usize::MAX), node + 1));
+    }
+    // Info returns share the position "infinity"; the node breaks ties, and their relative
+    // order does not matter since nothing comes after them.
+    order.sort_unstable();
+    let node_count = 2 * call_count + 2;
+    let mut next = vec![0u32; node_count];
+    let mut prev = vec![0u32; node_count];
+    let mut previous_node = HEAD;
+    for &(_, node) in &order {
+        next[previous_node as usize] = node;
+        prev[node as usize] = previous_node;
+        previous_node = node;
+    }
+    next[previous_node as usize] = tail;
+    prev[tail as usize] = previous_node;
+
+    let zobrist: Vec<u64> =
+        (0..call_count).map(|index| splitmix64(0x6c69_6e63_6865_636b ^ index as u64)).collect();
+    let words_per_entry = call_count.div_ceil(64);
+    let mut bits = vec![0u64; words_per_entry];
+    let mut bits_hash: u64 = 0;
+    let mut cache: Cache<M::State> = Cache::new(words_per_entry);
+    cache.insert(bits_hash ^ state_hash(&init), &bits, init);
+
+    let mut state = init;
+    let mut stack: Vec<Frame<M::State>> = Vec::new();
+    let mut ok_remaining = ok_total;
+    let mut successors: Vec<M::State> = Vec::new();
+
+    let mut deepest_len = 0usize;
+    let mut snapshot_pending = true;
+    let mut deepest: Option<(Vec<(usize, M::State)>, Vec<usize>)> = None;
+
+    // Where the scan is: `fresh` means a new search point was just reached.
+    let mut fresh = true;
+    let mut node = next[HEAD as usize];
+    let mut successor_start = 0u32;
+    // 1: the first look is at once, so a deadline already past answers without searching.
+    let mut steps_until_deadline_check = 1u32;
+
+    macro_rules! lift {
+        ($call_node:expr) => {{
+            let call_node = $call_node as usize;
+            let return_node = call_node + 1;
+            next[prev[call_node] as usize] = next[call_node];
+            prev[next[call_node] as usize] = prev[call_node];
+            next[prev[return_node] as usize] = next[return_node];
+            prev[next[return_node] as usize] = prev[return_node];
+        }};
+    }
+    macro_rules! unlift {
+        ($call_node:expr) => {{
+            let call_node = $call_node as usize;
+            let return_node = call_node + 1;
+            prev[next[return_node] as usize] = return_node as u32;
+            next[prev[return_node] as usize] = return_node as u32;
+            prev[next[call_node] as usize] = call_node as u32;
+            next[prev[call_node] as usize] = call_node as u32;
+        }};
+    }
+
+    loop {
+        steps_until_deadline_check -= 1;
+        if steps_until_deadline_check == 0 {
+            steps_until_deadline_check = STEPS_BETWEEN_DEADLINE_CHECKS;
+            if limits.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return SearchOutcome::GaveUp(GaveUp::Timeout);
+            }
+            if cache.len() >= limits.cache_entries_max {
+                return SearchOutcome::GaveUp(GaveUp::CacheFull);
+            }
+        }
+
+        // The next move: linearize `take = Some((node, successor index, new state, forced))`,
+        // or backtrack when `take` stays None and `backtrack` is set.
+        let mut take: Option<(u32, u32, M::State, bool)> = None;
+        let mut backtrack = false;
+
+        if fresh {
+            fresh = false;
+            // Read-only pruning: an accepted read-only ok call is taken, alone.
+            let mut candidate = next[HEAD as usize];
+            while is_call_node(candidate) {
+                let call_index = call_of_node(candidate);
+                if read_only_ok[call_index] {
+                    let call = &calls[call_index];
+                    successors.clear();
+                    model.step(state, &call.input, call.output.as_ref(), &mut successors);
+                    if let Some(&after) = successors.first() {
+                        debug_assert!(after == state, "read-only calls keep the state");
+                        take = Some((candidate, 0, after, true));
+                        break;
+                    }
+                }
+                candidate = next[candidate as usize];
+            }
+            if take.is_none() {
+                node = next[HEAD as usize];
+                successor_start = 0;
+            }
+        }
+
+        if take.is_none() {
+            // Scan on from `node` for a call the model accepts and the cache has not seen.
+            'scan: while is_call_node(node) {
+                let call_index = call_of_node(node);
+                if read_only_ok[call_index] {
+                    // The pre-pass at this point found it not accepted.
+                    node = next[node as usize];
+                    successor_start = 0;
+                    continue;
+                }
+                let call = &calls[call_index];
+                successors.clear();
+                model.step(state, &call.input, call.output.as_ref(), &mut successors);
+                let is_info = call.output.is_none();
+                for successor in successor_start as usize..successors.len() {
+                    let after = successors[successor];
+                    if is_info && after == state {
+                        continue;
+                    }
+                    let word = call_index / 64;
+                    let mask = 1u64 << (call_index % 64);
+                    debug_assert!(bits[word] & mask == 0);
+                    bits[word] |= mask;
+                    let hash = bits_hash ^ zobrist[call_index] ^ state_hash(&after);
+                    let inserted = cache.insert(hash, &bits, after);
+                    bits[word] &= !mask;
+                    if inserted {
+                        take = Some((node, successor as u32, after, false));
+                        break 'scan;
+                    }
+                }
+                node = next[node as usize];
+                successor_start = 0;
+            }
+            if take.is_none() {
+                backtrack = true;
+            }
+        } else {
+            // The forced read-only call: it is in the cache unless this point was explored.
+            let (forced_node, _, after, _) = take.expect("set above");
+            let call_index = call_of_node(forced_node);
+            let word = call_index / 64;
+            let mask = 1u64 << (call_index % 64);
+            bits[word] |= mask;
+            let hash = bits_hash ^ zobrist[call_index] ^ state_hash(&after);
+            let inserted = cache.insert(hash, &bits, after);
+            bits[word] &= !mask;
+            if !inserted {
+                // Seen and failed (success ends the search): so does this point.
+                take = None;
+                backtrack = true;
+            }
+        }
+
+        if let Some((call_node, successor, after, forced)) = take {
+            let call_index = call_of_node(call_node);
+            bits[call_index / 64] |= 1u64 << (call_index % 64);
+            bits_hash ^= zobrist[call_index];
+            lift!(call_node);
+            stack.push(Frame { node: call_node, state_before: state, successor, forced });
+            state = after;
+            if calls[call_index].output.is_some() {
+                ok_remaining -= 1;
+                if ok_remaining == 0 {
+                    return SearchOutcome::Linearizable;
+                }
+            }
+            if stack.len() > deepest_len {
+                deepest_len = stack.len();
+                snapshot_pending = true;
+            }
+            fresh = true;
+            continue;
+        }
+
+        assert!(backtrack, "no move means backtrack");
+        if snapshot_pending {
+            // The stack has not changed since it reached its deepest: record that point.
+            snapshot_pending = false;
+            let mut prefix = Vec::with_capacity(stack.len());
+            for (position, frame) in stack.iter().enumerate() {
+                let after = stack.get(position + 1).map_or(state, |next| next.state_before);
+                prefix.push((call_of_node(frame.node), after));
+            }
+            let mut candidates = Vec::new();
+            let mut candidate = next[HEAD as usize];
+            while is_call_node(candidate) {
+                candidates.push(call_of_node(candidate));
+                candidate = next[candidate as usize];
+            }
+            deepest = Some((prefix, candidates));
+        }
+        // Pop until a frame with alternatives left.
+        loop {
+            let Some(frame) = stack.pop() else {
+                let (prefix, candidates) = deepest.expect("the first backtrack takes a snapshot");
+                return SearchOutcome::NotLinearizable { prefix, candidates };
+            };
+            let call_index = call_of_node(frame.node);
+            unlift!(frame.node);
+            bits[call_index / 64] &= !(1u64 << (call_index % 64));
+            bits_hash ^= zobrist[call_index];
+            state = frame.state_before;
+            if calls[call_index].output.is_some() {
+                ok_remaining += 1;
+            }
+            if !frame.forced {
+                node = frame.node;
+                successor_start = frame.successor + 1;
+                break;
+            }
+        }
+        debug_assert_eq!(
+            bits.iter().map(|word| word.count_ones() as usize).sum::<usize>(),
+            stack.len(),
+            "the bitset holds exactly the calls on the stack"
+        );
+    }
+}
