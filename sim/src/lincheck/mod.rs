@@ -67,7 +67,7 @@ pub use model::{FifoQueueModel, KvModel, Model, RegisterModel};
 pub use search::GaveUp;
 pub use witness::{Verdict, Witness, WitnessCall, WitnessStep};
 
-use search::{Limits, SearchCall, SearchOutcome};
+use search::{Limits, Progress, Search, SearchCall, SearchOutcome};
 
 /// The model names [`check`] knows.
 pub const MODEL_NAMES: [&str; 4] = ["register", "cas-register", "kv", "fifo-queue"];
@@ -160,40 +160,70 @@ pub fn check_with<M: Model>(
     }
 
     let limits = Limits { deadline, cache_entries_max: CACHE_ENTRIES_MAX };
+    // Partitions take turns with a step budget that doubles every round: a partition that is
+    // quick to refute ends the check early, whatever its key, and the total work on a
+    // linearizable history stays the sum of the partitions' work (searches resume).
+    struct Pending<S, I, O> {
+        key: Option<String>,
+        call_indices: Vec<usize>,
+        calls: Vec<SearchCall<I, O>>,
+        search: Search<S>,
+    }
+    let mut pending: Vec<Pending<M::State, M::Input, M::Output>> = partitions
+        .into_iter()
+        .map(|(key, members)| {
+            let (call_indices, calls): (Vec<usize>, Vec<_>) = members.into_iter().unzip();
+            let search = Search::new(&model, state_initial, &calls);
+            Pending { key, call_indices, calls, search }
+        })
+        .collect();
     let mut gave_up = None;
-    for (key, members) in partitions {
-        let (call_indices, search_calls): (Vec<usize>, Vec<_>) = members.into_iter().unzip();
-        match search::search(&mut model, state_initial, &search_calls, limits) {
-            SearchOutcome::Linearizable => {}
-            // Another partition may still prove the history wrong.
-            SearchOutcome::GaveUp(reason) => gave_up = gave_up.or(Some(reason)),
-            SearchOutcome::NotLinearizable { prefix, candidates } => {
-                let describe = |search_index: usize| -> WitnessCall {
-                    describe_call(&calls[call_indices[search_index]])
-                };
-                let witness = Witness {
-                    model: model.name().to_string(),
-                    key,
-                    state_initial: model.describe_state(state_initial),
-                    linearized: prefix
-                        .iter()
-                        .map(|&(search_index, state)| WitnessStep {
-                            call: describe(search_index),
-                            state_after: model.describe_state(state),
-                        })
-                        .collect(),
-                    cannot_place: candidates.iter().map(|&index| describe(index)).collect(),
-                    calls_in_partition: search_calls.len(),
-                };
-                return Ok(Verdict::NotLinearizable { witness: Box::new(witness) });
+    let mut steps_per_turn: u64 = STEPS_FIRST_TURN;
+    while !pending.is_empty() {
+        // The last partition left has nobody to give way to.
+        let steps_max = if pending.len() == 1 { u64::MAX } else { steps_per_turn };
+        let mut still_pending = Vec::with_capacity(pending.len());
+        for mut partition in pending {
+            match partition.search.run(&mut model, &partition.calls, limits, steps_max) {
+                Progress::Paused => still_pending.push(partition),
+                Progress::Done(SearchOutcome::Linearizable) => {}
+                // Another partition may still prove the history wrong.
+                Progress::Done(SearchOutcome::GaveUp(reason)) => {
+                    gave_up = gave_up.or(Some(reason));
+                }
+                Progress::Done(SearchOutcome::NotLinearizable { prefix, candidates }) => {
+                    let describe = |search_index: usize| -> WitnessCall {
+                        describe_call(&calls[partition.call_indices[search_index]])
+                    };
+                    let witness = Witness {
+                        model: model.name().to_string(),
+                        key: partition.key,
+                        state_initial: model.describe_state(state_initial),
+                        linearized: prefix
+                            .iter()
+                            .map(|&(search_index, state)| WitnessStep {
+                                call: describe(search_index),
+                                state_after: model.describe_state(state),
+                            })
+                            .collect(),
+                        cannot_place: candidates.iter().map(|&index| describe(index)).collect(),
+                        calls_in_partition: partition.calls.len(),
+                    };
+                    return Ok(Verdict::NotLinearizable { witness: Box::new(witness) });
+                }
             }
         }
+        pending = still_pending;
+        steps_per_turn = steps_per_turn.saturating_mul(2);
     }
     Ok(match gave_up {
         Some(reason) => Verdict::Unknown { reason },
         None => Verdict::Linearizable,
     })
 }
+
+/// Step budget of every partition's first turn.
+const STEPS_FIRST_TURN: u64 = 1 << 10;
 
 fn describe_call(call: &Call) -> WitnessCall {
     let (outcome, output, completion_index) = match &call.completion {

@@ -272,42 +272,111 @@ impl Model for RegisterModel {
     }
 }
 
-/// Interns strings: equal strings get equal ids. Id 0 is always `""`.
+/// Interns strings, with concatenation that allocates nothing when the result is known.
+///
+/// Every distinct string is kept once, in one byte arena, with a polynomial rolling hash
+/// (`hash(a + b) = hash(a) * BASE^len(b) + hash(b)`, wrapping): the hash of a concatenation
+/// comes from the hashes of its parts, so looking it up needs no new string. Hashes only pick
+/// candidates; equality is always decided on the bytes. Id 0 is always `""`.
 #[derive(Debug)]
-struct StringInterner {
-    id_by_string: HashMap<String, u32, FxBuildHasher>,
-    strings: Vec<String>,
+struct StringTable {
+    bytes: Vec<u8>,
+    /// id -> (start, length) in `bytes`.
+    spans: Vec<(usize, usize)>,
+    /// id -> rolling hash.
+    hashes: Vec<u64>,
+    /// id -> BASE^length, to append this string to another's hash.
+    powers: Vec<u64>,
+    /// rolling hash -> first id with it; `same_hash_next` chains the others.
+    first_by_hash: HashMap<u64, u32, FxBuildHasher>,
+    same_hash_next: Vec<u32>,
 }
 
-impl Default for StringInterner {
+const ROLLING_BASE: u64 = 0x100_0000_01b3; // the FNV prime: odd, with well-spread bits
+const NO_STRING: u32 = u32::MAX;
+
+impl Default for StringTable {
     fn default() -> Self {
-        let mut interner =
-            StringInterner { id_by_string: HashMap::default(), strings: Vec::new() };
-        assert_eq!(interner.intern(""), 0);
-        interner
+        let mut table = StringTable {
+            bytes: Vec::new(),
+            spans: Vec::new(),
+            hashes: Vec::new(),
+            powers: Vec::new(),
+            first_by_hash: HashMap::default(),
+            same_hash_next: Vec::new(),
+        };
+        assert_eq!(table.intern(""), 0);
+        table
     }
 }
 
-impl StringInterner {
-    fn intern(&mut self, text: &str) -> u32 {
-        if let Some(&id) = self.id_by_string.get(text) {
-            return id;
-        }
-        self.insert_new(text.to_owned())
+impl StringTable {
+    fn text(&self, id: u32) -> &[u8] {
+        let (start, length) = self.spans[id as usize];
+        &self.bytes[start..start + length]
     }
 
-    fn intern_owned(&mut self, text: String) -> u32 {
-        if let Some(&id) = self.id_by_string.get(&text) {
-            return id;
-        }
-        self.insert_new(text)
+    fn as_str(&self, id: u32) -> &str {
+        std::str::from_utf8(self.text(id)).expect("only UTF-8 strings and their concatenations")
     }
 
-    fn insert_new(&mut self, text: String) -> u32 {
-        let id = u32::try_from(self.strings.len()).expect("fewer than 2^32 distinct strings");
-        self.strings.push(text.clone());
-        self.id_by_string.insert(text, id);
+    /// The first id with `hash` whose text satisfies `equal`.
+    fn find(&self, hash: u64, equal: impl Fn(&[u8]) -> bool) -> Option<u32> {
+        let mut id = self.first_by_hash.get(&hash).copied().unwrap_or(NO_STRING);
+        while id != NO_STRING {
+            if equal(self.text(id)) {
+                return Some(id);
+            }
+            id = self.same_hash_next[id as usize];
+        }
+        None
+    }
+
+    /// Registers the bytes just pushed at `start..` as a new string.
+    fn add(&mut self, start: usize, hash: u64, power: u64) -> u32 {
+        let id = u32::try_from(self.spans.len()).expect("fewer than 2^32 distinct strings");
+        assert!(id != NO_STRING);
+        self.spans.push((start, self.bytes.len() - start));
+        self.hashes.push(hash);
+        self.powers.push(power);
+        let previous = self.first_by_hash.insert(hash, id).unwrap_or(NO_STRING);
+        self.same_hash_next.push(previous);
         id
+    }
+
+    fn intern(&mut self, text: &str) -> u32 {
+        let (hash, power) = text.bytes().fold((0u64, 1u64), |(hash, power), byte| {
+            (hash.wrapping_mul(ROLLING_BASE).wrapping_add(u64::from(byte)), power.wrapping_mul(ROLLING_BASE))
+        });
+        if let Some(id) = self.find(hash, |candidate| candidate == text.as_bytes()) {
+            return id;
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(text.as_bytes());
+        self.add(start, hash, power)
+    }
+
+    /// The id of the concatenation of two strings.
+    fn concat(&mut self, head: u32, tail: u32) -> u32 {
+        let hash = self.hashes[head as usize]
+            .wrapping_mul(self.powers[tail as usize])
+            .wrapping_add(self.hashes[tail as usize]);
+        let power = self.powers[head as usize].wrapping_mul(self.powers[tail as usize]);
+        let (head_text, tail_text) = (self.text(head), self.text(tail));
+        let found = self.find(hash, |candidate| {
+            candidate.len() == head_text.len() + tail_text.len()
+                && candidate[..head_text.len()] == *head_text
+                && candidate[head_text.len()..] == *tail_text
+        });
+        if let Some(id) = found {
+            return id;
+        }
+        let start = self.bytes.len();
+        let (head_start, head_length) = self.spans[head as usize];
+        let (tail_start, tail_length) = self.spans[tail as usize];
+        self.bytes.extend_from_within(head_start..head_start + head_length);
+        self.bytes.extend_from_within(tail_start..tail_start + tail_length);
+        self.add(start, hash, power)
     }
 }
 
@@ -316,7 +385,7 @@ impl StringInterner {
 /// interned string.
 #[derive(Debug, Default)]
 pub struct KvModel {
-    strings: StringInterner,
+    strings: StringTable,
     /// (string id, appended piece id) -> id of the concatenation: appends are table lookups.
     appended: HashMap<(u32, u32), u32, FxBuildHasher>,
 }
@@ -431,9 +500,7 @@ impl Model for KvModel {
                 let next = match self.appended.get(&(state, piece)) {
                     Some(&next) => next,
                     None => {
-                        let mut text = self.strings.strings[state as usize].clone();
-                        text.push_str(&self.strings.strings[piece as usize]);
-                        let next = self.strings.intern_owned(text);
+                        let next = self.strings.concat(state, piece);
                         self.appended.insert((state, piece), next);
                         next
                     }
@@ -444,7 +511,7 @@ impl Model for KvModel {
     }
 
     fn describe_state(&self, state: u32) -> Value {
-        Value::String(self.strings.strings[state as usize].clone())
+        Value::String(self.strings.as_str(state).to_owned())
     }
 }
 
@@ -683,6 +750,19 @@ mod tests {
         assert_eq!(model.describe_state(aa), json!("aa"));
         assert!(model.partition(None).is_err());
         assert!(model.decode_input("put", &json!(3)).is_err());
+    }
+
+    #[test]
+    fn string_table_concatenations_are_canonical() {
+        let mut table = StringTable::default();
+        let (a, bc, ab, c) =
+            (table.intern("a"), table.intern("bc"), table.intern("ab"), table.intern("c"));
+        let abc = table.concat(a, bc);
+        assert_eq!(table.concat(ab, c), abc, "equal contents, equal ids");
+        assert_eq!(table.intern("abc"), abc);
+        assert_eq!(table.as_str(abc), "abc");
+        assert_eq!(table.concat(0, a), a, "\"\" + a = a");
+        assert_ne!(table.concat(a, a), a);
     }
 
     #[test]

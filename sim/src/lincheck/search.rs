@@ -239,253 +239,337 @@ fn call_of_node(node: u32) -> usize {
 /// How many loop iterations between two looks at the clock.
 const STEPS_BETWEEN_DEADLINE_CHECKS: u32 = 1 << 12;
 
-/// Searches for a linearization of `calls` from `init`.
-pub(crate) fn search<M: Model>(
-    model: &mut M,
-    init: M::State,
-    calls: &[SearchCall<M::Input, M::Output>],
-    limits: Limits,
-) -> SearchOutcome<M::State> {
-    let call_count = calls.len();
-    assert!(call_count < (u32::MAX as usize) / 2 - 2, "too many calls in one partition");
-    let ok_total = calls.iter().filter(|call| call.output.is_some()).count();
-    if ok_total == 0 {
-        return SearchOutcome::Linearizable;
+/// What `Search::run` ended with.
+#[derive(Debug)]
+pub(crate) enum Progress<S> {
+    /// An answer.
+    Done(SearchOutcome<S>),
+    /// The step budget ran out; `run` again to go on.
+    Paused,
+}
+
+/// One partition's search, resumable: the checker runs the searches of all partitions by
+/// turns with growing step budgets, so a non-linearizable partition that is quick to refute
+/// ends the check without first exhausting a slow one (Porcupine gets the same effect by
+/// racing partitions on threads; turns keep the answer deterministic).
+pub(crate) struct Search<S> {
+    /// Doubly linked list of entries: HEAD = 0, call entry of call i = 2i + 1, its return
+    /// entry = 2i + 2, tail = 2n + 1.
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    zobrist: Vec<u64>,
+    read_only_ok: Vec<bool>,
+    bits: Vec<u64>,
+    bits_hash: u64,
+    cache: Cache<S>,
+    state: S,
+    stack: Vec<Frame<S>>,
+    ok_remaining: usize,
+    successors: Vec<S>,
+    deepest_len: usize,
+    snapshot_pending: bool,
+    deepest: Option<(Vec<(usize, S)>, Vec<usize>)>,
+    /// A new search point was just reached: run the read-only pre-pass.
+    fresh: bool,
+    /// Where the scan resumes: an entry, and the first successor of its step to try.
+    node: u32,
+    successor_start: u32,
+    steps_until_deadline_check: u32,
+}
+
+impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
+    /// Prepares the search of `calls` from `init`.
+    pub(crate) fn new<M: Model<State = S>>(
+        model: &M,
+        init: S,
+        calls: &[SearchCall<M::Input, M::Output>],
+    ) -> Self {
+        let call_count = calls.len();
+        assert!(call_count < (u32::MAX as usize) / 2 - 2, "too many calls in one partition");
+        let ok_total = calls.iter().filter(|call| call.output.is_some()).count();
+        let read_only_ok: Vec<bool> = calls
+            .iter()
+            .map(|call| {
+                call.output.is_some() && model.is_read_only(&call.input, call.output.as_ref())
+            })
+            .collect();
+
+        let tail = (2 * call_count + 1) as u32;
+        let mut order: Vec<(usize, u32)> = Vec::with_capacity(2 * call_count);
+        for (index, call) in calls.iter().enumerate() {
+            let node = (2 * index + 1) as u32;
+            assert!(
+                call.return_position.is_none_or(|position| position > call.invoke_position),
+                "a call returns after its invoke"
+            );
+            order.push((call.invoke_position, node));
+            order.push((call.return_position.unwrap_or(usize::MAX), node + 1));
+        }
+        // Info returns share the position "infinity"; the node breaks ties, and their relative
+        // order does not matter since nothing comes after them.
+        order.sort_unstable();
+        let node_count = 2 * call_count + 2;
+        let mut next = vec![0u32; node_count];
+        let mut prev = vec![0u32; node_count];
+        let mut previous_node = HEAD;
+        for &(_, node) in &order {
+            next[previous_node as usize] = node;
+            prev[node as usize] = previous_node;
+            previous_node = node;
+        }
+        next[previous_node as usize] = tail;
+        prev[tail as usize] = previous_node;
+
+        let zobrist: Vec<u64> = (0..call_count)
+            .map(|index| splitmix64(0x6c69_6e63_6865_636b ^ index as u64))
+            .collect();
+        let words_per_entry = call_count.div_ceil(64);
+        let bits = vec![0u64; words_per_entry];
+        let mut cache: Cache<S> = Cache::new(words_per_entry);
+        cache.insert(state_hash(&init), &bits, init);
+        let node = next[HEAD as usize];
+        Search {
+            next,
+            prev,
+            zobrist,
+            read_only_ok,
+            bits,
+            bits_hash: 0,
+            cache,
+            state: init,
+            stack: Vec::new(),
+            ok_remaining: ok_total,
+            successors: Vec::new(),
+            deepest_len: 0,
+            snapshot_pending: true,
+            deepest: None,
+            fresh: true,
+            node,
+            successor_start: 0,
+            // 1: the first look is at once, so a deadline already past answers at once.
+            steps_until_deadline_check: 1,
+        }
     }
-    let read_only_ok: Vec<bool> = calls
-        .iter()
-        .map(|call| call.output.is_some() && model.is_read_only(&call.input, call.output.as_ref()))
-        .collect();
 
-    // Nodes: HEAD = 0, call entry of call i = 2i + 1, its return entry = 2i + 2, tail = 2n + 1.
-    let tail = (2 * call_count + 1) as u32;
-    let mut order: Vec<(usize, u32)> = Vec::with_capacity(2 * call_count);
-    for (index, call) in calls.iter().enumerate() {
-        let node = (2 * index + 1) as u32;
-        assert!(
-            call.return_position.is_none_or(|position| position > call.invoke_position),
-            "a call returns after its invoke"
-        );
-        order.push((call.invoke_position, node));
-        order.push((call.return_position.unwrap_or(usize::MAX), node + 1));
-    }
-    // Info returns share the position "infinity"; the node breaks ties, and their relative
-    // order does not matter since nothing comes after them.
-    order.sort_unstable();
-    let node_count = 2 * call_count + 2;
-    let mut next = vec![0u32; node_count];
-    let mut prev = vec![0u32; node_count];
-    let mut previous_node = HEAD;
-    for &(_, node) in &order {
-        next[previous_node as usize] = node;
-        prev[node as usize] = previous_node;
-        previous_node = node;
-    }
-    next[previous_node as usize] = tail;
-    prev[tail as usize] = previous_node;
+    /// Searches for at most `steps_max` steps (a step: one move or one backtrack).
+    pub(crate) fn run<M: Model<State = S>>(
+        &mut self,
+        model: &mut M,
+        calls: &[SearchCall<M::Input, M::Output>],
+        limits: Limits,
+        steps_max: u64,
+    ) -> Progress<S> {
+        if self.ok_remaining == 0 {
+            return Progress::Done(SearchOutcome::Linearizable);
+        }
+        let Search {
+            next,
+            prev,
+            zobrist,
+            read_only_ok,
+            bits,
+            bits_hash,
+            cache,
+            state,
+            stack,
+            ok_remaining,
+            successors,
+            deepest_len,
+            snapshot_pending,
+            deepest,
+            fresh,
+            node,
+            successor_start,
+            steps_until_deadline_check,
+        } = self;
 
-    let zobrist: Vec<u64> =
-        (0..call_count).map(|index| splitmix64(0x6c69_6e63_6865_636b ^ index as u64)).collect();
-    let words_per_entry = call_count.div_ceil(64);
-    let mut bits = vec![0u64; words_per_entry];
-    let mut bits_hash: u64 = 0;
-    let mut cache: Cache<M::State> = Cache::new(words_per_entry);
-    cache.insert(bits_hash ^ state_hash(&init), &bits, init);
-
-    let mut state = init;
-    let mut stack: Vec<Frame<M::State>> = Vec::new();
-    let mut ok_remaining = ok_total;
-    let mut successors: Vec<M::State> = Vec::new();
-
-    let mut deepest_len = 0usize;
-    let mut snapshot_pending = true;
-    let mut deepest: Option<(Vec<(usize, M::State)>, Vec<usize>)> = None;
-
-    // Where the scan is: `fresh` means a new search point was just reached.
-    let mut fresh = true;
-    let mut node = next[HEAD as usize];
-    let mut successor_start = 0u32;
-    // 1: the first look is at once, so a deadline already past answers without searching.
-    let mut steps_until_deadline_check = 1u32;
-
-    macro_rules! lift {
-        ($call_node:expr) => {{
-            let call_node = $call_node as usize;
-            let return_node = call_node + 1;
-            next[prev[call_node] as usize] = next[call_node];
-            prev[next[call_node] as usize] = prev[call_node];
-            next[prev[return_node] as usize] = next[return_node];
-            prev[next[return_node] as usize] = prev[return_node];
-        }};
-    }
-    macro_rules! unlift {
-        ($call_node:expr) => {{
-            let call_node = $call_node as usize;
-            let return_node = call_node + 1;
-            prev[next[return_node] as usize] = return_node as u32;
-            next[prev[return_node] as usize] = return_node as u32;
-            prev[next[call_node] as usize] = call_node as u32;
-            next[prev[call_node] as usize] = call_node as u32;
-        }};
-    }
-
-    loop {
-        steps_until_deadline_check -= 1;
-        if steps_until_deadline_check == 0 {
-            steps_until_deadline_check = STEPS_BETWEEN_DEADLINE_CHECKS;
-            if limits.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                return SearchOutcome::GaveUp(GaveUp::Timeout);
-            }
-            if cache.len() >= limits.cache_entries_max {
-                return SearchOutcome::GaveUp(GaveUp::CacheFull);
-            }
+        macro_rules! lift {
+            ($call_node:expr) => {{
+                let call_node = $call_node as usize;
+                let return_node = call_node + 1;
+                next[prev[call_node] as usize] = next[call_node];
+                prev[next[call_node] as usize] = prev[call_node];
+                next[prev[return_node] as usize] = next[return_node];
+                prev[next[return_node] as usize] = prev[return_node];
+            }};
+        }
+        macro_rules! unlift {
+            ($call_node:expr) => {{
+                let call_node = $call_node as usize;
+                let return_node = call_node + 1;
+                prev[next[return_node] as usize] = return_node as u32;
+                next[prev[return_node] as usize] = return_node as u32;
+                prev[next[call_node] as usize] = call_node as u32;
+                next[prev[call_node] as usize] = call_node as u32;
+            }};
         }
 
-        // The next move: linearize `take = Some((node, successor index, new state, forced))`,
-        // or backtrack when `take` stays None and `backtrack` is set.
-        let mut take: Option<(u32, u32, M::State, bool)> = None;
-        let mut backtrack = false;
+        for _ in 0..steps_max {
+            *steps_until_deadline_check -= 1;
+            if *steps_until_deadline_check == 0 {
+                *steps_until_deadline_check = STEPS_BETWEEN_DEADLINE_CHECKS;
+                if limits.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    return Progress::Done(SearchOutcome::GaveUp(GaveUp::Timeout));
+                }
+                if cache.len() >= limits.cache_entries_max {
+                    return Progress::Done(SearchOutcome::GaveUp(GaveUp::CacheFull));
+                }
+            }
 
-        if fresh {
-            fresh = false;
-            // Read-only pruning: an accepted read-only ok call is taken, alone.
-            let mut candidate = next[HEAD as usize];
-            while is_call_node(candidate) {
-                let call_index = call_of_node(candidate);
-                if read_only_ok[call_index] {
-                    let call = &calls[call_index];
-                    successors.clear();
-                    model.step(state, &call.input, call.output.as_ref(), &mut successors);
-                    if let Some(&after) = successors.first() {
-                        debug_assert!(after == state, "read-only calls keep the state");
-                        take = Some((candidate, 0, after, true));
-                        break;
+            // The next move: linearize `take = Some((node, successor index, new state,
+            // forced))`, or backtrack.
+            let mut take: Option<(u32, u32, S, bool)> = None;
+            let mut backtrack = false;
+
+            if *fresh {
+                *fresh = false;
+                // Read-only pruning: an accepted read-only ok call is taken, alone.
+                let mut candidate = next[HEAD as usize];
+                while is_call_node(candidate) {
+                    let call_index = call_of_node(candidate);
+                    if read_only_ok[call_index] {
+                        let call = &calls[call_index];
+                        successors.clear();
+                        model.step(*state, &call.input, call.output.as_ref(), successors);
+                        if let Some(&after) = successors.first() {
+                            debug_assert!(after == *state, "read-only calls keep the state");
+                            take = Some((candidate, 0, after, true));
+                            break;
+                        }
                     }
+                    candidate = next[candidate as usize];
                 }
-                candidate = next[candidate as usize];
+                if take.is_none() {
+                    *node = next[HEAD as usize];
+                    *successor_start = 0;
+                }
             }
-            if take.is_none() {
-                node = next[HEAD as usize];
-                successor_start = 0;
-            }
-        }
 
-        if take.is_none() {
-            // Scan on from `node` for a call the model accepts and the cache has not seen.
-            'scan: while is_call_node(node) {
-                let call_index = call_of_node(node);
-                if read_only_ok[call_index] {
-                    // The pre-pass at this point found it not accepted.
-                    node = next[node as usize];
-                    successor_start = 0;
-                    continue;
-                }
-                let call = &calls[call_index];
-                successors.clear();
-                model.step(state, &call.input, call.output.as_ref(), &mut successors);
-                let is_info = call.output.is_none();
-                for successor in successor_start as usize..successors.len() {
-                    let after = successors[successor];
-                    if is_info && after == state {
+            if take.is_none() {
+                // Scan on from `node` for a call the model accepts and the cache has not seen.
+                'scan: while is_call_node(*node) {
+                    let call_index = call_of_node(*node);
+                    if read_only_ok[call_index] {
+                        // The pre-pass at this point found it not accepted.
+                        *node = next[*node as usize];
+                        *successor_start = 0;
                         continue;
                     }
-                    let word = call_index / 64;
-                    let mask = 1u64 << (call_index % 64);
-                    debug_assert!(bits[word] & mask == 0);
-                    bits[word] |= mask;
-                    let hash = bits_hash ^ zobrist[call_index] ^ state_hash(&after);
-                    let inserted = cache.insert(hash, &bits, after);
-                    bits[word] &= !mask;
-                    if inserted {
-                        take = Some((node, successor as u32, after, false));
-                        break 'scan;
+                    let call = &calls[call_index];
+                    successors.clear();
+                    model.step(*state, &call.input, call.output.as_ref(), successors);
+                    let is_info = call.output.is_none();
+                    for successor in *successor_start as usize..successors.len() {
+                        let after = successors[successor];
+                        if is_info && after == *state {
+                            continue;
+                        }
+                        let word = call_index / 64;
+                        let mask = 1u64 << (call_index % 64);
+                        debug_assert!(bits[word] & mask == 0);
+                        bits[word] |= mask;
+                        let hash = *bits_hash ^ zobrist[call_index] ^ state_hash(&after);
+                        let inserted = cache.insert(hash, bits, after);
+                        bits[word] &= !mask;
+                        if inserted {
+                            take = Some((*node, successor as u32, after, false));
+                            break 'scan;
+                        }
+                    }
+                    *node = next[*node as usize];
+                    *successor_start = 0;
+                }
+                if take.is_none() {
+                    backtrack = true;
+                }
+            } else {
+                // The forced read-only call: new unless this point was explored already.
+                let (forced_node, _, after, _) = take.expect("set above");
+                let call_index = call_of_node(forced_node);
+                let word = call_index / 64;
+                let mask = 1u64 << (call_index % 64);
+                bits[word] |= mask;
+                let hash = *bits_hash ^ zobrist[call_index] ^ state_hash(&after);
+                let inserted = cache.insert(hash, bits, after);
+                bits[word] &= !mask;
+                if !inserted {
+                    // Seen, and failed (success ends the search): so does this point.
+                    take = None;
+                    backtrack = true;
+                }
+            }
+
+            if let Some((call_node, successor, after, forced)) = take {
+                let call_index = call_of_node(call_node);
+                bits[call_index / 64] |= 1u64 << (call_index % 64);
+                *bits_hash ^= zobrist[call_index];
+                lift!(call_node);
+                stack.push(Frame { node: call_node, state_before: *state, successor, forced });
+                *state = after;
+                if calls[call_index].output.is_some() {
+                    *ok_remaining -= 1;
+                    if *ok_remaining == 0 {
+                        return Progress::Done(SearchOutcome::Linearizable);
                     }
                 }
-                node = next[node as usize];
-                successor_start = 0;
+                if stack.len() > *deepest_len {
+                    *deepest_len = stack.len();
+                    *snapshot_pending = true;
+                }
+                *fresh = true;
+                continue;
             }
-            if take.is_none() {
-                backtrack = true;
-            }
-        } else {
-            // The forced read-only call: it is in the cache unless this point was explored.
-            let (forced_node, _, after, _) = take.expect("set above");
-            let call_index = call_of_node(forced_node);
-            let word = call_index / 64;
-            let mask = 1u64 << (call_index % 64);
-            bits[word] |= mask;
-            let hash = bits_hash ^ zobrist[call_index] ^ state_hash(&after);
-            let inserted = cache.insert(hash, &bits, after);
-            bits[word] &= !mask;
-            if !inserted {
-                // Seen and failed (success ends the search): so does this point.
-                take = None;
-                backtrack = true;
-            }
-        }
 
-        if let Some((call_node, successor, after, forced)) = take {
-            let call_index = call_of_node(call_node);
-            bits[call_index / 64] |= 1u64 << (call_index % 64);
-            bits_hash ^= zobrist[call_index];
-            lift!(call_node);
-            stack.push(Frame { node: call_node, state_before: state, successor, forced });
-            state = after;
-            if calls[call_index].output.is_some() {
-                ok_remaining -= 1;
-                if ok_remaining == 0 {
-                    return SearchOutcome::Linearizable;
+            assert!(backtrack, "no move means backtrack");
+            if *snapshot_pending {
+                // The stack has not changed since it reached its deepest: record that point.
+                *snapshot_pending = false;
+                let mut prefix = Vec::with_capacity(stack.len());
+                for (position, frame) in stack.iter().enumerate() {
+                    let after = stack.get(position + 1).map_or(*state, |next| next.state_before);
+                    prefix.push((call_of_node(frame.node), after));
+                }
+                // Info calls are left out: they constrain nothing, so they are never the
+                // reason; an ok call is always among the candidates (the one returning first).
+                let mut candidates = Vec::new();
+                let mut candidate = next[HEAD as usize];
+                while is_call_node(candidate) {
+                    let call_index = call_of_node(candidate);
+                    if calls[call_index].output.is_some() {
+                        candidates.push(call_index);
+                    }
+                    candidate = next[candidate as usize];
+                }
+                assert!(!candidates.is_empty(), "an ok call is left, so one is a candidate");
+                *deepest = Some((prefix, candidates));
+            }
+            // Pop until a frame with alternatives left.
+            loop {
+                let Some(frame) = stack.pop() else {
+                    let (prefix, candidates) =
+                        deepest.take().expect("the first backtrack takes a snapshot");
+                    return Progress::Done(SearchOutcome::NotLinearizable { prefix, candidates });
+                };
+                let call_index = call_of_node(frame.node);
+                unlift!(frame.node);
+                bits[call_index / 64] &= !(1u64 << (call_index % 64));
+                *bits_hash ^= zobrist[call_index];
+                *state = frame.state_before;
+                if calls[call_index].output.is_some() {
+                    *ok_remaining += 1;
+                }
+                if !frame.forced {
+                    *node = frame.node;
+                    *successor_start = frame.successor + 1;
+                    break;
                 }
             }
-            if stack.len() > deepest_len {
-                deepest_len = stack.len();
-                snapshot_pending = true;
-            }
-            fresh = true;
-            continue;
+            debug_assert_eq!(
+                bits.iter().map(|word| word.count_ones() as usize).sum::<usize>(),
+                stack.len(),
+                "the bitset holds exactly the calls on the stack"
+            );
         }
-
-        assert!(backtrack, "no move means backtrack");
-        if snapshot_pending {
-            // The stack has not changed since it reached its deepest: record that point.
-            snapshot_pending = false;
-            let mut prefix = Vec::with_capacity(stack.len());
-            for (position, frame) in stack.iter().enumerate() {
-                let after = stack.get(position + 1).map_or(state, |next| next.state_before);
-                prefix.push((call_of_node(frame.node), after));
-            }
-            let mut candidates = Vec::new();
-            let mut candidate = next[HEAD as usize];
-            while is_call_node(candidate) {
-                candidates.push(call_of_node(candidate));
-                candidate = next[candidate as usize];
-            }
-            deepest = Some((prefix, candidates));
-        }
-        // Pop until a frame with alternatives left.
-        loop {
-            let Some(frame) = stack.pop() else {
-                let (prefix, candidates) = deepest.expect("the first backtrack takes a snapshot");
-                return SearchOutcome::NotLinearizable { prefix, candidates };
-            };
-            let call_index = call_of_node(frame.node);
-            unlift!(frame.node);
-            bits[call_index / 64] &= !(1u64 << (call_index % 64));
-            bits_hash ^= zobrist[call_index];
-            state = frame.state_before;
-            if calls[call_index].output.is_some() {
-                ok_remaining += 1;
-            }
-            if !frame.forced {
-                node = frame.node;
-                successor_start = frame.successor + 1;
-                break;
-            }
-        }
-        debug_assert_eq!(
-            bits.iter().map(|word| word.count_ones() as usize).sum::<usize>(),
-            stack.len(),
-            "the bitset holds exactly the calls on the stack"
-        );
+        Progress::Paused
     }
 }
