@@ -21,7 +21,10 @@ fn fixture_files(folder: &Path, files: &mut Vec<PathBuf>) {
     for path in entries {
         if path.is_dir() {
             fixture_files(&path, files);
-        } else if path.extension().is_some_and(|extension| extension == "json") {
+        } else if path
+            .extension()
+            .is_some_and(|extension| extension == "json")
+        {
             files.push(path);
         }
     }
@@ -31,14 +34,20 @@ fn fixture_files(folder: &Path, files: &mut Vec<PathBuf>) {
 fn check(path: &Path) -> Option<String> {
     let file = load_history(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let expect = file.expect.expect("every fixture says its verdict");
-    let verdict = check_file(&file, None)
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let verdict =
+        check_file(&file, None).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let agrees = matches!(
         (&verdict, expect),
         (Verdict::Linearizable, Expect::Linearizable)
             | (Verdict::NotLinearizable { .. }, Expect::NotLinearizable)
     );
-    (!agrees).then(|| format!("{}: got {}, expected {expect:?}", path.display(), verdict.name()))
+    (!agrees).then(|| {
+        format!(
+            "{}: got {}, expected {expect:?}",
+            path.display(),
+            verdict.name()
+        )
+    })
 }
 
 #[test]
@@ -47,5 +56,10 @@ fn published_verdicts_agree() {
     fixture_files(&fixture_root(), &mut files);
     assert_eq!(files.len(), 108, "102 etcd histories and 6 kv histories");
     let disagreements: Vec<String> = files.iter().filter_map(|path| check(path)).collect();
-    assert!(disagreements.is_empty(), "{} disagreements:\n{}", disagreements.len(), disagreements.join("\n"));
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
 }

@@ -111,7 +111,10 @@ pub enum HistoryError {
 
 impl HistoryError {
     pub(crate) fn invalid(position: impl Into<String>, message: impl Into<String>) -> Self {
-        HistoryError::Invalid { position: position.into(), message: message.into() }
+        HistoryError::Invalid {
+            position: position.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -123,7 +126,11 @@ pub fn parse_history(text: &str) -> Result<HistoryFile, HistoryError> {
         let inner = error.into_inner();
         // serde_json appends "at line L column C", which locates the error in the text.
         HistoryError::Shape {
-            position: if position == "." { "(document)".to_string() } else { position },
+            position: if position == "." {
+                "(document)".to_string()
+            } else {
+                position
+            },
             message: inner.to_string(),
         }
     })?;
@@ -132,8 +139,10 @@ pub fn parse_history(text: &str) -> Result<HistoryFile, HistoryError> {
 
 /// Reads and parses a history file.
 pub fn load_history(path: &Path) -> Result<HistoryFile, HistoryError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| HistoryError::Io { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| HistoryError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     parse_history(&text)
 }
 
@@ -246,11 +255,18 @@ pub fn pair_calls(history: &[Op]) -> Result<(Vec<Call>, usize), HistoryError> {
                 let slot = slot_by_invoke[&open];
                 match op.op_type {
                     OpType::Ok => {
-                        let call = calls[slot].as_mut().expect("an open invoke has a live slot");
-                        call.completion = Completion::Ok { index, value: op.value.clone() };
+                        let call = calls[slot]
+                            .as_mut()
+                            .expect("an open invoke has a live slot");
+                        call.completion = Completion::Ok {
+                            index,
+                            value: op.value.clone(),
+                        };
                     }
                     OpType::Info => {
-                        let call = calls[slot].as_mut().expect("an open invoke has a live slot");
+                        let call = calls[slot]
+                            .as_mut()
+                            .expect("an open invoke has a live slot");
                         call.completion = Completion::Info { index: Some(index) };
                     }
                     OpType::Fail => calls[slot] = None,
@@ -277,7 +293,13 @@ mod tests {
     use super::*;
 
     fn op(process: u64, op_type: OpType, f: &str, value: Value) -> Op {
-        Op { process, op_type, f: f.to_string(), value, key: None }
+        Op {
+            process,
+            op_type,
+            f: f.to_string(),
+            value,
+            key: None,
+        }
     }
 
     #[test]
@@ -294,7 +316,13 @@ mod tests {
         let (calls, invokes) = pair_calls(&history).unwrap();
         assert_eq!(invokes, 4);
         assert_eq!(calls.len(), 3);
-        assert_eq!(calls[0].completion, Completion::Ok { index: 2, value: Value::from(1) });
+        assert_eq!(
+            calls[0].completion,
+            Completion::Ok {
+                index: 2,
+                value: Value::from(1)
+            }
+        );
         assert_eq!(calls[1].invoke_index, 4);
         assert_eq!(calls[1].completion, Completion::Info { index: None });
         assert_eq!(calls[2].completion, Completion::Info { index: Some(6) });
@@ -304,13 +332,19 @@ mod tests {
     fn rejects_unpaired_events() {
         let orphan = vec![op(0, OpType::Ok, "read", Value::Null)];
         let error = pair_calls(&orphan).unwrap_err().to_string();
-        assert!(error.starts_with("history[0].type: ok by process 0 with no outstanding"), "{error}");
+        assert!(
+            error.starts_with("history[0].type: ok by process 0 with no outstanding"),
+            "{error}"
+        );
         let double = vec![
             op(0, OpType::Invoke, "read", Value::Null),
             op(0, OpType::Invoke, "read", Value::Null),
         ];
         let error = pair_calls(&double).unwrap_err().to_string();
-        assert!(error.starts_with("history[1].type: invoke by process 0 while"), "{error}");
+        assert!(
+            error.starts_with("history[1].type: invoke by process 0 while"),
+            "{error}"
+        );
         let mismatch = vec![
             op(0, OpType::Invoke, "read", Value::Null),
             op(0, OpType::Ok, "write", Value::Null),
@@ -323,11 +357,16 @@ mod tests {
     fn parse_errors_name_the_position() {
         let unknown_field = r#"{"model":"register","history":[{"process":0,"type":"invoke","f":"read","value":null,"colour":1}]}"#;
         let error = parse_history(unknown_field).unwrap_err().to_string();
-        assert!(error.contains("history[0]") && error.contains("colour"), "{error}");
-        let wrong_type = r#"{"model":"register","history":[{"process":0,"type":"begin","f":"read"}]}"#;
+        assert!(
+            error.contains("history[0]") && error.contains("colour"),
+            "{error}"
+        );
+        let wrong_type =
+            r#"{"model":"register","history":[{"process":0,"type":"begin","f":"read"}]}"#;
         let error = parse_history(wrong_type).unwrap_err().to_string();
         assert!(error.starts_with("history[0].type:"), "{error}");
-        let wrong_process = r#"{"model":"register","history":[{"process":"a","type":"ok","f":"read"}]}"#;
+        let wrong_process =
+            r#"{"model":"register","history":[{"process":"a","type":"ok","f":"read"}]}"#;
         let error = parse_history(wrong_process).unwrap_err().to_string();
         assert!(error.starts_with("history[0].process:"), "{error}");
         let not_json = "{";

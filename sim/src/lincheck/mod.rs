@@ -93,7 +93,10 @@ pub fn check(
         "fifo-queue" => check_with(FifoQueueModel::new(), init, history, deadline),
         _ => Err(HistoryError::invalid(
             "model",
-            format!("unknown model {model:?}; known models: {}", MODEL_NAMES.join(", ")),
+            format!(
+                "unknown model {model:?}; known models: {}",
+                MODEL_NAMES.join(", ")
+            ),
         )),
     }
 }
@@ -111,8 +114,9 @@ pub fn check_with<M: Model>(
     deadline: Option<Instant>,
 ) -> Result<Verdict, HistoryError> {
     let (calls, _invoke_count) = pair_calls(history)?;
-    let state_initial =
-        model.init(init).map_err(|message| HistoryError::invalid("init", message))?;
+    let state_initial = model
+        .init(init)
+        .map_err(|message| HistoryError::invalid("init", message))?;
 
     // Decode everything before searching anything: bad input is reported whatever the verdict.
     let mut partitions: BTreeMap<Option<String>, Vec<(usize, SearchCall<M::Input, M::Output>)>> =
@@ -159,10 +163,13 @@ pub fn check_with<M: Model>(
         ));
     }
 
-    let limits = Limits { deadline, cache_entries_max: CACHE_ENTRIES_MAX };
-    // Partitions take turns with a step budget that doubles every round: a partition that is
-    // quick to refute ends the check early, whatever its key, and the total work on a
-    // linearizable history stays the sum of the partitions' work (searches resume).
+    let limits = Limits {
+        deadline,
+        cache_entries_max: CACHE_ENTRIES_MAX,
+    };
+    // Partitions take turns of `STEPS_PER_TURN` steps: a partition that is quick to refute
+    // ends the check early, whatever its key, after about (partitions x its steps); and the
+    // total work on a linearizable history stays the sum of the partitions' (searches resume).
     struct Pending<S, I, O> {
         key: Option<String>,
         call_indices: Vec<usize>,
@@ -174,17 +181,26 @@ pub fn check_with<M: Model>(
         .map(|(key, members)| {
             let (call_indices, calls): (Vec<usize>, Vec<_>) = members.into_iter().unzip();
             let search = Search::new(&model, state_initial, &calls);
-            Pending { key, call_indices, calls, search }
+            Pending {
+                key,
+                call_indices,
+                calls,
+                search,
+            }
         })
         .collect();
     let mut gave_up = None;
-    let mut steps_per_turn: u64 = STEPS_FIRST_TURN;
     while !pending.is_empty() {
         // The last partition left has nobody to give way to.
-        let steps_max = if pending.len() == 1 { u64::MAX } else { steps_per_turn };
+        let steps_max = if pending.len() == 1 {
+            u64::MAX
+        } else {
+            STEPS_PER_TURN
+        };
         let mut still_pending = Vec::with_capacity(pending.len());
         for mut partition in pending {
-            match partition.search.run(&mut model, &partition.calls, limits, steps_max) {
+            let progress = partition.search.run(&mut model, &partition.calls, limits, steps_max);
+            match progress {
                 Progress::Paused => still_pending.push(partition),
                 Progress::Done(SearchOutcome::Linearizable) => {}
                 // Another partition may still prove the history wrong.
@@ -209,12 +225,13 @@ pub fn check_with<M: Model>(
                         cannot_place: candidates.iter().map(|&index| describe(index)).collect(),
                         calls_in_partition: partition.calls.len(),
                     };
-                    return Ok(Verdict::NotLinearizable { witness: Box::new(witness) });
+                    return Ok(Verdict::NotLinearizable {
+                        witness: Box::new(witness),
+                    });
                 }
             }
         }
         pending = still_pending;
-        steps_per_turn = steps_per_turn.saturating_mul(2);
     }
     Ok(match gave_up {
         Some(reason) => Verdict::Unknown { reason },
@@ -222,8 +239,9 @@ pub fn check_with<M: Model>(
     })
 }
 
-/// Step budget of every partition's first turn.
-const STEPS_FIRST_TURN: u64 = 1 << 10;
+/// Step budget of a partition's turn: small enough that a refutation is not held up, large
+/// enough that switching (a function call) costs nothing against it.
+const STEPS_PER_TURN: u64 = 1 << 9;
 
 fn describe_call(call: &Call) -> WitnessCall {
     let (outcome, output, completion_index) = match &call.completion {

@@ -62,6 +62,24 @@ pub trait Model {
     /// `None` for calls whose result is unknown (`info`).
     fn is_read_only(&self, input: &Self::Input, output: Option<&Self::Output>) -> bool;
 
+    /// Lookahead, for pruning: `observer` is an `ok` read-only call that must be linearized
+    /// before anything but `others` (the calls that may come before it). Returns false only if
+    /// no sequence of some of `others` (each at most once, in any order, with any outcome) can
+    /// take `state` to a state that accepts `observed`. The default never prunes.
+    fn can_reach<'a>(
+        &mut self,
+        state: Self::State,
+        observer: &Self::Input,
+        observed: &Self::Output,
+        others: impl Iterator<Item = &'a Self::Input>,
+    ) -> bool
+    where
+        Self::Input: 'a,
+    {
+        let _ = (state, observer, observed, others);
+        true
+    }
+
     /// Pushes onto `successors` every state the object can be in after applying `input` to
     /// `state` and observing `output` (`None`: the result is unknown, any result will do).
     /// Pushes nothing if the observation is impossible in `state`.
@@ -86,7 +104,10 @@ pub struct ValueInterner {
 
 impl Default for ValueInterner {
     fn default() -> Self {
-        let mut interner = ValueInterner { id_by_text: HashMap::new(), values: Vec::new() };
+        let mut interner = ValueInterner {
+            id_by_text: HashMap::new(),
+            values: Vec::new(),
+        };
         let null_id = interner.intern(&Value::Null);
         assert_eq!(null_id, ValueInterner::NULL);
         interner
@@ -154,12 +175,18 @@ pub enum RegisterOutput {
 impl RegisterModel {
     /// A plain read/write register.
     pub fn register() -> Self {
-        RegisterModel { with_cas: false, values: ValueInterner::default() }
+        RegisterModel {
+            with_cas: false,
+            values: ValueInterner::default(),
+        }
     }
 
     /// A register with compare-and-set.
     pub fn cas_register() -> Self {
-        RegisterModel { with_cas: true, values: ValueInterner::default() }
+        RegisterModel {
+            with_cas: true,
+            values: ValueInterner::default(),
+        }
     }
 }
 
@@ -234,6 +261,25 @@ impl Model for RegisterModel {
             (RegisterInput::Cas { from, to }, _) => from == to,
             (RegisterInput::Write(_), _) => false,
         }
+    }
+
+    fn can_reach<'a>(
+        &mut self,
+        state: u32,
+        _observer: &RegisterInput,
+        observed: &RegisterOutput,
+        mut others: impl Iterator<Item = &'a RegisterInput>,
+    ) -> bool {
+        let RegisterOutput::Read(target) = *observed else {
+            return true;
+        };
+        // Only a write or a cas of the value read can bring it back.
+        state == target
+            || others.any(|input| match *input {
+                RegisterInput::Write(written) => written == target,
+                RegisterInput::Cas { to, .. } => to == target,
+                RegisterInput::Read => false,
+            })
     }
 
     fn step(
@@ -346,7 +392,11 @@ impl StringTable {
 
     fn intern(&mut self, text: &str) -> u32 {
         let (hash, power) = text.bytes().fold((0u64, 1u64), |(hash, power), byte| {
-            (hash.wrapping_mul(ROLLING_BASE).wrapping_add(u64::from(byte)), power.wrapping_mul(ROLLING_BASE))
+            (
+                hash.wrapping_mul(ROLLING_BASE)
+                    .wrapping_add(u64::from(byte)),
+                power.wrapping_mul(ROLLING_BASE),
+            )
         });
         if let Some(id) = self.find(hash, |candidate| candidate == text.as_bytes()) {
             return id;
@@ -374,8 +424,10 @@ impl StringTable {
         let start = self.bytes.len();
         let (head_start, head_length) = self.spans[head as usize];
         let (tail_start, tail_length) = self.spans[tail as usize];
-        self.bytes.extend_from_within(head_start..head_start + head_length);
-        self.bytes.extend_from_within(tail_start..tail_start + tail_length);
+        self.bytes
+            .extend_from_within(head_start..head_start + head_length);
+        self.bytes
+            .extend_from_within(tail_start..tail_start + tail_length);
         self.add(start, hash, power)
     }
 }
@@ -447,7 +499,9 @@ impl Model for KvModel {
         match f {
             "get" => Ok(KvInput::Get),
             "put" => Ok(KvInput::Put(self.string_id(value, "the string put")?)),
-            "append" => Ok(KvInput::Append(self.string_id(value, "the string appended")?)),
+            "append" => Ok(KvInput::Append(
+                self.string_id(value, "the string appended")?,
+            )),
             _ => Err(format!("unknown f {f:?}")),
         }
     }
@@ -479,6 +533,33 @@ impl Model for KvModel {
             KvInput::Append(piece) => *piece == 0,
             KvInput::Put(_) => false,
         }
+    }
+
+    fn can_reach<'a>(
+        &mut self,
+        state: u32,
+        _observer: &KvInput,
+        observed: &KvOutput,
+        others: impl Iterator<Item = &'a KvInput>,
+    ) -> bool {
+        let KvOutput::Got(target) = *observed else {
+            return true;
+        };
+        if state == target {
+            return true;
+        }
+        let mut appended_bytes_max = 0;
+        for input in others {
+            match *input {
+                // A put can reset the string to anything: no conclusion.
+                KvInput::Put(_) => return true,
+                KvInput::Append(piece) => appended_bytes_max += self.strings.text(piece).len(),
+                KvInput::Get => {}
+            }
+        }
+        // Appends only: the string can only grow, by at most what is pending.
+        let (current, wanted) = (self.strings.text(state), self.strings.text(target));
+        wanted.len() <= current.len() + appended_bytes_max && wanted.starts_with(current)
     }
 
     fn step(
@@ -593,7 +674,10 @@ impl FifoQueueModel {
             return popped;
         }
         let contents = &self.queues[queue as usize];
-        assert!(!contents.is_empty(), "pop is only called on a non-empty queue");
+        assert!(
+            !contents.is_empty(),
+            "pop is only called on a non-empty queue"
+        );
         let head = contents[0];
         let rest = contents[1..].to_vec();
         let rest_id = self.queue_id(rest);
@@ -619,8 +703,10 @@ impl Model for FifoQueueModel {
         match init {
             Value::Null => Ok(FifoQueueModel::EMPTY),
             Value::Array(items) => {
-                let contents =
-                    items.iter().map(|item| self.element_id(item)).collect::<Result<_, _>>()?;
+                let contents = items
+                    .iter()
+                    .map(|item| self.element_id(item))
+                    .collect::<Result<_, _>>()?;
                 Ok(self.queue_id(contents))
             }
             _ => Err(format!("a queue's init is null or an array, found {init}")),
@@ -653,7 +739,25 @@ impl Model for FifoQueueModel {
     }
 
     fn is_read_only(&self, input: &QueueInput, output: Option<&QueueOutput>) -> bool {
-        matches!((input, output), (QueueInput::Dequeue, Some(QueueOutput::Dequeued(None))))
+        matches!(
+            (input, output),
+            (QueueInput::Dequeue, Some(QueueOutput::Dequeued(None)))
+        )
+    }
+
+    fn can_reach<'a>(
+        &mut self,
+        state: u32,
+        _observer: &QueueInput,
+        observed: &QueueOutput,
+        others: impl Iterator<Item = &'a QueueInput>,
+    ) -> bool {
+        // The only read-only observation is "empty": enough dequeues must be pending.
+        if *observed != QueueOutput::Dequeued(None) {
+            return true;
+        }
+        let length = self.queues[state as usize].len();
+        length == 0 || others.filter(|input| **input == QueueInput::Dequeue).count() >= length
     }
 
     fn step(
@@ -699,7 +803,12 @@ impl Model for FifoQueueModel {
 
     fn describe_state(&self, state: u32) -> Value {
         let contents = &self.queues[state as usize];
-        Value::Array(contents.iter().map(|&id| self.elements.value(id).clone()).collect())
+        Value::Array(
+            contents
+                .iter()
+                .map(|&id| self.elements.value(id).clone())
+                .collect(),
+        )
     }
 }
 
@@ -727,7 +836,10 @@ mod tests {
         let swapped = model.decode_output(&cas, &json!(true)).unwrap();
         let not_swapped = model.decode_output(&cas, &json!(false)).unwrap();
         assert!(successors(&mut model, empty, &cas, Some(&swapped)).is_empty());
-        assert_eq!(successors(&mut model, empty, &cas, Some(&not_swapped)), vec![empty]);
+        assert_eq!(
+            successors(&mut model, empty, &cas, Some(&not_swapped)),
+            vec![empty]
+        );
         let one = model.values.intern(&json!(1));
         let two = model.values.intern(&json!(2));
         assert_eq!(successors(&mut model, one, &cas, Some(&swapped)), vec![two]);
@@ -746,7 +858,11 @@ mod tests {
         let got_aa = model.decode_output(&KvInput::Get, &json!("aa")).unwrap();
         let a = successors(&mut model, empty, &append_a, None)[0];
         let aa = successors(&mut model, a, &append_a, None)[0];
-        assert_eq!(KvOutput::Got(aa), got_aa, "the same string interns to the same id");
+        assert_eq!(
+            KvOutput::Got(aa),
+            got_aa,
+            "the same string interns to the same id"
+        );
         assert_eq!(model.describe_state(aa), json!("aa"));
         assert!(model.partition(None).is_err());
         assert!(model.decode_input("put", &json!(3)).is_err());
@@ -755,8 +871,12 @@ mod tests {
     #[test]
     fn string_table_concatenations_are_canonical() {
         let mut table = StringTable::default();
-        let (a, bc, ab, c) =
-            (table.intern("a"), table.intern("bc"), table.intern("ab"), table.intern("c"));
+        let (a, bc, ab, c) = (
+            table.intern("a"),
+            table.intern("bc"),
+            table.intern("ab"),
+            table.intern("c"),
+        );
         let abc = table.concat(a, bc);
         assert_eq!(table.concat(ab, c), abc, "equal contents, equal ids");
         assert_eq!(table.intern("abc"), abc);
@@ -774,13 +894,22 @@ mod tests {
         let q1 = successors(&mut model, empty, &enqueue_1, None)[0];
         let q12 = successors(&mut model, q1, &enqueue_2, None)[0];
         assert_eq!(model.describe_state(q12), json!([1, 2]));
-        let got_2 = model.decode_output(&QueueInput::Dequeue, &json!(2)).unwrap();
-        let got_1 = model.decode_output(&QueueInput::Dequeue, &json!(1)).unwrap();
-        let got_none = model.decode_output(&QueueInput::Dequeue, &Value::Null).unwrap();
+        let got_2 = model
+            .decode_output(&QueueInput::Dequeue, &json!(2))
+            .unwrap();
+        let got_1 = model
+            .decode_output(&QueueInput::Dequeue, &json!(1))
+            .unwrap();
+        let got_none = model
+            .decode_output(&QueueInput::Dequeue, &Value::Null)
+            .unwrap();
         assert!(successors(&mut model, q12, &QueueInput::Dequeue, Some(&got_2)).is_empty());
         let q2 = successors(&mut model, q12, &QueueInput::Dequeue, Some(&got_1))[0];
         assert_eq!(model.describe_state(q2), json!([2]));
-        assert_eq!(successors(&mut model, empty, &QueueInput::Dequeue, Some(&got_none)), vec![empty]);
+        assert_eq!(
+            successors(&mut model, empty, &QueueInput::Dequeue, Some(&got_none)),
+            vec![empty]
+        );
         assert!(successors(&mut model, q2, &QueueInput::Dequeue, Some(&got_none)).is_empty());
         assert!(model.decode_input("enqueue", &Value::Null).is_err());
         assert_eq!(model.init(&json!([1, 2])).unwrap(), q12);

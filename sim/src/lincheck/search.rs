@@ -52,7 +52,9 @@ impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for chunk in &mut chunks {
-            self.add_word(u64::from_le_bytes(chunk.try_into().expect("chunk of 8 bytes")));
+            self.add_word(u64::from_le_bytes(
+                chunk.try_into().expect("chunk of 8 bytes"),
+            ));
         }
         for &byte in chunks.remainder() {
             self.add_word(u64::from(byte));
@@ -172,13 +174,14 @@ struct Cache<S> {
 const NO_ENTRY: u32 = u32::MAX;
 
 impl<S: Copy + Eq> Cache<S> {
-    fn new(words_per_entry: usize) -> Self {
+    fn new(words_per_entry: usize, capacity: usize) -> Self {
+        // Reserved up front: growing by doubling rehashes and copies the whole table each time.
         Cache {
             words_per_entry,
-            bits: Vec::new(),
-            states: Vec::new(),
-            chain: Vec::new(),
-            first_by_hash: HashMap::default(),
+            bits: Vec::with_capacity(capacity * words_per_entry),
+            states: Vec::with_capacity(capacity),
+            chain: Vec::with_capacity(capacity),
+            first_by_hash: HashMap::with_capacity_and_hasher(capacity, Default::default()),
         }
     }
 
@@ -275,6 +278,8 @@ pub(crate) struct Search<S> {
     node: u32,
     successor_start: u32,
     steps_until_deadline_check: u32,
+    /// Steps taken so far, over all turns.
+    pub(crate) steps_taken: u64,
 }
 
 impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
@@ -285,7 +290,10 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
         calls: &[SearchCall<M::Input, M::Output>],
     ) -> Self {
         let call_count = calls.len();
-        assert!(call_count < (u32::MAX as usize) / 2 - 2, "too many calls in one partition");
+        assert!(
+            call_count < (u32::MAX as usize) / 2 - 2,
+            "too many calls in one partition"
+        );
         let ok_total = calls.iter().filter(|call| call.output.is_some()).count();
         let read_only_ok: Vec<bool> = calls
             .iter()
@@ -299,7 +307,8 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
         for (index, call) in calls.iter().enumerate() {
             let node = (2 * index + 1) as u32;
             assert!(
-                call.return_position.is_none_or(|position| position > call.invoke_position),
+                call.return_position
+                    .is_none_or(|position| position > call.invoke_position),
                 "a call returns after its invoke"
             );
             order.push((call.invoke_position, node));
@@ -325,7 +334,8 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             .collect();
         let words_per_entry = call_count.div_ceil(64);
         let bits = vec![0u64; words_per_entry];
-        let mut cache: Cache<S> = Cache::new(words_per_entry);
+        // A few entries per call covers most histories without holding much memory.
+        let mut cache: Cache<S> = Cache::new(words_per_entry, 8 * call_count + 16);
         cache.insert(state_hash(&init), &bits, init);
         let node = next[HEAD as usize];
         Search {
@@ -348,6 +358,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             successor_start: 0,
             // 1: the first look is at once, so a deadline already past answers at once.
             steps_until_deadline_check: 1,
+            steps_taken: 0,
         }
     }
 
@@ -381,6 +392,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             node,
             successor_start,
             steps_until_deadline_check,
+            steps_taken,
         } = self;
 
         macro_rules! lift {
@@ -405,10 +417,14 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
         }
 
         for _ in 0..steps_max {
+            *steps_taken += 1;
             *steps_until_deadline_check -= 1;
             if *steps_until_deadline_check == 0 {
                 *steps_until_deadline_check = STEPS_BETWEEN_DEADLINE_CHECKS;
-                if limits.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                if limits
+                    .deadline
+                    .is_some_and(|deadline| Instant::now() >= deadline)
+                {
                     return Progress::Done(SearchOutcome::GaveUp(GaveUp::Timeout));
                 }
                 if cache.len() >= limits.cache_entries_max {
@@ -447,6 +463,8 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
 
             if take.is_none() {
                 // Scan on from `node` for a call the model accepts and the cache has not seen.
+                // The call whose return entry comes first: fixed while scanning one point.
+                let mut first_return_call: Option<usize> = None;
                 'scan: while is_call_node(*node) {
                     let call_index = call_of_node(*node);
                     if read_only_ok[call_index] {
@@ -463,6 +481,34 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                         let after = successors[successor];
                         if is_info && after == *state {
                             continue;
+                        }
+                        if after != *state {
+                            // Lookahead pruning: the ok call returning first must still be
+                            // reachable using only the other calls that may precede it.
+                            let observer = *first_return_call.get_or_insert_with(|| {
+                                let mut first_return = next[HEAD as usize];
+                                while is_call_node(first_return) {
+                                    first_return = next[first_return as usize];
+                                }
+                                ((first_return - 2) / 2) as usize
+                            });
+                            if observer != call_index && read_only_ok[observer] {
+                                let taken_node = *node;
+                                let others = std::iter::successors(
+                                    Some(next[HEAD as usize]),
+                                    |&other| Some(next[other as usize]),
+                                )
+                                .take_while(|&other| is_call_node(other))
+                                .filter(|&other| other != taken_node)
+                                .map(|other| &calls[call_of_node(other)].input);
+                                let observed = calls[observer]
+                                    .output
+                                    .as_ref()
+                                    .expect("read_only_ok calls are ok calls");
+                                if !model.can_reach(after, &calls[observer].input, observed, others) {
+                                    continue;
+                                }
+                            }
                         }
                         let word = call_index / 64;
                         let mask = 1u64 << (call_index % 64);
@@ -504,7 +550,12 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                 bits[call_index / 64] |= 1u64 << (call_index % 64);
                 *bits_hash ^= zobrist[call_index];
                 lift!(call_node);
-                stack.push(Frame { node: call_node, state_before: *state, successor, forced });
+                stack.push(Frame {
+                    node: call_node,
+                    state_before: *state,
+                    successor,
+                    forced,
+                });
                 *state = after;
                 if calls[call_index].output.is_some() {
                     *ok_remaining -= 1;
@@ -526,7 +577,9 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                 *snapshot_pending = false;
                 let mut prefix = Vec::with_capacity(stack.len());
                 for (position, frame) in stack.iter().enumerate() {
-                    let after = stack.get(position + 1).map_or(*state, |next| next.state_before);
+                    let after = stack
+                        .get(position + 1)
+                        .map_or(*state, |next| next.state_before);
                     prefix.push((call_of_node(frame.node), after));
                 }
                 // Info calls are left out: they constrain nothing, so they are never the
@@ -540,14 +593,18 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                     }
                     candidate = next[candidate as usize];
                 }
-                assert!(!candidates.is_empty(), "an ok call is left, so one is a candidate");
+                assert!(
+                    !candidates.is_empty(),
+                    "an ok call is left, so one is a candidate"
+                );
                 *deepest = Some((prefix, candidates));
             }
             // Pop until a frame with alternatives left.
             loop {
                 let Some(frame) = stack.pop() else {
-                    let (prefix, candidates) =
-                        deepest.take().expect("the first backtrack takes a snapshot");
+                    let (prefix, candidates) = deepest
+                        .take()
+                        .expect("the first backtrack takes a snapshot");
                     return Progress::Done(SearchOutcome::NotLinearizable { prefix, candidates });
                 };
                 let call_index = call_of_node(frame.node);
@@ -565,7 +622,9 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                 }
             }
             debug_assert_eq!(
-                bits.iter().map(|word| word.count_ones() as usize).sum::<usize>(),
+                bits.iter()
+                    .map(|word| word.count_ones() as usize)
+                    .sum::<usize>(),
                 stack.len(),
                 "the bitset holds exactly the calls on the stack"
             );

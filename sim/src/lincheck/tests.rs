@@ -10,16 +10,40 @@ use serde_json::{json, Value};
 use super::*;
 
 fn invoke(process: u64, f: &str, value: Value) -> Op {
-    Op { process, op_type: OpType::Invoke, f: f.to_string(), value, key: None }
+    Op {
+        process,
+        op_type: OpType::Invoke,
+        f: f.to_string(),
+        value,
+        key: None,
+    }
 }
 fn ok(process: u64, f: &str, value: Value) -> Op {
-    Op { process, op_type: OpType::Ok, f: f.to_string(), value, key: None }
+    Op {
+        process,
+        op_type: OpType::Ok,
+        f: f.to_string(),
+        value,
+        key: None,
+    }
 }
 fn info(process: u64, f: &str) -> Op {
-    Op { process, op_type: OpType::Info, f: f.to_string(), value: Value::Null, key: None }
+    Op {
+        process,
+        op_type: OpType::Info,
+        f: f.to_string(),
+        value: Value::Null,
+        key: None,
+    }
 }
 fn fail(process: u64, f: &str) -> Op {
-    Op { process, op_type: OpType::Fail, f: f.to_string(), value: Value::Null, key: None }
+    Op {
+        process,
+        op_type: OpType::Fail,
+        f: f.to_string(),
+        value: Value::Null,
+        key: None,
+    }
 }
 fn keyed(mut op: Op, key: &str) -> Op {
     op.key = Some(key.to_string());
@@ -29,7 +53,11 @@ fn keyed(mut op: Op, key: &str) -> Op {
 /// The one helper every hand-made case goes through.
 fn check_verdict(model: &str, init: Value, history: &[Op], expect: &str) -> Verdict {
     let verdict = check(model, &init, history, None).expect("well-formed history");
-    assert_eq!(verdict.name(), expect, "{model} history {history:#?}\nverdict {verdict:#?}");
+    assert_eq!(
+        verdict.name(),
+        expect,
+        "{model} history {history:#?}\nverdict {verdict:#?}"
+    );
     verdict
 }
 
@@ -49,14 +77,19 @@ fn register_sequential_and_stale_read() {
         ok(1, "read", Value::Null),
     ];
     let verdict = check_verdict("register", Value::Null, &stale, "not-linearizable");
-    let Verdict::NotLinearizable { witness } = verdict else { unreachable!() };
+    let Verdict::NotLinearizable { witness } = verdict else {
+        unreachable!()
+    };
     assert_eq!(witness.linearized.len(), 1);
     assert_eq!(witness.linearized[0].call.invoke_index, 0);
     assert_eq!(witness.linearized[0].state_after, json!(1));
     assert_eq!(witness.cannot_place.len(), 1);
     assert_eq!(witness.cannot_place[0].invoke_index, 2);
     let text = witness.to_string();
-    assert!(text.contains("history[2] process 1 read null -> null"), "{text}");
+    assert!(
+        text.contains("history[2] process 1 read null -> null"),
+        "{text}"
+    );
     let json = serde_json::to_value(&*witness).unwrap();
     assert_eq!(json["cannot_place"][0]["invoke_index"], json!(2));
 }
@@ -149,7 +182,12 @@ fn cas_register() {
         ok(1, "cas", json!(true)),
         ok(2, "cas", json!(true)),
     ];
-    check_verdict("cas-register", Value::Null, &both_swapped, "not-linearizable");
+    check_verdict(
+        "cas-register",
+        Value::Null,
+        &both_swapped,
+        "not-linearizable",
+    );
     // An unknown cas may have swapped: the read may see 2, or 1.
     for read in [json!(1), json!(2)] {
         let unknown = [
@@ -190,7 +228,9 @@ fn kv_is_checked_per_key() {
     };
     assert_eq!(witness.key.as_deref(), Some("y"));
     let missing_key = [invoke(0, "get", Value::Null), ok(0, "get", json!(""))];
-    let error = check("kv", &json!(""), &missing_key, None).unwrap_err().to_string();
+    let error = check("kv", &json!(""), &missing_key, None)
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with("history[0].key:"), "{error}");
 }
 
@@ -247,22 +287,36 @@ fn fifo_queue() {
     ];
     check_verdict("fifo-queue", Value::Null, &unknowns, "linearizable");
     // A dequeue of an element never enqueued.
-    let invented = [invoke(1, "dequeue", Value::Null), ok(1, "dequeue", json!(9))];
+    let invented = [
+        invoke(1, "dequeue", Value::Null),
+        ok(1, "dequeue", json!(9)),
+    ];
     check_verdict("fifo-queue", Value::Null, &invented, "not-linearizable");
 }
 
 #[test]
 fn bad_input_names_its_position() {
     let history = [invoke(0, "read", Value::Null), ok(0, "read", Value::Null)];
-    let error = check("set", &Value::Null, &history, None).unwrap_err().to_string();
+    let error = check("set", &Value::Null, &history, None)
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with("model: unknown model \"set\""), "{error}");
-    let error = check("fifo-queue", &Value::Null, &history, None).unwrap_err().to_string();
-    assert!(error.starts_with("history[0].f: unknown f \"read\""), "{error}");
+    let error = check("fifo-queue", &Value::Null, &history, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("history[0].f: unknown f \"read\""),
+        "{error}"
+    );
     let bad_cas = [invoke(0, "cas", json!(1)), ok(0, "cas", json!(true))];
-    let error = check("cas-register", &Value::Null, &bad_cas, None).unwrap_err().to_string();
+    let error = check("cas-register", &Value::Null, &bad_cas, None)
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with("history[0].value:"), "{error}");
     let bad_output = [invoke(0, "cas", json!([1, 2])), ok(0, "cas", json!("yes"))];
-    let error = check("cas-register", &Value::Null, &bad_output, None).unwrap_err().to_string();
+    let error = check("cas-register", &Value::Null, &bad_output, None)
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with("history[1].value:"), "{error}");
     let error = check("kv", &json!(5), &[], None).unwrap_err().to_string();
     assert!(error.starts_with("init:"), "{error}");
@@ -272,7 +326,12 @@ fn bad_input_names_its_position() {
 fn past_deadline_answers_unknown() {
     let history = [invoke(0, "write", json!(1)), ok(0, "write", json!(1))];
     let verdict = check("register", &Value::Null, &history, Some(Instant::now())).unwrap();
-    assert_eq!(verdict, Verdict::Unknown { reason: GaveUp::Timeout });
+    assert_eq!(
+        verdict,
+        Verdict::Unknown {
+            reason: GaveUp::Timeout
+        }
+    );
 }
 
 // ---- Property tests ----
@@ -338,13 +397,23 @@ fn apply(reference: &mut Reference, f: &str, value: &Value, key: &Option<String>
                 json!(false)
             }
         }
-        "get" => json!(reference.kv.get(key.as_ref().unwrap()).cloned().unwrap_or_default()),
+        "get" => json!(reference
+            .kv
+            .get(key.as_ref().unwrap())
+            .cloned()
+            .unwrap_or_default()),
         "put" => {
-            reference.kv.insert(key.clone().unwrap(), value.as_str().unwrap().to_string());
+            reference
+                .kv
+                .insert(key.clone().unwrap(), value.as_str().unwrap().to_string());
             Value::Null
         }
         "append" => {
-            reference.kv.entry(key.clone().unwrap()).or_default().push_str(value.as_str().unwrap());
+            reference
+                .kv
+                .entry(key.clone().unwrap())
+                .or_default()
+                .push_str(value.as_str().unwrap());
             Value::Null
         }
         "enqueue" => {
@@ -373,15 +442,28 @@ fn random_output(f: &str, choice: u8) -> Value {
 #[derive(Clone, Debug)]
 enum Phase {
     Idle,
-    Invoked { f: &'static str, value: Value, key: Option<String> },
-    Applied { f: &'static str, output: Value, key: Option<String> },
+    Invoked {
+        f: &'static str,
+        value: Value,
+        key: Option<String>,
+    },
+    Applied {
+        f: &'static str,
+        output: Value,
+        key: Option<String>,
+    },
     Crashed,
 }
 
 /// Interprets random actions as concurrent clients. With `random_outputs` false, each op
 /// takes effect at one instant between its invoke and its completion (so the history is
 /// linearizable by construction); with it true, outputs are random.
-fn build_history(model: &str, actions: &[(u8, u8, u8)], processes: u8, random_outputs: bool) -> Vec<Op> {
+fn build_history(
+    model: &str,
+    actions: &[(u8, u8, u8)],
+    processes: u8,
+    random_outputs: bool,
+) -> Vec<Op> {
     let mut reference = Reference::default();
     let mut phases = vec![Phase::Idle; usize::from(processes)];
     let mut history = Vec::new();
@@ -471,7 +553,12 @@ fn brute_force<M: Model>(mut model: M, history: &[Op]) -> bool {
                 continue;
             }
             let mut successors = Vec::new();
-            model.step(state, &decoded[candidate].0, decoded[candidate].1.as_ref(), &mut successors);
+            model.step(
+                state,
+                &decoded[candidate].0,
+                decoded[candidate].1.as_ref(),
+                &mut successors,
+            );
             for after in successors {
                 used[candidate] = true;
                 let found = extend(model, calls, decoded, used, after);
@@ -492,7 +579,15 @@ fn brute_force_by_name(model: &str, history: &[Op]) -> bool {
         "register" => brute_force(RegisterModel::register(), history),
         "cas-register" => brute_force(RegisterModel::cas_register(), history),
         "fifo-queue" => brute_force(FifoQueueModel::new(), history),
-        _ => unreachable!("the brute force runs on unkeyed models"),
+        "kv" => {
+            // Keys are independent objects: the brute force runs on each key's events alone.
+            let mut by_key: BTreeMap<Option<String>, Vec<Op>> = BTreeMap::new();
+            for op in history {
+                by_key.entry(op.key.clone()).or_default().push(op.clone());
+            }
+            by_key.values().all(|events| brute_force(KvModel::new(), events))
+        }
+        _ => unreachable!("no brute force for {model}"),
     }
 }
 
@@ -512,11 +607,11 @@ proptest! {
 
     #[test]
     fn agrees_with_brute_force_on_tiny_histories(
-        model_index in 0usize..3,
+        model_index in 0usize..4,
         processes in 1u8..4,
         actions in prop::collection::vec((any::<u8>(), any::<u8>(), any::<u8>()), 0..18),
     ) {
-        let model = ["register", "cas-register", "fifo-queue"][model_index];
+        let model = MODELS[model_index];
         let history = build_history(model, &actions, processes, true);
         let verdict = check(model, &Value::Null, &history, None).unwrap();
         let expected = brute_force_by_name(model, &history);

@@ -96,7 +96,9 @@ impl Witness {
 
     /// The state after the prefix: the one none of `cannot_place` is accepted in.
     pub fn state_stuck(&self) -> &Value {
-        self.linearized.last().map_or(&self.state_initial, |step| &step.state_after)
+        self.linearized
+            .last()
+            .map_or(&self.state_initial, |step| &step.state_after)
     }
 }
 
@@ -108,7 +110,9 @@ impl fmt::Display for WitnessCall {
             self.invoke_index, self.process, self.f, self.input
         )?;
         match (&self.output, self.completion_index) {
-            (Some(output), Some(index)) => write!(formatter, " -> {output} (ok at history[{index}])"),
+            (Some(output), Some(index)) => {
+                write!(formatter, " -> {output} (ok at history[{index}])")
+            }
             (_, Some(index)) => write!(formatter, " -> ? (info at history[{index}])"),
             (_, None) => write!(formatter, " -> ? (never completed)"),
         }
@@ -129,7 +133,10 @@ impl fmt::Display for Witness {
             self.calls_in_partition
         )?;
         writeln!(formatter, "  initial state: {}", self.state_initial)?;
-        let hidden = self.linearized.len().saturating_sub(Witness::PREFIX_SHOWN_MAX);
+        let hidden = self
+            .linearized
+            .len()
+            .saturating_sub(Witness::PREFIX_SHOWN_MAX);
         if hidden > 0 {
             writeln!(formatter, "  ... {hidden} earlier calls")?;
         }
