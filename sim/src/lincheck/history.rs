@@ -147,14 +147,14 @@ pub fn load_history(path: &Path) -> Result<HistoryFile, HistoryError> {
 }
 
 /// How a call ended, as far as the checker cares (`fail` calls are gone by now).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Completion {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Completion<'a> {
     /// It took effect and returned this value, at this history position.
     Ok {
         /// Position of the `ok` event in the history.
         index: usize,
         /// The observed value.
-        value: Value,
+        value: &'a Value,
     },
     /// It may have taken effect at any point after its invoke, or never; `index` is the
     /// position of the `info` event, `None` when the invoke was never completed.
@@ -164,24 +164,25 @@ pub enum Completion {
     },
 }
 
-/// An operation with its invoke and its completion: the unit the checker linearizes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Call {
+/// An operation with its invoke and its completion: the unit the checker linearizes. It
+/// borrows from the history's events (a check copies no values).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Call<'a> {
     /// Position of the invoke event in the history: the call's name in messages.
     pub invoke_index: usize,
     /// The client process.
     pub process: u64,
     /// The operation's name.
-    pub f: String,
+    pub f: &'a str,
     /// The argument given at invoke.
-    pub input: Value,
+    pub input: &'a Value,
     /// The independent object the call acts on.
-    pub key: Option<String>,
+    pub key: Option<&'a str>,
     /// How it ended.
-    pub completion: Completion,
+    pub completion: Completion<'a>,
 }
 
-impl Call {
+impl Call<'_> {
     /// Position where the call returned, `None` for `info` calls (they return at infinity).
     pub fn return_index(&self) -> Option<usize> {
         match self.completion {
@@ -193,15 +194,15 @@ impl Call {
 
 /// Pairs invokes with completions. Also returns the number of invokes (operations), counting
 /// the `fail` ones that are dropped.
-pub fn pair_calls(history: &[Op]) -> Result<(Vec<Call>, usize), HistoryError> {
-    let mut outstanding_by_process: BTreeMap<u64, usize> = BTreeMap::new();
+pub fn pair_calls(history: &[Op]) -> Result<(Vec<Call<'_>>, usize), HistoryError> {
+    // process -> (position of its open invoke, its slot in `calls`).
+    let mut outstanding_by_process: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
     // Slot per invoke; `None` once it failed. Kept in invoke order so calls come out in it.
-    let mut calls: Vec<Option<Call>> = Vec::new();
-    let mut slot_by_invoke: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut calls: Vec<Option<Call<'_>>> = Vec::new();
     for (index, op) in history.iter().enumerate() {
         match op.op_type {
             OpType::Invoke => {
-                if let Some(open) = outstanding_by_process.get(&op.process) {
+                if let Some((open, _)) = outstanding_by_process.get(&op.process) {
                     return Err(HistoryError::invalid(
                         format!("history[{index}].type"),
                         format!(
@@ -211,19 +212,18 @@ pub fn pair_calls(history: &[Op]) -> Result<(Vec<Call>, usize), HistoryError> {
                         ),
                     ));
                 }
-                outstanding_by_process.insert(op.process, index);
-                slot_by_invoke.insert(index, calls.len());
+                outstanding_by_process.insert(op.process, (index, calls.len()));
                 calls.push(Some(Call {
                     invoke_index: index,
                     process: op.process,
-                    f: op.f.clone(),
-                    input: op.value.clone(),
-                    key: op.key.clone(),
+                    f: &op.f,
+                    input: &op.value,
+                    key: op.key.as_deref(),
                     completion: Completion::Info { index: None },
                 }));
             }
             OpType::Ok | OpType::Fail | OpType::Info => {
-                let Some(open) = outstanding_by_process.remove(&op.process) else {
+                let Some((open, slot)) = outstanding_by_process.remove(&op.process) else {
                     return Err(HistoryError::invalid(
                         format!("history[{index}].type"),
                         format!(
@@ -252,7 +252,6 @@ pub fn pair_calls(history: &[Op]) -> Result<(Vec<Call>, usize), HistoryError> {
                         ),
                     ));
                 }
-                let slot = slot_by_invoke[&open];
                 match op.op_type {
                     OpType::Ok => {
                         let call = calls[slot]
@@ -260,7 +259,7 @@ pub fn pair_calls(history: &[Op]) -> Result<(Vec<Call>, usize), HistoryError> {
                             .expect("an open invoke has a live slot");
                         call.completion = Completion::Ok {
                             index,
-                            value: op.value.clone(),
+                            value: &op.value,
                         };
                     }
                     OpType::Info => {
@@ -320,8 +319,7 @@ mod tests {
             calls[0].completion,
             Completion::Ok {
                 index: 2,
-                value: Value::from(1)
-            }
+                value: &Value::from(1) }
         );
         assert_eq!(calls[1].invoke_index, 4);
         assert_eq!(calls[1].completion, Completion::Info { index: None });

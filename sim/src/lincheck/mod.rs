@@ -119,11 +119,11 @@ pub fn check_with<M: Model>(
         .map_err(|message| HistoryError::invalid("init", message))?;
 
     // Decode everything before searching anything: bad input is reported whatever the verdict.
-    let mut partitions: BTreeMap<Option<String>, Vec<(usize, SearchCall<M::Input, M::Output>)>> =
+    let mut partitions: BTreeMap<Option<&str>, Vec<(usize, SearchCall<M::Input, M::Output>)>> =
         BTreeMap::new();
     for (call_index, call) in calls.iter().enumerate() {
         let at = call.invoke_index;
-        if !model.functions().contains(&call.f.as_str()) {
+        if !model.functions().contains(&call.f) {
             return Err(HistoryError::invalid(
                 format!("history[{at}].f"),
                 format!(
@@ -135,7 +135,7 @@ pub fn check_with<M: Model>(
             ));
         }
         let input = model
-            .decode_input(&call.f, &call.input)
+            .decode_input(call.f, call.input)
             .map_err(|message| HistoryError::invalid(format!("history[{at}].value"), message))?;
         let output = match &call.completion {
             Completion::Ok { index, value } => {
@@ -146,7 +146,7 @@ pub fn check_with<M: Model>(
             Completion::Info { .. } => None,
         };
         let partition = model
-            .partition(call.key.as_deref())
+            .partition(call.key)
             .map_err(|message| HistoryError::invalid(format!("history[{at}].key"), message))?;
         if output.is_none() && model.is_read_only(&input, None) {
             // An info call that changes nothing constrains nothing: drop it.
@@ -170,13 +170,13 @@ pub fn check_with<M: Model>(
     // Partitions take turns of `STEPS_PER_TURN` steps: a partition that is quick to refute
     // ends the check early, whatever its key, after about (partitions x its steps); and the
     // total work on a linearizable history stays the sum of the partitions' (searches resume).
-    struct Pending<S, I, O> {
-        key: Option<String>,
+    struct Pending<'k, S, I, O> {
+        key: Option<&'k str>,
         call_indices: Vec<usize>,
         calls: Vec<SearchCall<I, O>>,
         search: Search<S>,
     }
-    let mut pending: Vec<Pending<M::State, M::Input, M::Output>> = partitions
+    let mut pending: Vec<Pending<'_, M::State, M::Input, M::Output>> = partitions
         .into_iter()
         .map(|(key, members)| {
             let (call_indices, calls): (Vec<usize>, Vec<_>) = members.into_iter().unzip();
@@ -213,7 +213,7 @@ pub fn check_with<M: Model>(
                     };
                     let witness = Witness {
                         model: model.name().to_string(),
-                        key: partition.key,
+                        key: partition.key.map(str::to_owned),
                         state_initial: model.describe_state(state_initial),
                         linearized: prefix
                             .iter()
@@ -244,15 +244,15 @@ pub fn check_with<M: Model>(
 const STEPS_PER_TURN: u64 = 1 << 9;
 
 fn describe_call(call: &Call) -> WitnessCall {
-    let (outcome, output, completion_index) = match &call.completion {
-        Completion::Ok { index, value } => ("ok", Some(value.clone()), Some(*index)),
-        Completion::Info { index } => ("info", None, *index),
+    let (outcome, output, completion_index) = match call.completion {
+        Completion::Ok { index, value } => ("ok", Some(value.clone()), Some(index)),
+        Completion::Info { index } => ("info", None, index),
     };
     WitnessCall {
         invoke_index: call.invoke_index,
         completion_index,
         process: call.process,
-        f: call.f.clone(),
+        f: call.f.to_owned(),
         input: call.input.clone(),
         outcome,
         output,

@@ -54,8 +54,8 @@ pub trait Model {
         -> Result<Self::Output, String>;
 
     /// The partition a call belongs to; by default its `key` (each key an independent object).
-    fn partition(&self, key: Option<&str>) -> Result<Option<String>, String> {
-        Ok(key.map(str::to_owned))
+    fn partition<'k>(&self, key: Option<&'k str>) -> Result<Option<&'k str>, String> {
+        Ok(key)
     }
 
     /// True if this call, wherever it is accepted, leaves the state unchanged. `output` is
@@ -318,24 +318,39 @@ impl Model for RegisterModel {
     }
 }
 
-/// Interns strings, with concatenation that allocates nothing when the result is known.
+/// Interns strings; a concatenation is stored as a pair of ids, not as bytes.
 ///
-/// Every distinct string is kept once, in one byte arena, with a polynomial rolling hash
-/// (`hash(a + b) = hash(a) * BASE^len(b) + hash(b)`, wrapping): the hash of a concatenation
-/// comes from the hashes of its parts, so looking it up needs no new string. Hashes only pick
-/// candidates; equality is always decided on the bytes. Id 0 is always `""`.
+/// Why: the search creates a new string for nearly every step on a kv history (each append in
+/// each order), and copying whole strings dominated. Here a string is either a *leaf* (bytes
+/// from the history: initial value, pieces put or appended, strings read) or a *concat* node
+/// (two ids). Each string also has a polynomial rolling hash (`hash(a + b) = hash(a) *
+/// BASE^len(b) + hash(b)`, wrapping), so the hash of a concatenation comes from its parts.
+///
+/// Invariants: one id per distinct content (equal contents, equal ids; hashes only pick
+/// candidates and equality is always decided on contents); id 0 is `""`.
 #[derive(Debug)]
 struct StringTable {
-    bytes: Vec<u8>,
-    /// id -> (start, length) in `bytes`.
-    spans: Vec<(usize, usize)>,
-    /// id -> rolling hash.
+    /// Bytes of all leaves, back to back.
+    leaf_bytes: Vec<u8>,
+    /// `leaf_prefix_hashes[i]`: rolling hash of the leaf owning byte `i`, up to and including
+    /// it; answers "is string s a prefix of leaf t" in O(1) for the kv lookahead.
+    leaf_prefix_hashes: Vec<u64>,
+    nodes: Vec<StringNode>,
+    lengths: Vec<usize>,
     hashes: Vec<u64>,
-    /// id -> BASE^length, to append this string to another's hash.
+    /// BASE^length, to append a string to another's hash.
     powers: Vec<u64>,
     /// rolling hash -> first id with it; `same_hash_next` chains the others.
     first_by_hash: HashMap<u64, u32, FxBuildHasher>,
     same_hash_next: Vec<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StringNode {
+    /// `leaf_bytes[start..start + length]`.
+    Leaf { start: usize },
+    /// The content of `head` followed by that of `tail`.
+    Concat { head: u32, tail: u32 },
 }
 
 const ROLLING_BASE: u64 = 0x100_0000_01b3; // the FNV prime: odd, with well-spread bits
@@ -344,8 +359,10 @@ const NO_STRING: u32 = u32::MAX;
 impl Default for StringTable {
     fn default() -> Self {
         let mut table = StringTable {
-            bytes: Vec::new(),
-            spans: Vec::new(),
+            leaf_bytes: Vec::new(),
+            leaf_prefix_hashes: Vec::new(),
+            nodes: Vec::new(),
+            lengths: Vec::new(),
             hashes: Vec::new(),
             powers: Vec::new(),
             first_by_hash: HashMap::default(),
@@ -357,20 +374,68 @@ impl Default for StringTable {
 }
 
 impl StringTable {
-    fn text(&self, id: u32) -> &[u8] {
-        let (start, length) = self.spans[id as usize];
-        &self.bytes[start..start + length]
+    fn len(&self, id: u32) -> usize {
+        self.lengths[id as usize]
     }
 
-    fn as_str(&self, id: u32) -> &str {
-        std::str::from_utf8(self.text(id)).expect("only UTF-8 strings and their concatenations")
+    /// Appends the content of `id` to `out` (iteratively: concat chains are deep).
+    fn flatten_into(&self, id: u32, out: &mut Vec<u8>) {
+        let mut pending = vec![id];
+        while let Some(id) = pending.pop() {
+            match self.nodes[id as usize] {
+                StringNode::Leaf { start } => {
+                    out.extend_from_slice(&self.leaf_bytes[start..start + self.len(id)]);
+                }
+                StringNode::Concat { head, tail } => {
+                    pending.push(tail);
+                    pending.push(head);
+                }
+            }
+        }
     }
 
-    /// The first id with `hash` whose text satisfies `equal`.
-    fn find(&self, hash: u64, equal: impl Fn(&[u8]) -> bool) -> Option<u32> {
+    fn content(&self, id: u32) -> String {
+        let mut bytes = Vec::with_capacity(self.len(id));
+        self.flatten_into(id, &mut bytes);
+        String::from_utf8(bytes).expect("only UTF-8 strings and their concatenations")
+    }
+
+    fn same_content(&self, left: u32, right: &[u8]) -> bool {
+        if self.len(left) != right.len() {
+            return false;
+        }
+        if let StringNode::Leaf { start } = self.nodes[left as usize] {
+            return self.leaf_bytes[start..start + right.len()] == *right;
+        }
+        let mut bytes = Vec::with_capacity(right.len());
+        self.flatten_into(left, &mut bytes);
+        bytes == right
+    }
+
+    /// False only if `prefix` is certainly not a prefix of `whole`: equal hashes are taken as
+    /// "maybe", which makes the answer safe for pruning without comparing bytes.
+    fn may_be_prefix(&self, prefix: u32, whole: u32) -> bool {
+        let (prefix_length, whole_length) = (self.len(prefix), self.len(whole));
+        if prefix_length > whole_length {
+            return false;
+        }
+        if prefix_length == 0 {
+            return true;
+        }
+        match self.nodes[whole as usize] {
+            StringNode::Leaf { start } => {
+                self.leaf_prefix_hashes[start + prefix_length - 1] == self.hashes[prefix as usize]
+            }
+            // Not reached by the kv lookahead (strings read are interned as leaves before any
+            // concat exists); answering "maybe" is always safe.
+            StringNode::Concat { .. } => true,
+        }
+    }
+
+    fn find(&self, hash: u64, mut equal: impl FnMut(u32) -> bool) -> Option<u32> {
         let mut id = self.first_by_hash.get(&hash).copied().unwrap_or(NO_STRING);
         while id != NO_STRING {
-            if equal(self.text(id)) {
+            if equal(id) {
                 return Some(id);
             }
             id = self.same_hash_next[id as usize];
@@ -378,11 +443,11 @@ impl StringTable {
         None
     }
 
-    /// Registers the bytes just pushed at `start..` as a new string.
-    fn add(&mut self, start: usize, hash: u64, power: u64) -> u32 {
-        let id = u32::try_from(self.spans.len()).expect("fewer than 2^32 distinct strings");
+    fn add(&mut self, node: StringNode, length: usize, hash: u64, power: u64) -> u32 {
+        let id = u32::try_from(self.nodes.len()).expect("fewer than 2^32 distinct strings");
         assert!(id != NO_STRING);
-        self.spans.push((start, self.bytes.len() - start));
+        self.nodes.push(node);
+        self.lengths.push(length);
         self.hashes.push(hash);
         self.powers.push(power);
         let previous = self.first_by_hash.insert(hash, id).unwrap_or(NO_STRING);
@@ -393,42 +458,58 @@ impl StringTable {
     fn intern(&mut self, text: &str) -> u32 {
         let (hash, power) = text.bytes().fold((0u64, 1u64), |(hash, power), byte| {
             (
-                hash.wrapping_mul(ROLLING_BASE)
-                    .wrapping_add(u64::from(byte)),
+                hash.wrapping_mul(ROLLING_BASE).wrapping_add(u64::from(byte)),
                 power.wrapping_mul(ROLLING_BASE),
             )
         });
-        if let Some(id) = self.find(hash, |candidate| candidate == text.as_bytes()) {
+        if let Some(id) = self.find(hash, |candidate| self.same_content(candidate, text.as_bytes()))
+        {
             return id;
         }
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(text.as_bytes());
-        self.add(start, hash, power)
+        let start = self.leaf_bytes.len();
+        self.leaf_bytes.extend_from_slice(text.as_bytes());
+        let mut prefix_hash = 0u64;
+        for byte in text.bytes() {
+            prefix_hash = prefix_hash.wrapping_mul(ROLLING_BASE).wrapping_add(u64::from(byte));
+            self.leaf_prefix_hashes.push(prefix_hash);
+        }
+        self.add(StringNode::Leaf { start }, text.len(), hash, power)
     }
 
     /// The id of the concatenation of two strings.
     fn concat(&mut self, head: u32, tail: u32) -> u32 {
+        if self.len(tail) == 0 {
+            return head;
+        }
+        if self.len(head) == 0 {
+            return tail;
+        }
         let hash = self.hashes[head as usize]
             .wrapping_mul(self.powers[tail as usize])
             .wrapping_add(self.hashes[tail as usize]);
         let power = self.powers[head as usize].wrapping_mul(self.powers[tail as usize]);
-        let (head_text, tail_text) = (self.text(head), self.text(tail));
+        let length = self.len(head) + self.len(tail);
+        let mut wanted: Option<Vec<u8>> = None;
         let found = self.find(hash, |candidate| {
-            candidate.len() == head_text.len() + tail_text.len()
-                && candidate[..head_text.len()] == *head_text
-                && candidate[head_text.len()..] == *tail_text
+            if self.nodes[candidate as usize] == (StringNode::Concat { head, tail }) {
+                return true;
+            }
+            if self.len(candidate) != length {
+                return false;
+            }
+            // Same hash and length, built another way: compare contents (rare).
+            let wanted = wanted.get_or_insert_with(|| {
+                let mut bytes = Vec::with_capacity(length);
+                self.flatten_into(head, &mut bytes);
+                self.flatten_into(tail, &mut bytes);
+                bytes
+            });
+            self.same_content(candidate, wanted)
         });
-        if let Some(id) = found {
-            return id;
+        match found {
+            Some(id) => id,
+            None => self.add(StringNode::Concat { head, tail }, length, hash, power),
         }
-        let start = self.bytes.len();
-        let (head_start, head_length) = self.spans[head as usize];
-        let (tail_start, tail_length) = self.spans[tail as usize];
-        self.bytes
-            .extend_from_within(head_start..head_start + head_length);
-        self.bytes
-            .extend_from_within(tail_start..tail_start + tail_length);
-        self.add(start, hash, power)
     }
 }
 
@@ -438,8 +519,6 @@ impl StringTable {
 #[derive(Debug, Default)]
 pub struct KvModel {
     strings: StringTable,
-    /// (string id, appended piece id) -> id of the concatenation: appends are table lookups.
-    appended: HashMap<(u32, u32), u32, FxBuildHasher>,
 }
 
 /// A kv call's argument.
@@ -519,9 +598,9 @@ impl Model for KvModel {
         }
     }
 
-    fn partition(&self, key: Option<&str>) -> Result<Option<String>, String> {
+    fn partition<'k>(&self, key: Option<&'k str>) -> Result<Option<&'k str>, String> {
         match key {
-            Some(key) => Ok(Some(key.to_owned())),
+            Some(key) => Ok(Some(key)),
             None => Err("kv operations need a key".to_string()),
         }
     }
@@ -553,13 +632,13 @@ impl Model for KvModel {
             match *input {
                 // A put can reset the string to anything: no conclusion.
                 KvInput::Put(_) => return true,
-                KvInput::Append(piece) => appended_bytes_max += self.strings.text(piece).len(),
+                KvInput::Append(piece) => appended_bytes_max += self.strings.len(piece),
                 KvInput::Get => {}
             }
         }
         // Appends only: the string can only grow, by at most what is pending.
-        let (current, wanted) = (self.strings.text(state), self.strings.text(target));
-        wanted.len() <= current.len() + appended_bytes_max && wanted.starts_with(current)
+        self.strings.len(target) <= self.strings.len(state) + appended_bytes_max
+            && self.strings.may_be_prefix(state, target)
     }
 
     fn step(
@@ -578,21 +657,14 @@ impl Model for KvModel {
             (KvInput::Get, _) => successors.push(state),
             (KvInput::Put(text), _) => successors.push(text),
             (KvInput::Append(piece), _) => {
-                let next = match self.appended.get(&(state, piece)) {
-                    Some(&next) => next,
-                    None => {
-                        let next = self.strings.concat(state, piece);
-                        self.appended.insert((state, piece), next);
-                        next
-                    }
-                };
+                let next = self.strings.concat(state, piece);
                 successors.push(next);
             }
         }
     }
 
     fn describe_state(&self, state: u32) -> Value {
-        Value::String(self.strings.as_str(state).to_owned())
+        Value::String(self.strings.content(state))
     }
 }
 
@@ -871,16 +943,22 @@ mod tests {
     #[test]
     fn string_table_concatenations_are_canonical() {
         let mut table = StringTable::default();
+        let abc_leaf = table.intern("abc");
         let (a, bc, ab, c) = (
             table.intern("a"),
             table.intern("bc"),
             table.intern("ab"),
             table.intern("c"),
         );
-        let abc = table.concat(a, bc);
-        assert_eq!(table.concat(ab, c), abc, "equal contents, equal ids");
-        assert_eq!(table.intern("abc"), abc);
-        assert_eq!(table.as_str(abc), "abc");
+        assert_eq!(table.concat(a, bc), abc_leaf, "equal contents, equal ids");
+        assert_eq!(table.concat(ab, c), abc_leaf);
+        assert!(table.may_be_prefix(ab, abc_leaf) && table.may_be_prefix(a, abc_leaf));
+        assert!(!table.may_be_prefix(bc, abc_leaf) && !table.may_be_prefix(abc_leaf, ab));
+        let cab = table.concat(c, ab);
+        let (ca, b) = (table.concat(c, a), table.intern("b"));
+        assert_eq!(table.concat(ca, b), cab);
+        assert_eq!(table.intern("cab"), cab, "a leaf interned after an equal concat");
+        assert_eq!(table.content(cab), "cab");
         assert_eq!(table.concat(0, a), a, "\"\" + a = a");
         assert_ne!(table.concat(a, a), a);
     }
