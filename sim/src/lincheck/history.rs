@@ -12,11 +12,14 @@
 //! - `fail` calls are dropped here (they certainly did not happen and constrain nothing);
 //!   `info` completions and invokes never completed become [`Completion::Info`].
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::search::FxHasher;
 
 /// What an event says about its operation (Jepsen's event types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,7 +199,9 @@ impl Call<'_> {
 /// the `fail` ones that are dropped.
 pub fn pair_calls(history: &[Op]) -> Result<(Vec<Call<'_>>, usize), HistoryError> {
     // process -> (position of its open invoke, its slot in `calls`).
-    let mut outstanding_by_process: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+    // Only looked up, never iterated: a hash map is fine, FxHash is fast on integers.
+    let mut outstanding_by_process: HashMap<u64, (usize, usize), BuildHasherDefault<FxHasher>> =
+        HashMap::default();
     // Slot per invoke; `None` once it failed. Kept in invoke order so calls come out in it.
     let mut calls: Vec<Option<Call<'_>>> = Vec::new();
     for (index, op) in history.iter().enumerate() {

@@ -332,9 +332,12 @@ impl Model for RegisterModel {
 struct StringTable {
     /// Bytes of all leaves, back to back.
     leaf_bytes: Vec<u8>,
-    /// `leaf_prefix_hashes[i]`: rolling hash of the leaf owning byte `i`, up to and including
-    /// it; answers "is string s a prefix of leaf t" in O(1) for the kv lookahead.
+    /// Rolling hashes of every prefix of some leaves, back to back: they answer "is string s a
+    /// prefix of leaf t" in O(1) for the kv lookahead. Computed on first use of a leaf as `t`
+    /// (most strings read are never needed: storing them all cost 8 bytes per byte read).
     leaf_prefix_hashes: Vec<u64>,
+    /// id -> where its prefix hashes start in `leaf_prefix_hashes`, or `NO_PREFIX_HASHES`.
+    prefix_hashes_start: Vec<usize>,
     nodes: Vec<StringNode>,
     lengths: Vec<usize>,
     hashes: Vec<u64>,
@@ -355,12 +358,14 @@ enum StringNode {
 
 const ROLLING_BASE: u64 = 0x100_0000_01b3; // the FNV prime: odd, with well-spread bits
 const NO_STRING: u32 = u32::MAX;
+const NO_PREFIX_HASHES: usize = usize::MAX;
 
 impl Default for StringTable {
     fn default() -> Self {
         let mut table = StringTable {
             leaf_bytes: Vec::new(),
             leaf_prefix_hashes: Vec::new(),
+            prefix_hashes_start: Vec::new(),
             nodes: Vec::new(),
             lengths: Vec::new(),
             hashes: Vec::new(),
@@ -414,7 +419,7 @@ impl StringTable {
 
     /// False only if `prefix` is certainly not a prefix of `whole`: equal hashes are taken as
     /// "maybe", which makes the answer safe for pruning without comparing bytes.
-    fn may_be_prefix(&self, prefix: u32, whole: u32) -> bool {
+    fn may_be_prefix(&mut self, prefix: u32, whole: u32) -> bool {
         let (prefix_length, whole_length) = (self.len(prefix), self.len(whole));
         if prefix_length > whole_length {
             return false;
@@ -424,7 +429,19 @@ impl StringTable {
         }
         match self.nodes[whole as usize] {
             StringNode::Leaf { start } => {
-                self.leaf_prefix_hashes[start + prefix_length - 1] == self.hashes[prefix as usize]
+                let mut hashes_start = self.prefix_hashes_start[whole as usize];
+                if hashes_start == NO_PREFIX_HASHES {
+                    hashes_start = self.leaf_prefix_hashes.len();
+                    let mut prefix_hash = 0u64;
+                    for &byte in &self.leaf_bytes[start..start + whole_length] {
+                        prefix_hash =
+                            prefix_hash.wrapping_mul(ROLLING_BASE).wrapping_add(u64::from(byte));
+                        self.leaf_prefix_hashes.push(prefix_hash);
+                    }
+                    self.prefix_hashes_start[whole as usize] = hashes_start;
+                }
+                self.leaf_prefix_hashes[hashes_start + prefix_length - 1]
+                    == self.hashes[prefix as usize]
             }
             // Not reached by the kv lookahead (strings read are interned as leaves before any
             // concat exists); answering "maybe" is always safe.
@@ -447,6 +464,7 @@ impl StringTable {
         let id = u32::try_from(self.nodes.len()).expect("fewer than 2^32 distinct strings");
         assert!(id != NO_STRING);
         self.nodes.push(node);
+        self.prefix_hashes_start.push(NO_PREFIX_HASHES);
         self.lengths.push(length);
         self.hashes.push(hash);
         self.powers.push(power);
@@ -468,11 +486,6 @@ impl StringTable {
         }
         let start = self.leaf_bytes.len();
         self.leaf_bytes.extend_from_slice(text.as_bytes());
-        let mut prefix_hash = 0u64;
-        for byte in text.bytes() {
-            prefix_hash = prefix_hash.wrapping_mul(ROLLING_BASE).wrapping_add(u64::from(byte));
-            self.leaf_prefix_hashes.push(prefix_hash);
-        }
         self.add(StringNode::Leaf { start }, text.len(), hash, power)
     }
 
