@@ -162,3 +162,67 @@ fn expect_name(expect: Expect) -> &'static str {
 fn to_json_line<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("reports serialize: plain data, string keys")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `text` to a fresh file under the system's temporary folder.
+    fn history_file(name: &str, text: &str) -> PathBuf {
+        let folder = std::env::temp_dir().join(format!("lincheck-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).expect("temporary folder");
+        let path = folder.join(name);
+        std::fs::write(&path, text).expect("temporary file");
+        path
+    }
+
+    const STALE_READ: &str = r#"{"model": "register", "init": null, "expect": "EXPECT",
+        "history": [
+            {"process": 0, "type": "invoke", "f": "write", "value": 1},
+            {"process": 0, "type": "ok", "f": "write", "value": 1},
+            {"process": 1, "type": "invoke", "f": "read", "value": null},
+            {"process": 1, "type": "ok", "f": "read", "value": null}]}"#;
+
+    #[test]
+    fn exit_status_says_agreement() {
+        let agrees = history_file(
+            "agrees.json",
+            &STALE_READ.replace("EXPECT", "not-linearizable"),
+        );
+        let disagrees = history_file(
+            "disagrees.json",
+            &STALE_READ.replace("EXPECT", "linearizable"),
+        );
+        assert_eq!(run(&[agrees.clone()], None, false), EXIT_AGREES);
+        assert_eq!(run(&[agrees.clone()], None, true), EXIT_AGREES);
+        assert_eq!(
+            run(&[agrees.clone(), disagrees.clone()], None, false),
+            EXIT_DISAGREES
+        );
+        // A deadline already past answers unknown, which agrees with nothing.
+        assert_eq!(run(&[agrees], Some(Duration::ZERO), false), EXIT_DISAGREES);
+        let malformed = history_file(
+            "malformed.json",
+            &STALE_READ
+                .replace("EXPECT", "linearizable")
+                .replace("\"read\", \"value\": null}]", "\"read\"}]"),
+        );
+        let unpaired = history_file(
+            "unpaired.json",
+            r#"{"model": "register", "history": [{"process": 0, "type": "ok", "f": "read"}]}"#,
+        );
+        let missing = PathBuf::from("/nonexistent/lincheck/history.json");
+        for bad in [unpaired, missing] {
+            assert_eq!(
+                run(&[bad.clone(), disagrees.clone()], None, false),
+                EXIT_MALFORMED
+            );
+            assert_eq!(run(&[bad], None, true), EXIT_MALFORMED);
+        }
+        assert_eq!(
+            run(&[malformed], None, false),
+            EXIT_DISAGREES,
+            "value defaults to null"
+        );
+    }
+}

@@ -86,8 +86,9 @@ pub struct HistoryFile {
 /// Malformed input: where it is and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    /// The file could not be read (the message leaves the path to the caller, who prints it
+    /// first for every kind of error).
+    #[error("cannot read: {source}")]
     Io {
         /// The file.
         path: String,
@@ -324,7 +325,8 @@ mod tests {
             calls[0].completion,
             Completion::Ok {
                 index: 2,
-                value: &Value::from(1) }
+                value: &Value::from(1)
+            }
         );
         assert_eq!(calls[1].invoke_index, 4);
         assert_eq!(calls[1].completion, Completion::Info { index: None });

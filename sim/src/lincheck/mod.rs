@@ -11,8 +11,9 @@
 //!   may take effect at any later point, or never).
 //! - [`model`]: the [`Model`] trait and the models `register`, `cas-register`, `kv`,
 //!   `fifo-queue`.
-//! - `search`: the Wing-Gong/Lowe search with its cache, run once per partition
-//!   (P-compositionality: calls on different keys are checked separately).
+//! - `search`: the Wing-Gong/Lowe search with its cache and prunings, one per partition
+//!   (P-compositionality: calls on different keys are checked separately; the partitions'
+//!   searches take turns, so the first refutation found ends the check).
 //! - [`witness`]: the [`Verdict`] and, when a history is not linearizable, the [`Witness`].
 //! - [`cli`]: the `pessimist lincheck` command.
 //!
@@ -119,8 +120,7 @@ pub fn check_with<M: Model>(
         .map_err(|message| HistoryError::invalid("init", message))?;
 
     // Decode everything before searching anything: bad input is reported whatever the verdict.
-    let mut partitions: BTreeMap<Option<&str>, Vec<(usize, SearchCall<M::Input, M::Output>)>> =
-        BTreeMap::new();
+    let mut partitions: Partitions<'_, M::Input, M::Output> = BTreeMap::new();
     for (call_index, call) in calls.iter().enumerate() {
         let at = call.invoke_index;
         if !model.functions().contains(&call.f) {
@@ -199,7 +199,9 @@ pub fn check_with<M: Model>(
         };
         let mut still_pending = Vec::with_capacity(pending.len());
         for mut partition in pending {
-            let progress = partition.search.run(&mut model, &partition.calls, limits, steps_max);
+            let progress = partition
+                .search
+                .run(&mut model, &partition.calls, limits, steps_max);
             match progress {
                 Progress::Paused => still_pending.push(partition),
                 Progress::Done(SearchOutcome::Linearizable) => {}
@@ -242,6 +244,9 @@ pub fn check_with<M: Model>(
 /// Step budget of a partition's turn: small enough that a refutation is not held up, large
 /// enough that switching (a function call) costs nothing against it.
 const STEPS_PER_TURN: u64 = 1 << 9;
+
+/// Calls by partition key, each with its index in the paired calls.
+type Partitions<'k, I, O> = BTreeMap<Option<&'k str>, Vec<(usize, SearchCall<I, O>)>>;
 
 fn describe_call(call: &Call) -> WitnessCall {
     let (outcome, output, completion_index) = match call.completion {

@@ -434,8 +434,9 @@ impl StringTable {
                     hashes_start = self.leaf_prefix_hashes.len();
                     let mut prefix_hash = 0u64;
                     for &byte in &self.leaf_bytes[start..start + whole_length] {
-                        prefix_hash =
-                            prefix_hash.wrapping_mul(ROLLING_BASE).wrapping_add(u64::from(byte));
+                        prefix_hash = prefix_hash
+                            .wrapping_mul(ROLLING_BASE)
+                            .wrapping_add(u64::from(byte));
                         self.leaf_prefix_hashes.push(prefix_hash);
                     }
                     self.prefix_hashes_start[whole as usize] = hashes_start;
@@ -476,12 +477,14 @@ impl StringTable {
     fn intern(&mut self, text: &str) -> u32 {
         let (hash, power) = text.bytes().fold((0u64, 1u64), |(hash, power), byte| {
             (
-                hash.wrapping_mul(ROLLING_BASE).wrapping_add(u64::from(byte)),
+                hash.wrapping_mul(ROLLING_BASE)
+                    .wrapping_add(u64::from(byte)),
                 power.wrapping_mul(ROLLING_BASE),
             )
         });
-        if let Some(id) = self.find(hash, |candidate| self.same_content(candidate, text.as_bytes()))
-        {
+        if let Some(id) = self.find(hash, |candidate| {
+            self.same_content(candidate, text.as_bytes())
+        }) {
             return id;
         }
         let start = self.leaf_bytes.len();
@@ -842,7 +845,11 @@ impl Model for FifoQueueModel {
             return true;
         }
         let length = self.queues[state as usize].len();
-        length == 0 || others.filter(|input| **input == QueueInput::Dequeue).count() >= length
+        length == 0
+            || others
+                .filter(|input| **input == QueueInput::Dequeue)
+                .count()
+                >= length
     }
 
     fn step(
@@ -875,10 +882,10 @@ impl Model for FifoQueueModel {
                 match (taken, observed) {
                     (None, Some(QueueOutput::Dequeued(None)) | None) => successors.push(state),
                     (Some((_, rest)), None) => successors.push(rest),
-                    (Some((head, rest)), Some(&QueueOutput::Dequeued(Some(element)))) => {
-                        if head == element {
-                            successors.push(rest);
-                        }
+                    (Some((head, rest)), Some(&QueueOutput::Dequeued(Some(element))))
+                        if head == element =>
+                    {
+                        successors.push(rest)
                     }
                     _ => {}
                 }
@@ -970,7 +977,11 @@ mod tests {
         let cab = table.concat(c, ab);
         let (ca, b) = (table.concat(c, a), table.intern("b"));
         assert_eq!(table.concat(ca, b), cab);
-        assert_eq!(table.intern("cab"), cab, "a leaf interned after an equal concat");
+        assert_eq!(
+            table.intern("cab"),
+            cab,
+            "a leaf interned after an equal concat"
+        );
         assert_eq!(table.content(cab), "cab");
         assert_eq!(table.concat(0, a), a, "\"\" + a = a");
         assert_ne!(table.concat(a, a), a);

@@ -14,12 +14,20 @@
 //!
 //! Speed: the set is a bitset with a Zobrist hash kept up to date on every lift (O(1) instead
 //! of hashing all words); cache entries live in flat arenas chained from a map keyed by that
-//! hash; states are small `Copy` ids hashed with FxHash. Two prunings, both sound:
+//! hash; states are small `Copy` ids hashed with FxHash. Three prunings, all sound:
 //! - a *read-only* `ok` call the model accepts right now is linearized at once, with no
 //!   alternative tried: any linearization from here can be rearranged to start with it,
 //!   because it changes no state and every call that must precede it is already linearized;
 //! - an `info` call whose step leaves the state unchanged is not linearized there: leaving it
 //!   out keeps strictly more options open, since it constrains nothing and need never happen.
+//! - lookahead: the `ok` call whose return entry comes first must be linearized before any
+//!   call invoked after that return, so only the current candidates can precede it. When it
+//!   is read-only, a move is dropped if the model says ([`Model::can_reach`]) that no sequence
+//!   of the other candidates can bring the new state to one it accepts (kv: without a pending
+//!   put, a string only grows, so it must be a prefix of the string read).
+//!
+//! Searches are resumable (`Search::run` takes a step budget) so that the partitions of one
+//! history can take turns; see `check_with`.
 //!
 //! Invariants (asserted): the stack and the bitset always describe the same set of calls; the
 //! success test is "every `ok` call is linearized"; the cache never holds two equal pairs.
@@ -251,6 +259,10 @@ pub(crate) enum Progress<S> {
     Paused,
 }
 
+/// The deepest point reached: (call, state after it) for each linearized call, in order, and
+/// the ok calls that could have come next.
+type Deepest<S> = (Vec<(usize, S)>, Vec<usize>);
+
 /// One partition's search, resumable: the checker runs the searches of all partitions by
 /// turns with growing step budgets, so a non-linearizable partition that is quick to refute
 /// ends the check without first exhausting a slow one (Porcupine gets the same effect by
@@ -271,7 +283,7 @@ pub(crate) struct Search<S> {
     successors: Vec<S>,
     deepest_len: usize,
     snapshot_pending: bool,
-    deepest: Option<(Vec<(usize, S)>, Vec<usize>)>,
+    deepest: Option<Deepest<S>>,
     /// A new search point was just reached: run the read-only pre-pass.
     fresh: bool,
     /// Where the scan resumes: an entry, and the first successor of its step to try.
@@ -477,8 +489,8 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                     successors.clear();
                     model.step(*state, &call.input, call.output.as_ref(), successors);
                     let is_info = call.output.is_none();
-                    for successor in *successor_start as usize..successors.len() {
-                        let after = successors[successor];
+                    let first_successor = *successor_start as usize;
+                    for (successor, &after) in successors.iter().enumerate().skip(first_successor) {
                         if is_info && after == *state {
                             continue;
                         }
@@ -494,18 +506,19 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                             });
                             if observer != call_index && read_only_ok[observer] {
                                 let taken_node = *node;
-                                let others = std::iter::successors(
-                                    Some(next[HEAD as usize]),
-                                    |&other| Some(next[other as usize]),
-                                )
-                                .take_while(|&other| is_call_node(other))
-                                .filter(|&other| other != taken_node)
-                                .map(|other| &calls[call_of_node(other)].input);
+                                let others =
+                                    std::iter::successors(Some(next[HEAD as usize]), |&other| {
+                                        Some(next[other as usize])
+                                    })
+                                    .take_while(|&other| is_call_node(other))
+                                    .filter(|&other| other != taken_node)
+                                    .map(|other| &calls[call_of_node(other)].input);
                                 let observed = calls[observer]
                                     .output
                                     .as_ref()
                                     .expect("read_only_ok calls are ok calls");
-                                if !model.can_reach(after, &calls[observer].input, observed, others) {
+                                if !model.can_reach(after, &calls[observer].input, observed, others)
+                                {
                                     continue;
                                 }
                             }

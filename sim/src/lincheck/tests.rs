@@ -351,7 +351,7 @@ fn pick_op(model: &str, choice: u8, serial: u64) -> (&'static str, Value, Option
     let small = i64::from(choice / 8 % 3);
     match model {
         "register" => {
-            if choice % 2 == 0 {
+            if choice & 1 == 0 {
                 ("read", Value::Null, None)
             } else {
                 ("write", json!(small), None)
@@ -363,7 +363,7 @@ fn pick_op(model: &str, choice: u8, serial: u64) -> (&'static str, Value, Option
             _ => ("cas", json!([small, i64::from(choice / 32 % 3)]), None),
         },
         "kv" => {
-            let key = Some(if choice / 64 % 2 == 0 { "a" } else { "b" }.to_string());
+            let key = Some(if (choice >> 6) & 1 == 0 { "a" } else { "b" }.to_string());
             match choice % 3 {
                 0 => ("get", Value::Null, key),
                 1 => ("put", json!(format!("p{small}")), key),
@@ -371,7 +371,7 @@ fn pick_op(model: &str, choice: u8, serial: u64) -> (&'static str, Value, Option
             }
         }
         _ => {
-            if choice % 2 == 0 {
+            if choice & 1 == 0 {
                 ("dequeue", Value::Null, None)
             } else {
                 // Distinct elements mostly, some repeats.
@@ -429,11 +429,11 @@ fn apply(reference: &mut Reference, f: &str, value: &Value, key: &Option<String>
 fn random_output(f: &str, choice: u8) -> Value {
     let small = i64::from(choice % 3);
     match f {
-        "read" if choice % 4 == 0 => Value::Null,
+        "read" if choice & 3 == 0 => Value::Null,
         "read" => json!(small),
-        "cas" => json!(choice % 2 == 0),
+        "cas" => json!(choice & 1 == 0),
         "get" => json!(["", "0", "p1", "01"][usize::from(choice % 4)]),
-        "dequeue" if choice % 4 == 0 => Value::Null,
+        "dequeue" if choice & 3 == 0 => Value::Null,
         "dequeue" => json!(small),
         _ => Value::Null,
     }
@@ -520,7 +520,7 @@ fn brute_force<M: Model>(mut model: M, history: &[Op]) -> bool {
     let decoded: Vec<_> = calls
         .iter()
         .map(|call| {
-            let input = model.decode_input(&call.f, &call.input).unwrap();
+            let input = model.decode_input(call.f, call.input).unwrap();
             let output = match &call.completion {
                 Completion::Ok { value, .. } => Some(model.decode_output(&input, value).unwrap()),
                 Completion::Info { .. } => None,
@@ -585,7 +585,9 @@ fn brute_force_by_name(model: &str, history: &[Op]) -> bool {
             for op in history {
                 by_key.entry(op.key.clone()).or_default().push(op.clone());
             }
-            by_key.values().all(|events| brute_force(KvModel::new(), events))
+            by_key
+                .values()
+                .all(|events| brute_force(KvModel::new(), events))
         }
         _ => unreachable!("no brute force for {model}"),
     }

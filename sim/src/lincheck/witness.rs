@@ -84,7 +84,9 @@ pub struct Witness {
     pub state_initial: Value,
     /// The longest linearizable prefix found, in order.
     pub linearized: Vec<WitnessStep>,
-    /// The calls that could come next after that prefix; the model accepts none of them.
+    /// The `ok` calls that could come next after that prefix: the model rejects each of them,
+    /// or accepts it only into a state from which the call returning first (one of these) can
+    /// no longer be satisfied.
     pub cannot_place: Vec<WitnessCall>,
     /// Number of calls in the partition (after dropping `fail` calls and `info` reads).
     pub calls_in_partition: usize,
@@ -145,7 +147,7 @@ impl fmt::Display for Witness {
         }
         writeln!(
             formatter,
-            "  none of these can come next in state {}:",
+            "  none of these can come next in state {} without a dead end:",
             self.state_stuck()
         )?;
         for call in &self.cannot_place {
