@@ -193,8 +193,8 @@ mod tests {
             "disagrees.json",
             &STALE_READ.replace("EXPECT", "linearizable"),
         );
-        assert_eq!(run(&[agrees.clone()], None, false), EXIT_AGREES);
-        assert_eq!(run(&[agrees.clone()], None, true), EXIT_AGREES);
+        assert_eq!(run(std::slice::from_ref(&agrees), None, false), EXIT_AGREES);
+        assert_eq!(run(std::slice::from_ref(&agrees), None, true), EXIT_AGREES);
         assert_eq!(
             run(&[agrees.clone(), disagrees.clone()], None, false),
             EXIT_DISAGREES
