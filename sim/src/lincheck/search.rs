@@ -20,11 +20,13 @@
 //!   because it changes no state and every call that must precede it is already linearized;
 //! - an `info` call whose step leaves the state unchanged is not linearized there: leaving it
 //!   out keeps strictly more options open, since it constrains nothing and need never happen.
-//! - lookahead: the `ok` call whose return entry comes first must be linearized before any
-//!   call invoked after that return, so only the current candidates can precede it. When it
-//!   is read-only, a move is dropped if the model says ([`Model::can_reach`]) that no sequence
-//!   of the other candidates can bring the new state to one it accepts (kv: without a pending
-//!   put, a string only grows, so it must be a prefix of the string read).
+//! - lookahead: a call not yet linearized must come before every call invoked after it
+//!   returned, so only the calls whose entries precede its return entry can come before it.
+//!   For each read-only `ok` call among the first few return entries, a move is dropped if
+//!   the model says ([`Model::can_reach`]) that no sequence of those calls can bring the new
+//!   state to one the read accepts (kv: with no put among them, a string only grows, so it
+//!   must stay a prefix of the string read). The witness still shows the dropped move, with
+//!   the read it dooms as the reason, so it is as long as without the pruning.
 //!
 //! Searches are resumable (`Search::run` takes a step budget) so that the partitions of one
 //! history can take turns; see `check_with`.
@@ -247,6 +249,65 @@ fn call_of_node(node: u32) -> usize {
     ((node - 1) / 2) as usize
 }
 
+/// How many return entries, from the first, the lookahead looks at: each costs a walk over
+/// the list up to it, and the first few are where a wrong move shows soonest.
+const LOOKAHEAD_RETURNS_MAX: usize = 4;
+
+/// Lookahead pruning (see the module comment): once `taken_node`'s call has moved the state
+/// to `after`, returns a read-only `ok` call among the first return entries that could no
+/// longer be satisfied by the calls that may still precede it (those invoked before it
+/// returned, that is, the call entries before its return entry); `None` if there is none.
+fn lookahead_blocker<M: Model>(
+    model: &mut M,
+    calls: &[SearchCall<M::Input, M::Output>],
+    next: &[u32],
+    read_only_ok: &[bool],
+    taken_node: u32,
+    after: M::State,
+) -> Option<usize> {
+    let tail = (next.len() - 1) as u32;
+    let taken_call = call_of_node(taken_node);
+    let mut returns_seen = 0;
+    let mut entry = next[HEAD as usize];
+    while entry != tail && returns_seen < LOOKAHEAD_RETURNS_MAX {
+        if !is_call_node(entry) {
+            returns_seen += 1;
+            let observer = ((entry - 2) / 2) as usize;
+            if observer != taken_call && read_only_ok[observer] {
+                let observer_return = entry;
+                let others = std::iter::successors(Some(next[HEAD as usize]), |&other| {
+                    Some(next[other as usize])
+                })
+                .take_while(|&other| other != observer_return)
+                .filter(|&other| is_call_node(other) && other != taken_node)
+                .map(|other| &calls[call_of_node(other)].input);
+                let call = &calls[observer];
+                let observed = call
+                    .output
+                    .as_ref()
+                    .expect("read_only_ok calls are ok calls");
+                if !model.can_reach(after, &call.input, observed, others) {
+                    return Some(observer);
+                }
+            }
+        }
+        entry = next[entry as usize];
+    }
+    None
+}
+
+/// The deepest point reached, before it is written down (at the next backtrack: most points
+/// never need it, and writing one down costs its depth).
+#[derive(Clone, Copy, Debug)]
+enum PendingSnapshot<S> {
+    /// The current point.
+    Here,
+    /// The current point plus a move the lookahead dropped: `node`'s call, giving `after`,
+    /// then `blocker` (a read-only ok call) can no longer be satisfied. Recording it keeps
+    /// the witness as long as without the lookahead, with the blocker as the reason.
+    Pruned { node: u32, after: S, blocker: usize },
+}
+
 /// How many loop iterations between two looks at the clock.
 const STEPS_BETWEEN_DEADLINE_CHECKS: u32 = 1 << 12;
 
@@ -282,7 +343,7 @@ pub(crate) struct Search<S> {
     ok_remaining: usize,
     successors: Vec<S>,
     deepest_len: usize,
-    snapshot_pending: bool,
+    snapshot_pending: Option<PendingSnapshot<S>>,
     deepest: Option<Deepest<S>>,
     /// A new search point was just reached: run the read-only pre-pass.
     fresh: bool,
@@ -363,7 +424,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             ok_remaining: ok_total,
             successors: Vec::new(),
             deepest_len: 0,
-            snapshot_pending: true,
+            snapshot_pending: Some(PendingSnapshot::Here),
             deepest: None,
             fresh: true,
             node,
@@ -475,8 +536,6 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
 
             if take.is_none() {
                 // Scan on from `node` for a call the model accepts and the cache has not seen.
-                // The call whose return entry comes first: fixed while scanning one point.
-                let mut first_return_call: Option<usize> = None;
                 'scan: while is_call_node(*node) {
                     let call_index = call_of_node(*node);
                     if read_only_ok[call_index] {
@@ -495,32 +554,18 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                             continue;
                         }
                         if after != *state {
-                            // Lookahead pruning: the ok call returning first must still be
-                            // reachable using only the other calls that may precede it.
-                            let observer = *first_return_call.get_or_insert_with(|| {
-                                let mut first_return = next[HEAD as usize];
-                                while is_call_node(first_return) {
-                                    first_return = next[first_return as usize];
+                            let blocker =
+                                lookahead_blocker(model, calls, next, read_only_ok, *node, after);
+                            if let Some(blocker) = blocker {
+                                if stack.len() + 1 > *deepest_len {
+                                    *deepest_len = stack.len() + 1;
+                                    *snapshot_pending = Some(PendingSnapshot::Pruned {
+                                        node: *node,
+                                        after,
+                                        blocker,
+                                    });
                                 }
-                                ((first_return - 2) / 2) as usize
-                            });
-                            if observer != call_index && read_only_ok[observer] {
-                                let taken_node = *node;
-                                let others =
-                                    std::iter::successors(Some(next[HEAD as usize]), |&other| {
-                                        Some(next[other as usize])
-                                    })
-                                    .take_while(|&other| is_call_node(other))
-                                    .filter(|&other| other != taken_node)
-                                    .map(|other| &calls[call_of_node(other)].input);
-                                let observed = calls[observer]
-                                    .output
-                                    .as_ref()
-                                    .expect("read_only_ok calls are ok calls");
-                                if !model.can_reach(after, &calls[observer].input, observed, others)
-                                {
-                                    continue;
-                                }
+                                continue;
                             }
                         }
                         let word = call_index / 64;
@@ -576,19 +621,22 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                         return Progress::Done(SearchOutcome::Linearizable);
                     }
                 }
-                if stack.len() > *deepest_len {
+                // At equal depth a real point replaces a pruned one: the stack it refers to is
+                // about to change.
+                let replaces_pruned =
+                    matches!(*snapshot_pending, Some(PendingSnapshot::Pruned { .. }));
+                if stack.len() > *deepest_len || (stack.len() == *deepest_len && replaces_pruned) {
                     *deepest_len = stack.len();
-                    *snapshot_pending = true;
+                    *snapshot_pending = Some(PendingSnapshot::Here);
                 }
                 *fresh = true;
                 continue;
             }
 
             assert!(backtrack, "no move means backtrack");
-            if *snapshot_pending {
+            if let Some(pending) = snapshot_pending.take() {
                 // The stack has not changed since it reached its deepest: record that point.
-                *snapshot_pending = false;
-                let mut prefix = Vec::with_capacity(stack.len());
+                let mut prefix = Vec::with_capacity(stack.len() + 1);
                 for (position, frame) in stack.iter().enumerate() {
                     let after = stack
                         .get(position + 1)
@@ -598,13 +646,23 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                 // Info calls are left out: they constrain nothing, so they are never the
                 // reason; an ok call is always among the candidates (the one returning first).
                 let mut candidates = Vec::new();
-                let mut candidate = next[HEAD as usize];
-                while is_call_node(candidate) {
-                    let call_index = call_of_node(candidate);
-                    if calls[call_index].output.is_some() {
-                        candidates.push(call_index);
+                if let PendingSnapshot::Pruned {
+                    node,
+                    after,
+                    blocker,
+                } = pending
+                {
+                    prefix.push((call_of_node(node), after));
+                    candidates.push(blocker);
+                } else {
+                    let mut candidate = next[HEAD as usize];
+                    while is_call_node(candidate) {
+                        let call_index = call_of_node(candidate);
+                        if calls[call_index].output.is_some() {
+                            candidates.push(call_index);
+                        }
+                        candidate = next[candidate as usize];
                     }
-                    candidate = next[candidate as usize];
                 }
                 assert!(
                     !candidates.is_empty(),
