@@ -104,16 +104,35 @@ impl Witness {
     }
 }
 
+/// Values longer than this many characters are shortened in text (JSON keeps them whole).
+const VALUE_SHOWN_CHARS_MAX: usize = 96;
+
+/// A value as compact JSON, its middle elided if long: kv strings grow to kilobytes, and
+/// what tells two of them apart is usually their end (the latest appends).
+fn shown(value: &Value) -> String {
+    let text = value.to_string();
+    let char_count = text.chars().count();
+    if char_count <= VALUE_SHOWN_CHARS_MAX {
+        return text;
+    }
+    let head: String = text.chars().take(24).collect();
+    let tail: String = text.chars().skip(char_count - 64).collect();
+    format!("{head}...{tail} ({char_count} chars)")
+}
+
 impl fmt::Display for WitnessCall {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             formatter,
             "history[{}] process {} {} {}",
-            self.invoke_index, self.process, self.f, self.input
+            self.invoke_index,
+            self.process,
+            self.f,
+            shown(&self.input)
         )?;
         match (&self.output, self.completion_index) {
             (Some(output), Some(index)) => {
-                write!(formatter, " -> {output} (ok at history[{index}])")
+                write!(formatter, " -> {} (ok at history[{index}])", shown(output))
             }
             (_, Some(index)) => write!(formatter, " -> ? (info at history[{index}])"),
             (_, None) => write!(formatter, " -> ? (never completed)"),
@@ -134,7 +153,7 @@ impl fmt::Display for Witness {
             self.linearized.len(),
             self.calls_in_partition
         )?;
-        writeln!(formatter, "  initial state: {}", self.state_initial)?;
+        writeln!(formatter, "  initial state: {}", shown(&self.state_initial))?;
         let hidden = self
             .linearized
             .len()
@@ -143,16 +162,40 @@ impl fmt::Display for Witness {
             writeln!(formatter, "  ... {hidden} earlier calls")?;
         }
         for step in &self.linearized[hidden..] {
-            writeln!(formatter, "  {}  => state {}", step.call, step.state_after)?;
+            writeln!(
+                formatter,
+                "  {}  => state {}",
+                step.call,
+                shown(&step.state_after)
+            )?;
         }
         writeln!(
             formatter,
             "  none of these can come next in state {} without a dead end:",
-            self.state_stuck()
+            shown(self.state_stuck())
         )?;
         for call in &self.cannot_place {
             writeln!(formatter, "    {call}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_elided_in_text_only() {
+        assert_eq!(shown(&Value::from(3)), "3");
+        let long = Value::String(format!("{}tail-end", "a".repeat(200)));
+        let text = shown(&long);
+        assert!(
+            text.starts_with("\"aaa")
+                && text.contains("...")
+                && text.ends_with("tail-end\" (210 chars)"),
+            "{text}"
+        );
+        assert!(text.chars().count() < 120);
     }
 }
