@@ -574,6 +574,57 @@ fn brute_force<M: Model>(mut model: M, history: &[Op]) -> bool {
     extend(&mut model, &calls, &decoded, &mut used, init)
 }
 
+/// True if the witness prefix is a sequence the model accepts, from the initial state, with
+/// the states it shows, and in an order real time allows (no call after one that was invoked
+/// after it returned).
+fn witness_replays<M: Model>(mut model: M, history: &[Op], witness: &Witness) -> bool {
+    let (calls, _) = pair_calls(history).unwrap();
+    let mut state = model.init(&Value::Null).unwrap();
+    let mut placed: Vec<&Call> = Vec::new();
+    for step in &witness.linearized {
+        let Some(call) = calls
+            .iter()
+            .find(|call| call.invoke_index == step.call.invoke_index)
+        else {
+            return false;
+        };
+        let returned_before_earlier = placed.iter().any(|earlier| {
+            call.return_index()
+                .is_some_and(|returned| returned < earlier.invoke_index)
+        });
+        if returned_before_earlier {
+            return false;
+        }
+        let input = model.decode_input(call.f, call.input).unwrap();
+        let output = match call.completion {
+            Completion::Ok { value, .. } => Some(model.decode_output(&input, value).unwrap()),
+            Completion::Info { .. } => None,
+        };
+        let mut successors = Vec::new();
+        model.step(state, &input, output.as_ref(), &mut successors);
+        let Some(&next) = successors
+            .iter()
+            .find(|&&next| model.describe_state(next) == step.state_after)
+        else {
+            return false;
+        };
+        state = next;
+        placed.push(call);
+    }
+    true
+}
+
+fn witness_replays_by_name(model: &str, history: &[Op], witness: &Witness) -> bool {
+    match model {
+        "register" => witness_replays(RegisterModel::register(), history, witness),
+        "cas-register" => witness_replays(RegisterModel::cas_register(), history, witness),
+        "fifo-queue" => witness_replays(FifoQueueModel::new(), history, witness),
+        // The witness holds one key's calls only; positions refer to the whole history.
+        "kv" => witness_replays(KvModel::new(), history, witness),
+        _ => unreachable!("no replay for {model}"),
+    }
+}
+
 fn brute_force_by_name(model: &str, history: &[Op]) -> bool {
     match model {
         "register" => brute_force(RegisterModel::register(), history),
@@ -624,6 +675,8 @@ proptest! {
             for step in &witness.linearized {
                 prop_assert!(seen.insert(step.call.invoke_index));
             }
+            prop_assert!(witness_replays_by_name(model, &history, &witness), "{}", witness);
+            prop_assert!(!witness.cannot_place.is_empty());
         }
     }
 }
