@@ -6,13 +6,15 @@
 //! - [`run`]: one seed of a scenario, from world to verdicts (simulation build only);
 //! - [`scenario`]: the scenario description and its validation;
 //! - [`probe`]: the seam probe, a small durable-log service used as a test instrument;
-//! - [`check`]: checkers, pure functions from a history to a verdict.
+//! - [`check`]: checkers, pure functions from a history to a verdict;
+//! - [`lincheck`]: the linearizability checker (Wing-Gong/Lowe search, P-compositional).
 //!
 //! **Invariant:** the simulator reaches the service only through `pessimist_core`'s node
 //! context and seams; checkers see only the history.
 
 pub mod check;
 pub mod fault;
+pub mod lincheck;
 pub mod nemesis;
 pub mod probe;
 #[cfg(madsim)]

@@ -1,0 +1,228 @@
+//! The `pessimist lincheck FILE... [--timeout SECONDS] [--json]` command, minus argument
+//! parsing (the `pessimist` binary owns that).
+//!
+//! Role: check each file, print one line per file (verdict, operations, time) and, under a
+//! non-linearizable one, its witness; or with `--json` one JSON object per line and file.
+//!
+//! Exit status: 2 if any file is malformed (unreadable, bad JSON, bad history), else 1 if any
+//! verdict disagrees with the file's `expect` (`unknown` disagrees with everything), else 0.
+//! Every file is checked even after a failure, so one run reports them all.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::history::{load_history, Expect};
+use super::witness::{Verdict, Witness};
+use super::{check_file, GaveUp};
+
+/// Exit status when every file is well formed and agrees with its `expect`.
+pub const EXIT_AGREES: i32 = 0;
+/// Exit status when some verdict disagrees with its file's `expect`.
+pub const EXIT_DISAGREES: i32 = 1;
+/// Exit status when some file is malformed.
+pub const EXIT_MALFORMED: i32 = 2;
+
+/// One file's result in `--json` mode.
+#[derive(Serialize)]
+struct FileReport<'a> {
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    /// `linearizable`, `not-linearizable`, `unknown`, or `error`.
+    verdict: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect: Option<Expect>,
+    /// Whether the verdict matches `expect`; absent without `expect`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agrees: Option<bool>,
+    operations: usize,
+    time_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unknown_reason: Option<GaveUp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    witness: Option<&'a Witness>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Runs the command; returns the process exit status.
+pub fn run(files: &[PathBuf], timeout: Option<Duration>, json: bool) -> i32 {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut exit_status = EXIT_AGREES;
+    for path in files {
+        let started = Instant::now();
+        let deadline = timeout.map(|timeout| started + timeout);
+        let outcome = load_history(path).and_then(|file| {
+            let verdict = check_file(&file, deadline)?;
+            Ok((file, verdict))
+        });
+        let time_ms = started.elapsed().as_secs_f64() * 1e3;
+        let file_name = path.display().to_string();
+        // Printing failures (a closed pipe) are not the history's fault: ignore them.
+        match outcome {
+            Err(error) => {
+                exit_status = EXIT_MALFORMED;
+                let message = error.to_string();
+                if json {
+                    let report = FileReport {
+                        file: file_name.clone(),
+                        model: None,
+                        verdict: "error",
+                        expect: None,
+                        agrees: None,
+                        operations: 0,
+                        time_ms,
+                        unknown_reason: None,
+                        witness: None,
+                        error: Some(message.clone()),
+                    };
+                    let _ = writeln!(out, "{}", to_json_line(&report));
+                } else {
+                    let _ = writeln!(out, "{file_name}: error");
+                }
+                // A malformed file always says why on stderr, whatever the output mode.
+                eprintln!("error: {file_name}: {message}");
+            }
+            Ok((file, verdict)) => {
+                let operations = file
+                    .history
+                    .iter()
+                    .filter(|op| op.op_type == super::OpType::Invoke)
+                    .count();
+                let agrees = file.expect.map(|expect| agrees_with(&verdict, expect));
+                if agrees == Some(false) && exit_status == EXIT_AGREES {
+                    exit_status = EXIT_DISAGREES;
+                }
+                let (witness, unknown_reason) = match &verdict {
+                    Verdict::Linearizable => (None, None),
+                    Verdict::NotLinearizable { witness } => (Some(witness.as_ref()), None),
+                    Verdict::Unknown { reason } => (None, Some(*reason)),
+                };
+                if json {
+                    let report = FileReport {
+                        file: file_name,
+                        model: Some(&file.model),
+                        verdict: verdict.name(),
+                        expect: file.expect,
+                        agrees,
+                        operations,
+                        time_ms,
+                        unknown_reason,
+                        witness,
+                        error: None,
+                    };
+                    let _ = writeln!(out, "{}", to_json_line(&report));
+                } else {
+                    let mut line = format!(
+                        "{file_name}: {} ({operations} operations, {time_ms:.1} ms)",
+                        verdict.name()
+                    );
+                    if let Some(reason) = unknown_reason {
+                        line.push_str(match reason {
+                            GaveUp::Timeout => " [timed out]",
+                            GaveUp::CacheFull => " [search cache full]",
+                        });
+                    }
+                    if let (Some(false), Some(expect)) = (agrees, file.expect) {
+                        line.push_str(&format!(" MISMATCH: expected {}", expect_name(expect)));
+                    }
+                    let _ = writeln!(out, "{line}");
+                    if let Some(witness) = witness {
+                        for witness_line in witness.to_string().lines() {
+                            let _ = writeln!(out, "    {witness_line}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = out.flush();
+    exit_status
+}
+
+fn agrees_with(verdict: &Verdict, expect: Expect) -> bool {
+    matches!(
+        (verdict, expect),
+        (Verdict::Linearizable, Expect::Linearizable)
+            | (Verdict::NotLinearizable { .. }, Expect::NotLinearizable)
+    )
+}
+
+fn expect_name(expect: Expect) -> &'static str {
+    match expect {
+        Expect::Linearizable => "linearizable",
+        Expect::NotLinearizable => "not-linearizable",
+    }
+}
+
+fn to_json_line<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("reports serialize: plain data, string keys")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `text` to a fresh file under the system's temporary folder.
+    fn history_file(name: &str, text: &str) -> PathBuf {
+        let folder = std::env::temp_dir().join(format!("lincheck-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).expect("temporary folder");
+        let path = folder.join(name);
+        std::fs::write(&path, text).expect("temporary file");
+        path
+    }
+
+    const STALE_READ: &str = r#"{"model": "register", "init": null, "expect": "EXPECT",
+        "history": [
+            {"process": 0, "type": "invoke", "f": "write", "value": 1},
+            {"process": 0, "type": "ok", "f": "write", "value": 1},
+            {"process": 1, "type": "invoke", "f": "read", "value": null},
+            {"process": 1, "type": "ok", "f": "read", "value": null}]}"#;
+
+    #[test]
+    fn exit_status_says_agreement() {
+        let agrees = history_file(
+            "agrees.json",
+            &STALE_READ.replace("EXPECT", "not-linearizable"),
+        );
+        let disagrees = history_file(
+            "disagrees.json",
+            &STALE_READ.replace("EXPECT", "linearizable"),
+        );
+        assert_eq!(run(std::slice::from_ref(&agrees), None, false), EXIT_AGREES);
+        assert_eq!(run(std::slice::from_ref(&agrees), None, true), EXIT_AGREES);
+        assert_eq!(
+            run(&[agrees.clone(), disagrees.clone()], None, false),
+            EXIT_DISAGREES
+        );
+        // A deadline already past answers unknown, which agrees with nothing.
+        assert_eq!(run(&[agrees], Some(Duration::ZERO), false), EXIT_DISAGREES);
+        let malformed = history_file(
+            "malformed.json",
+            &STALE_READ
+                .replace("EXPECT", "linearizable")
+                .replace("\"read\", \"value\": null}]", "\"read\"}]"),
+        );
+        let unpaired = history_file(
+            "unpaired.json",
+            r#"{"model": "register", "history": [{"process": 0, "type": "ok", "f": "read"}]}"#,
+        );
+        let missing = PathBuf::from("/nonexistent/lincheck/history.json");
+        for bad in [unpaired, missing] {
+            assert_eq!(
+                run(&[bad.clone(), disagrees.clone()], None, false),
+                EXIT_MALFORMED
+            );
+            assert_eq!(run(&[bad], None, true), EXIT_MALFORMED);
+        }
+        assert_eq!(
+            run(&[malformed], None, false),
+            EXIT_DISAGREES,
+            "value defaults to null"
+        );
+    }
+}

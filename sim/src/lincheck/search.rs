@@ -1,0 +1,705 @@
+//! The Wing-Gong/Lowe (WGL) search for a linearization of one partition, as in Lowe's
+//! "Testing for linearizability" and Porcupine.
+//!
+//! Role: given calls with their invoke and return positions, find an order that respects real
+//! time (a call that returned before another was invoked comes first) in which the model
+//! accepts every `ok` call; `info` calls may be placed anywhere after their invoke, or never.
+//!
+//! How: the calls' invoke ("call") and return entries form a doubly linked list in history
+//! order; `info` returns sit at the end (they return at infinity). The calls that may come
+//! next are the call entries before the first return entry. Linearizing one *lifts* its two
+//! entries out of the list (dancing links: `unlift` puts them back in O(1) when backtracking).
+//! A cache of (set of linearized calls, state) pairs already explored cuts the search from
+//! exponential in the history length to, in practice, exponential only in the concurrency.
+//!
+//! Speed: the set is a bitset with a Zobrist hash kept up to date on every lift (O(1) instead
+//! of hashing all words); cache entries live in flat arenas chained from a map keyed by that
+//! hash; states are small `Copy` ids hashed with FxHash. Three prunings, all sound:
+//! - a *read-only* `ok` call the model accepts right now is linearized at once, with no
+//!   alternative tried: any linearization from here can be rearranged to start with it,
+//!   because it changes no state and every call that must precede it is already linearized;
+//! - an `info` call whose step leaves the state unchanged is not linearized there: leaving it
+//!   out keeps strictly more options open, since it constrains nothing and need never happen.
+//! - lookahead: a call not yet linearized must come before every call invoked after it
+//!   returned, so only the calls whose entries precede its return entry can come before it.
+//!   For each read-only `ok` call among the first few return entries, a move is dropped if
+//!   the model says ([`Model::can_reach`]) that no sequence of those calls can bring the new
+//!   state to one the read accepts (kv: with no put among them, a string only grows, so it
+//!   must stay a prefix of the string read). The witness still shows the dropped move, with
+//!   the read it dooms as the reason, so it is as long as without the pruning.
+//!
+//! Searches are resumable (`Search::run` takes a step budget) so that the partitions of one
+//! history can take turns; see `check_with`.
+//!
+//! Invariants (asserted): the stack and the bitset always describe the same set of calls; the
+//! success test is "every `ok` call is linearized"; the cache never holds two equal pairs.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::time::Instant;
+
+use super::model::Model;
+
+/// FxHash, the hasher of rustc (`rustc-hash`), written out here to avoid a dependency: one
+/// rotate, xor and multiply per word. It is not resistant to crafted collisions, which is
+/// fine for a checker; what matters is that hashing small ids costs almost nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add_word(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add_word(u64::from_le_bytes(
+                chunk.try_into().expect("chunk of 8 bytes"),
+            ));
+        }
+        for &byte in chunks.remainder() {
+            self.add_word(u64::from(byte));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, value: u8) {
+        self.add_word(u64::from(value));
+    }
+    #[inline]
+    fn write_u32(&mut self, value: u32) {
+        self.add_word(u64::from(value));
+    }
+    #[inline]
+    fn write_u64(&mut self, value: u64) {
+        self.add_word(value);
+    }
+    #[inline]
+    fn write_usize(&mut self, value: usize) {
+        self.add_word(value as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// Passes an already well-mixed `u64` through: the cache keys are Zobrist hashes.
+#[derive(Clone, Copy, Debug, Default)]
+struct IdentityHasher {
+    hash: u64,
+}
+
+impl Hasher for IdentityHasher {
+    fn write(&mut self, _bytes: &[u8]) {
+        unreachable!("IdentityHasher only hashes u64 keys");
+    }
+    #[inline]
+    fn write_u64(&mut self, value: u64) {
+        self.hash = value;
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// splitmix64: a fixed, well-spread random word per call index for the Zobrist hash. Fixed,
+/// so runs are reproducible.
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn state_hash<S: Hash>(state: &S) -> u64 {
+    let mut hasher = FxHasher::default();
+    state.hash(&mut hasher);
+    // Spread the low bits of small ids over the whole word before it meets the Zobrist hash.
+    splitmix64(hasher.finish())
+}
+
+/// One call as the search sees it.
+#[derive(Debug)]
+pub(crate) struct SearchCall<I, O> {
+    /// Position of the invoke in the history (orders the entries).
+    pub invoke_position: usize,
+    /// Position of the return in the history; `None` for `info` calls (at infinity).
+    pub return_position: Option<usize>,
+    /// Decoded argument.
+    pub input: I,
+    /// Decoded result; `None` for `info` calls.
+    pub output: Option<O>,
+}
+
+/// Why a search gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GaveUp {
+    /// The deadline passed.
+    Timeout,
+    /// The cache reached `cache_entries_max`.
+    CacheFull,
+}
+
+/// Bounds on one search.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub deadline: Option<Instant>,
+    pub cache_entries_max: usize,
+}
+
+/// Result of one search.
+#[derive(Debug)]
+pub(crate) enum SearchOutcome<S> {
+    Linearizable,
+    NotLinearizable {
+        /// The deepest linearized prefix: (call index, state after it), in order.
+        prefix: Vec<(usize, S)>,
+        /// Calls that could come next at that point, none of which the model accepted.
+        candidates: Vec<usize>,
+    },
+    GaveUp(GaveUp),
+}
+
+/// The explored (bitset, state) pairs, in flat arenas.
+struct Cache<S> {
+    words_per_entry: usize,
+    bits: Vec<u64>,
+    states: Vec<S>,
+    /// Next entry with the same hash, or `NO_ENTRY`.
+    chain: Vec<u32>,
+    first_by_hash: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
+}
+
+const NO_ENTRY: u32 = u32::MAX;
+
+impl<S: Copy + Eq> Cache<S> {
+    fn new(words_per_entry: usize, capacity: usize) -> Self {
+        // Reserved up front: growing by doubling rehashes and copies the whole table each time.
+        Cache {
+            words_per_entry,
+            bits: Vec::with_capacity(capacity * words_per_entry),
+            states: Vec::with_capacity(capacity),
+            chain: Vec::with_capacity(capacity),
+            first_by_hash: HashMap::with_capacity_and_hasher(capacity, Default::default()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Adds the pair; false if it was already there.
+    fn insert(&mut self, hash: u64, bits: &[u64], state: S) -> bool {
+        debug_assert_eq!(bits.len(), self.words_per_entry);
+        let first = self.first_by_hash.get(&hash).copied().unwrap_or(NO_ENTRY);
+        let mut entry = first;
+        while entry != NO_ENTRY {
+            let index = entry as usize;
+            let start = index * self.words_per_entry;
+            if self.states[index] == state
+                && self.bits[start..start + self.words_per_entry] == *bits
+            {
+                return false;
+            }
+            entry = self.chain[index];
+        }
+        let index = u32::try_from(self.states.len()).expect("fewer than 2^32 cache entries");
+        assert!(index != NO_ENTRY);
+        self.bits.extend_from_slice(bits);
+        self.states.push(state);
+        self.chain.push(first);
+        self.first_by_hash.insert(hash, index);
+        true
+    }
+}
+
+/// A linearized call on the search stack.
+struct Frame<S> {
+    /// The call entry lifted.
+    node: u32,
+    /// State before the call.
+    state_before: S,
+    /// Which successor of the step was taken (models may be non-deterministic).
+    successor: u32,
+    /// Taken by the read-only pruning: no alternative is tried at this level.
+    forced: bool,
+}
+
+const HEAD: u32 = 0;
+
+#[inline]
+fn is_call_node(node: u32) -> bool {
+    node % 2 == 1
+}
+
+#[inline]
+fn call_of_node(node: u32) -> usize {
+    debug_assert!(node != HEAD);
+    ((node - 1) / 2) as usize
+}
+
+/// How many return entries, from the first, the lookahead looks at: each costs a walk over
+/// the list up to it, and the first few are where a wrong move shows soonest.
+const LOOKAHEAD_RETURNS_MAX: usize = 4;
+
+/// Lookahead pruning (see the module comment): once `taken_node`'s call has moved the state
+/// to `after`, returns a read-only `ok` call among the first return entries that could no
+/// longer be satisfied by the calls that may still precede it (those invoked before it
+/// returned, that is, the call entries before its return entry); `None` if there is none.
+fn lookahead_blocker<M: Model>(
+    model: &mut M,
+    calls: &[SearchCall<M::Input, M::Output>],
+    next: &[u32],
+    read_only_ok: &[bool],
+    taken_node: u32,
+    after: M::State,
+) -> Option<usize> {
+    let tail = (next.len() - 1) as u32;
+    let taken_call = call_of_node(taken_node);
+    let mut returns_seen = 0;
+    let mut entry = next[HEAD as usize];
+    while entry != tail && returns_seen < LOOKAHEAD_RETURNS_MAX {
+        if !is_call_node(entry) {
+            returns_seen += 1;
+            let observer = ((entry - 2) / 2) as usize;
+            if observer != taken_call && read_only_ok[observer] {
+                let observer_return = entry;
+                let others = std::iter::successors(Some(next[HEAD as usize]), |&other| {
+                    Some(next[other as usize])
+                })
+                .take_while(|&other| other != observer_return)
+                .filter(|&other| is_call_node(other) && other != taken_node)
+                .map(|other| &calls[call_of_node(other)].input);
+                let call = &calls[observer];
+                let observed = call
+                    .output
+                    .as_ref()
+                    .expect("read_only_ok calls are ok calls");
+                if !model.can_reach(after, &call.input, observed, others) {
+                    return Some(observer);
+                }
+            }
+        }
+        entry = next[entry as usize];
+    }
+    None
+}
+
+/// The deepest point reached, before it is written down (at the next backtrack: most points
+/// never need it, and writing one down costs its depth).
+#[derive(Clone, Copy, Debug)]
+enum PendingSnapshot<S> {
+    /// The current point.
+    Here,
+    /// The current point plus a move the lookahead dropped: `node`'s call, giving `after`,
+    /// then `blocker` (a read-only ok call) can no longer be satisfied. Recording it keeps
+    /// the witness as long as without the lookahead, with the blocker as the reason.
+    Pruned { node: u32, after: S, blocker: usize },
+}
+
+/// How many loop iterations between two looks at the clock.
+const STEPS_BETWEEN_DEADLINE_CHECKS: u32 = 1 << 12;
+
+/// What `Search::run` ended with.
+#[derive(Debug)]
+pub(crate) enum Progress<S> {
+    /// An answer.
+    Done(SearchOutcome<S>),
+    /// The step budget ran out; `run` again to go on.
+    Paused,
+}
+
+/// The deepest point reached: (call, state after it) for each linearized call, in order, and
+/// the ok calls that could have come next.
+type Deepest<S> = (Vec<(usize, S)>, Vec<usize>);
+
+/// One partition's search, resumable: the checker runs the searches of all partitions by
+/// turns with growing step budgets, so a non-linearizable partition that is quick to refute
+/// ends the check without first exhausting a slow one (Porcupine gets the same effect by
+/// racing partitions on threads; turns keep the answer deterministic).
+pub(crate) struct Search<S> {
+    /// Doubly linked list of entries: HEAD = 0, call entry of call i = 2i + 1, its return
+    /// entry = 2i + 2, tail = 2n + 1.
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    zobrist: Vec<u64>,
+    read_only_ok: Vec<bool>,
+    bits: Vec<u64>,
+    bits_hash: u64,
+    cache: Cache<S>,
+    state: S,
+    stack: Vec<Frame<S>>,
+    ok_remaining: usize,
+    successors: Vec<S>,
+    deepest_len: usize,
+    snapshot_pending: Option<PendingSnapshot<S>>,
+    deepest: Option<Deepest<S>>,
+    /// A new search point was just reached: run the read-only pre-pass.
+    fresh: bool,
+    /// Where the scan resumes: an entry, and the first successor of its step to try.
+    node: u32,
+    successor_start: u32,
+    steps_until_deadline_check: u32,
+    /// Steps taken so far, over all turns.
+    pub(crate) steps_taken: u64,
+}
+
+impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
+    /// Prepares the search of `calls` from `init`.
+    pub(crate) fn new<M: Model<State = S>>(
+        model: &M,
+        init: S,
+        calls: &[SearchCall<M::Input, M::Output>],
+    ) -> Self {
+        let call_count = calls.len();
+        assert!(
+            call_count < (u32::MAX as usize) / 2 - 2,
+            "too many calls in one partition"
+        );
+        let ok_total = calls.iter().filter(|call| call.output.is_some()).count();
+        let read_only_ok: Vec<bool> = calls
+            .iter()
+            .map(|call| {
+                call.output.is_some() && model.is_read_only(&call.input, call.output.as_ref())
+            })
+            .collect();
+
+        let tail = (2 * call_count + 1) as u32;
+        let mut order: Vec<(usize, u32)> = Vec::with_capacity(2 * call_count);
+        for (index, call) in calls.iter().enumerate() {
+            let node = (2 * index + 1) as u32;
+            assert!(
+                call.return_position
+                    .is_none_or(|position| position > call.invoke_position),
+                "a call returns after its invoke"
+            );
+            order.push((call.invoke_position, node));
+            order.push((call.return_position.unwrap_or(usize::MAX), node + 1));
+        }
+        // Info returns share the position "infinity"; the node breaks ties, and their relative
+        // order does not matter since nothing comes after them.
+        order.sort_unstable();
+        let node_count = 2 * call_count + 2;
+        let mut next = vec![0u32; node_count];
+        let mut prev = vec![0u32; node_count];
+        let mut previous_node = HEAD;
+        for &(_, node) in &order {
+            next[previous_node as usize] = node;
+            prev[node as usize] = previous_node;
+            previous_node = node;
+        }
+        next[previous_node as usize] = tail;
+        prev[tail as usize] = previous_node;
+
+        let zobrist: Vec<u64> = (0..call_count)
+            .map(|index| splitmix64(0x6c69_6e63_6865_636b ^ index as u64))
+            .collect();
+        let words_per_entry = call_count.div_ceil(64);
+        let bits = vec![0u64; words_per_entry];
+        // A few entries per call covers most histories without holding much memory.
+        let mut cache: Cache<S> = Cache::new(words_per_entry, 8 * call_count + 16);
+        cache.insert(state_hash(&init), &bits, init);
+        let node = next[HEAD as usize];
+        Search {
+            next,
+            prev,
+            zobrist,
+            read_only_ok,
+            bits,
+            bits_hash: 0,
+            cache,
+            state: init,
+            stack: Vec::new(),
+            ok_remaining: ok_total,
+            successors: Vec::new(),
+            deepest_len: 0,
+            snapshot_pending: Some(PendingSnapshot::Here),
+            deepest: None,
+            fresh: true,
+            node,
+            successor_start: 0,
+            // 1: the first look is at once, so a deadline already past answers at once.
+            steps_until_deadline_check: 1,
+            steps_taken: 0,
+        }
+    }
+
+    /// Searches for at most `steps_max` steps (a step: one move or one backtrack).
+    pub(crate) fn run<M: Model<State = S>>(
+        &mut self,
+        model: &mut M,
+        calls: &[SearchCall<M::Input, M::Output>],
+        limits: Limits,
+        steps_max: u64,
+    ) -> Progress<S> {
+        if self.ok_remaining == 0 {
+            return Progress::Done(SearchOutcome::Linearizable);
+        }
+        let Search {
+            next,
+            prev,
+            zobrist,
+            read_only_ok,
+            bits,
+            bits_hash,
+            cache,
+            state,
+            stack,
+            ok_remaining,
+            successors,
+            deepest_len,
+            snapshot_pending,
+            deepest,
+            fresh,
+            node,
+            successor_start,
+            steps_until_deadline_check,
+            steps_taken,
+        } = self;
+
+        macro_rules! lift {
+            ($call_node:expr) => {{
+                let call_node = $call_node as usize;
+                let return_node = call_node + 1;
+                next[prev[call_node] as usize] = next[call_node];
+                prev[next[call_node] as usize] = prev[call_node];
+                next[prev[return_node] as usize] = next[return_node];
+                prev[next[return_node] as usize] = prev[return_node];
+            }};
+        }
+        macro_rules! unlift {
+            ($call_node:expr) => {{
+                let call_node = $call_node as usize;
+                let return_node = call_node + 1;
+                prev[next[return_node] as usize] = return_node as u32;
+                next[prev[return_node] as usize] = return_node as u32;
+                prev[next[call_node] as usize] = call_node as u32;
+                next[prev[call_node] as usize] = call_node as u32;
+            }};
+        }
+
+        for _ in 0..steps_max {
+            *steps_taken += 1;
+            *steps_until_deadline_check -= 1;
+            if *steps_until_deadline_check == 0 {
+                *steps_until_deadline_check = STEPS_BETWEEN_DEADLINE_CHECKS;
+                if limits
+                    .deadline
+                    .is_some_and(|deadline| Instant::now() >= deadline)
+                {
+                    return Progress::Done(SearchOutcome::GaveUp(GaveUp::Timeout));
+                }
+                if cache.len() >= limits.cache_entries_max {
+                    return Progress::Done(SearchOutcome::GaveUp(GaveUp::CacheFull));
+                }
+            }
+
+            // The next move: linearize `take = Some((node, successor index, new state,
+            // forced))`, or backtrack.
+            let mut take: Option<(u32, u32, S, bool)> = None;
+            let mut backtrack = false;
+
+            if *fresh {
+                *fresh = false;
+                // Read-only pruning: an accepted read-only ok call is taken, alone.
+                let mut candidate = next[HEAD as usize];
+                while is_call_node(candidate) {
+                    let call_index = call_of_node(candidate);
+                    if read_only_ok[call_index] {
+                        let call = &calls[call_index];
+                        successors.clear();
+                        model.step(*state, &call.input, call.output.as_ref(), successors);
+                        if let Some(&after) = successors.first() {
+                            debug_assert!(after == *state, "read-only calls keep the state");
+                            take = Some((candidate, 0, after, true));
+                            break;
+                        }
+                    }
+                    candidate = next[candidate as usize];
+                }
+                if take.is_none() {
+                    *node = next[HEAD as usize];
+                    *successor_start = 0;
+                }
+            }
+
+            if take.is_none() {
+                // Scan on from `node` for a call the model accepts and the cache has not seen.
+                'scan: while is_call_node(*node) {
+                    let call_index = call_of_node(*node);
+                    if read_only_ok[call_index] {
+                        // The pre-pass at this point found it not accepted.
+                        *node = next[*node as usize];
+                        *successor_start = 0;
+                        continue;
+                    }
+                    let call = &calls[call_index];
+                    successors.clear();
+                    model.step(*state, &call.input, call.output.as_ref(), successors);
+                    let is_info = call.output.is_none();
+                    let first_successor = *successor_start as usize;
+                    for (successor, &after) in successors.iter().enumerate().skip(first_successor) {
+                        if is_info && after == *state {
+                            continue;
+                        }
+                        if after != *state {
+                            let blocker =
+                                lookahead_blocker(model, calls, next, read_only_ok, *node, after);
+                            if let Some(blocker) = blocker {
+                                if stack.len() + 1 > *deepest_len {
+                                    *deepest_len = stack.len() + 1;
+                                    *snapshot_pending = Some(PendingSnapshot::Pruned {
+                                        node: *node,
+                                        after,
+                                        blocker,
+                                    });
+                                }
+                                continue;
+                            }
+                        }
+                        let word = call_index / 64;
+                        let mask = 1u64 << (call_index % 64);
+                        debug_assert!(bits[word] & mask == 0);
+                        bits[word] |= mask;
+                        let hash = *bits_hash ^ zobrist[call_index] ^ state_hash(&after);
+                        let inserted = cache.insert(hash, bits, after);
+                        bits[word] &= !mask;
+                        if inserted {
+                            take = Some((*node, successor as u32, after, false));
+                            break 'scan;
+                        }
+                    }
+                    *node = next[*node as usize];
+                    *successor_start = 0;
+                }
+                if take.is_none() {
+                    backtrack = true;
+                }
+            } else {
+                // The forced read-only call: new unless this point was explored already.
+                let (forced_node, _, after, _) = take.expect("set above");
+                let call_index = call_of_node(forced_node);
+                let word = call_index / 64;
+                let mask = 1u64 << (call_index % 64);
+                bits[word] |= mask;
+                let hash = *bits_hash ^ zobrist[call_index] ^ state_hash(&after);
+                let inserted = cache.insert(hash, bits, after);
+                bits[word] &= !mask;
+                if !inserted {
+                    // Seen, and failed (success ends the search): so does this point.
+                    take = None;
+                    backtrack = true;
+                }
+            }
+
+            if let Some((call_node, successor, after, forced)) = take {
+                let call_index = call_of_node(call_node);
+                bits[call_index / 64] |= 1u64 << (call_index % 64);
+                *bits_hash ^= zobrist[call_index];
+                lift!(call_node);
+                stack.push(Frame {
+                    node: call_node,
+                    state_before: *state,
+                    successor,
+                    forced,
+                });
+                *state = after;
+                if calls[call_index].output.is_some() {
+                    *ok_remaining -= 1;
+                    if *ok_remaining == 0 {
+                        return Progress::Done(SearchOutcome::Linearizable);
+                    }
+                }
+                // At equal depth a real point replaces a pruned one: the stack it refers to is
+                // about to change.
+                let replaces_pruned =
+                    matches!(*snapshot_pending, Some(PendingSnapshot::Pruned { .. }));
+                if stack.len() > *deepest_len || (stack.len() == *deepest_len && replaces_pruned) {
+                    *deepest_len = stack.len();
+                    *snapshot_pending = Some(PendingSnapshot::Here);
+                }
+                *fresh = true;
+                continue;
+            }
+
+            assert!(backtrack, "no move means backtrack");
+            if let Some(pending) = snapshot_pending.take() {
+                // The stack has not changed since it reached its deepest: record that point.
+                let mut prefix = Vec::with_capacity(stack.len() + 1);
+                for (position, frame) in stack.iter().enumerate() {
+                    let after = stack
+                        .get(position + 1)
+                        .map_or(*state, |next| next.state_before);
+                    prefix.push((call_of_node(frame.node), after));
+                }
+                // Info calls are left out: they constrain nothing, so they are never the
+                // reason; an ok call is always among the candidates (the one returning first).
+                let mut candidates = Vec::new();
+                if let PendingSnapshot::Pruned {
+                    node,
+                    after,
+                    blocker,
+                } = pending
+                {
+                    prefix.push((call_of_node(node), after));
+                    candidates.push(blocker);
+                } else {
+                    let mut candidate = next[HEAD as usize];
+                    while is_call_node(candidate) {
+                        let call_index = call_of_node(candidate);
+                        if calls[call_index].output.is_some() {
+                            candidates.push(call_index);
+                        }
+                        candidate = next[candidate as usize];
+                    }
+                }
+                assert!(
+                    !candidates.is_empty(),
+                    "an ok call is left, so one is a candidate"
+                );
+                *deepest = Some((prefix, candidates));
+            }
+            // Pop until a frame with alternatives left.
+            loop {
+                let Some(frame) = stack.pop() else {
+                    let (prefix, candidates) = deepest
+                        .take()
+                        .expect("the first backtrack takes a snapshot");
+                    return Progress::Done(SearchOutcome::NotLinearizable { prefix, candidates });
+                };
+                let call_index = call_of_node(frame.node);
+                unlift!(frame.node);
+                bits[call_index / 64] &= !(1u64 << (call_index % 64));
+                *bits_hash ^= zobrist[call_index];
+                *state = frame.state_before;
+                if calls[call_index].output.is_some() {
+                    *ok_remaining += 1;
+                }
+                if !frame.forced {
+                    *node = frame.node;
+                    *successor_start = frame.successor + 1;
+                    break;
+                }
+            }
+            debug_assert_eq!(
+                bits.iter()
+                    .map(|word| word.count_ones() as usize)
+                    .sum::<usize>(),
+                stack.len(),
+                "the bitset holds exactly the calls on the stack"
+            );
+        }
+        Progress::Paused
+    }
+}
