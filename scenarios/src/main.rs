@@ -1,4 +1,5 @@
-//! `pessimist`: run scenarios under faults, replay a seed, check histories.
+//! `pessimist`: run scenarios under faults, replay a seed, check histories for
+//! linearizability.
 //!
 //! With no arguments it runs the default suite (every scenario in `scenarios/`, each over its
 //! own seeds) and writes its results under `reports/out/`.
@@ -41,6 +42,27 @@ enum Command {
         #[arg(long)]
         seed: u64,
     },
+    /// Check histories for linearizability: one line per file with the verdict, the number of
+    /// operations and the time; a witness under each non-linearizable one. Exit 1 when a
+    /// verdict disagrees with the file's `expect`, 2 for a malformed file.
+    Lincheck {
+        /// History files (see sim/tests/data/lincheck/README.md for the format).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Give up on a history after this many seconds and answer `unknown`.
+        #[arg(long, value_parser = parse_seconds)]
+        timeout: Option<std::time::Duration>,
+        /// One JSON object per file instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => Ok(std::time::Duration::from_secs_f64(seconds)),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
 }
 
 #[cfg(madsim)]
@@ -60,6 +82,10 @@ fn main() -> ExitCode {
         None => run_default_suite(),
         Some(Command::Run { scenario, seed, seeds, out }) => run(&scenario, seed, seeds, out),
         Some(Command::Replay { scenario, seed }) => replay(&scenario, seed),
+        Some(Command::Lincheck { files, timeout, json }) => {
+            let status = pessimist_sim::lincheck::cli::run(&files, timeout, json);
+            ExitCode::from(u8::try_from(status).unwrap_or(EXIT_BAD_INPUT))
+        }
     }
 }
 

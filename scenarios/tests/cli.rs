@@ -118,3 +118,23 @@ fn a_missing_file_or_bad_flags_exit_2() {
     let unknown = pessimist(&["frobnicate"]);
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+#[test]
+fn lincheck_checks_published_histories_and_refuses_malformed_ones() {
+    let data = "sim/tests/data/lincheck/porcupine";
+    let agree = pessimist(&["lincheck", &format!("{data}/etcd/etcd_000.json"), &format!("{data}/kv/c10-bad.json")]);
+    let stdout = String::from_utf8_lossy(&agree.stdout);
+    assert_eq!(agree.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("not-linearizable"), "{stdout}");
+    let (code, stderr) = {
+        let directory = scratch("lincheck-bad");
+        let file = directory.join("history.json");
+        std::fs::write(&file, r#"{"model": "cas-register", "init": null, "history": [{"process": 0, "type": "ok", "f": "read", "value": 1}]}"#).unwrap();
+        let output = pessimist(&["lincheck", file.to_str().unwrap()]);
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr))
+    };
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("history[0]"), "{stderr}");
+    let bad_timeout = pessimist(&["lincheck", "--timeout", "soon", &format!("{data}/etcd/etcd_000.json")]);
+    assert_eq!(bad_timeout.status.code(), Some(2));
+}
