@@ -10,7 +10,10 @@
 //!   counted);
 //! - `integrity`: a read never returns a value that was not appended to that node;
 //! - `liveness`: after the heal, every node answers within the bound;
-//! - `availability`: the share of operations that succeeded during faults and after the heal.
+//! - `availability`: the share of operations that succeeded during faults and after the heal;
+//! - `linearizability`: each node's log, seen through its appends and reads, behaves as one
+//!   atomic append-only register (checked by [`crate::lincheck`] with the `kv` model, one key
+//!   per node).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -250,6 +253,79 @@ pub fn availability(events: &[Event], heal_ok_fraction_min: Option<f64>) -> Verd
     Verdict::from_violations(violations, figures)
 }
 
+/// Longest a linearizability search may take per run before it answers `unknown`.
+pub const LINEARIZABILITY_SEARCH_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Each probe node's log is an append-only register: a read must return every append that
+/// took effect before it, in one order consistent with real time. The probe history maps onto
+/// the `kv` model (append a value's text, get the whole text), one key per node. Nodes that
+/// detected and repaired corruption are left out: repair truncates their log on purpose.
+pub fn linearizability(events: &[Event]) -> Verdict {
+    use crate::lincheck::{self, Op, OpType};
+
+    let corrupted = nodes_with_internal(events, "corruption_detected");
+    let text_of = |values: &[u64]| values.iter().map(|value| format!("{value},")).collect::<String>();
+    let mut ops = Vec::new();
+    let mut open: BTreeMap<u64, (String, String)> = BTreeMap::new(); // process -> (node, f)
+    for event in events {
+        let (process, op_type, value) = match &event.kind {
+            EventKind::Invoke { process, value, .. } => (*process, OpType::Invoke, value),
+            EventKind::Ok { process, value, .. } => (*process, OpType::Ok, value),
+            EventKind::Fail { process, value, .. } => (*process, OpType::Fail, value),
+            EventKind::Info { process, value, .. } => (*process, OpType::Info, value),
+            _ => continue,
+        };
+        let (node, f) = match (&event.kind, op_type) {
+            (EventKind::Invoke { f, .. }, _) => {
+                let node = value.get("node").and_then(Value::as_str).unwrap_or_default().to_string();
+                open.insert(process, (node.clone(), f.clone()));
+                (node, f.clone())
+            }
+            _ => match open.remove(&process) {
+                Some(opened) => opened,
+                None => continue,
+            },
+        };
+        if corrupted.contains(&node) {
+            continue;
+        }
+        let (f, value) = match (f.as_str(), op_type) {
+            ("append", OpType::Invoke) => ("append", json!(text_of(&[value.get("value").and_then(Value::as_u64).unwrap_or_default()]))),
+            ("append", _) => ("append", Value::Null),
+            ("read", OpType::Ok) => {
+                let values: Vec<u64> = value.get("values").and_then(Value::as_array).map(|values| values.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
+                ("get", json!(text_of(&values)))
+            }
+            ("read", _) => ("get", Value::Null),
+            _ => continue,
+        };
+        ops.push(Op { process, op_type, f: f.to_string(), value, key: Some(node) });
+    }
+    let deadline = std::time::Instant::now() + LINEARIZABILITY_SEARCH_MAX;
+    let mut figures = BTreeMap::from([
+        ("operations".to_string(), json!(ops.len())),
+        ("nodes_left_out_for_corruption".to_string(), json!(corrupted.len())),
+    ]);
+    match lincheck::check("kv", &json!(""), &ops, Some(deadline)) {
+        Ok(lincheck::Verdict::Linearizable) => {
+            figures.insert("verdict".into(), json!("linearizable"));
+            Verdict::from_violations(Vec::new(), figures)
+        }
+        Ok(lincheck::Verdict::NotLinearizable { witness }) => {
+            figures.insert("verdict".into(), json!("not-linearizable"));
+            figures.insert("witness".into(), serde_json::to_value(&witness).unwrap_or(Value::Null));
+            Verdict::from_violations(vec![format!("not linearizable: {witness}")], figures)
+        }
+        Ok(lincheck::Verdict::Unknown { reason }) => {
+            // A search that gives up proves nothing either way: report it, do not fail on it.
+            figures.insert("verdict".into(), json!("unknown"));
+            figures.insert("unknown_reason".into(), serde_json::to_value(reason).unwrap_or(Value::Null));
+            Verdict::from_violations(Vec::new(), figures)
+        }
+        Err(error) => Verdict::from_violations(vec![format!("the history does not form a valid lincheck history: {error}")], figures),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +411,20 @@ mod tests {
         history.read(1, "n2", &[]);
         assert!(liveness(&history.events, &nodes, 10_000).passed);
         assert!(!liveness(&history.events, &nodes, 1).passed, "4 ms is beyond a 1 ms bound");
+    }
+
+    #[test]
+    fn linearizability_accepts_a_log_and_catches_a_read_that_goes_back() {
+        let mut history = Builder::new();
+        history.append(1, "n1", 10, "ok").append(2, "n1", 11, "info").read(1, "n1", &[10]).read(2, "n1", &[10, 11]);
+        let verdict = linearizability(&history.events);
+        assert!(verdict.passed, "{verdict:?}");
+        assert_eq!(verdict.figures["verdict"], json!("linearizable"));
+        // A read that loses an append another read already saw: not a register.
+        history.read(3, "n1", &[10]);
+        let verdict = linearizability(&history.events);
+        assert!(!verdict.passed);
+        assert_eq!(verdict.figures["verdict"], json!("not-linearizable"));
     }
 
     #[test]

@@ -80,8 +80,15 @@ pub async fn serve(context: NodeContext) {
         let answer = match &request.body {
             ProbeMessage::Append { value } => {
                 let payload = value.to_le_bytes();
-                let appended = context.disk.append(LOG_FILE, &payload).await;
+                // Appends are idempotent: the network may deliver a request twice (a duplicated
+                // frame, a client's retry), and a value must enter the log once.
+                let already = match read_log(&context).await {
+                    Ok(log) => log.records.iter().any(|record| record.as_slice() == payload),
+                    Err(_) => false,
+                };
+                let appended = if already { Ok(()) } else { context.disk.append(LOG_FILE, &payload).await };
                 let durable = match appended {
+                    Ok(()) if already => Ok(()),
                     Ok(()) if ack_before_fsync => {
                         // The broken design: answer now, make it durable later (maybe).
                         let disk = context.disk.clone();

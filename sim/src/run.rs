@@ -73,6 +73,9 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
     if wanted.integrity {
         checks.insert("integrity".to_string(), check::integrity(events));
     }
+    if wanted.linearizability {
+        checks.insert("linearizability".to_string(), check::linearizability(events));
+    }
     if wanted.liveness {
         checks.insert("liveness".to_string(), check::liveness(events, &scenario.server_names(), scenario.phases.liveness_bound_ms));
     }
