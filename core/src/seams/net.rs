@@ -1,7 +1,7 @@
 //! Network seam: framed, typed messages between named nodes over TCP.
 //!
-//! Each message is encoded with postcard (a maintained serde codec) and framed with a length
-//! prefix by `tokio_util`'s `LengthDelimitedCodec`, over `tokio::net::TcpStream`. Under
+//! Each message is encoded with postcard (a maintained serde codec) behind a 4-byte big-endian
+//! length prefix, over `tokio::net::TcpStream`. Under
 //! `--cfg madsim` that stream is madsim's simulated TCP, so partitions, packet loss and
 //! latency set on madsim's `NetSim` apply; built without it, the same code runs on real
 //! sockets.
@@ -15,25 +15,30 @@
 //! reopened after a failure with exponential backoff. Every failure is a typed [`NetError`]:
 //! a dead or unreachable peer is an error to handle, never a panic.
 //!
+//! Cost model: under madsim every task wake, timer and channel hop costs wall time, so the
+//! common paths avoid them. The inbox reads accepted connections in the receiving task; a
+//! caller reads the reply off its dialed connection itself (no reader task in between); call
+//! timeouts are kept by one sweeper task per transport instead of a timer per call.
+//!
 //! **Invariant:** a frame is written and flushed whole under the connection's writer lock, so
 //! frames never interleave on a stream (an unflushed write would also stall the simulation).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::Range;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures::stream::{self, BoxStream, SelectAll};
-use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio::sync::{mpsc, Notify};
 
 use super::rng::SeededRng;
 
@@ -239,15 +244,117 @@ enum Wire<M> {
     Reply { id: u64, body: M },
 }
 
-type Writer = FramedWrite<WriteHalf<TcpStream>, LengthDelimitedCodec>;
-type Reader = FramedRead<ReadHalf<TcpStream>, LengthDelimitedCodec>;
+/// Bytes of the big-endian length that prefixes every frame.
+const LENGTH_PREFIX_BYTES: usize = 4;
 
-fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().max_frame_length(FRAME_BYTES_MAX).new_codec()
+/// What a frame reader starts with and shrinks back to after a large frame: room for many
+/// small frames per read.
+const READ_BUFFER_BYTES: usize = 8 << 10;
+
+/// Encodes one whole frame, length prefix included, into a single buffer: the writer then
+/// copies it into the stream once, and a frame that is too long is refused here, as a typed
+/// error, before it reaches a connection.
+fn encode<M: Serialize>(wire: &Wire<M>) -> Result<Vec<u8>, NetError> {
+    let mut frame = Vec::with_capacity(64);
+    frame.extend_from_slice(&[0; LENGTH_PREFIX_BYTES]);
+    let mut frame = postcard::serialize_with_flavor(wire, FrameFlavor(frame))
+        .map_err(|e| NetError::Encode(e.to_string()))?;
+    let length = frame.len() - LENGTH_PREFIX_BYTES;
+    if length > FRAME_BYTES_MAX {
+        return Err(NetError::Encode(format!("frame of {length} bytes exceeds {FRAME_BYTES_MAX}")));
+    }
+    frame[..LENGTH_PREFIX_BYTES].copy_from_slice(&(length as u32).to_be_bytes());
+    Ok(frame)
 }
 
-fn encode<M: Serialize>(wire: &Wire<M>) -> Result<Bytes, NetError> {
-    postcard::to_stdvec(wire).map(Bytes::from).map_err(|e| NetError::Encode(e.to_string()))
+/// postcard output appended to a buffer that already holds the length prefix. (postcard's
+/// own `to_extend` goes through `Extend` one byte at a time, which showed in profiles.)
+struct FrameFlavor(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for FrameFlavor {
+    type Output = Vec<u8>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
+/// Splits a stream into length-prefixed frames, reusing one buffer: a read may bring several
+/// frames, or part of one.
+struct FrameReader {
+    stream: ReadHalf<TcpStream>,
+    /// Initialized bytes; `start..end` holds what was read and not yet handed out.
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl FrameReader {
+    fn new(stream: ReadHalf<TcpStream>) -> FrameReader {
+        FrameReader { stream, buffer: vec![0; READ_BUFFER_BYTES], start: 0, end: 0 }
+    }
+
+    /// The next whole frame, as a range of [`FrameReader::buffer`] valid until the next poll;
+    /// `None` once the stream ended, failed, or announced a frame longer than
+    /// [`FRAME_BYTES_MAX`]: the stream cannot be read further in any of those cases.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Range<usize>>> {
+        loop {
+            let available = self.end - self.start;
+            let mut needed = LENGTH_PREFIX_BYTES;
+            if available >= LENGTH_PREFIX_BYTES {
+                let prefix = &self.buffer[self.start..self.start + LENGTH_PREFIX_BYTES];
+                let length = u32::from_be_bytes(prefix.try_into().expect("four bytes")) as usize;
+                if length > FRAME_BYTES_MAX {
+                    return Poll::Ready(None);
+                }
+                needed = LENGTH_PREFIX_BYTES + length;
+                if available >= needed {
+                    let frame = self.start + LENGTH_PREFIX_BYTES..self.start + needed;
+                    self.start += needed;
+                    return Poll::Ready(Some(frame));
+                }
+            }
+            if available == 0 {
+                self.start = 0;
+                self.end = 0;
+                if self.buffer.len() > READ_BUFFER_BYTES {
+                    // A large frame passed: give its memory back.
+                    self.buffer = vec![0; READ_BUFFER_BYTES];
+                }
+            }
+            if self.buffer.len() - self.start < needed {
+                self.buffer.copy_within(self.start..self.end, 0);
+                self.end = available;
+                self.start = 0;
+                if self.buffer.len() < needed {
+                    self.buffer.resize(needed, 0);
+                }
+            }
+            debug_assert!(self.end < self.buffer.len(), "no room to read into");
+            let mut read = ReadBuf::new(&mut self.buffer[self.end..]);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(())) => {
+                    let read_bytes = read.filled().len();
+                    if read_bytes == 0 {
+                        return Poll::Ready(None); // The end of the stream.
+                    }
+                    self.end += read_bytes;
+                }
+            }
+        }
+    }
 }
 
 /// One TCP connection, either opened by this node or accepted from a peer.
@@ -255,21 +362,34 @@ struct Connection {
     /// Unique within the transport: calls remember which connection their reply comes on.
     id: u64,
     peer: String,
-    writer: tokio::sync::Mutex<Writer>,
+    writer: tokio::sync::Mutex<WriteHalf<TcpStream>>,
     alive: AtomicBool,
+    /// On a connection this node dialed, its reader while no task reads it: a waiting call
+    /// takes it and reads (see [`CallFuture`]). Always `None` on an accepted connection,
+    /// which the inbox reads.
+    reader: Mutex<Option<FrameReader>>,
 }
 
 impl Connection {
-    async fn write(&self, frame: Bytes) -> Result<(), NetError> {
+    /// Writes and flushes one whole frame under the writer lock, so frames never interleave.
+    async fn write(&self, frame: &[u8]) -> Result<(), NetError> {
         if !self.alive.load(Ordering::Acquire) {
             return Err(NetError::ConnectionLost { peer: self.peer.clone() });
         }
         let mut writer = self.writer.lock().await;
-        if writer.send(frame).await.is_err() {
+        let written = match writer.write_all(frame).await {
+            Ok(()) => writer.flush().await,
+            Err(error) => Err(error),
+        };
+        if written.is_err() {
             self.alive.store(false, Ordering::Release);
             return Err(NetError::ConnectionLost { peer: self.peer.clone() });
         }
         Ok(())
+    }
+
+    fn take_reader(&self) -> Option<FrameReader> {
+        self.reader.lock().expect("reader lock poisoned").take()
     }
 }
 
@@ -315,65 +435,213 @@ impl<M> std::fmt::Debug for Incoming<M> {
     }
 }
 
-/// A frame read from an accepted connection, or `None` when the connection ended.
-type ConnectionItem = (Arc<Connection>, Option<BytesMut>);
-
-fn connection_stream(connection: Arc<Connection>, reader: Reader) -> BoxStream<'static, ConnectionItem> {
-    stream::unfold(Some((connection, reader)), |state| async move {
-        let (connection, mut reader) = state?;
-        match reader.next().await {
-            Some(Ok(frame)) => Some(((connection.clone(), Some(frame)), Some((connection, reader)))),
-            // The end, or a frame the codec refuses: either way the stream is over.
-            _ => Some(((connection, None), None)),
-        }
-    })
-    .boxed()
+/// One accepted connection and its reader, read by the inbox.
+struct AcceptedConnection {
+    connection: Arc<Connection>,
+    reader: FrameReader,
 }
 
 /// The receiving end: every message sent to this node.
 ///
 /// The inbox reads the connections peers opened to this node itself, in the task that calls
 /// [`Inbox::recv`], rather than through a reader task per connection and a channel: a message
-/// then wakes one task, not two, which keeps the transport close to raw TCP's speed.
+/// then wakes one task, not two, which keeps the transport close to raw TCP's speed. It polls
+/// them in turn, starting after the one that last gave a frame, so a busy peer cannot starve
+/// the others. (A plain list: `SelectAll` re-queues a stream, an allocation, after every
+/// item, and a node has few peers.)
 pub struct Inbox<M> {
     shared: Arc<Shared<M>>,
-    accepted: mpsc::UnboundedReceiver<(Arc<Connection>, Reader)>,
+    accepted: mpsc::UnboundedReceiver<(Arc<Connection>, FrameReader)>,
     forwarded: mpsc::UnboundedReceiver<Incoming<M>>,
-    connections: SelectAll<BoxStream<'static, ConnectionItem>>,
+    connections: Vec<AcceptedConnection>,
+    /// Where the next round of polling starts.
+    next_connection: usize,
 }
 
 impl<M: Message> Inbox<M> {
     /// The next message; `None` once the transport is gone.
     pub async fn recv(&mut self) -> Option<Incoming<M>> {
         loop {
-            let (connection, frame) = tokio::select! {
+            let (connection, wire) = tokio::select! {
                 biased;
                 Some((connection, reader)) = self.accepted.recv() => {
-                    self.connections.push(connection_stream(connection, reader));
+                    self.connections.push(AcceptedConnection { connection, reader });
                     continue;
                 }
                 Some(incoming) = self.forwarded.recv() => return Some(incoming),
-                Some(item) = self.connections.next(), if !self.connections.is_empty() => item,
+                item = std::future::poll_fn(|cx| poll_connections(&mut self.connections, &mut self.next_connection, cx)), if !self.connections.is_empty() => item,
                 else => return None,
             };
-            let Some(frame) = frame else {
+            let Some(wire) = wire else {
+                // The connection ended, or sent a frame that does not decode: it cannot be
+                // trusted further.
                 self.shared.connection_ended(&connection);
                 continue;
             };
             if !connection.alive.load(Ordering::Acquire) {
                 continue;
             }
-            match postcard::from_bytes::<Wire<M>>(&frame) {
-                Ok(wire) => {
-                    if let Some(incoming) = self.shared.dispatch(&connection, wire) {
-                        return Some(incoming);
-                    }
-                }
-                // A frame that does not decode: the stream cannot be trusted further.
-                Err(_) => self.shared.connection_ended(&connection),
+            if let Some(incoming) = self.shared.dispatch(&connection, wire) {
+                return Some(incoming);
             }
         }
     }
+}
+
+/// The next frame of any accepted connection, decoded, polling from `next_connection` on;
+/// `None` for a connection that ended, which is then forgotten.
+fn poll_connections<M: Message>(
+    connections: &mut Vec<AcceptedConnection>,
+    next_connection: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<(Arc<Connection>, Option<Wire<M>>)> {
+    let count = connections.len();
+    for turn in 0..count {
+        let index = (*next_connection + turn) % count;
+        let accepted = &mut connections[index];
+        let Poll::Ready(frame) = accepted.reader.poll_frame(cx) else {
+            continue;
+        };
+        let wire = frame.and_then(|frame| postcard::from_bytes::<Wire<M>>(&accepted.reader.buffer[frame]).ok());
+        if wire.is_some() {
+            *next_connection = index + 1;
+            return Poll::Ready((accepted.connection.clone(), wire));
+        }
+        let ended = connections.remove(index);
+        *next_connection = index;
+        return Poll::Ready((ended.connection, None));
+    }
+    Poll::Pending
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calls waiting for their reply.
+
+/// How a call ended, when something other than the caller ended it.
+enum CallOutcome<M> {
+    Reply(M),
+    ConnectionLost,
+    TimedOut,
+}
+
+struct PendingCall<M> {
+    /// The connection the request travels on, so its end fails the call at once.
+    connection_id: u64,
+    /// Unset while the request is being written: the timeout counts from the written request.
+    deadline: Option<tokio::time::Instant>,
+    outcome: Option<CallOutcome<M>>,
+    /// The caller's task, woken when an outcome is set or the reader is free to take.
+    waker: Option<Waker>,
+}
+
+/// Calls waiting for a reply, by call id (ordered, so scans are deterministic).
+struct CallTable<M> {
+    pending: BTreeMap<u64, PendingCall<M>>,
+    /// When the sweeper next wakes to time calls out, if it sleeps on a deadline at all.
+    sweep_at: Option<tokio::time::Instant>,
+}
+
+impl<M> CallTable<M> {
+    /// Sets the outcome of a call that has none yet; returns the waker to wake once the lock
+    /// is released.
+    fn settle(call: &mut PendingCall<M>, outcome: CallOutcome<M>) -> Option<Waker> {
+        if call.outcome.is_some() {
+            return None;
+        }
+        call.outcome = Some(outcome);
+        call.waker.take()
+    }
+}
+
+/// Waits for the reply to one request.
+///
+/// Whoever waits reads: the caller reads the connection its request went out on itself when
+/// no other caller is reading it, so a reply wakes the caller directly instead of waking a
+/// reader task that then wakes the caller. Replies to other calls read on the way are handed
+/// to their callers. When the caller is done, it puts the reader back and wakes another call
+/// waiting on that connection, which takes over.
+///
+/// Timeouts do not arm a timer per call (under madsim every timer stays in the timer heap
+/// until it fires, and its late firing wakes the task again): the transport's sweeper task
+/// sleeps until the earliest deadline of the calls waiting, and settles the expired ones.
+struct CallFuture<'a, M> {
+    shared: &'a Shared<M>,
+    connection: Arc<Connection>,
+    id: u64,
+    /// The connection's reader, while this call holds it.
+    reader: Option<FrameReader>,
+}
+
+impl<M: Message> Future for CallFuture<'_, M> {
+    type Output = CallOutcome<M>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CallOutcome<M>> {
+        let this = self.get_mut();
+        loop {
+            {
+                let mut calls = this.shared.calls.lock().expect("calls lock poisoned");
+                let call = calls.pending.get_mut(&this.id).expect("a pending call stays in the table until its future is dropped");
+                if let Some(outcome) = call.outcome.take() {
+                    return Poll::Ready(outcome);
+                }
+                // Stored before trying the reader: a holder that puts it back afterwards
+                // sees this waker and wakes this call to take it.
+                match &call.waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => call.waker = Some(cx.waker().clone()),
+                }
+            }
+            if this.reader.is_none() {
+                this.reader = this.connection.take_reader();
+            }
+            let Some(reader) = this.reader.as_mut() else {
+                return Poll::Pending; // Another caller reads, and hands this call its reply.
+            };
+            let Some(frame) = ready!(reader.poll_frame(cx)) else {
+                this.reader = None; // The connection is over; nobody reads it again.
+                this.shared.connection_ended(&this.connection);
+                continue;
+            };
+            match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
+                Ok(Wire::Reply { id, body }) if id == this.id => return Poll::Ready(CallOutcome::Reply(body)),
+                Ok(wire) => this.shared.dispatch_on_dialed(&this.connection, wire),
+                Err(_) => {
+                    // A frame that does not decode: the stream cannot be trusted further.
+                    this.reader = None;
+                    this.shared.connection_ended(&this.connection);
+                }
+            }
+        }
+    }
+}
+
+impl<M> Drop for CallFuture<'_, M> {
+    fn drop(&mut self) {
+        let reader = self.reader.take();
+        let reading = reader.is_some();
+        if let Some(reader) = reader {
+            *self.connection.reader.lock().expect("reader lock poisoned") = Some(reader);
+        }
+        let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
+        calls.pending.remove(&self.id);
+        if reading {
+            let next_reader = next_waiter(&mut calls, self.connection.id);
+            drop(calls);
+            if let Some(waker) = next_reader {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// The waker of a call still waiting for a reply on connection `connection_id`, to hand it
+/// the reader that was just put back.
+fn next_waiter<M>(calls: &mut CallTable<M>, connection_id: u64) -> Option<Waker> {
+    calls
+        .pending
+        .values()
+        .find(|call| call.connection_id == connection_id && call.outcome.is_none())
+        .and_then(|call| call.waker.clone())
 }
 
 struct Shared<M> {
@@ -383,12 +651,21 @@ struct Shared<M> {
     faults: LinkFaults,
     rng: Mutex<SeededRng>,
     peers: Mutex<BTreeMap<String, Arc<PeerSlot>>>,
-    /// Calls waiting for a reply: call id to the connection it travels on and the waiter.
-    calls: Mutex<BTreeMap<u64, (u64, oneshot::Sender<M>)>>,
+    calls: Mutex<CallTable<M>>,
     next_call_id: AtomicU64,
     next_connection_id: AtomicU64,
-    accepted: mpsc::UnboundedSender<(Arc<Connection>, Reader)>,
+    /// Wakes the sweeper when a call's deadline comes before the one it sleeps on, or when
+    /// the transport is gone.
+    sweeper_wake: Arc<Notify>,
+    sweeper_started: AtomicBool,
+    accepted: mpsc::UnboundedSender<(Arc<Connection>, FrameReader)>,
     forwarded: mpsc::UnboundedSender<Incoming<M>>,
+}
+
+impl<M> Drop for Shared<M> {
+    fn drop(&mut self) {
+        self.sweeper_wake.notify_one(); // So the sweeper sees the transport is gone, and ends.
+    }
 }
 
 impl<M> Shared<M> {
@@ -403,29 +680,135 @@ impl<M> Shared<M> {
                 reply_to: Some((connection.clone(), id)),
             }),
             Wire::Reply { id, body } => {
-                let waiter = self.calls.lock().expect("calls lock poisoned").remove(&id);
-                if let Some((_, waiter)) = waiter {
-                    let _ = waiter.send(body); // The caller may have timed out meanwhile.
+                let waker = {
+                    let mut calls = self.calls.lock().expect("calls lock poisoned");
+                    // The caller may have timed out and gone meanwhile.
+                    calls.pending.get_mut(&id).and_then(|call| CallTable::settle(call, CallOutcome::Reply(body)))
+                };
+                if let Some(waker) = waker {
+                    waker.wake();
                 }
                 None
             }
         }
     }
 
+    /// Routes a frame read on a connection this node dialed. Replies are what comes back on
+    /// those (this transport sends messages and requests only on connections it dialed), but
+    /// a peer's message is still passed on to the inbox. If nobody reads the inbox (a pure
+    /// client), it is dropped.
+    fn dispatch_on_dialed(&self, connection: &Arc<Connection>, wire: Wire<M>) {
+        if let Some(incoming) = self.dispatch(connection, wire) {
+            let _ = self.forwarded.send(incoming);
+        }
+    }
+
     /// Marks a connection dead and fails the calls waiting on it at once.
     fn connection_ended(&self, connection: &Connection) {
         connection.alive.store(false, Ordering::Release);
-        // Dropping a waiter's sender tells the caller the connection is lost.
-        self.calls.lock().expect("calls lock poisoned").retain(|_, (on, _)| *on != connection.id);
+        let wakers: Vec<Waker> = {
+            let mut calls = self.calls.lock().expect("calls lock poisoned");
+            calls
+                .pending
+                .values_mut()
+                .filter(|call| call.connection_id == connection.id)
+                .filter_map(|call| CallTable::settle(call, CallOutcome::ConnectionLost))
+                .collect()
+        };
+        for waker in wakers {
+            waker.wake();
+        }
     }
 
-    fn new_connection(&self, peer: String, writer: Writer) -> Arc<Connection> {
+    /// Times out the calls whose deadline passed; returns the earliest deadline left.
+    fn expire_calls(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        let mut wakers = Vec::new();
+        let mut earliest: Option<tokio::time::Instant> = None;
+        {
+            let mut calls = self.calls.lock().expect("calls lock poisoned");
+            for call in calls.pending.values_mut() {
+                let (Some(deadline), None) = (call.deadline, &call.outcome) else {
+                    continue;
+                };
+                if deadline <= now {
+                    wakers.extend(CallTable::settle(call, CallOutcome::TimedOut));
+                } else {
+                    earliest = Some(earliest.map_or(deadline, |at| at.min(deadline)));
+                }
+            }
+            calls.sweep_at = earliest;
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+        earliest
+    }
+
+    fn new_connection(&self, peer: String, writer: WriteHalf<TcpStream>, reader: Option<FrameReader>) -> Arc<Connection> {
         Arc::new(Connection {
             id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
             peer,
             writer: tokio::sync::Mutex::new(writer),
             alive: AtomicBool::new(true),
+            reader: Mutex::new(reader),
         })
+    }
+}
+
+impl<M: Message> Shared<M> {
+    /// Reads what a dialed connection already holds, without waiting: replies nobody was
+    /// reading, and above all its end, so that a connection the peer closed (it crashed or
+    /// restarted) is found dead before it is used, and redialed, rather than after a frame
+    /// was written into it and lost. Returns whether the connection is still open.
+    fn drain_dialed(&self, connection: &Arc<Connection>) -> bool {
+        let Some(mut reader) = connection.take_reader() else {
+            // A call holds the reader and sees the end when it comes.
+            return connection.alive.load(Ordering::Acquire);
+        };
+        let mut context = Context::from_waker(Waker::noop());
+        let open = loop {
+            match reader.poll_frame(&mut context) {
+                Poll::Pending => break true,
+                Poll::Ready(None) => break false,
+                Poll::Ready(Some(frame)) => match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
+                    Ok(wire) => self.dispatch_on_dialed(connection, wire),
+                    Err(_) => break false,
+                },
+            }
+        };
+        if !open {
+            self.connection_ended(connection);
+            return false;
+        }
+        *connection.reader.lock().expect("reader lock poisoned") = Some(reader);
+        // A call that found the reader gone while this held it waits to be told it is back.
+        let waker = next_waiter(&mut self.calls.lock().expect("calls lock poisoned"), connection.id);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+}
+
+/// Times out calls: sleeps until the earliest deadline of the calls waiting, settles those
+/// that expired, and sleeps again; with no deadline it sleeps until a call wakes it. One
+/// timer per earliest deadline, not one per call.
+async fn sweep_calls<M: Message>(shared: Weak<Shared<M>>, wake: Arc<Notify>) {
+    loop {
+        let earliest = {
+            let Some(shared) = shared.upgrade() else {
+                return; // The transport is gone.
+            };
+            shared.expire_calls(tokio::time::Instant::now())
+        };
+        match earliest {
+            Some(deadline) => tokio::select! {
+                biased;
+                () = wake.notified() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            },
+            None => wake.notified().await,
+        }
     }
 }
 
@@ -482,13 +865,15 @@ impl<M: Message> Transport<M> {
             faults,
             rng: Mutex::new(rng),
             peers: Mutex::new(BTreeMap::new()),
-            calls: Mutex::new(BTreeMap::new()),
+            calls: Mutex::new(CallTable { pending: BTreeMap::new(), sweep_at: None }),
             next_call_id: AtomicU64::new(1),
             next_connection_id: AtomicU64::new(1),
+            sweeper_wake: Arc::new(Notify::new()),
+            sweeper_started: AtomicBool::new(false),
             accepted: accepted_sender,
             forwarded: forwarded_sender,
         });
-        let inbox = Inbox { shared: shared.clone(), accepted, forwarded, connections: SelectAll::new() };
+        let inbox = Inbox { shared: shared.clone(), accepted, forwarded, connections: Vec::new(), next_connection: 0 };
         (Transport { shared }, inbox)
     }
 
@@ -514,21 +899,43 @@ impl<M: Message> Transport<M> {
         let id = self.shared.next_call_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode(&Wire::Request { id, body })?;
         let connection = self.connection(to).await?;
-        let (sender, receiver) = oneshot::channel();
-        self.shared.calls.lock().expect("calls lock poisoned").insert(id, (connection.id, sender));
-        let outcome = match self.write_with_faults(&connection, frame).await {
-            Err(error) => Err(error),
-            Ok(()) => match tokio::time::timeout(timeout, receiver).await {
-                Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(_)) => Err(NetError::ConnectionLost { peer: to.to_string() }),
-                Err(_) => Err(NetError::Timeout {
-                    peer: to.to_string(),
-                    after_ms: timeout.as_millis() as u64,
-                }),
-            },
+        // In the table before the request leaves: another caller reading this connection
+        // may read the reply first.
+        let pending = PendingCall { connection_id: connection.id, deadline: None, outcome: None, waker: None };
+        self.shared.calls.lock().expect("calls lock poisoned").pending.insert(id, pending);
+        // From here on, dropping the future (at any await) removes the call from the table.
+        let waiting = CallFuture { shared: &self.shared, connection: connection.clone(), id, reader: None };
+        self.write_with_faults(&connection, frame).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let sweep_sooner = {
+            let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
+            if let Some(call) = calls.pending.get_mut(&id) {
+                call.deadline = Some(deadline);
+            }
+            let sooner = calls.sweep_at.is_none_or(|at| deadline < at);
+            if sooner {
+                calls.sweep_at = Some(deadline);
+            }
+            sooner
         };
-        self.shared.calls.lock().expect("calls lock poisoned").remove(&id);
-        outcome
+        if sweep_sooner {
+            self.start_sweeper();
+            self.shared.sweeper_wake.notify_one();
+        }
+        match waiting.await {
+            CallOutcome::Reply(reply) => Ok(reply),
+            CallOutcome::ConnectionLost => Err(NetError::ConnectionLost { peer: to.to_string() }),
+            CallOutcome::TimedOut => Err(NetError::Timeout { peer: to.to_string(), after_ms: timeout.as_millis() as u64 }),
+        }
+    }
+
+    /// Starts the task that times calls out, on the first call that needs it.
+    fn start_sweeper(&self) {
+        if self.shared.sweeper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (shared, wake) = (Arc::downgrade(&self.shared), self.shared.sweeper_wake.clone());
+        tokio::spawn(sweep_calls(shared, wake));
     }
 
     /// Answers a request received in the inbox. Answering a one-way message does nothing.
@@ -544,19 +951,19 @@ impl<M: Message> Transport<M> {
     async fn write_with_faults(
         &self,
         connection: &Arc<Connection>,
-        frame: Bytes,
+        frame: Vec<u8>,
     ) -> Result<(), NetError> {
         let Some(rule) = self.shared.faults.rule(&self.shared.me, &connection.peer) else {
-            return connection.write(frame).await;
+            return connection.write(&frame).await;
         };
         let verdict = rule.judge(&mut *self.shared.rng.lock().expect("rng lock poisoned"));
         match verdict {
-            Verdict::Pass => connection.write(frame).await,
+            Verdict::Pass => connection.write(&frame).await,
             Verdict::Drop => Ok(()),
             Verdict::Deliver { after, copies } => {
                 if after.is_zero() {
                     for _ in 0..copies {
-                        connection.write(frame.clone()).await?;
+                        connection.write(&frame).await?;
                     }
                 } else {
                     let connection = connection.clone();
@@ -564,7 +971,7 @@ impl<M: Message> Transport<M> {
                         tokio::time::sleep(after).await;
                         for _ in 0..copies {
                             // A connection lost meanwhile loses the frame, as TCP would.
-                            let _ = connection.write(frame.clone()).await;
+                            let _ = connection.write(&frame).await;
                         }
                     });
                 }
@@ -583,7 +990,9 @@ impl<M: Message> Transport<M> {
             }
         };
         if let Some(connection) = slot.open_connection() {
-            return Ok(connection);
+            if self.shared.drain_dialed(&connection) {
+                return Ok(connection);
+            }
         }
         let mut backoff = slot.dialing.lock().await;
         // Another task may have dialed while this one waited for the lock.
@@ -618,15 +1027,13 @@ impl<M: Message> Transport<M> {
         Err(NetError::Unreachable { peer: to.to_string(), reason: failure })
     }
 
-    /// Greets a freshly dialed peer and starts reading what it sends back.
+    /// Greets a freshly dialed peer. What it sends back is read by the calls waiting on the
+    /// connection (see [`CallFuture`]), so no task is spawned to read it.
     async fn open(&self, peer: &str, stream: TcpStream) -> Result<Arc<Connection>, NetError> {
         let (read_half, write_half) = tokio::io::split(stream);
-        let connection = self.shared.new_connection(peer.to_string(), FramedWrite::new(write_half, codec()));
-        connection.write(encode::<M>(&Wire::Hello { from: self.shared.me.clone() })?).await?;
-        let reader = FramedRead::new(read_half, codec());
-        let transport = self.clone();
-        let reading = connection.clone();
-        tokio::spawn(async move { transport.read_loop(reading, reader).await });
+        let reader = FrameReader::new(read_half);
+        let connection = self.shared.new_connection(peer.to_string(), write_half, Some(reader));
+        connection.write(&encode::<M>(&Wire::Hello { from: self.shared.me.clone() })?).await?;
         Ok(connection)
     }
 
@@ -643,34 +1050,18 @@ impl<M: Message> Transport<M> {
 
     async fn serve_accepted(self, stream: TcpStream) {
         let (read_half, write_half) = tokio::io::split(stream);
-        let mut reader = FramedRead::new(read_half, codec());
+        let mut reader = FrameReader::new(read_half);
         // The first frame names the peer; anything else is a stranger, and is hung up on.
-        let peer = match reader.next().await {
-            Some(Ok(frame)) => match postcard::from_bytes::<Wire<M>>(&frame) {
-                Ok(Wire::Hello { from }) => from,
-                _ => return,
-            },
+        let Some(frame) = std::future::poll_fn(|cx| reader.poll_frame(cx)).await else {
+            return;
+        };
+        let peer = match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
+            Ok(Wire::Hello { from }) => from,
             _ => return,
         };
-        let connection = self.shared.new_connection(peer, FramedWrite::new(write_half, codec()));
+        let connection = self.shared.new_connection(peer, write_half, None);
         // The inbox reads it from here on; a transport whose inbox is gone hangs up.
         let _ = self.shared.accepted.send((connection, reader));
-    }
-
-    /// Reads what comes back on a connection this node dialed (replies, mostly) until it ends,
-    /// then fails the calls that waited on it.
-    async fn read_loop(self, connection: Arc<Connection>, mut reader: Reader) {
-        while let Some(Ok(frame)) = reader.next().await {
-            let Ok(wire) = postcard::from_bytes::<Wire<M>>(&frame) else {
-                break; // A frame that does not decode: the stream cannot be trusted further.
-            };
-            if let Some(incoming) = self.shared.dispatch(&connection, wire) {
-                // A peer may send messages back on our connection; the inbox gets them. If
-                // nobody reads the inbox (a pure client), they are dropped.
-                let _ = self.shared.forwarded.send(incoming);
-            }
-        }
-        self.shared.connection_ended(&connection);
     }
 }
 
