@@ -205,7 +205,10 @@ mod tests {
             },
         ];
         let text = to_json_lines(&events);
-        assert!(text.starts_with(r#"{"index":0,"time_us":5,"type":"invoke","process":1"#), "{text}");
+        assert!(
+            text.starts_with(r#"{"index":0,"time_us":5,"type":"invoke","process":1"#),
+            "{text}"
+        );
         assert_eq!(from_json_lines(&text).unwrap(), events);
         assert_eq!(fingerprint(&events), fingerprint(&from_json_lines(&text).unwrap()));
         assert!(from_json_lines("{\"index\":0}\n").unwrap_err().starts_with("line 1:"));

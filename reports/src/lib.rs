@@ -15,7 +15,11 @@ pub fn markdown_summary(runs: &[RunSummary]) -> String {
     for run in runs {
         let failed = run.seeds.iter().filter(|seed| !seed.passed).count();
         let verdict = if run.passed { "passed" } else { "FAILED" };
-        page.push_str(&format!("| {} | {} | {failed} | {verdict} |\n", run.scenario, run.seeds.len()));
+        page.push_str(&format!(
+            "| {} | {} | {failed} | {verdict} |\n",
+            run.scenario,
+            run.seeds.len()
+        ));
     }
     for run in runs {
         page.push_str(&format!("\n## {}\n\nFile: `{}`\n\n", run.scenario, run.file));
@@ -24,14 +28,23 @@ pub fn markdown_summary(runs: &[RunSummary]) -> String {
             let checks: Vec<String> = seed
                 .checks
                 .iter()
-                .map(|(name, check)| format!("{name} {}", if check.passed { "ok" } else { "**failed**" }))
+                .map(|(name, check)| {
+                    format!("{name} {}", if check.passed { "ok" } else { "**failed**" })
+                })
                 .collect();
             let verdict = if seed.passed { "passed" } else { "FAILED" };
             let hash = &seed.history_hash[..seed.history_hash.len().min(16)];
-            page.push_str(&format!("| {} | {verdict} | `{hash}` | {} |\n", seed.seed, checks.join(", ")));
+            page.push_str(&format!(
+                "| {} | {verdict} | `{hash}` | {} |\n",
+                seed.seed,
+                checks.join(", ")
+            ));
         }
         for seed in run.seeds.iter().filter(|seed| !seed.passed) {
-            page.push_str(&format!("\n### Seed {} failed\n\nReplay: `{}`\n\n", seed.seed, seed.replay));
+            page.push_str(&format!(
+                "\n### Seed {} failed\n\nReplay: `{}`\n\n",
+                seed.seed, seed.replay
+            ));
             for (name, check) in seed.checks.iter().filter(|(_, check)| !check.passed) {
                 for violation in &check.violations {
                     page.push_str(&format!("- {name}: {violation}\n"));

@@ -28,7 +28,11 @@ impl std::fmt::Display for LoadError {
             return write!(f, "{}: {}", self.file, self.message);
         }
         let field = if self.field.is_empty() { "(top level)" } else { &self.field };
-        write!(f, "{}:{}:{}: field `{}`: {}", self.file, self.line, self.column, field, self.message)
+        write!(
+            f,
+            "{}:{}:{}: field `{}`: {}",
+            self.file, self.line, self.column, field, self.message
+        )
     }
 }
 
@@ -50,13 +54,21 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, LoadError> {
 /// Parses and validates scenario text; `file` names it in errors.
 pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, LoadError> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let scenario: Scenario = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        // The path ends in `?` where serde could not name the element (a syntax error).
-        let field = error.path().to_string().trim_end_matches(".?").trim_end_matches('?').to_string();
-        let inner = error.into_inner();
-        let message = strip_position(&inner.to_string());
-        LoadError { file: file.to_string(), line: inner.line(), column: inner.column(), field: if field == "." || field.is_empty() { String::new() } else { field }, message }
-    })?;
+    let scenario: Scenario =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            // The path ends in `?` where serde could not name the element (a syntax error).
+            let field =
+                error.path().to_string().trim_end_matches(".?").trim_end_matches('?').to_string();
+            let inner = error.into_inner();
+            let message = strip_position(&inner.to_string());
+            LoadError {
+                file: file.to_string(),
+                line: inner.line(),
+                column: inner.column(),
+                field: if field == "." || field.is_empty() { String::new() } else { field },
+                message,
+            }
+        })?;
     deserializer.end().map_err(|error| LoadError {
         file: file.to_string(),
         line: error.line(),
@@ -66,7 +78,13 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, LoadError> {
     })?;
     scenario.validate().map_err(|invalid| {
         let (line, column) = locate::locate(text, &invalid.path).unwrap_or((1, 1));
-        LoadError { file: file.to_string(), line, column, field: invalid.path, message: invalid.message }
+        LoadError {
+            file: file.to_string(),
+            line,
+            column,
+            field: invalid.path,
+            message: invalid.message,
+        }
     })?;
     Ok(scenario)
 }

@@ -52,7 +52,8 @@ impl Scanner<'_> {
             self.at += if self.bytes[self.at] == b'\\' { 2 } else { 1 };
         }
         self.at += 1;
-        String::from_utf8_lossy(&self.bytes[start..(self.at - 1).min(self.bytes.len())]).into_owned()
+        String::from_utf8_lossy(&self.bytes[start..(self.at - 1).min(self.bytes.len())])
+            .into_owned()
     }
 
     /// Skips one value, or finds `target` inside it; returns the offset when found.
@@ -77,7 +78,11 @@ impl Scanner<'_> {
                             self.skip_space();
                             self.at += 1; // the colon
                             let wanted = matches!(&target[0], Step::Key(k) if *k == key);
-                            let found = self.value(if wanted { &target[1..] } else { &[Step::Index(usize::MAX)] });
+                            let found = self.value(if wanted {
+                                &target[1..]
+                            } else {
+                                &[Step::Index(usize::MAX)]
+                            });
                             if wanted {
                                 return found;
                             }
@@ -102,7 +107,11 @@ impl Scanner<'_> {
                         }
                         _ => {
                             let wanted = matches!(&target[0], Step::Index(i) if *i == index);
-                            let found = self.value(if wanted { &target[1..] } else { &[Step::Index(usize::MAX)] });
+                            let found = self.value(if wanted {
+                                &target[1..]
+                            } else {
+                                &[Step::Index(usize::MAX)]
+                            });
                             if wanted {
                                 return found;
                             }
@@ -115,7 +124,10 @@ impl Scanner<'_> {
                 None
             }
             _ => {
-                while self.at < self.bytes.len() && !matches!(self.bytes[self.at], b',' | b'}' | b']') && !self.bytes[self.at].is_ascii_whitespace() {
+                while self.at < self.bytes.len()
+                    && !matches!(self.bytes[self.at], b',' | b'}' | b']')
+                    && !self.bytes[self.at].is_ascii_whitespace()
+                {
                     self.at += 1;
                 }
                 None

@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use pessimist_scenarios::{load_scenario, suite};
 
 #[derive(Parser, Debug)]
-#[command(name = "pessimist", version, about = "Deterministic simulation testbed: runs a service under injected faults and checks what happened.")]
+#[command(
+    name = "pessimist",
+    version,
+    about = "Deterministic simulation testbed: runs a service under injected faults and checks what happened."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -60,7 +64,9 @@ enum Command {
 
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     match text.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => Ok(std::time::Duration::from_secs_f64(seconds)),
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => {
+            Ok(std::time::Duration::from_secs_f64(seconds))
+        }
         _ => Err(format!("{text:?} is not a positive number of seconds")),
     }
 }
@@ -111,7 +117,11 @@ fn replay(_: &Path, _: u64) -> ExitCode {
 }
 
 #[cfg(madsim)]
-fn seeds_to_run(scenario: &pessimist_sim::scenario::Scenario, seed: Option<u64>, seeds: Option<u64>) -> Result<Vec<u64>, String> {
+fn seeds_to_run(
+    scenario: &pessimist_sim::scenario::Scenario,
+    seed: Option<u64>,
+    seeds: Option<u64>,
+) -> Result<Vec<u64>, String> {
     match (seed, seeds) {
         (Some(seed), _) => Ok(vec![seed]),
         (None, Some(0)) => Err("--seeds must be at least 1".into()),
@@ -124,7 +134,12 @@ fn seeds_to_run(scenario: &pessimist_sim::scenario::Scenario, seed: Option<u64>,
 fn print_run(run: &pessimist_sim::summary::RunSummary) {
     for seed in &run.seeds {
         let verdict = if seed.passed { "passed" } else { "FAILED" };
-        println!("{}  seed {:<6} {verdict}  history {}", run.scenario, seed.seed, &seed.history_hash[..seed.history_hash.len().min(16)]);
+        println!(
+            "{}  seed {:<6} {verdict}  history {}",
+            run.scenario,
+            seed.seed,
+            &seed.history_hash[..seed.history_hash.len().min(16)]
+        );
         if !seed.passed {
             for (name, check) in seed.checks.iter().filter(|(_, check)| !check.passed) {
                 for violation in &check.violations {
@@ -152,7 +167,8 @@ fn run(path: &Path, seed: Option<u64>, seeds: Option<u64>, out: Option<PathBuf>)
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let out = out.unwrap_or_else(|| suite::workspace_root().join("reports/out").join(&scenario.name));
+    let out =
+        out.unwrap_or_else(|| suite::workspace_root().join("reports/out").join(&scenario.name));
     let file = suite::display_path(path);
     let run = match suite::run_scenario(&scenario, &file, &seeds, Some(&out)) {
         Ok(run) => run,
@@ -163,7 +179,11 @@ fn run(path: &Path, seed: Option<u64>, seeds: Option<u64>, out: Option<PathBuf>)
     };
     print_run(&run);
     println!("results: {}", suite::display_path(&out.join("summary.json")));
-    if run.passed { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) }
+    if run.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
 }
 
 #[cfg(madsim)]
@@ -171,7 +191,10 @@ fn run_default_suite() -> ExitCode {
     let files = match suite::default_suite_files() {
         Ok(files) if !files.is_empty() => files,
         Ok(_) => {
-            eprintln!("pessimist: no scenario files in {}", suite::workspace_root().join("scenarios").display());
+            eprintln!(
+                "pessimist: no scenario files in {}",
+                suite::workspace_root().join("scenarios").display()
+            );
             return ExitCode::from(EXIT_BAD_INPUT);
         }
         Err(error) => {
@@ -209,9 +232,17 @@ fn run_default_suite() -> ExitCode {
     }
     let passed = runs.iter().all(|run| run.passed);
     let seeds: usize = runs.iter().map(|run| run.seeds.len()).sum();
-    println!("{} scenarios, {seeds} seeds: {}", runs.len(), if passed { "all checks passed" } else { "some checks FAILED" });
+    println!(
+        "{} scenarios, {seeds} seeds: {}",
+        runs.len(),
+        if passed { "all checks passed" } else { "some checks FAILED" }
+    );
     println!("results: {}", suite::display_path(&summary_path));
-    if passed { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
 }
 
 #[cfg(madsim)]
@@ -241,9 +272,15 @@ fn replay(path: &Path, seed: u64) -> ExitCode {
         let line = match &event.kind {
             EventKind::Invoke { process, f, value } => format!("p{process:<3} invoke  {f} {value}"),
             EventKind::Ok { process, f, value } => format!("p{process:<3} ok      {f} {value}"),
-            EventKind::Fail { process, f, value, error } => format!("p{process:<3} fail    {f} {value}: {error}"),
-            EventKind::Info { process, f, value, error } => format!("p{process:<3} info    {f} {value}: {error}"),
-            EventKind::FaultStart { fault, kind, detail } => format!("nemesis injects #{fault} {kind} {detail}"),
+            EventKind::Fail { process, f, value, error } => {
+                format!("p{process:<3} fail    {f} {value}: {error}")
+            }
+            EventKind::Info { process, f, value, error } => {
+                format!("p{process:<3} info    {f} {value}: {error}")
+            }
+            EventKind::FaultStart { fault, kind, detail } => {
+                format!("nemesis injects #{fault} {kind} {detail}")
+            }
             EventKind::FaultEnd { fault, kind } => format!("nemesis heals   #{fault} {kind}"),
             EventKind::Internal { node, what, detail } => format!("{node}: {what} {detail}"),
             EventKind::Phase { name, detail } => format!("=== phase {name} {detail}"),
@@ -255,12 +292,23 @@ fn replay(path: &Path, seed: u64) -> ExitCode {
     let mut summary = String::from("\n");
     for (name, check) in &outcome.checks {
         let figures = serde_json::to_string(&check.figures).expect("figures serialize");
-        summary.push_str(&format!("{name}: {}  {figures}\n", if check.passed { "passed" } else { "FAILED" }));
+        summary.push_str(&format!(
+            "{name}: {}  {figures}\n",
+            if check.passed { "passed" } else { "FAILED" }
+        ));
         for violation in &check.violations {
             summary.push_str(&format!("    {violation}\n"));
         }
     }
-    summary.push_str(&format!("history {} ({} events)\n", outcome.history_hash, outcome.events.len()));
+    summary.push_str(&format!(
+        "history {} ({} events)\n",
+        outcome.history_hash,
+        outcome.events.len()
+    ));
     let _ = out.write_all(summary.as_bytes());
-    if outcome.passed { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) }
+    if outcome.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
 }

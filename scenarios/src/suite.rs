@@ -15,7 +15,10 @@ pub fn replay_command(file: &str, seed: u64) -> String {
 
 /// The workspace root: where `scenarios/` and `reports/` are.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the scenarios crate sits in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the scenarios crate sits in the workspace")
+        .to_path_buf()
 }
 
 /// The scenario files of the default suite: `scenarios/*.json`, sorted.
@@ -38,8 +41,13 @@ pub fn display_path(path: &Path) -> String {
 /// Runs one seed, turning a panic of the simulation into a failed seed rather than an abort
 /// of the whole sweep.
 #[cfg(madsim)]
-pub fn run_one_seed(scenario: &Scenario, seed: u64) -> Result<pessimist_sim::run::SeedOutcome, String> {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pessimist_sim::run::run_seed(scenario, seed)));
+pub fn run_one_seed(
+    scenario: &Scenario,
+    seed: u64,
+) -> Result<pessimist_sim::run::SeedOutcome, String> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pessimist_sim::run::run_seed(scenario, seed)
+    }));
     outcome.map_err(|payload| {
         payload
             .downcast_ref::<String>()
@@ -51,7 +59,12 @@ pub fn run_one_seed(scenario: &Scenario, seed: u64) -> Result<pessimist_sim::run
 
 /// Runs `scenario` (loaded from `file`) over `seeds`, writing histories under `out` when given.
 #[cfg(madsim)]
-pub fn run_scenario(scenario: &Scenario, file: &str, seeds: &[u64], out: Option<&Path>) -> std::io::Result<RunSummary> {
+pub fn run_scenario(
+    scenario: &Scenario,
+    file: &str,
+    seeds: &[u64],
+    out: Option<&Path>,
+) -> std::io::Result<RunSummary> {
     use std::collections::BTreeMap;
 
     use pessimist_sim::check::Verdict;
@@ -66,7 +79,10 @@ pub fn run_scenario(scenario: &Scenario, file: &str, seeds: &[u64], out: Option<
                 let history = match out {
                     Some(out) => {
                         let relative = format!("histories/seed-{seed}.jsonl");
-                        std::fs::write(out.join(&relative), pessimist_core::history::to_json_lines(&outcome.events))?;
+                        std::fs::write(
+                            out.join(&relative),
+                            pessimist_core::history::to_json_lines(&outcome.events),
+                        )?;
                         Some(relative)
                     }
                     None => None,
@@ -83,7 +99,8 @@ pub fn run_scenario(scenario: &Scenario, file: &str, seeds: &[u64], out: Option<
                 }
             }
             Err(message) => {
-                let verdict = Verdict { passed: false, figures: BTreeMap::new(), violations: vec![message] };
+                let verdict =
+                    Verdict { passed: false, figures: BTreeMap::new(), violations: vec![message] };
                 SeedSummary {
                     seed,
                     history_hash: String::new(),

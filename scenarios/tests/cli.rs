@@ -9,11 +9,16 @@ use std::process::{Command, Output};
 use pessimist_scenarios::suite::workspace_root;
 
 fn pessimist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pessimist")).args(args).current_dir(workspace_root()).output().expect("the pessimist binary runs")
+    Command::new(env!("CARGO_BIN_EXE_pessimist"))
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .expect("the pessimist binary runs")
 }
 
 fn scratch(name: &str) -> std::path::PathBuf {
-    let directory = std::env::temp_dir().join(format!("pessimist-cli-{}-{name}", std::process::id()));
+    let directory =
+        std::env::temp_dir().join(format!("pessimist-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
     directory
 }
@@ -23,7 +28,14 @@ fn run_text(name: &str, text: &str) -> (i32, String) {
     let directory = scratch(name);
     let file = directory.join("scenario.json");
     std::fs::write(&file, text).unwrap();
-    let output = pessimist(&["run", file.to_str().unwrap(), "--seed", "1", "--out", directory.join("out").to_str().unwrap()]);
+    let output = pessimist(&[
+        "run",
+        file.to_str().unwrap(),
+        "--seed",
+        "1",
+        "--out",
+        directory.join("out").to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
     (output.status.code().unwrap(), stderr)
@@ -36,9 +48,17 @@ fn valid_text() -> String {
 #[test]
 fn a_passing_run_exits_0_and_writes_the_summary() {
     let out = scratch("pass").join("out");
-    let output = pessimist(&["run", "scenarios/probe-gray.json", "--seed", "5", "--out", out.to_str().unwrap()]);
+    let output = pessimist(&[
+        "run",
+        "scenarios/probe-gray.json",
+        "--seed",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["passed"], true);
     let seed = &summary["seeds"][0];
     assert_eq!(seed["seed"], 5);
@@ -50,34 +70,57 @@ fn a_passing_run_exits_0_and_writes_the_summary() {
     }
     let history = std::fs::read_to_string(out.join(seed["history"].as_str().unwrap())).unwrap();
     let events = pessimist_core::history::from_json_lines(&history).unwrap();
-    assert_eq!(pessimist_core::history::fingerprint(&events), seed["history_hash"].as_str().unwrap());
+    assert_eq!(
+        pessimist_core::history::fingerprint(&events),
+        seed["history_hash"].as_str().unwrap()
+    );
 }
 
 #[test]
 fn a_failing_check_exits_1_and_prints_the_replay_command() {
     let out = scratch("fail").join("out");
-    let output = pessimist(&["run", "scenarios/examples/ack-before-fsync.json", "--out", out.to_str().unwrap()]);
+    let output = pessimist(&[
+        "run",
+        "scenarios/examples/ack-before-fsync.json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("durability: "), "{stdout}");
     assert!(stdout.contains("replay: cargo run --release -- replay scenarios/examples/ack-before-fsync.json --seed 1"), "{stdout}");
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["passed"], false);
-    assert!(summary["seeds"][0]["checks"]["durability"]["figures"]["lost_acknowledged_appends"].as_u64().unwrap() > 0);
+    assert!(
+        summary["seeds"][0]["checks"]["durability"]["figures"]["lost_acknowledged_appends"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[test]
 fn replay_prints_the_history_and_the_same_hash() {
     let out = scratch("replay").join("out");
-    let run = pessimist(&["run", "scenarios/probe-crashes.json", "--seed", "3", "--out", out.to_str().unwrap()]);
+    let run = pessimist(&[
+        "run",
+        "scenarios/probe-crashes.json",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(run.status.code(), Some(0));
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     let replay = pessimist(&["replay", "scenarios/probe-crashes.json", "--seed", "3"]);
     assert_eq!(replay.status.code(), Some(0));
     let text = String::from_utf8_lossy(&replay.stdout);
     assert!(text.contains("nemesis injects #1 crash"), "{text}");
     assert!(text.contains("probe-1: restart"));
-    assert!(text.contains(&format!("history {}", summary["seeds"][0]["history_hash"].as_str().unwrap())));
+    assert!(text
+        .contains(&format!("history {}", summary["seeds"][0]["history_hash"].as_str().unwrap())));
 }
 
 /// Each bad input, the exit code 2, and what the one line must say.
@@ -85,14 +128,46 @@ fn replay_prints_the_history_and_the_same_hash() {
 fn bad_input_exits_2_with_file_line_column_and_field() {
     let valid = valid_text();
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
-        ("syntax", valid.replacen("\"topology\": {", "\"topology\": {,", 1), vec!["scenario.json:4:16: field `topology`: key must be a string"]),
-        ("unknown-field", valid.replacen("\"seeds\"", "\"seedz\"", 1), vec!["scenario.json:", "unknown field `seedz`"]),
-        ("unknown-fault-field", valid.replacen("\"node\": \"probe-2\" }", "\"node\": \"probe-2\", \"nod\": 1 }", 1), vec!["field `faults.plan", "unknown field `nod`"]),
-        ("unknown-kind", valid.replacen("\"kind\": \"pause\"", "\"kind\": \"paws\"", 1), vec!["field `faults.plan", "unknown variant `paws`"]),
-        ("wrong-type", valid.replacen("\"faults_ms\": 20000", "\"faults_ms\": \"soon\"", 1), vec!["field `phases.faults_ms`", "invalid type"]),
-        ("unknown-node", valid.replacen("\"node\": \"probe-3\" } }", "\"node\": \"probe-9\" } }", 1), vec!["scenario.json:18:54: field `faults.plan[3].fault`", "probe-9"]),
-        ("late-fault", valid.replacen("\"at_ms\": 16000", "\"at_ms\": 26000", 1), vec!["scenario.json:20:18: field `faults.plan[5].at_ms`", "after the fault phase"]),
-        ("missing-field", valid.replacen("\"liveness_bound_ms\": 15000", "\"liveness_ms\": 15000", 1), vec!["unknown field `liveness_ms`"]),
+        (
+            "syntax",
+            valid.replacen("\"topology\": {", "\"topology\": {,", 1),
+            vec!["scenario.json:4:16: field `topology`: key must be a string"],
+        ),
+        (
+            "unknown-field",
+            valid.replacen("\"seeds\"", "\"seedz\"", 1),
+            vec!["scenario.json:", "unknown field `seedz`"],
+        ),
+        (
+            "unknown-fault-field",
+            valid.replacen("\"node\": \"probe-2\" }", "\"node\": \"probe-2\", \"nod\": 1 }", 1),
+            vec!["field `faults.plan", "unknown field `nod`"],
+        ),
+        (
+            "unknown-kind",
+            valid.replacen("\"kind\": \"pause\"", "\"kind\": \"paws\"", 1),
+            vec!["field `faults.plan", "unknown variant `paws`"],
+        ),
+        (
+            "wrong-type",
+            valid.replacen("\"faults_ms\": 20000", "\"faults_ms\": \"soon\"", 1),
+            vec!["field `phases.faults_ms`", "invalid type"],
+        ),
+        (
+            "unknown-node",
+            valid.replacen("\"node\": \"probe-3\" } }", "\"node\": \"probe-9\" } }", 1),
+            vec!["scenario.json:18:54: field `faults.plan[3].fault`", "probe-9"],
+        ),
+        (
+            "late-fault",
+            valid.replacen("\"at_ms\": 16000", "\"at_ms\": 26000", 1),
+            vec!["scenario.json:20:18: field `faults.plan[5].at_ms`", "after the fault phase"],
+        ),
+        (
+            "missing-field",
+            valid.replacen("\"liveness_bound_ms\": 15000", "\"liveness_ms\": 15000", 1),
+            vec!["unknown field `liveness_ms`"],
+        ),
         ("empty", String::new(), vec!["scenario.json:1:0", "EOF"]),
         ("trailing", format!("{valid} {{}}"), vec!["trailing characters"]),
     ];
@@ -113,7 +188,8 @@ fn a_missing_file_or_bad_flags_exit_2() {
     assert_eq!(missing.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.starts_with("pessimist: scenarios/no-such-file.json: cannot read:"), "{stderr}");
-    let conflicting = pessimist(&["run", "scenarios/probe-gray.json", "--seed", "1", "--seeds", "3"]);
+    let conflicting =
+        pessimist(&["run", "scenarios/probe-gray.json", "--seed", "1", "--seeds", "3"]);
     assert_eq!(conflicting.status.code(), Some(2));
     let unknown = pessimist(&["frobnicate"]);
     assert_eq!(unknown.status.code(), Some(2));
@@ -122,7 +198,11 @@ fn a_missing_file_or_bad_flags_exit_2() {
 #[test]
 fn lincheck_checks_published_histories_and_refuses_malformed_ones() {
     let data = "sim/tests/data/lincheck/porcupine";
-    let agree = pessimist(&["lincheck", &format!("{data}/etcd/etcd_000.json"), &format!("{data}/kv/c10-bad.json")]);
+    let agree = pessimist(&[
+        "lincheck",
+        &format!("{data}/etcd/etcd_000.json"),
+        &format!("{data}/kv/c10-bad.json"),
+    ]);
     let stdout = String::from_utf8_lossy(&agree.stdout);
     assert_eq!(agree.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("not-linearizable"), "{stdout}");
@@ -131,10 +211,15 @@ fn lincheck_checks_published_histories_and_refuses_malformed_ones() {
         let file = directory.join("history.json");
         std::fs::write(&file, r#"{"model": "cas-register", "init": null, "history": [{"process": 0, "type": "ok", "f": "read", "value": 1}]}"#).unwrap();
         let output = pessimist(&["lincheck", file.to_str().unwrap()]);
-        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr))
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
     };
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("history[0]"), "{stderr}");
-    let bad_timeout = pessimist(&["lincheck", "--timeout", "soon", &format!("{data}/etcd/etcd_000.json")]);
+    let bad_timeout =
+        pessimist(&["lincheck", "--timeout", "soon", &format!("{data}/etcd/etcd_000.json")]);
     assert_eq!(bad_timeout.status.code(), Some(2));
 }

@@ -11,7 +11,8 @@ use pessimist_scenarios::{load_scenario, suite::workspace_root};
 use pessimist_sim::run::run_seed;
 
 fn scenario(name: &str) -> pessimist_sim::scenario::Scenario {
-    load_scenario(&workspace_root().join("scenarios").join(name)).expect("the shipped scenarios load")
+    load_scenario(&workspace_root().join("scenarios").join(name))
+        .expect("the shipped scenarios load")
 }
 
 #[test]
@@ -22,7 +23,10 @@ fn same_seed_same_history_twice_in_one_process() {
         // Another seed in between, so any state leaking between runs in one process shows.
         let _ = run_seed(&scenario, 7);
         let second = run_seed(&scenario, 42);
-        assert_eq!(first.history_hash, second.history_hash, "{name}: seed 42 diverged within one process");
+        assert_eq!(
+            first.history_hash, second.history_hash,
+            "{name}: seed 42 diverged within one process"
+        );
         assert_eq!(first.events, second.events);
         assert!(first.events.len() > 100, "{name}: a run should record a real history");
     }
@@ -31,7 +35,8 @@ fn same_seed_same_history_twice_in_one_process() {
 #[test]
 fn different_seeds_give_different_histories() {
     let scenario = scenario("probe-swarm.json");
-    let hashes: std::collections::BTreeSet<String> = (1..=5).map(|seed| run_seed(&scenario, seed).history_hash).collect();
+    let hashes: std::collections::BTreeSet<String> =
+        (1..=5).map(|seed| run_seed(&scenario, seed).history_hash).collect();
     assert_eq!(hashes.len(), 5);
 }
 
@@ -43,17 +48,23 @@ fn hash_from_a_new_process(out: &Path, seed: u64) -> String {
         .output()
         .expect("the pessimist binary runs");
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     summary["seeds"][0]["history_hash"].as_str().unwrap().to_string()
 }
 
 #[test]
 fn same_seed_same_history_in_two_processes() {
-    let scratch = std::env::temp_dir().join(format!("pessimist-determinism-{}", std::process::id()));
+    let scratch =
+        std::env::temp_dir().join(format!("pessimist-determinism-{}", std::process::id()));
     let first = hash_from_a_new_process(&scratch.join("first"), 9);
     let second = hash_from_a_new_process(&scratch.join("second"), 9);
     assert_eq!(first, second);
-    assert_eq!(first, run_seed(&scenario("probe-swarm.json"), 9).history_hash, "the binary and the library agree");
+    assert_eq!(
+        first,
+        run_seed(&scenario("probe-swarm.json"), 9).history_hash,
+        "the binary and the library agree"
+    );
     let _ = std::fs::remove_dir_all(scratch);
 }
 
@@ -61,15 +72,26 @@ fn same_seed_same_history_in_two_processes() {
 /// `MADSIM_TEST_NUM`, default 20), and prints the command that replays any failure.
 #[test]
 fn swarm_seeds_from_the_environment() {
-    let first: u64 = std::env::var("MADSIM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    let count: u64 = std::env::var("MADSIM_TEST_NUM").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let first: u64 =
+        std::env::var("MADSIM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let count: u64 =
+        std::env::var("MADSIM_TEST_NUM").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     let scenario = scenario("probe-swarm.json");
     let failed: Vec<String> = (first..first + count)
         .map(|seed| run_seed(&scenario, seed))
         .filter(|outcome| !outcome.passed)
         .map(|outcome| {
-            let violations: Vec<&String> = outcome.checks.values().flat_map(|check| &check.violations).collect();
-            format!("seed {} failed: {:?}\n  replay: {}", outcome.seed, violations, pessimist_scenarios::suite::replay_command("scenarios/probe-swarm.json", outcome.seed))
+            let violations: Vec<&String> =
+                outcome.checks.values().flat_map(|check| &check.violations).collect();
+            format!(
+                "seed {} failed: {:?}\n  replay: {}",
+                outcome.seed,
+                violations,
+                pessimist_scenarios::suite::replay_command(
+                    "scenarios/probe-swarm.json",
+                    outcome.seed
+                )
+            )
         })
         .collect();
     assert!(failed.is_empty(), "{}", failed.join("\n"));

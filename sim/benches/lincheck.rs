@@ -34,17 +34,9 @@ fn median_time(file: &HistoryFile, runs: usize) -> Duration {
             let agrees = matches!(
                 (&verdict, file.expect),
                 (Verdict::Linearizable, Some(Expect::Linearizable))
-                    | (
-                        Verdict::NotLinearizable { .. },
-                        Some(Expect::NotLinearizable)
-                    )
+                    | (Verdict::NotLinearizable { .. }, Some(Expect::NotLinearizable))
             );
-            assert!(
-                agrees,
-                "wrong verdict {} on {:?}",
-                verdict.name(),
-                file.source
-            );
+            assert!(agrees, "wrong verdict {} on {:?}", verdict.name(), file.source);
             elapsed
         })
         .collect();
@@ -64,11 +56,8 @@ fn timed(file: &HistoryFile) -> Duration {
 /// Prints one figure beside Porcupine's; returns false if the target is missed.
 fn report(label: &str, ours: Duration, porcupine: Option<Porcupine>) -> bool {
     let ours_s = ours.as_secs_f64();
-    let ours_text = if ours_s >= 0.1 {
-        format!("{ours_s:.3} s")
-    } else {
-        format!("{:.3} ms", ours_s * 1e3)
-    };
+    let ours_text =
+        if ours_s >= 0.1 { format!("{ours_s:.3} s") } else { format!("{:.3} ms", ours_s * 1e3) };
     let Some(porcupine) = porcupine else {
         println!("{label}: {ours_text} (no porcupine figure)");
         return true;
@@ -76,11 +65,7 @@ fn report(label: &str, ours: Duration, porcupine: Option<Porcupine>) -> bool {
     let porcupine_text = if porcupine.low_s == porcupine.high_s {
         format_seconds(porcupine.low_s)
     } else {
-        format!(
-            "{}-{}",
-            format_seconds(porcupine.low_s),
-            format_seconds(porcupine.high_s)
-        )
+        format!("{}-{}", format_seconds(porcupine.low_s), format_seconds(porcupine.high_s))
     };
     let speedup = porcupine.low_s / ours_s.max(1e-9);
     let met = speedup >= SPEEDUP_TARGET;
@@ -103,10 +88,7 @@ fn files_in(folder: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
         .unwrap_or_else(|error| panic!("{}: {error}", folder.display()))
         .map(|entry| entry.expect("readable entry").path())
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension == "json")
-        })
+        .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
         .collect();
     files.sort();
     files
@@ -115,79 +97,43 @@ fn files_in(folder: &Path) -> Vec<PathBuf> {
 fn main() {
     // `cargo bench` passes `--bench`; a plain argument keeps only the kv histories whose
     // name contains it (and skips etcd), for profiling one history.
-    let filter: Option<String> = std::env::args()
-        .skip(1)
-        .find(|argument| !argument.starts_with("--"));
+    let filter: Option<String> =
+        std::env::args().skip(1).find(|argument| !argument.starts_with("--"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lincheck/porcupine");
     let mut all_met = true;
 
-    let etcd_files = if filter.is_some() {
-        Vec::new()
-    } else {
-        files_in(&root.join("etcd"))
-    };
-    assert!(
-        filter.is_some() || etcd_files.len() == 102,
-        "the 102 etcd histories"
-    );
+    let etcd_files = if filter.is_some() { Vec::new() } else { files_in(&root.join("etcd")) };
+    assert!(filter.is_some() || etcd_files.len() == 102, "the 102 etcd histories");
     let mut etcd_total = Duration::ZERO;
     let mut slowest: Option<(Duration, String)> = None;
     for path in &etcd_files {
         let file = load_history(path).expect("fixture parses");
         let median = timed(&file);
         etcd_total += median;
-        let name = path
-            .file_stem()
-            .expect("file name")
-            .to_string_lossy()
-            .into_owned();
+        let name = path.file_stem().expect("file name").to_string_lossy().into_owned();
         if slowest.as_ref().is_none_or(|(time, _)| median > *time) {
             slowest = Some((median, name));
         }
     }
     if filter.is_none() {
-        all_met &= report(
-            "etcd total",
-            etcd_total,
-            Some(Porcupine {
-                low_s: 0.77,
-                high_s: 0.77,
-            }),
-        );
+        all_met &= report("etcd total", etcd_total, Some(Porcupine { low_s: 0.77, high_s: 0.77 }));
         let (slowest_time, slowest_name) = slowest.clone().expect("102 histories");
         all_met &= report(
             &format!("etcd slowest ({slowest_name})"),
             slowest_time,
-            Some(Porcupine {
-                low_s: 0.17,
-                high_s: 0.26,
-            }),
+            Some(Porcupine { low_s: 0.17, high_s: 0.26 }),
         );
     }
-    for name in [
-        "c01-ok", "c01-bad", "c10-ok", "c10-bad", "c50-ok", "c50-bad",
-    ] {
-        if filter
-            .as_ref()
-            .is_some_and(|filter| !name.contains(filter.as_str()))
-        {
+    for name in ["c01-ok", "c01-bad", "c10-ok", "c10-bad", "c50-ok", "c50-bad"] {
+        if filter.as_ref().is_some_and(|filter| !name.contains(filter.as_str())) {
             continue;
         }
         let file =
             load_history(&root.join("kv").join(format!("{name}.json"))).expect("fixture parses");
         let porcupine = match name {
-            "c50-ok" => Some(Porcupine {
-                low_s: 0.26,
-                high_s: 0.55,
-            }),
-            "c50-bad" => Some(Porcupine {
-                low_s: 0.005,
-                high_s: 0.076,
-            }),
-            "c10-ok" | "c10-bad" => Some(Porcupine {
-                low_s: 0.0006,
-                high_s: 0.0006,
-            }),
+            "c50-ok" => Some(Porcupine { low_s: 0.26, high_s: 0.55 }),
+            "c50-bad" => Some(Porcupine { low_s: 0.005, high_s: 0.076 }),
+            "c10-ok" | "c10-bad" => Some(Porcupine { low_s: 0.0006, high_s: 0.0006 }),
             _ => None,
         };
         all_met &= report(&format!("kv {name}"), timed(&file), porcupine);

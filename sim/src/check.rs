@@ -74,7 +74,8 @@ fn operations(events: &[Event]) -> Vec<Operation> {
     for event in events {
         match &event.kind {
             EventKind::Invoke { process, f, value } => {
-                let node = value.get("node").and_then(Value::as_str).unwrap_or_default().to_string();
+                let node =
+                    value.get("node").and_then(Value::as_str).unwrap_or_default().to_string();
                 let operation = Operation {
                     f: f.clone(),
                     node,
@@ -88,7 +89,9 @@ fn operations(events: &[Event]) -> Vec<Operation> {
                     done.push(unfinished);
                 }
             }
-            EventKind::Ok { process, value, .. } | EventKind::Fail { process, value, .. } | EventKind::Info { process, value, .. } => {
+            EventKind::Ok { process, value, .. }
+            | EventKind::Fail { process, value, .. }
+            | EventKind::Info { process, value, .. } => {
                 if let Some(mut operation) = open.remove(process) {
                     operation.complete_us = Some(event.time_us);
                     operation.outcome = match &event.kind {
@@ -112,14 +115,21 @@ fn nodes_with_internal(events: &[Event], what: &str) -> BTreeSet<String> {
     events
         .iter()
         .filter_map(|event| match &event.kind {
-            EventKind::Internal { node, what: happened, .. } if happened == what => Some(node.clone()),
+            EventKind::Internal { node, what: happened, .. } if happened == what => {
+                Some(node.clone())
+            }
             _ => None,
         })
         .collect()
 }
 
 fn read_values(operation: &Operation) -> BTreeSet<u64> {
-    operation.result.get("values").and_then(Value::as_array).map(|values| values.iter().filter_map(Value::as_u64).collect()).unwrap_or_default()
+    operation
+        .result
+        .get("values")
+        .and_then(Value::as_array)
+        .map(|values| values.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
 }
 
 /// Acknowledged appends survive: see the module comment.
@@ -130,8 +140,12 @@ pub fn durability(events: &[Event]) -> Verdict {
     let mut violations = Vec::new();
     let mut acked: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new(); // node -> (ack time, value)
     for operation in operations.iter().filter(|o| o.f == "append" && o.outcome == "ok") {
-        let value = operation.invoked_value.get("value").and_then(Value::as_u64).unwrap_or_default();
-        acked.entry(&operation.node).or_default().push((operation.complete_us.unwrap_or_default(), value));
+        let value =
+            operation.invoked_value.get("value").and_then(Value::as_u64).unwrap_or_default();
+        acked
+            .entry(&operation.node)
+            .or_default()
+            .push((operation.complete_us.unwrap_or_default(), value));
     }
     let mut reads_checked = 0u64;
     let mut lost_acked_appends = BTreeSet::new();
@@ -144,11 +158,17 @@ pub fn durability(events: &[Event]) -> Verdict {
         let is_final = final_reads_us.is_some_and(|start| read.invoke_us >= start);
         for (ack_us, value) in acked.get(read.node.as_str()).into_iter().flatten() {
             // One violation per lost append: the first read that misses it.
-            if *ack_us < read.invoke_us && !seen.contains(value) && lost_acked_appends.insert((read.node.clone(), *value)) {
+            if *ack_us < read.invoke_us
+                && !seen.contains(value)
+                && lost_acked_appends.insert((read.node.clone(), *value))
+            {
                 violations.push(format!(
                     "{} read of {} at {} us misses append {} acknowledged at {} us",
                     if is_final { "final" } else { "a" },
-                    read.node, read.invoke_us, value, ack_us
+                    read.node,
+                    read.invoke_us,
+                    value,
+                    ack_us
                 ));
             }
         }
@@ -178,18 +198,27 @@ pub fn integrity(events: &[Event]) -> Verdict {
         for value in read_values(read) {
             values_checked += 1;
             if !appended.get(read.node.as_str()).is_some_and(|values| values.contains(&value)) {
-                violations.push(format!("read of {} at {} us returned {value}, never appended there", read.node, read.invoke_us));
+                violations.push(format!(
+                    "read of {} at {} us returned {value}, never appended there",
+                    read.node, read.invoke_us
+                ));
             }
         }
     }
-    Verdict::from_violations(violations, BTreeMap::from([("values_checked".into(), json!(values_checked))]))
+    Verdict::from_violations(
+        violations,
+        BTreeMap::from([("values_checked".into(), json!(values_checked))]),
+    )
 }
 
 /// Every node answers a final read within `bound_ms` of the final-read phase.
 pub fn liveness(events: &[Event], nodes: &[String], bound_ms: u64) -> Verdict {
     let operations = operations(events);
     let Some(start_us) = phase_start_us(events, PHASE_FINAL_READS) else {
-        return Verdict::from_violations(vec!["the run never reached its final reads".into()], BTreeMap::new());
+        return Verdict::from_violations(
+            vec!["the run never reached its final reads".into()],
+            BTreeMap::new(),
+        );
     };
     let heal_us = phase_start_us(events, PHASE_HEAL).unwrap_or(start_us);
     let mut violations = Vec::new();
@@ -203,12 +232,17 @@ pub fn liveness(events: &[Event], nodes: &[String], bound_ms: u64) -> Verdict {
             .min();
         let final_ok = operations
             .iter()
-            .filter(|o| &o.node == node && o.f == "read" && o.outcome == "ok" && o.invoke_us >= start_us)
+            .filter(|o| {
+                &o.node == node && o.f == "read" && o.outcome == "ok" && o.invoke_us >= start_us
+            })
             .filter_map(|o| o.complete_us)
             .min();
         match final_ok {
             Some(done_us) if done_us - start_us <= bound_ms * 1000 => {}
-            Some(done_us) => violations.push(format!("{node} answered {} ms after the final reads began, beyond the {bound_ms} ms bound", (done_us - start_us) / 1000)),
+            Some(done_us) => violations.push(format!(
+                "{node} answered {} ms after the final reads began, beyond the {bound_ms} ms bound",
+                (done_us - start_us) / 1000
+            )),
             None => violations.push(format!("{node} never answered a final read")),
         }
         if let Some(done_us) = first_ok_after_heal {
@@ -232,24 +266,34 @@ pub fn availability(events: &[Event], heal_ok_fraction_min: Option<f64>) -> Verd
     let heal_us = phase_start_us(events, PHASE_HEAL).unwrap_or(u64::MAX);
     let final_us = phase_start_us(events, PHASE_FINAL_READS).unwrap_or(u64::MAX);
     let share = |from_us: u64, to_us: u64| {
-        let in_window: Vec<&Operation> = operations.iter().filter(|o| o.invoke_us >= from_us && o.invoke_us < to_us).collect();
+        let in_window: Vec<&Operation> =
+            operations.iter().filter(|o| o.invoke_us >= from_us && o.invoke_us < to_us).collect();
         let ok = in_window.iter().filter(|o| o.outcome == "ok").count();
         let (fail, info) = (
             in_window.iter().filter(|o| o.outcome == "fail").count(),
             in_window.iter().filter(|o| o.outcome == "info" || o.outcome == "open").count(),
         );
         let fraction = if in_window.is_empty() { 1.0 } else { ok as f64 / in_window.len() as f64 };
-        (fraction, json!({ "ok": ok, "fail": fail, "info": info, "ok_fraction": (fraction * 10_000.0).round() / 10_000.0 }))
+        (
+            fraction,
+            json!({ "ok": ok, "fail": fail, "info": info, "ok_fraction": (fraction * 10_000.0).round() / 10_000.0 }),
+        )
     };
     let (_, during_faults) = share(0, heal_us);
     let (heal_fraction, after_heal) = share(heal_us, final_us);
     let mut violations = Vec::new();
     if let Some(minimum) = heal_ok_fraction_min {
         if heal_fraction < minimum {
-            violations.push(format!("after the heal {:.4} of operations succeeded, below the minimum {minimum}", heal_fraction));
+            violations.push(format!(
+                "after the heal {:.4} of operations succeeded, below the minimum {minimum}",
+                heal_fraction
+            ));
         }
     }
-    let figures = BTreeMap::from([("during_faults".into(), during_faults), ("after_heal".into(), after_heal)]);
+    let figures = BTreeMap::from([
+        ("during_faults".into(), during_faults),
+        ("after_heal".into(), after_heal),
+    ]);
     Verdict::from_violations(violations, figures)
 }
 
@@ -264,7 +308,8 @@ pub fn linearizability(events: &[Event]) -> Verdict {
     use crate::lincheck::{self, Op, OpType};
 
     let corrupted = nodes_with_internal(events, "corruption_detected");
-    let text_of = |values: &[u64]| values.iter().map(|value| format!("{value},")).collect::<String>();
+    let text_of =
+        |values: &[u64]| values.iter().map(|value| format!("{value},")).collect::<String>();
     let mut ops = Vec::new();
     let mut open: BTreeMap<u64, (String, String)> = BTreeMap::new(); // process -> (node, f)
     for event in events {
@@ -277,7 +322,8 @@ pub fn linearizability(events: &[Event]) -> Verdict {
         };
         let (node, f) = match (&event.kind, op_type) {
             (EventKind::Invoke { f, .. }, _) => {
-                let node = value.get("node").and_then(Value::as_str).unwrap_or_default().to_string();
+                let node =
+                    value.get("node").and_then(Value::as_str).unwrap_or_default().to_string();
                 open.insert(process, (node.clone(), f.clone()));
                 (node, f.clone())
             }
@@ -290,10 +336,17 @@ pub fn linearizability(events: &[Event]) -> Verdict {
             continue;
         }
         let (f, value) = match (f.as_str(), op_type) {
-            ("append", OpType::Invoke) => ("append", json!(text_of(&[value.get("value").and_then(Value::as_u64).unwrap_or_default()]))),
+            ("append", OpType::Invoke) => (
+                "append",
+                json!(text_of(&[value.get("value").and_then(Value::as_u64).unwrap_or_default()])),
+            ),
             ("append", _) => ("append", Value::Null),
             ("read", OpType::Ok) => {
-                let values: Vec<u64> = value.get("values").and_then(Value::as_array).map(|values| values.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
+                let values: Vec<u64> = value
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|values| values.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default();
                 ("get", json!(text_of(&values)))
             }
             ("read", _) => ("get", Value::Null),
@@ -319,10 +372,16 @@ pub fn linearizability(events: &[Event]) -> Verdict {
         Ok(lincheck::Verdict::Unknown { reason }) => {
             // A search that gives up proves nothing either way: report it, do not fail on it.
             figures.insert("verdict".into(), json!("unknown"));
-            figures.insert("unknown_reason".into(), serde_json::to_value(reason).unwrap_or(Value::Null));
+            figures.insert(
+                "unknown_reason".into(),
+                serde_json::to_value(reason).unwrap_or(Value::Null),
+            );
             Verdict::from_violations(Vec::new(), figures)
         }
-        Err(error) => Verdict::from_violations(vec![format!("the history does not form a valid lincheck history: {error}")], figures),
+        Err(error) => Verdict::from_violations(
+            vec![format!("the history does not form a valid lincheck history: {error}")],
+            figures,
+        ),
     }
 }
 
@@ -341,7 +400,11 @@ mod tests {
         }
         fn push(&mut self, kind: EventKind) -> &mut Builder {
             self.time_us += 1000;
-            self.events.push(Event { index: self.events.len() as u64, time_us: self.time_us, kind });
+            self.events.push(Event {
+                index: self.events.len() as u64,
+                time_us: self.time_us,
+                kind,
+            });
             self
         }
         fn append(&mut self, process: u64, node: &str, value: u64, outcome: &str) -> &mut Builder {
@@ -349,12 +412,25 @@ mod tests {
             self.push(EventKind::Invoke { process, f: "append".into(), value: invoked.clone() });
             match outcome {
                 "ok" => self.push(EventKind::Ok { process, f: "append".into(), value: invoked }),
-                _ => self.push(EventKind::Info { process, f: "append".into(), value: invoked, error: "timeout".into() }),
+                _ => self.push(EventKind::Info {
+                    process,
+                    f: "append".into(),
+                    value: invoked,
+                    error: "timeout".into(),
+                }),
             }
         }
         fn read(&mut self, process: u64, node: &str, values: &[u64]) -> &mut Builder {
-            self.push(EventKind::Invoke { process, f: "read".into(), value: json!({ "node": node }) });
-            self.push(EventKind::Ok { process, f: "read".into(), value: json!({ "node": node, "values": values }) })
+            self.push(EventKind::Invoke {
+                process,
+                f: "read".into(),
+                value: json!({ "node": node }),
+            });
+            self.push(EventKind::Ok {
+                process,
+                f: "read".into(),
+                value: json!({ "node": node, "values": values }),
+            })
         }
         fn phase(&mut self, name: &str) -> &mut Builder {
             self.push(EventKind::Phase { name: name.into(), detail: Value::Null })
@@ -364,7 +440,11 @@ mod tests {
     #[test]
     fn durability_passes_when_acked_appends_survive_and_unknown_ones_may_vanish() {
         let mut history = Builder::new();
-        history.append(1, "n1", 10, "ok").append(1, "n1", 11, "info").phase(PHASE_FINAL_READS).read(1, "n1", &[10]);
+        history
+            .append(1, "n1", 10, "ok")
+            .append(1, "n1", 11, "info")
+            .phase(PHASE_FINAL_READS)
+            .read(1, "n1", &[10]);
         let verdict = durability(&history.events);
         assert!(verdict.passed, "{verdict:?}");
         assert_eq!(verdict.figures["acknowledged_appends"], json!(1));
@@ -373,7 +453,11 @@ mod tests {
     #[test]
     fn durability_catches_a_lost_acknowledged_append() {
         let mut history = Builder::new();
-        history.append(1, "n1", 10, "ok").append(2, "n1", 12, "ok").phase(PHASE_FINAL_READS).read(1, "n1", &[10]);
+        history.append(1, "n1", 10, "ok").append(2, "n1", 12, "ok").phase(PHASE_FINAL_READS).read(
+            1,
+            "n1",
+            &[10],
+        );
         let verdict = durability(&history.events);
         assert!(!verdict.passed);
         assert_eq!(verdict.figures["lost_acknowledged_appends"], json!(1));
@@ -384,7 +468,11 @@ mod tests {
     fn durability_exempts_a_node_that_detected_corruption() {
         let mut history = Builder::new();
         history.append(1, "n1", 10, "ok");
-        history.push(EventKind::Internal { node: "n1".into(), what: "corruption_detected".into(), detail: Value::Null });
+        history.push(EventKind::Internal {
+            node: "n1".into(),
+            what: "corruption_detected".into(),
+            detail: Value::Null,
+        });
         history.phase(PHASE_FINAL_READS).read(1, "n1", &[]);
         assert!(durability(&history.events).passed);
     }
@@ -416,7 +504,11 @@ mod tests {
     #[test]
     fn linearizability_accepts_a_log_and_catches_a_read_that_goes_back() {
         let mut history = Builder::new();
-        history.append(1, "n1", 10, "ok").append(2, "n1", 11, "info").read(1, "n1", &[10]).read(2, "n1", &[10, 11]);
+        history.append(1, "n1", 10, "ok").append(2, "n1", 11, "info").read(1, "n1", &[10]).read(
+            2,
+            "n1",
+            &[10, 11],
+        );
         let verdict = linearizability(&history.events);
         assert!(verdict.passed, "{verdict:?}");
         assert_eq!(verdict.figures["verdict"], json!("linearizable"));
@@ -430,7 +522,12 @@ mod tests {
     #[test]
     fn availability_applies_its_minimum_after_the_heal() {
         let mut history = Builder::new();
-        history.append(1, "n1", 1, "info").phase(PHASE_HEAL).append(1, "n1", 2, "ok").append(1, "n1", 3, "info").phase(PHASE_FINAL_READS);
+        history
+            .append(1, "n1", 1, "info")
+            .phase(PHASE_HEAL)
+            .append(1, "n1", 2, "ok")
+            .append(1, "n1", 3, "info")
+            .phase(PHASE_FINAL_READS);
         let verdict = availability(&history.events, Some(0.9));
         assert!(!verdict.passed);
         assert_eq!(verdict.figures["after_heal"]["ok_fraction"], json!(0.5));

@@ -73,9 +73,25 @@ pub enum Fault {
 
 /// The fault kinds by name, for swarm settings and reports.
 pub const FAULT_KINDS: &[&str] = &[
-    "isolate", "partition", "one_way", "bridge", "packet_loss", "latency_spike", "link_delay",
-    "duplicate", "reorder", "frame_loss", "crash", "pause", "slow_disk", "disk_stall",
-    "torn_writes", "corrupt_disk", "clock_offset", "clock_drift", "clock_jump",
+    "isolate",
+    "partition",
+    "one_way",
+    "bridge",
+    "packet_loss",
+    "latency_spike",
+    "link_delay",
+    "duplicate",
+    "reorder",
+    "frame_loss",
+    "crash",
+    "pause",
+    "slow_disk",
+    "disk_stall",
+    "torn_writes",
+    "corrupt_disk",
+    "clock_offset",
+    "clock_drift",
+    "clock_jump",
 ];
 
 impl Fault {
@@ -186,7 +202,10 @@ impl Fault {
                 if sides[0].iter().any(|n| sides[1].contains(n) || n == bridge)
                     || sides[1].contains(bridge)
                 {
-                    return Err(("sides".into(), "the sides and the bridge must not overlap".into()));
+                    return Err((
+                        "sides".into(),
+                        "the sides and the bridge must not overlap".into(),
+                    ));
                 }
                 Ok(())
             }
@@ -229,13 +248,21 @@ impl FaultPlan {
     /// `(path, message)`, the path relative to the plan (`[2].fault.node`).
     /// Network faults may name any node, clients included; process, disk and clock faults
     /// only `servers`.
-    pub fn validate(&self, servers: &BTreeSet<String>, clients: &BTreeSet<String>, faults_ms: u64) -> Result<(), (String, String)> {
+    pub fn validate(
+        &self,
+        servers: &BTreeSet<String>,
+        clients: &BTreeSet<String>,
+        faults_ms: u64,
+    ) -> Result<(), (String, String)> {
         if self.events.len() > PLAN_EVENTS_MAX {
             return Err((String::new(), format!("more than {PLAN_EVENTS_MAX} events")));
         }
         for (index, event) in self.events.iter().enumerate() {
             if event.at_ms >= faults_ms {
-                let message = format!("starts at {} ms, after the fault phase ends ({faults_ms} ms)", event.at_ms);
+                let message = format!(
+                    "starts at {} ms, after the fault phase ends ({faults_ms} ms)",
+                    event.at_ms
+                );
                 return Err((format!("[{index}].at_ms"), message));
             }
             if event.duration_ms == Some(0) {
@@ -247,11 +274,18 @@ impl FaultPlan {
                     continue;
                 }
                 if !servers.contains(node) {
-                    let known = if clients.contains(node) { "a client node, which this fault cannot target" } else { "not in the topology" };
+                    let known = if clients.contains(node) {
+                        "a client node, which this fault cannot target"
+                    } else {
+                        "not in the topology"
+                    };
                     return Err((format!("[{index}].fault"), format!("node {node:?} is {known}")));
                 }
             }
-            event.fault.validate().map_err(|(field, message)| (format!("[{index}].fault.{field}"), message))?;
+            event
+                .fault
+                .validate()
+                .map_err(|(field, message)| (format!("[{index}].fault.{field}"), message))?;
         }
         Ok(())
     }
@@ -382,20 +416,36 @@ fn draw_fault(kind: &str, nodes: &[String], rng: &mut SeededRng) -> Fault {
         }
         "link_delay" => {
             let (from, to) = pick_two(rng);
-            Fault::LinkDelay { from, to, delay_ms: rng.random_range(10..500), jitter_ms: rng.random_range(0..100) }
+            Fault::LinkDelay {
+                from,
+                to,
+                delay_ms: rng.random_range(10..500),
+                jitter_ms: rng.random_range(0..100),
+            }
         }
         "duplicate" => Fault::Duplicate { probability: rng.random_range(0.01..0.2) },
-        "reorder" => Fault::Reorder { probability: rng.random_range(0.01..0.3), window_ms: rng.random_range(1..100) },
+        "reorder" => Fault::Reorder {
+            probability: rng.random_range(0.01..0.3),
+            window_ms: rng.random_range(1..100),
+        },
         "frame_loss" => Fault::FrameLoss { probability: rng.random_range(0.001..0.05) },
         "crash" => Fault::Crash { node: pick(rng) },
         "pause" => Fault::Pause { node: pick(rng) },
-        "slow_disk" => Fault::SlowDisk { node: pick(rng), factor: [10, 100, 1000][rng.random_range(0..3)] },
+        "slow_disk" => {
+            Fault::SlowDisk { node: pick(rng), factor: [10, 100, 1000][rng.random_range(0..3)] }
+        }
         "disk_stall" => Fault::DiskStall { node: pick(rng) },
         "torn_writes" => Fault::TornWrites { node: pick(rng) },
         "corrupt_disk" => Fault::CorruptDisk { node: pick(rng), file: None },
-        "clock_offset" => Fault::ClockOffset { node: pick(rng), offset_ms: rng.random_range(-30_000..30_000) },
-        "clock_drift" => Fault::ClockDrift { node: pick(rng), drift_ppm: rng.random_range(-50_000..50_000) },
-        "clock_jump" => Fault::ClockJump { node: pick(rng), delta_ms: rng.random_range(-60_000..60_000) },
+        "clock_offset" => {
+            Fault::ClockOffset { node: pick(rng), offset_ms: rng.random_range(-30_000..30_000) }
+        }
+        "clock_drift" => {
+            Fault::ClockDrift { node: pick(rng), drift_ppm: rng.random_range(-50_000..50_000) }
+        }
+        "clock_jump" => {
+            Fault::ClockJump { node: pick(rng), delta_ms: rng.random_range(-60_000..60_000) }
+        }
         other => panic!("swarm settings were validated, yet name fault kind {other:?}"),
     }
 }
@@ -418,7 +468,9 @@ mod tests {
                 let fault = draw_fault(kind, &nodes(), &mut rng);
                 assert_eq!(fault.kind(), *kind);
                 fault.validate().unwrap();
-                let plan = FaultPlan { events: vec![FaultEvent { at_ms: 0, duration_ms: Some(1), fault }] };
+                let plan = FaultPlan {
+                    events: vec![FaultEvent { at_ms: 0, duration_ms: Some(1), fault }],
+                };
                 plan.validate(&topology, &BTreeSet::new(), 10).unwrap();
             }
         }
@@ -431,7 +483,8 @@ mod tests {
         assert_eq!(plan(3), plan(3));
         let kinds_per_seed: BTreeSet<Vec<&str>> = (0..20u64)
             .map(|seed| {
-                let mut kinds: Vec<&str> = plan(seed).events.iter().map(|e| e.fault.kind()).collect();
+                let mut kinds: Vec<&str> =
+                    plan(seed).events.iter().map(|e| e.fault.kind()).collect();
                 kinds.sort();
                 kinds.dedup();
                 kinds
@@ -452,11 +505,19 @@ mod tests {
     fn plan_validation_names_the_field() {
         let topology: BTreeSet<String> = nodes().into_iter().collect();
         let plan = FaultPlan {
-            events: vec![FaultEvent { at_ms: 5, duration_ms: None, fault: Fault::Crash { node: "zz".into() } }],
+            events: vec![FaultEvent {
+                at_ms: 5,
+                duration_ms: None,
+                fault: Fault::Crash { node: "zz".into() },
+            }],
         };
         assert_eq!(plan.validate(&topology, &BTreeSet::new(), 10).unwrap_err().0, "[0].fault");
         let late = FaultPlan {
-            events: vec![FaultEvent { at_ms: 50, duration_ms: None, fault: Fault::Crash { node: "n1".into() } }],
+            events: vec![FaultEvent {
+                at_ms: 50,
+                duration_ms: None,
+                fault: Fault::Crash { node: "n1".into() },
+            }],
         };
         assert_eq!(late.validate(&topology, &BTreeSet::new(), 10).unwrap_err().0, "[0].at_ms");
     }

@@ -43,17 +43,22 @@ fn block_between(blocked: &mut BTreeSet<(String, String)>, a: &[String], b: &[St
 }
 
 /// The network state made by `active` faults over `all_nodes` (servers and clients).
-pub fn network_state<'a>(active: impl IntoIterator<Item = &'a Fault>, all_nodes: &[String]) -> NetworkState {
+pub fn network_state<'a>(
+    active: impl IntoIterator<Item = &'a Fault>,
+    all_nodes: &[String],
+) -> NetworkState {
     let mut state = NetworkState::default();
     for fault in active {
         match fault {
             Fault::Isolate { node } => {
-                let others: Vec<String> = all_nodes.iter().filter(|n| *n != node).cloned().collect();
+                let others: Vec<String> =
+                    all_nodes.iter().filter(|n| *n != node).cloned().collect();
                 block_between(&mut state.blocked, std::slice::from_ref(node), &others);
             }
             Fault::Partition { groups } => {
                 let named: BTreeSet<&String> = groups.iter().flatten().collect();
-                let rest: Vec<String> = all_nodes.iter().filter(|n| !named.contains(n)).cloned().collect();
+                let rest: Vec<String> =
+                    all_nodes.iter().filter(|n| !named.contains(n)).cloned().collect();
                 let mut all_groups: Vec<Vec<String>> = groups.clone();
                 if !rest.is_empty() {
                     all_groups.push(rest);
@@ -68,7 +73,9 @@ pub fn network_state<'a>(active: impl IntoIterator<Item = &'a Fault>, all_nodes:
                 state.blocked.insert((from.clone(), to.clone()));
             }
             Fault::Bridge { sides, .. } => block_between(&mut state.blocked, &sides[0], &sides[1]),
-            Fault::PacketLoss { rate } => state.packet_loss_rate = state.packet_loss_rate.max(*rate),
+            Fault::PacketLoss { rate } => {
+                state.packet_loss_rate = state.packet_loss_rate.max(*rate)
+            }
             Fault::LatencySpike { min_ms, max_ms } => {
                 state.latency_ms = Some(match state.latency_ms {
                     Some((low, high)) => (low.max(*min_ms), high.max(*max_ms)),
@@ -76,7 +83,8 @@ pub fn network_state<'a>(active: impl IntoIterator<Item = &'a Fault>, all_nodes:
                 });
             }
             Fault::LinkDelay { from, to, delay_ms, jitter_ms } => {
-                let rule = LinkRule { delay_ms: *delay_ms, jitter_ms: *jitter_ms, ..LinkRule::default() };
+                let rule =
+                    LinkRule { delay_ms: *delay_ms, jitter_ms: *jitter_ms, ..LinkRule::default() };
                 let key = (from.clone(), to.clone());
                 let merged = state.link_rules.get(&key).map_or(rule, |old| old.merge(rule));
                 state.link_rules.insert(key, merged);
@@ -165,7 +173,8 @@ mod tests {
     #[test]
     fn bridge_reaches_both_sides() {
         let all = names(&["a", "b", "x", "c", "d"]);
-        let bridge = Fault::Bridge { bridge: "x".into(), sides: [names(&["a", "b"]), names(&["c", "d"])] };
+        let bridge =
+            Fault::Bridge { bridge: "x".into(), sides: [names(&["a", "b"]), names(&["c", "d"])] };
         let state = network_state([&bridge], &all);
         assert!(state.blocked.contains(&link("a", "c")));
         assert!(!state.blocked.iter().any(|(from, to)| from == "x" || to == "x"));

@@ -41,12 +41,16 @@ pub enum ProbeMessage {
 
 /// The probe server: runs on every probe node, once per incarnation.
 pub async fn serve(context: NodeContext) {
-    let ack_before_fsync = context.knobs.get("probe_ack_before_fsync").and_then(|v| v.as_bool()).unwrap_or(false);
+    let ack_before_fsync =
+        context.knobs.get("probe_ack_before_fsync").and_then(|v| v.as_bool()).unwrap_or(false);
     let recorder = context.recorder.clone();
     // Recovery: drop a torn tail left by a crash, so later appends follow whole records.
     match context.disk.read(LOG_FILE).await {
         Ok(log) if log.torn_tail_bytes > 0 => {
-            recorder.record("torn_tail_truncated", json!({ "bytes": log.torn_tail_bytes, "records": log.records.len() }));
+            recorder.record(
+                "torn_tail_truncated",
+                json!({ "bytes": log.torn_tail_bytes, "records": log.records.len() }),
+            );
             let rewritten = context.disk.rewrite(LOG_FILE, &log.records).await;
             let synced = match rewritten {
                 Ok(()) => context.disk.fsync(LOG_FILE).await,
@@ -86,7 +90,8 @@ pub async fn serve(context: NodeContext) {
                     Ok(log) => log.records.iter().any(|record| record.as_slice() == payload),
                     Err(_) => false,
                 };
-                let appended = if already { Ok(()) } else { context.disk.append(LOG_FILE, &payload).await };
+                let appended =
+                    if already { Ok(()) } else { context.disk.append(LOG_FILE, &payload).await };
                 let durable = match appended {
                     Ok(()) if already => Ok(()),
                     Ok(()) if ack_before_fsync => {
@@ -103,21 +108,28 @@ pub async fn serve(context: NodeContext) {
                 };
                 match durable {
                     Ok(()) => match read_log(&context).await {
-                        Ok(log) => ProbeMessage::Appended { log_length: log.records.len() as u64, node_clock_ms: context.clock.wall_ms() },
+                        Ok(log) => ProbeMessage::Appended {
+                            log_length: log.records.len() as u64,
+                            node_clock_ms: context.clock.wall_ms(),
+                        },
                         Err(error) => disk_error_answer(&context, error),
                     },
                     Err(error) => disk_error_answer(&context, error),
                 }
             }
-            ProbeMessage::Read => {
-                match read_log(&context).await {
-                    Ok(log) => {
-                        let values = log.records.iter().filter_map(|record| record.as_slice().try_into().ok().map(u64::from_le_bytes)).collect();
-                        ProbeMessage::ReadOk { values, node_clock_ms: context.clock.wall_ms() }
-                    }
-                    Err(error) => disk_error_answer(&context, error),
+            ProbeMessage::Read => match read_log(&context).await {
+                Ok(log) => {
+                    let values = log
+                        .records
+                        .iter()
+                        .filter_map(|record| {
+                            record.as_slice().try_into().ok().map(u64::from_le_bytes)
+                        })
+                        .collect();
+                    ProbeMessage::ReadOk { values, node_clock_ms: context.clock.wall_ms() }
                 }
-            }
+                Err(error) => disk_error_answer(&context, error),
+            },
             other => ProbeMessage::Error { reason: format!("unexpected request {other:?}") },
         };
         // A reply that cannot be sent is the client's timeout to see; keep serving.
@@ -126,7 +138,9 @@ pub async fn serve(context: NodeContext) {
 }
 
 /// Reads the log, repairing it first when its checksums fail.
-async fn read_log(context: &NodeContext) -> Result<pessimist_core::seams::disk::Records, DiskError> {
+async fn read_log(
+    context: &NodeContext,
+) -> Result<pessimist_core::seams::disk::Records, DiskError> {
     match context.disk.read(LOG_FILE).await {
         Err(error @ DiskError::Corrupt { .. }) => {
             repair(context, error).await;
@@ -151,7 +165,9 @@ async fn repair(context: &NodeContext, error: DiskError) {
     };
     match rewritten {
         Ok(()) => context.recorder.record("corruption_repaired", json!({ "records_kept": kept })),
-        Err(error) => context.recorder.record("repair_failed", json!({ "error": error.to_string() })),
+        Err(error) => {
+            context.recorder.record("repair_failed", json!({ "error": error.to_string() }))
+        }
     }
 }
 
@@ -230,7 +246,14 @@ pub async fn client_process(
 }
 
 /// One append, recorded invoke then ok/fail/info.
-pub async fn append(process: u64, node: &str, value: u64, transport: &Transport<ProbeMessage>, history: &History, timeout: Duration) -> bool {
+pub async fn append(
+    process: u64,
+    node: &str,
+    value: u64,
+    transport: &Transport<ProbeMessage>,
+    history: &History,
+    timeout: Duration,
+) -> bool {
     let f = "append".to_string();
     let invoked = json!({ "node": node, "value": value });
     history.record(EventKind::Invoke { process, f: f.clone(), value: invoked.clone() });
@@ -248,7 +271,12 @@ pub async fn append(process: u64, node: &str, value: u64, transport: &Transport<
             false
         }
         Ok(other) => {
-            history.record(EventKind::Info { process, f, value: invoked, error: format!("unexpected answer {other:?}") });
+            history.record(EventKind::Info {
+                process,
+                f,
+                value: invoked,
+                error: format!("unexpected answer {other:?}"),
+            });
             false
         }
         Err(error) => {
@@ -259,7 +287,13 @@ pub async fn append(process: u64, node: &str, value: u64, transport: &Transport<
 }
 
 /// One read, recorded invoke then ok/fail/info. Returns the values on success.
-pub async fn read(process: u64, node: &str, transport: &Transport<ProbeMessage>, history: &History, timeout: Duration) -> Option<Vec<u64>> {
+pub async fn read(
+    process: u64,
+    node: &str,
+    transport: &Transport<ProbeMessage>,
+    history: &History,
+    timeout: Duration,
+) -> Option<Vec<u64>> {
     let f = "read".to_string();
     let invoked = json!({ "node": node });
     history.record(EventKind::Invoke { process, f: f.clone(), value: invoked.clone() });
@@ -274,7 +308,12 @@ pub async fn read(process: u64, node: &str, transport: &Transport<ProbeMessage>,
             None
         }
         Ok(other) => {
-            history.record(EventKind::Fail { process, f, value: invoked, error: format!("unexpected answer {other:?}") });
+            history.record(EventKind::Fail {
+                process,
+                f,
+                value: invoked,
+                error: format!("unexpected answer {other:?}"),
+            });
             None
         }
         Err(error) => {
@@ -285,7 +324,13 @@ pub async fn read(process: u64, node: &str, transport: &Transport<ProbeMessage>,
 }
 
 /// A request that never left is a certain failure; one that left and got no answer is unknown.
-fn record_net_error(history: &History, process: u64, f: String, value: serde_json::Value, error: NetError) {
+fn record_net_error(
+    history: &History,
+    process: u64,
+    f: String,
+    value: serde_json::Value,
+    error: NetError,
+) {
     let error_text = error.to_string();
     match error {
         NetError::UnknownPeer(_) | NetError::Unreachable { .. } | NetError::Encode(_) => {
@@ -298,6 +343,11 @@ fn record_net_error(history: &History, process: u64, f: String, value: serde_jso
 }
 
 /// A client transport for the probe.
-pub fn client_transport(name: &str, book: AddressBook, link_faults: LinkFaults, rng: SeededRng) -> Transport<ProbeMessage> {
+pub fn client_transport(
+    name: &str,
+    book: AddressBook,
+    link_faults: LinkFaults,
+    rng: SeededRng,
+) -> Transport<ProbeMessage> {
     Transport::unbound(name, book, TransportOptions::default(), link_faults, rng).0
 }

@@ -40,7 +40,8 @@ pub struct SeedOutcome {
 pub fn plan_for_seed(scenario: &Scenario, seed: u64) -> FaultPlan {
     let mut events = scenario.faults.plan.events.clone();
     if let Some(swarm) = &scenario.faults.swarm {
-        let targets = if swarm.targets.is_empty() { scenario.server_names() } else { swarm.targets.clone() };
+        let targets =
+            if swarm.targets.is_empty() { scenario.server_names() } else { swarm.targets.clone() };
         let mut rng = rng_for(seed, "swarm");
         events.extend(swarm_plan(swarm, &targets, scenario.phases.faults_ms, &mut rng).events);
     }
@@ -52,7 +53,8 @@ pub fn plan_for_seed(scenario: &Scenario, seed: u64) -> FaultPlan {
 pub fn run_seed(scenario: &Scenario, seed: u64) -> SeedOutcome {
     scenario.validate().expect("scenarios are validated before they run");
     let plan = plan_for_seed(scenario, seed);
-    let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let mut runtime =
+        madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let phases = &scenario.phases;
     // A guard against a run that never ends; every wait in a run is bounded well below it.
     let run_ms = phases.faults_ms + phases.heal_ms + 2 * phases.liveness_bound_ms + 60_000;
@@ -77,9 +79,15 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
         checks.insert("linearizability".to_string(), check::linearizability(events));
     }
     if wanted.liveness {
-        checks.insert("liveness".to_string(), check::liveness(events, &scenario.server_names(), scenario.phases.liveness_bound_ms));
+        checks.insert(
+            "liveness".to_string(),
+            check::liveness(events, &scenario.server_names(), scenario.phases.liveness_bound_ms),
+        );
     }
-    checks.insert("availability".to_string(), check::availability(events, wanted.heal_ok_fraction_min));
+    checks.insert(
+        "availability".to_string(),
+        check::availability(events, wanted.heal_ok_fraction_min),
+    );
     checks
 }
 
@@ -105,14 +113,22 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
             "fault_events": plan.events.len(),
         }),
     });
-    let servers: Vec<NodeSpec> = scenario.topology.nodes.iter().map(|node| NodeSpec { name: node.name.clone(), role: node.role.clone() }).collect();
+    let servers: Vec<NodeSpec> = scenario
+        .topology
+        .nodes
+        .iter()
+        .map(|node| NodeSpec { name: node.name.clone(), role: node.role.clone() })
+        .collect();
     let clients = scenario.client_names();
     let program: Program = Arc::new(|context| Box::pin(probe::serve(context)));
     let knobs = serde_json::Value::Object(scenario.knobs.clone());
     let mut world = World::build(seed, history.clone(), &servers, &clients, knobs, program);
     let start = tokio::time::Instant::now();
     let at = |ms: u64| start + Duration::from_millis(ms);
-    history.record(EventKind::Phase { name: PHASE_FAULTS.into(), detail: json!({ "until_ms": phases.faults_ms }) });
+    history.record(EventKind::Phase {
+        name: PHASE_FAULTS.into(),
+        detail: json!({ "until_ms": phases.faults_ms }),
+    });
 
     let Workload::Probe(workload) = scenario.workload.clone();
     let targets = scenario.server_names();
@@ -120,9 +136,22 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
     let mut processes = Vec::new();
     for process in 0..workload.processes {
         let client = &clients[process as usize % clients.len()];
-        let transport = probe::client_transport(client, world.book().clone(), world.link_faults().clone(), rng_for(seed, &format!("client/{process}/transport")));
+        let transport = probe::client_transport(
+            client,
+            world.book().clone(),
+            world.link_faults().clone(),
+            rng_for(seed, &format!("client/{process}/transport")),
+        );
         let rng = rng_for(seed, &format!("client/{process}/workload"));
-        let task = probe::client_process(process, workload.clone(), targets.clone(), transport, history.clone(), rng, until_us);
+        let task = probe::client_process(
+            process,
+            workload.clone(),
+            targets.clone(),
+            transport,
+            history.clone(),
+            rng,
+            until_us,
+        );
         processes.push(world.client(client).spawn(task));
     }
 
@@ -131,7 +160,11 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
     for (id, event) in events.iter().enumerate() {
         steps.push(Step { time_ms: event.at_ms, is_start: true, id: id as u64 });
         if !event.fault.is_instant() {
-            steps.push(Step { time_ms: event.end_ms(phases.faults_ms), is_start: false, id: id as u64 });
+            steps.push(Step {
+                time_ms: event.end_ms(phases.faults_ms),
+                is_start: false,
+                id: id as u64,
+            });
         }
     }
     steps.sort();
@@ -148,22 +181,47 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
     }
     tokio::time::sleep_until(at(phases.faults_ms)).await;
     world.heal_all();
-    history.record(EventKind::Phase { name: PHASE_HEAL.into(), detail: json!({ "until_ms": phases.faults_ms + phases.heal_ms }) });
+    history.record(EventKind::Phase {
+        name: PHASE_HEAL.into(),
+        detail: json!({ "until_ms": phases.faults_ms + phases.heal_ms }),
+    });
     for process in processes {
         // A process ends by itself at the end of the heal phase; a panic in it is a bug.
         process.await.expect("a client process panicked");
     }
 
-    history.record(EventKind::Phase { name: PHASE_FINAL_READS.into(), detail: json!({ "bound_ms": phases.liveness_bound_ms }) });
+    history.record(EventKind::Phase {
+        name: PHASE_FINAL_READS.into(),
+        detail: json!({ "bound_ms": phases.liveness_bound_ms }),
+    });
     let final_process = workload.processes;
-    let transport = probe::client_transport(&clients[0], world.book().clone(), world.link_faults().clone(), rng_for(seed, "client/final/transport"));
-    let final_reads = final_reads(final_process, targets, transport, history.clone(), phases.liveness_bound_ms, workload.timeout_ms);
+    let transport = probe::client_transport(
+        &clients[0],
+        world.book().clone(),
+        world.link_faults().clone(),
+        rng_for(seed, "client/final/transport"),
+    );
+    let final_reads = final_reads(
+        final_process,
+        targets,
+        transport,
+        history.clone(),
+        phases.liveness_bound_ms,
+        workload.timeout_ms,
+    );
     world.client(&clients[0]).spawn(final_reads).await.expect("final reads panicked");
     history.events()
 }
 
 /// After the heal: read every node until it answers, for at most the liveness bound.
-async fn final_reads(process: u64, nodes: Vec<String>, transport: pessimist_core::seams::net::Transport<ProbeMessage>, history: History, bound_ms: u64, timeout_ms: u64) {
+async fn final_reads(
+    process: u64,
+    nodes: Vec<String>,
+    transport: pessimist_core::seams::net::Transport<ProbeMessage>,
+    history: History,
+    bound_ms: u64,
+    timeout_ms: u64,
+) {
     let deadline_us = history.now_us() + bound_ms * 1000;
     let timeout = Duration::from_millis(timeout_ms.min(bound_ms).max(1));
     for node in nodes {

@@ -112,7 +112,13 @@ pub struct Checks {
 
 impl Default for Checks {
     fn default() -> Self {
-        Checks { durability: true, integrity: true, liveness: true, linearizability: false, heal_ok_fraction_min: None }
+        Checks {
+            durability: true,
+            integrity: true,
+            liveness: true,
+            linearizability: false,
+            heal_ok_fraction_min: None,
+        }
     }
 }
 
@@ -130,7 +136,8 @@ fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
 impl Scenario {
     /// Server node names, sorted.
     pub fn server_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.topology.nodes.iter().map(|node| node.name.clone()).collect();
+        let mut names: Vec<String> =
+            self.topology.nodes.iter().map(|node| node.name.clone()).collect();
         names.sort();
         names
     }
@@ -142,31 +149,49 @@ impl Scenario {
 
     /// Checks what the types cannot: sizes, names, references, ranges.
     pub fn validate(&self) -> Result<(), Invalid> {
-        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if self.name.is_empty()
+            || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(invalid("name", "must be non-empty letters, digits, '-' or '_'"));
         }
         let nodes = &self.topology.nodes;
         if nodes.is_empty() || nodes.len() > SERVER_NODES_MAX {
-            return Err(invalid("topology.nodes", format!("must hold 1 to {SERVER_NODES_MAX} nodes")));
+            return Err(invalid(
+                "topology.nodes",
+                format!("must hold 1 to {SERVER_NODES_MAX} nodes"),
+            ));
         }
         if self.topology.clients == 0 || self.topology.clients > CLIENT_NODES_MAX {
             return Err(invalid("topology.clients", format!("must be 1 to {CLIENT_NODES_MAX}")));
         }
         let mut names = BTreeSet::new();
         for (index, node) in nodes.iter().enumerate() {
-            let valid = !node.name.is_empty() && node.name.len() <= 64 && node.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let valid = !node.name.is_empty()
+                && node.name.len() <= 64
+                && node.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !valid || node.name.starts_with("client-") {
-                return Err(invalid(format!("topology.nodes[{index}].name"), "must be 1 to 64 letters, digits, '-' or '_', not starting with 'client-'"));
+                return Err(invalid(
+                    format!("topology.nodes[{index}].name"),
+                    "must be 1 to 64 letters, digits, '-' or '_', not starting with 'client-'",
+                ));
             }
             if !names.insert(node.name.clone()) {
-                return Err(invalid(format!("topology.nodes[{index}].name"), format!("duplicate node name {:?}", node.name)));
+                return Err(invalid(
+                    format!("topology.nodes[{index}].name"),
+                    format!("duplicate node name {:?}", node.name),
+                ));
             }
             if node.role != "probe" {
-                return Err(invalid(format!("topology.nodes[{index}].role"), format!("unknown role {:?} (known: probe)", node.role)));
+                return Err(invalid(
+                    format!("topology.nodes[{index}].role"),
+                    format!("unknown role {:?} (known: probe)", node.role),
+                ));
             }
         }
         let Workload::Probe(probe) = &self.workload;
-        probe.validate().map_err(|(field, message)| invalid(format!("workload.{field}"), message))?;
+        probe
+            .validate()
+            .map_err(|(field, message)| invalid(format!("workload.{field}"), message))?;
         let phases = &self.phases;
         if phases.faults_ms == 0 {
             return Err(invalid("phases.faults_ms", "must be positive"));
@@ -174,16 +199,26 @@ impl Scenario {
         if phases.liveness_bound_ms == 0 {
             return Err(invalid("phases.liveness_bound_ms", "must be positive"));
         }
-        if phases.faults_ms.saturating_add(phases.heal_ms).saturating_add(phases.liveness_bound_ms) > RUN_MS_MAX {
+        if phases.faults_ms.saturating_add(phases.heal_ms).saturating_add(phases.liveness_bound_ms)
+            > RUN_MS_MAX
+        {
             return Err(invalid("phases", format!("the run would last beyond {RUN_MS_MAX} ms")));
         }
         let clients: BTreeSet<String> = self.client_names().into_iter().collect();
-        self.faults.plan.validate(&names, &clients, phases.faults_ms).map_err(|(path, message)| invalid(format!("faults.plan{path}"), message))?;
+        self.faults
+            .plan
+            .validate(&names, &clients, phases.faults_ms)
+            .map_err(|(path, message)| invalid(format!("faults.plan{path}"), message))?;
         if let Some(swarm) = &self.faults.swarm {
-            swarm.validate().map_err(|(path, message)| invalid(format!("faults.swarm.{path}"), message))?;
+            swarm
+                .validate()
+                .map_err(|(path, message)| invalid(format!("faults.swarm.{path}"), message))?;
             for (index, target) in swarm.targets.iter().enumerate() {
                 if !names.contains(target) {
-                    return Err(invalid(format!("faults.swarm.targets[{index}]"), format!("unknown node {target:?}")));
+                    return Err(invalid(
+                        format!("faults.swarm.targets[{index}]"),
+                        format!("unknown node {target:?}"),
+                    ));
                 }
             }
         }

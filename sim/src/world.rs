@@ -95,7 +95,9 @@ impl World {
         let addresses: BTreeMap<String, SocketAddr> = servers
             .iter()
             .enumerate()
-            .map(|(index, spec)| (spec.name.clone(), SocketAddr::new(server_ip(index), SERVER_PORT)))
+            .map(|(index, spec)| {
+                (spec.name.clone(), SocketAddr::new(server_ip(index), SERVER_PORT))
+            })
             .collect();
         assert_eq!(addresses.len(), servers.len(), "node names must be unique");
         let book = AddressBook::new(addresses);
@@ -107,7 +109,8 @@ impl World {
             let incarnations = Arc::new(AtomicU64::new(0));
             let (name, role) = (spec.name.clone(), spec.role.clone());
             let (book, link_faults, history) = (book.clone(), link_faults.clone(), history.clone());
-            let (program, knobs, disk_for_init) = (program.clone(), knobs.clone(), disk_control.clone());
+            let (program, knobs, disk_for_init) =
+                (program.clone(), knobs.clone(), disk_control.clone());
             let node = handle
                 .create_node()
                 .name(&spec.name)
@@ -137,7 +140,13 @@ impl World {
                     program(context)
                 })
                 .build();
-            let server = ServerNode { handle: node, disk: disk_control, clock: clock_control, crashed: false, paused: false };
+            let server = ServerNode {
+                handle: node,
+                disk: disk_control,
+                clock: clock_control,
+                crashed: false,
+                paused: false,
+            };
             server_nodes.insert(spec.name.clone(), server);
         }
         let mut clients = BTreeMap::new();
@@ -145,7 +154,8 @@ impl World {
             let node = handle.create_node().name(name).ip(client_ip(index)).build();
             clients.insert(name.clone(), node);
         }
-        let mut all_names: Vec<String> = server_nodes.keys().chain(clients.keys()).cloned().collect();
+        let mut all_names: Vec<String> =
+            server_nodes.keys().chain(clients.keys()).cloned().collect();
         all_names.sort();
         World {
             seed,
@@ -189,7 +199,9 @@ impl World {
         F::Output: Send + 'static,
     {
         // madsim hands out a new node handle after a restart: fetch it each time.
-        let node = Handle::current().get_node(self.servers[name].handle.id()).expect("server nodes are never removed");
+        let node = Handle::current()
+            .get_node(self.servers[name].handle.id())
+            .expect("server nodes are never removed");
         node.spawn(task)
     }
 
@@ -211,7 +223,11 @@ impl World {
     /// Injects `fault` under id `fault_id`, and records it.
     pub fn inject(&mut self, fault_id: u64, fault: &Fault) {
         let detail = serde_json::to_value(fault).expect("faults serialize");
-        self.history.record(EventKind::FaultStart { fault: fault_id, kind: fault.kind().into(), detail });
+        self.history.record(EventKind::FaultStart {
+            fault: fault_id,
+            kind: fault.kind().into(),
+            detail,
+        });
         if !fault.is_instant() {
             self.active.insert(fault_id, fault.clone());
         }
@@ -233,8 +249,12 @@ impl World {
                 let hit = self.servers[node].disk.corrupt(file.as_deref());
                 self.history.internal(node, "disk_corrupted", json!({ "hit": hit }));
             }
-            Fault::ClockOffset { node, offset_ms } => self.servers[node].clock.set_offset_ms(*offset_ms),
-            Fault::ClockDrift { node, drift_ppm } => self.servers[node].clock.set_drift_ppm(*drift_ppm),
+            Fault::ClockOffset { node, offset_ms } => {
+                self.servers[node].clock.set_offset_ms(*offset_ms)
+            }
+            Fault::ClockDrift { node, drift_ppm } => {
+                self.servers[node].clock.set_drift_ppm(*drift_ppm)
+            }
             Fault::ClockJump { node, delta_ms } => self.servers[node].clock.jump_ms(*delta_ms),
             other => unreachable!("fault kind {} has no injector", other.kind()),
         }
@@ -249,13 +269,19 @@ impl World {
         match &fault {
             fault if is_network_fault(fault) => self.apply_network(),
             Fault::Crash { node } => {
-                let still_crashed = self.active.values().any(|f| matches!(f, Fault::Crash { node: n } if n == node));
+                let still_crashed = self
+                    .active
+                    .values()
+                    .any(|f| matches!(f, Fault::Crash { node: n } if n == node));
                 if !still_crashed {
                     self.restart(node);
                 }
             }
             Fault::Pause { node } => {
-                let still_paused = self.active.values().any(|f| matches!(f, Fault::Pause { node: n } if n == node));
+                let still_paused = self
+                    .active
+                    .values()
+                    .any(|f| matches!(f, Fault::Pause { node: n } if n == node));
                 let server = self.servers.get_mut(node).expect("validated node");
                 if !still_paused && server.paused {
                     Handle::current().resume(server.handle.id());
@@ -264,7 +290,11 @@ impl World {
             }
             Fault::SlowDisk { .. } | Fault::TornWrites { .. } => self.apply_disks(),
             Fault::DiskStall { node } => {
-                if !self.active.values().any(|f| matches!(f, Fault::DiskStall { node: n } if n == node)) {
+                if !self
+                    .active
+                    .values()
+                    .any(|f| matches!(f, Fault::DiskStall { node: n } if n == node))
+                {
                     self.servers[node].disk.unstall();
                 }
             }
@@ -356,7 +386,9 @@ impl World {
         for (from, to) in wanted.blocked.difference(&self.applied.blocked) {
             net.clog_link(id_of(from), id_of(to));
         }
-        if (wanted.packet_loss_rate, wanted.latency_ms) != (self.applied.packet_loss_rate, self.applied.latency_ms) {
+        if (wanted.packet_loss_rate, wanted.latency_ms)
+            != (self.applied.packet_loss_rate, self.applied.latency_ms)
+        {
             net.update_config(|config| {
                 config.packet_loss_rate = wanted.packet_loss_rate;
                 config.send_latency = match wanted.latency_ms {

@@ -21,10 +21,7 @@ fn fixture_files(folder: &Path, files: &mut Vec<PathBuf>) {
     for path in entries {
         if path.is_dir() {
             fixture_files(&path, files);
-        } else if path
-            .extension()
-            .is_some_and(|extension| extension == "json")
-        {
+        } else if path.extension().is_some_and(|extension| extension == "json") {
             files.push(path);
         }
     }
@@ -41,13 +38,7 @@ fn check(path: &Path) -> Option<String> {
         (Verdict::Linearizable, Expect::Linearizable)
             | (Verdict::NotLinearizable { .. }, Expect::NotLinearizable)
     );
-    (!agrees).then(|| {
-        format!(
-            "{}: got {}, expected {expect:?}",
-            path.display(),
-            verdict.name()
-        )
-    })
+    (!agrees).then(|| format!("{}: got {}, expected {expect:?}", path.display(), verdict.name()))
 }
 
 #[test]

@@ -25,11 +25,22 @@ fn recording_program(deliveries: Deliveries, history: History) -> Program {
         let (deliveries, history) = (deliveries.clone(), history.clone());
         Box::pin(async move {
             let rng = context.rng("transport");
-            let (_transport, mut inbox) = Transport::<u64>::bind(&context.name, context.book.clone(), TransportOptions::default(), context.link_faults.clone(), rng)
-                .await
-                .expect("bind");
+            let (_transport, mut inbox) = Transport::<u64>::bind(
+                &context.name,
+                context.book.clone(),
+                TransportOptions::default(),
+                context.link_faults.clone(),
+                rng,
+            )
+            .await
+            .expect("bind");
             while let Some(message) = inbox.recv().await {
-                deliveries.lock().unwrap().push((context.name.clone(), message.from.clone(), message.body, history.now_us() / 1000));
+                deliveries.lock().unwrap().push((
+                    context.name.clone(),
+                    message.from.clone(),
+                    message.body,
+                    history.now_us() / 1000,
+                ));
             }
         })
     })
@@ -37,14 +48,34 @@ fn recording_program(deliveries: Deliveries, history: History) -> Program {
 
 fn build(names: &[&str], deliveries: &Deliveries) -> World {
     let history = History::new();
-    let servers: Vec<NodeSpec> = names.iter().map(|name| NodeSpec { name: name.to_string(), role: "test".into() }).collect();
+    let servers: Vec<NodeSpec> =
+        names.iter().map(|name| NodeSpec { name: name.to_string(), role: "test".into() }).collect();
     let program = recording_program(deliveries.clone(), history.clone());
-    World::build(madsim::runtime::Handle::current().seed(), history, &servers, &["client-1".to_string()], serde_json::Value::Null, program)
+    World::build(
+        madsim::runtime::Handle::current().seed(),
+        history,
+        &servers,
+        &["client-1".to_string()],
+        serde_json::Value::Null,
+        program,
+    )
 }
 
 /// Sends `values` from node `from` to node `to`, one per 10 ms, from a task on `from`.
-fn send_from(world: &World, from: &str, to: &str, values: std::ops::Range<u64>) -> madsim::task::JoinHandle<()> {
-    let transport = Transport::<u64>::unbound(from, world.book().clone(), TransportOptions::default(), world.link_faults().clone(), rng_for(1, from)).0;
+fn send_from(
+    world: &World,
+    from: &str,
+    to: &str,
+    values: std::ops::Range<u64>,
+) -> madsim::task::JoinHandle<()> {
+    let transport = Transport::<u64>::unbound(
+        from,
+        world.book().clone(),
+        TransportOptions::default(),
+        world.link_faults().clone(),
+        rng_for(1, from),
+    )
+    .0;
     let to = to.to_string();
     world.spawn_on_server(from, async move {
         for value in values {
@@ -55,7 +86,13 @@ fn send_from(world: &World, from: &str, to: &str, values: std::ops::Range<u64>) 
 }
 
 fn received(deliveries: &Deliveries, by: &str, from: &str) -> Vec<(u64, u64)> {
-    deliveries.lock().unwrap().iter().filter(|(to, sender, _, _)| to == by && sender == from).map(|(_, _, value, at)| (*value, *at)).collect()
+    deliveries
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(to, sender, _, _)| to == by && sender == from)
+        .map(|(_, _, value, at)| (*value, *at))
+        .collect()
 }
 
 #[madsim::test]
@@ -70,7 +107,11 @@ async fn nothing_is_delivered_across_a_partition() {
     let partition_start_ms = world.history().now_us() / 1000;
     world.inject(0, &Fault::Partition { groups: vec![vec!["a".into()]] });
     // Over an open connection and over new ones, in both directions.
-    let sends = [send_from(&world, "a", "b", 100..150), send_from(&world, "c", "a", 200..250), send_from(&world, "b", "c", 300..350)];
+    let sends = [
+        send_from(&world, "a", "b", 100..150),
+        send_from(&world, "c", "a", 200..250),
+        send_from(&world, "b", "c", 300..350),
+    ];
     tokio::time::sleep(Duration::from_secs(3)).await;
     let heal_ms = world.history().now_us() / 1000;
     world.heal(0);
@@ -79,7 +120,10 @@ async fn nothing_is_delivered_across_a_partition() {
     }
     tokio::time::sleep(Duration::from_secs(15)).await;
     for (by, from) in [("b", "a"), ("a", "c")] {
-        let across: Vec<(u64, u64)> = received(&deliveries, by, from).into_iter().filter(|(value, _)| *value >= 100).collect();
+        let across: Vec<(u64, u64)> = received(&deliveries, by, from)
+            .into_iter()
+            .filter(|(value, _)| *value >= 100)
+            .collect();
         assert!(across.iter().all(|(_, at)| *at >= heal_ms), "{from}->{by} delivered during the partition ({partition_start_ms}..{heal_ms} ms): {across:?}");
     }
     assert_eq!(received(&deliveries, "c", "b").len(), 50, "the majority side talks throughout");
@@ -104,7 +148,10 @@ async fn a_one_way_partition_blocks_one_direction_only() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     send_from(&world, "a", "b", 1000..1001).await.unwrap();
     tokio::time::sleep(Duration::from_secs(15)).await;
-    assert!(received(&deliveries, "b", "a").iter().any(|(value, at)| *value == 1000 && *at >= heal_ms), "a -> b flows again after the heal");
+    assert!(
+        received(&deliveries, "b", "a").iter().any(|(value, at)| *value == 1000 && *at >= heal_ms),
+        "a -> b flows again after the heal"
+    );
 }
 
 #[madsim::test]
@@ -117,11 +164,17 @@ async fn link_rules_duplicate_and_delay_frames() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(received(&deliveries, "b", "a").len(), 40, "every frame twice");
     world.heal(0);
-    world.inject(1, &Fault::LinkDelay { from: "a".into(), to: "b".into(), delay_ms: 500, jitter_ms: 0 });
+    world.inject(
+        1,
+        &Fault::LinkDelay { from: "a".into(), to: "b".into(), delay_ms: 500, jitter_ms: 0 },
+    );
     let sent_ms = world.history().now_us() / 1000;
     send_from(&world, "a", "b", 100..101).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, at) = received(&deliveries, "b", "a").into_iter().find(|(value, _)| *value == 100).expect("delayed, not lost");
+    let (_, at) = received(&deliveries, "b", "a")
+        .into_iter()
+        .find(|(value, _)| *value == 100)
+        .expect("delayed, not lost");
     assert!(at >= sent_ms + 500, "sent at {sent_ms} ms, received at {at} ms");
 }
 
@@ -149,10 +202,20 @@ fn writing_program(done: Arc<Mutex<bool>>) -> Program {
 async fn a_crash_loses_exactly_the_unsynced_writes() {
     let done = Arc::new(Mutex::new(false));
     let servers = [NodeSpec { name: "a".into(), role: "test".into() }];
-    let mut world = World::build(1, History::new(), &servers, &[], serde_json::Value::Null, writing_program(done.clone()));
+    let mut world = World::build(
+        1,
+        History::new(),
+        &servers,
+        &[],
+        serde_json::Value::Null,
+        writing_program(done.clone()),
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(*done.lock().unwrap());
-    assert_eq!(decode_records("log", &world.disk("a").visible_bytes("log")).unwrap().records.len(), 4);
+    assert_eq!(
+        decode_records("log", &world.disk("a").visible_bytes("log")).unwrap().records.len(),
+        4
+    );
     world.inject(0, &Fault::Crash { node: "a".into() });
     world.heal(0);
     tokio::time::sleep(Duration::from_secs(1)).await;

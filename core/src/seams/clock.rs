@@ -48,8 +48,8 @@ struct Skew {
 
 impl Skew {
     fn reading_us(&self, true_us: i64) -> i64 {
-        let drifted_us = (true_us - self.drift_anchor_us) as i128 * self.drift_ppm as i128
-            / 1_000_000;
+        let drifted_us =
+            (true_us - self.drift_anchor_us) as i128 * self.drift_ppm as i128 / 1_000_000;
         true_us + self.offset_us + drifted_us as i64
     }
 }

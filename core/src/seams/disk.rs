@@ -131,7 +131,11 @@ fn check_name(file: &str) -> Result<(), DiskError> {
         && file.len() <= FILE_NAME_BYTES_MAX
         && !file.starts_with('.')
         && file.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if valid { Ok(()) } else { Err(DiskError::InvalidName(file.to_string())) }
+    if valid {
+        Ok(())
+    } else {
+        Err(DiskError::InvalidName(file.to_string()))
+    }
 }
 
 fn check_size(payload: &[u8]) -> Result<(), DiskError> {
@@ -521,8 +525,12 @@ impl SimDisk {
     }
 
     fn list(&self) -> Vec<String> {
-        self.lock().files.iter().filter(|(_, f)| !f.visible().is_empty() || !f.durable.is_empty())
-            .map(|(name, _)| name.clone()).collect()
+        self.lock()
+            .files
+            .iter()
+            .filter(|(_, f)| !f.visible().is_empty() || !f.durable.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 
@@ -726,13 +734,21 @@ mod crash_tests {
         )
     }
 
-    fn in_simulation<T: Send + 'static>(seed: u64, body: impl std::future::Future<Output = T> + Send + 'static) -> T {
-        madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default()).block_on(body)
+    fn in_simulation<T: Send + 'static>(
+        seed: u64,
+        body: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default())
+            .block_on(body)
     }
 
     /// Plays `ops`, crashes, and returns (records up to the last fsync, every record appended,
     /// durable bytes before the crash, bytes pending at the crash, bytes after the crash).
-    async fn play_and_crash(ops: Vec<Op>, torn: bool, seed: u64) -> (Vec<Vec<u8>>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    async fn play_and_crash(
+        ops: Vec<Op>,
+        torn: bool,
+        seed: u64,
+    ) -> (Vec<Vec<u8>>, Vec<u8>, Vec<u8>, Vec<u8>) {
         let (disk, control) = SimDisk::new(DiskTiming::default(), rng_for(seed, "disk"));
         let disk = Disk::Sim(disk);
         control.set_torn_writes(torn);
@@ -793,7 +809,9 @@ mod crash_tests {
             let (file, offset) = control.corrupt(Some("log")).unwrap();
             assert_eq!(file, "log");
             let error = disk.read("log").await.unwrap_err();
-            let DiskError::Corrupt { offset: record_offset, .. } = error else { panic!("{error:?}") };
+            let DiskError::Corrupt { offset: record_offset, .. } = error else {
+                panic!("{error:?}")
+            };
             assert!(record_offset <= offset);
             let (salvaged, found) = disk.salvage("log").await.unwrap();
             assert!(found.is_some());
@@ -804,7 +822,11 @@ mod crash_tests {
     #[test]
     fn slow_disk_and_stalls_cost_simulated_time() {
         in_simulation(2, async {
-            let timing = DiskTiming { io_latency_us: 20, fsync_latency_us_min: 1000, fsync_latency_us_max: 1000 };
+            let timing = DiskTiming {
+                io_latency_us: 20,
+                fsync_latency_us_min: 1000,
+                fsync_latency_us_max: 1000,
+            };
             let (disk, control) = SimDisk::new(timing, rng_for(2, "disk"));
             let disk = Disk::Sim(disk);
             let start = tokio::time::Instant::now();

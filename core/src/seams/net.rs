@@ -502,7 +502,8 @@ fn poll_connections<M: Message>(
         let Poll::Ready(frame) = accepted.reader.poll_frame(cx) else {
             continue;
         };
-        let wire = frame.and_then(|frame| postcard::from_bytes::<Wire<M>>(&accepted.reader.buffer[frame]).ok());
+        let wire = frame
+            .and_then(|frame| postcard::from_bytes::<Wire<M>>(&accepted.reader.buffer[frame]).ok());
         if wire.is_some() {
             *next_connection = index + 1;
             return Poll::Ready((accepted.connection.clone(), wire));
@@ -580,7 +581,10 @@ impl<M: Message> Future for CallFuture<'_, M> {
         loop {
             {
                 let mut calls = this.shared.calls.lock().expect("calls lock poisoned");
-                let call = calls.pending.get_mut(&this.id).expect("a pending call stays in the table until its future is dropped");
+                let call = calls
+                    .pending
+                    .get_mut(&this.id)
+                    .expect("a pending call stays in the table until its future is dropped");
                 if let Some(outcome) = call.outcome.take() {
                     return Poll::Ready(outcome);
                 }
@@ -603,7 +607,9 @@ impl<M: Message> Future for CallFuture<'_, M> {
                 continue;
             };
             match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
-                Ok(Wire::Reply { id, body }) if id == this.id => return Poll::Ready(CallOutcome::Reply(body)),
+                Ok(Wire::Reply { id, body }) if id == this.id => {
+                    return Poll::Ready(CallOutcome::Reply(body))
+                }
                 Ok(wire) => this.shared.dispatch_on_dialed(&this.connection, wire),
                 Err(_) => {
                     // A frame that does not decode: the stream cannot be trusted further.
@@ -673,7 +679,9 @@ impl<M> Shared<M> {
     fn dispatch(&self, connection: &Arc<Connection>, wire: Wire<M>) -> Option<Incoming<M>> {
         match wire {
             Wire::Hello { .. } => None,
-            Wire::OneWay(body) => Some(Incoming { from: connection.peer.clone(), body, reply_to: None }),
+            Wire::OneWay(body) => {
+                Some(Incoming { from: connection.peer.clone(), body, reply_to: None })
+            }
             Wire::Request { id, body } => Some(Incoming {
                 from: connection.peer.clone(),
                 body,
@@ -683,7 +691,10 @@ impl<M> Shared<M> {
                 let waker = {
                     let mut calls = self.calls.lock().expect("calls lock poisoned");
                     // The caller may have timed out and gone meanwhile.
-                    calls.pending.get_mut(&id).and_then(|call| CallTable::settle(call, CallOutcome::Reply(body)))
+                    calls
+                        .pending
+                        .get_mut(&id)
+                        .and_then(|call| CallTable::settle(call, CallOutcome::Reply(body)))
                 };
                 if let Some(waker) = waker {
                     waker.wake();
@@ -744,7 +755,12 @@ impl<M> Shared<M> {
         earliest
     }
 
-    fn new_connection(&self, peer: String, writer: WriteHalf<TcpStream>, reader: Option<FrameReader>) -> Arc<Connection> {
+    fn new_connection(
+        &self,
+        peer: String,
+        writer: WriteHalf<TcpStream>,
+        reader: Option<FrameReader>,
+    ) -> Arc<Connection> {
         Arc::new(Connection {
             id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
             peer,
@@ -770,10 +786,12 @@ impl<M: Message> Shared<M> {
             match reader.poll_frame(&mut context) {
                 Poll::Pending => break true,
                 Poll::Ready(None) => break false,
-                Poll::Ready(Some(frame)) => match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
-                    Ok(wire) => self.dispatch_on_dialed(connection, wire),
-                    Err(_) => break false,
-                },
+                Poll::Ready(Some(frame)) => {
+                    match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
+                        Ok(wire) => self.dispatch_on_dialed(connection, wire),
+                        Err(_) => break false,
+                    }
+                }
             }
         };
         if !open {
@@ -782,7 +800,8 @@ impl<M: Message> Shared<M> {
         }
         *connection.reader.lock().expect("reader lock poisoned") = Some(reader);
         // A call that found the reader gone while this held it waits to be told it is back.
-        let waker = next_waiter(&mut self.calls.lock().expect("calls lock poisoned"), connection.id);
+        let waker =
+            next_waiter(&mut self.calls.lock().expect("calls lock poisoned"), connection.id);
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -873,7 +892,13 @@ impl<M: Message> Transport<M> {
             accepted: accepted_sender,
             forwarded: forwarded_sender,
         });
-        let inbox = Inbox { shared: shared.clone(), accepted, forwarded, connections: Vec::new(), next_connection: 0 };
+        let inbox = Inbox {
+            shared: shared.clone(),
+            accepted,
+            forwarded,
+            connections: Vec::new(),
+            next_connection: 0,
+        };
         (Transport { shared }, inbox)
     }
 
@@ -901,10 +926,16 @@ impl<M: Message> Transport<M> {
         let connection = self.connection(to).await?;
         // In the table before the request leaves: another caller reading this connection
         // may read the reply first.
-        let pending = PendingCall { connection_id: connection.id, deadline: None, outcome: None, waker: None };
+        let pending = PendingCall {
+            connection_id: connection.id,
+            deadline: None,
+            outcome: None,
+            waker: None,
+        };
         self.shared.calls.lock().expect("calls lock poisoned").pending.insert(id, pending);
         // From here on, dropping the future (at any await) removes the call from the table.
-        let waiting = CallFuture { shared: &self.shared, connection: connection.clone(), id, reader: None };
+        let waiting =
+            CallFuture { shared: &self.shared, connection: connection.clone(), id, reader: None };
         self.write_with_faults(&connection, frame).await?;
         let deadline = tokio::time::Instant::now() + timeout;
         let sweep_sooner = {
@@ -925,7 +956,10 @@ impl<M: Message> Transport<M> {
         match waiting.await {
             CallOutcome::Reply(reply) => Ok(reply),
             CallOutcome::ConnectionLost => Err(NetError::ConnectionLost { peer: to.to_string() }),
-            CallOutcome::TimedOut => Err(NetError::Timeout { peer: to.to_string(), after_ms: timeout.as_millis() as u64 }),
+            CallOutcome::TimedOut => Err(NetError::Timeout {
+                peer: to.to_string(),
+                after_ms: timeout.as_millis() as u64,
+            }),
         }
     }
 
@@ -1008,7 +1042,8 @@ impl<M: Message> Transport<M> {
                 return Err(NetError::Unreachable { peer: to.to_string(), reason });
             }
         }
-        let connect = tokio::time::timeout(self.shared.options.connect_timeout, TcpStream::connect(address));
+        let connect =
+            tokio::time::timeout(self.shared.options.connect_timeout, TcpStream::connect(address));
         let failure = match connect.await {
             Ok(Ok(stream)) => match self.open(to, stream).await {
                 Ok(connection) => {
@@ -1088,7 +1123,11 @@ mod tests {
         let faults = LinkFaults::default();
         assert_eq!(faults.rule("a", "b"), None);
         faults.set_every_link(LinkRule { delay_ms: 5, ..LinkRule::default() });
-        faults.set_link("a", "b", LinkRule { delay_ms: 7, drop_probability: 0.5, ..LinkRule::default() });
+        faults.set_link(
+            "a",
+            "b",
+            LinkRule { delay_ms: 7, drop_probability: 0.5, ..LinkRule::default() },
+        );
         let merged = faults.rule("a", "b").unwrap();
         assert_eq!((merged.delay_ms, merged.drop_probability), (12, 0.5));
         assert_eq!(faults.rule("b", "a").unwrap().delay_ms, 5);

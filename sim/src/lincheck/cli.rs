@@ -88,11 +88,8 @@ pub fn run(files: &[PathBuf], timeout: Option<Duration>, json: bool) -> i32 {
                 eprintln!("error: {file_name}: {message}");
             }
             Ok((file, verdict)) => {
-                let operations = file
-                    .history
-                    .iter()
-                    .filter(|op| op.op_type == super::OpType::Invoke)
-                    .count();
+                let operations =
+                    file.history.iter().filter(|op| op.op_type == super::OpType::Invoke).count();
                 let agrees = file.expect.map(|expect| agrees_with(&verdict, expect));
                 if agrees == Some(false) && exit_status == EXIT_AGREES {
                     exit_status = EXIT_DISAGREES;
@@ -185,20 +182,12 @@ mod tests {
 
     #[test]
     fn exit_status_says_agreement() {
-        let agrees = history_file(
-            "agrees.json",
-            &STALE_READ.replace("EXPECT", "not-linearizable"),
-        );
-        let disagrees = history_file(
-            "disagrees.json",
-            &STALE_READ.replace("EXPECT", "linearizable"),
-        );
+        let agrees = history_file("agrees.json", &STALE_READ.replace("EXPECT", "not-linearizable"));
+        let disagrees =
+            history_file("disagrees.json", &STALE_READ.replace("EXPECT", "linearizable"));
         assert_eq!(run(std::slice::from_ref(&agrees), None, false), EXIT_AGREES);
         assert_eq!(run(std::slice::from_ref(&agrees), None, true), EXIT_AGREES);
-        assert_eq!(
-            run(&[agrees.clone(), disagrees.clone()], None, false),
-            EXIT_DISAGREES
-        );
+        assert_eq!(run(&[agrees.clone(), disagrees.clone()], None, false), EXIT_DISAGREES);
         // A deadline already past answers unknown, which agrees with nothing.
         assert_eq!(run(&[agrees], Some(Duration::ZERO), false), EXIT_DISAGREES);
         let malformed = history_file(
@@ -213,16 +202,9 @@ mod tests {
         );
         let missing = PathBuf::from("/nonexistent/lincheck/history.json");
         for bad in [unpaired, missing] {
-            assert_eq!(
-                run(&[bad.clone(), disagrees.clone()], None, false),
-                EXIT_MALFORMED
-            );
+            assert_eq!(run(&[bad.clone(), disagrees.clone()], None, false), EXIT_MALFORMED);
             assert_eq!(run(&[bad], None, true), EXIT_MALFORMED);
         }
-        assert_eq!(
-            run(&[malformed], None, false),
-            EXIT_DISAGREES,
-            "value defaults to null"
-        );
+        assert_eq!(run(&[malformed], None, false), EXIT_DISAGREES, "value defaults to null");
     }
 }

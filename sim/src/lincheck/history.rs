@@ -115,10 +115,7 @@ pub enum HistoryError {
 
 impl HistoryError {
     pub(crate) fn invalid(position: impl Into<String>, message: impl Into<String>) -> Self {
-        HistoryError::Invalid {
-            position: position.into(),
-            message: message.into(),
-        }
+        HistoryError::Invalid { position: position.into(), message: message.into() }
     }
 }
 
@@ -130,11 +127,7 @@ pub fn parse_history(text: &str) -> Result<HistoryFile, HistoryError> {
         let inner = error.into_inner();
         // serde_json appends "at line L column C", which locates the error in the text.
         HistoryError::Shape {
-            position: if position == "." {
-                "(document)".to_string()
-            } else {
-                position
-            },
+            position: if position == "." { "(document)".to_string() } else { position },
             message: inner.to_string(),
         }
     })?;
@@ -143,10 +136,8 @@ pub fn parse_history(text: &str) -> Result<HistoryFile, HistoryError> {
 
 /// Reads and parses a history file.
 pub fn load_history(path: &Path) -> Result<HistoryFile, HistoryError> {
-    let text = std::fs::read_to_string(path).map_err(|source| HistoryError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| HistoryError::Io { path: path.display().to_string(), source })?;
     parse_history(&text)
 }
 
@@ -260,18 +251,11 @@ pub fn pair_calls(history: &[Op]) -> Result<(Vec<Call<'_>>, usize), HistoryError
                 }
                 match op.op_type {
                     OpType::Ok => {
-                        let call = calls[slot]
-                            .as_mut()
-                            .expect("an open invoke has a live slot");
-                        call.completion = Completion::Ok {
-                            index,
-                            value: &op.value,
-                        };
+                        let call = calls[slot].as_mut().expect("an open invoke has a live slot");
+                        call.completion = Completion::Ok { index, value: &op.value };
                     }
                     OpType::Info => {
-                        let call = calls[slot]
-                            .as_mut()
-                            .expect("an open invoke has a live slot");
+                        let call = calls[slot].as_mut().expect("an open invoke has a live slot");
                         call.completion = Completion::Info { index: Some(index) };
                     }
                     OpType::Fail => calls[slot] = None,
@@ -298,13 +282,7 @@ mod tests {
     use super::*;
 
     fn op(process: u64, op_type: OpType, f: &str, value: Value) -> Op {
-        Op {
-            process,
-            op_type,
-            f: f.to_string(),
-            value,
-            key: None,
-        }
+        Op { process, op_type, f: f.to_string(), value, key: None }
     }
 
     #[test]
@@ -321,13 +299,7 @@ mod tests {
         let (calls, invokes) = pair_calls(&history).unwrap();
         assert_eq!(invokes, 4);
         assert_eq!(calls.len(), 3);
-        assert_eq!(
-            calls[0].completion,
-            Completion::Ok {
-                index: 2,
-                value: &Value::from(1)
-            }
-        );
+        assert_eq!(calls[0].completion, Completion::Ok { index: 2, value: &Value::from(1) });
         assert_eq!(calls[1].invoke_index, 4);
         assert_eq!(calls[1].completion, Completion::Info { index: None });
         assert_eq!(calls[2].completion, Completion::Info { index: Some(6) });
@@ -346,10 +318,7 @@ mod tests {
             op(0, OpType::Invoke, "read", Value::Null),
         ];
         let error = pair_calls(&double).unwrap_err().to_string();
-        assert!(
-            error.starts_with("history[1].type: invoke by process 0 while"),
-            "{error}"
-        );
+        assert!(error.starts_with("history[1].type: invoke by process 0 while"), "{error}");
         let mismatch = vec![
             op(0, OpType::Invoke, "read", Value::Null),
             op(0, OpType::Ok, "write", Value::Null),
@@ -362,10 +331,7 @@ mod tests {
     fn parse_errors_name_the_position() {
         let unknown_field = r#"{"model":"register","history":[{"process":0,"type":"invoke","f":"read","value":null,"colour":1}]}"#;
         let error = parse_history(unknown_field).unwrap_err().to_string();
-        assert!(
-            error.contains("history[0]") && error.contains("colour"),
-            "{error}"
-        );
+        assert!(error.contains("history[0]") && error.contains("colour"), "{error}");
         let wrong_type =
             r#"{"model":"register","history":[{"process":0,"type":"begin","f":"read"}]}"#;
         let error = parse_history(wrong_type).unwrap_err().to_string();

@@ -94,10 +94,7 @@ pub fn check(
         "fifo-queue" => check_with(FifoQueueModel::new(), init, history, deadline),
         _ => Err(HistoryError::invalid(
             "model",
-            format!(
-                "unknown model {model:?}; known models: {}",
-                MODEL_NAMES.join(", ")
-            ),
+            format!("unknown model {model:?}; known models: {}", MODEL_NAMES.join(", ")),
         )),
     }
 }
@@ -115,9 +112,8 @@ pub fn check_with<M: Model>(
     deadline: Option<Instant>,
 ) -> Result<Verdict, HistoryError> {
     let (calls, _invoke_count) = pair_calls(history)?;
-    let state_initial = model
-        .init(init)
-        .map_err(|message| HistoryError::invalid("init", message))?;
+    let state_initial =
+        model.init(init).map_err(|message| HistoryError::invalid("init", message))?;
 
     // Decode everything before searching anything: bad input is reported whatever the verdict.
     let mut partitions: Partitions<'_, M::Input, M::Output> = BTreeMap::new();
@@ -163,10 +159,7 @@ pub fn check_with<M: Model>(
         ));
     }
 
-    let limits = Limits {
-        deadline,
-        cache_entries_max: CACHE_ENTRIES_MAX,
-    };
+    let limits = Limits { deadline, cache_entries_max: CACHE_ENTRIES_MAX };
     // Partitions take turns of `STEPS_PER_TURN` steps: a partition that is quick to refute
     // ends the check early, whatever its key, after about (partitions x its steps); and the
     // total work on a linearizable history stays the sum of the partitions' (searches resume).
@@ -181,27 +174,16 @@ pub fn check_with<M: Model>(
         .map(|(key, members)| {
             let (call_indices, calls): (Vec<usize>, Vec<_>) = members.into_iter().unzip();
             let search = Search::new(&model, state_initial, &calls);
-            Pending {
-                key,
-                call_indices,
-                calls,
-                search,
-            }
+            Pending { key, call_indices, calls, search }
         })
         .collect();
     let mut gave_up = None;
     while !pending.is_empty() {
         // The last partition left has nobody to give way to.
-        let steps_max = if pending.len() == 1 {
-            u64::MAX
-        } else {
-            STEPS_PER_TURN
-        };
+        let steps_max = if pending.len() == 1 { u64::MAX } else { STEPS_PER_TURN };
         let mut still_pending = Vec::with_capacity(pending.len());
         for mut partition in pending {
-            let progress = partition
-                .search
-                .run(&mut model, &partition.calls, limits, steps_max);
+            let progress = partition.search.run(&mut model, &partition.calls, limits, steps_max);
             match progress {
                 Progress::Paused => still_pending.push(partition),
                 Progress::Done(SearchOutcome::Linearizable) => {}
@@ -227,9 +209,7 @@ pub fn check_with<M: Model>(
                         cannot_place: candidates.iter().map(|&index| describe(index)).collect(),
                         calls_in_partition: partition.calls.len(),
                     };
-                    return Ok(Verdict::NotLinearizable {
-                        witness: Box::new(witness),
-                    });
+                    return Ok(Verdict::NotLinearizable { witness: Box::new(witness) });
                 }
             }
         }

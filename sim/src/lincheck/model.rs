@@ -104,10 +104,7 @@ pub struct ValueInterner {
 
 impl Default for ValueInterner {
     fn default() -> Self {
-        let mut interner = ValueInterner {
-            id_by_text: HashMap::new(),
-            values: Vec::new(),
-        };
+        let mut interner = ValueInterner { id_by_text: HashMap::new(), values: Vec::new() };
         let null_id = interner.intern(&Value::Null);
         assert_eq!(null_id, ValueInterner::NULL);
         interner
@@ -175,18 +172,12 @@ pub enum RegisterOutput {
 impl RegisterModel {
     /// A plain read/write register.
     pub fn register() -> Self {
-        RegisterModel {
-            with_cas: false,
-            values: ValueInterner::default(),
-        }
+        RegisterModel { with_cas: false, values: ValueInterner::default() }
     }
 
     /// A register with compare-and-set.
     pub fn cas_register() -> Self {
-        RegisterModel {
-            with_cas: true,
-            values: ValueInterner::default(),
-        }
+        RegisterModel { with_cas: true, values: ValueInterner::default() }
     }
 }
 
@@ -434,9 +425,8 @@ impl StringTable {
                     hashes_start = self.leaf_prefix_hashes.len();
                     let mut prefix_hash = 0u64;
                     for &byte in &self.leaf_bytes[start..start + whole_length] {
-                        prefix_hash = prefix_hash
-                            .wrapping_mul(ROLLING_BASE)
-                            .wrapping_add(u64::from(byte));
+                        prefix_hash =
+                            prefix_hash.wrapping_mul(ROLLING_BASE).wrapping_add(u64::from(byte));
                         self.leaf_prefix_hashes.push(prefix_hash);
                     }
                     self.prefix_hashes_start[whole as usize] = hashes_start;
@@ -477,14 +467,12 @@ impl StringTable {
     fn intern(&mut self, text: &str) -> u32 {
         let (hash, power) = text.bytes().fold((0u64, 1u64), |(hash, power), byte| {
             (
-                hash.wrapping_mul(ROLLING_BASE)
-                    .wrapping_add(u64::from(byte)),
+                hash.wrapping_mul(ROLLING_BASE).wrapping_add(u64::from(byte)),
                 power.wrapping_mul(ROLLING_BASE),
             )
         });
-        if let Some(id) = self.find(hash, |candidate| {
-            self.same_content(candidate, text.as_bytes())
-        }) {
+        if let Some(id) = self.find(hash, |candidate| self.same_content(candidate, text.as_bytes()))
+        {
             return id;
         }
         let start = self.leaf_bytes.len();
@@ -594,9 +582,7 @@ impl Model for KvModel {
         match f {
             "get" => Ok(KvInput::Get),
             "put" => Ok(KvInput::Put(self.string_id(value, "the string put")?)),
-            "append" => Ok(KvInput::Append(
-                self.string_id(value, "the string appended")?,
-            )),
+            "append" => Ok(KvInput::Append(self.string_id(value, "the string appended")?)),
             _ => Err(format!("unknown f {f:?}")),
         }
     }
@@ -762,10 +748,7 @@ impl FifoQueueModel {
             return popped;
         }
         let contents = &self.queues[queue as usize];
-        assert!(
-            !contents.is_empty(),
-            "pop is only called on a non-empty queue"
-        );
+        assert!(!contents.is_empty(), "pop is only called on a non-empty queue");
         let head = contents[0];
         let rest = contents[1..].to_vec();
         let rest_id = self.queue_id(rest);
@@ -791,10 +774,8 @@ impl Model for FifoQueueModel {
         match init {
             Value::Null => Ok(FifoQueueModel::EMPTY),
             Value::Array(items) => {
-                let contents = items
-                    .iter()
-                    .map(|item| self.element_id(item))
-                    .collect::<Result<_, _>>()?;
+                let contents =
+                    items.iter().map(|item| self.element_id(item)).collect::<Result<_, _>>()?;
                 Ok(self.queue_id(contents))
             }
             _ => Err(format!("a queue's init is null or an array, found {init}")),
@@ -827,10 +808,7 @@ impl Model for FifoQueueModel {
     }
 
     fn is_read_only(&self, input: &QueueInput, output: Option<&QueueOutput>) -> bool {
-        matches!(
-            (input, output),
-            (QueueInput::Dequeue, Some(QueueOutput::Dequeued(None)))
-        )
+        matches!((input, output), (QueueInput::Dequeue, Some(QueueOutput::Dequeued(None))))
     }
 
     fn can_reach<'a>(
@@ -845,11 +823,7 @@ impl Model for FifoQueueModel {
             return true;
         }
         let length = self.queues[state as usize].len();
-        length == 0
-            || others
-                .filter(|input| **input == QueueInput::Dequeue)
-                .count()
-                >= length
+        length == 0 || others.filter(|input| **input == QueueInput::Dequeue).count() >= length
     }
 
     fn step(
@@ -874,11 +848,8 @@ impl Model for FifoQueueModel {
                 successors.push(next);
             }
             (QueueInput::Dequeue, observed) => {
-                let taken = if state == FifoQueueModel::EMPTY {
-                    None
-                } else {
-                    Some(self.pop(state))
-                };
+                let taken =
+                    if state == FifoQueueModel::EMPTY { None } else { Some(self.pop(state)) };
                 match (taken, observed) {
                     (None, Some(QueueOutput::Dequeued(None)) | None) => successors.push(state),
                     (Some((_, rest)), None) => successors.push(rest),
@@ -895,12 +866,7 @@ impl Model for FifoQueueModel {
 
     fn describe_state(&self, state: u32) -> Value {
         let contents = &self.queues[state as usize];
-        Value::Array(
-            contents
-                .iter()
-                .map(|&id| self.elements.value(id).clone())
-                .collect(),
-        )
+        Value::Array(contents.iter().map(|&id| self.elements.value(id).clone()).collect())
     }
 }
 
@@ -928,10 +894,7 @@ mod tests {
         let swapped = model.decode_output(&cas, &json!(true)).unwrap();
         let not_swapped = model.decode_output(&cas, &json!(false)).unwrap();
         assert!(successors(&mut model, empty, &cas, Some(&swapped)).is_empty());
-        assert_eq!(
-            successors(&mut model, empty, &cas, Some(&not_swapped)),
-            vec![empty]
-        );
+        assert_eq!(successors(&mut model, empty, &cas, Some(&not_swapped)), vec![empty]);
         let one = model.values.intern(&json!(1));
         let two = model.values.intern(&json!(2));
         assert_eq!(successors(&mut model, one, &cas, Some(&swapped)), vec![two]);
@@ -950,11 +913,7 @@ mod tests {
         let got_aa = model.decode_output(&KvInput::Get, &json!("aa")).unwrap();
         let a = successors(&mut model, empty, &append_a, None)[0];
         let aa = successors(&mut model, a, &append_a, None)[0];
-        assert_eq!(
-            KvOutput::Got(aa),
-            got_aa,
-            "the same string interns to the same id"
-        );
+        assert_eq!(KvOutput::Got(aa), got_aa, "the same string interns to the same id");
         assert_eq!(model.describe_state(aa), json!("aa"));
         assert!(model.partition(None).is_err());
         assert!(model.decode_input("put", &json!(3)).is_err());
@@ -964,12 +923,8 @@ mod tests {
     fn string_table_concatenations_are_canonical() {
         let mut table = StringTable::default();
         let abc_leaf = table.intern("abc");
-        let (a, bc, ab, c) = (
-            table.intern("a"),
-            table.intern("bc"),
-            table.intern("ab"),
-            table.intern("c"),
-        );
+        let (a, bc, ab, c) =
+            (table.intern("a"), table.intern("bc"), table.intern("ab"), table.intern("c"));
         assert_eq!(table.concat(a, bc), abc_leaf, "equal contents, equal ids");
         assert_eq!(table.concat(ab, c), abc_leaf);
         assert!(table.may_be_prefix(ab, abc_leaf) && table.may_be_prefix(a, abc_leaf));
@@ -977,11 +932,7 @@ mod tests {
         let cab = table.concat(c, ab);
         let (ca, b) = (table.concat(c, a), table.intern("b"));
         assert_eq!(table.concat(ca, b), cab);
-        assert_eq!(
-            table.intern("cab"),
-            cab,
-            "a leaf interned after an equal concat"
-        );
+        assert_eq!(table.intern("cab"), cab, "a leaf interned after an equal concat");
         assert_eq!(table.content(cab), "cab");
         assert_eq!(table.concat(0, a), a, "\"\" + a = a");
         assert_ne!(table.concat(a, a), a);
@@ -996,15 +947,9 @@ mod tests {
         let q1 = successors(&mut model, empty, &enqueue_1, None)[0];
         let q12 = successors(&mut model, q1, &enqueue_2, None)[0];
         assert_eq!(model.describe_state(q12), json!([1, 2]));
-        let got_2 = model
-            .decode_output(&QueueInput::Dequeue, &json!(2))
-            .unwrap();
-        let got_1 = model
-            .decode_output(&QueueInput::Dequeue, &json!(1))
-            .unwrap();
-        let got_none = model
-            .decode_output(&QueueInput::Dequeue, &Value::Null)
-            .unwrap();
+        let got_2 = model.decode_output(&QueueInput::Dequeue, &json!(2)).unwrap();
+        let got_1 = model.decode_output(&QueueInput::Dequeue, &json!(1)).unwrap();
+        let got_none = model.decode_output(&QueueInput::Dequeue, &Value::Null).unwrap();
         assert!(successors(&mut model, q12, &QueueInput::Dequeue, Some(&got_2)).is_empty());
         let q2 = successors(&mut model, q12, &QueueInput::Dequeue, Some(&got_1))[0];
         assert_eq!(model.describe_state(q2), json!([2]));

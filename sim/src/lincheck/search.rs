@@ -62,9 +62,7 @@ impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for chunk in &mut chunks {
-            self.add_word(u64::from_le_bytes(
-                chunk.try_into().expect("chunk of 8 bytes"),
-            ));
+            self.add_word(u64::from_le_bytes(chunk.try_into().expect("chunk of 8 bytes")));
         }
         for &byte in chunks.remainder() {
             self.add_word(u64::from(byte));
@@ -282,10 +280,7 @@ fn lookahead_blocker<M: Model>(
                 .filter(|&other| is_call_node(other) && other != taken_node)
                 .map(|other| &calls[call_of_node(other)].input);
                 let call = &calls[observer];
-                let observed = call
-                    .output
-                    .as_ref()
-                    .expect("read_only_ok calls are ok calls");
+                let observed = call.output.as_ref().expect("read_only_ok calls are ok calls");
                 if !model.can_reach(after, &call.input, observed, others) {
                     return Some(observer);
                 }
@@ -363,10 +358,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
         calls: &[SearchCall<M::Input, M::Output>],
     ) -> Self {
         let call_count = calls.len();
-        assert!(
-            call_count < (u32::MAX as usize) / 2 - 2,
-            "too many calls in one partition"
-        );
+        assert!(call_count < (u32::MAX as usize) / 2 - 2, "too many calls in one partition");
         let ok_total = calls.iter().filter(|call| call.output.is_some()).count();
         let read_only_ok: Vec<bool> = calls
             .iter()
@@ -380,8 +372,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
         for (index, call) in calls.iter().enumerate() {
             let node = (2 * index + 1) as u32;
             assert!(
-                call.return_position
-                    .is_none_or(|position| position > call.invoke_position),
+                call.return_position.is_none_or(|position| position > call.invoke_position),
                 "a call returns after its invoke"
             );
             order.push((call.invoke_position, node));
@@ -402,9 +393,8 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
         next[previous_node as usize] = tail;
         prev[tail as usize] = previous_node;
 
-        let zobrist: Vec<u64> = (0..call_count)
-            .map(|index| splitmix64(0x6c69_6e63_6865_636b ^ index as u64))
-            .collect();
+        let zobrist: Vec<u64> =
+            (0..call_count).map(|index| splitmix64(0x6c69_6e63_6865_636b ^ index as u64)).collect();
         let words_per_entry = call_count.div_ceil(64);
         let bits = vec![0u64; words_per_entry];
         // A few entries per call covers most histories without holding much memory.
@@ -494,10 +484,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             *steps_until_deadline_check -= 1;
             if *steps_until_deadline_check == 0 {
                 *steps_until_deadline_check = STEPS_BETWEEN_DEADLINE_CHECKS;
-                if limits
-                    .deadline
-                    .is_some_and(|deadline| Instant::now() >= deadline)
-                {
+                if limits.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     return Progress::Done(SearchOutcome::GaveUp(GaveUp::Timeout));
                 }
                 if cache.len() >= limits.cache_entries_max {
@@ -608,12 +595,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                 bits[call_index / 64] |= 1u64 << (call_index % 64);
                 *bits_hash ^= zobrist[call_index];
                 lift!(call_node);
-                stack.push(Frame {
-                    node: call_node,
-                    state_before: *state,
-                    successor,
-                    forced,
-                });
+                stack.push(Frame { node: call_node, state_before: *state, successor, forced });
                 *state = after;
                 if calls[call_index].output.is_some() {
                     *ok_remaining -= 1;
@@ -638,20 +620,13 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                 // The stack has not changed since it reached its deepest: record that point.
                 let mut prefix = Vec::with_capacity(stack.len() + 1);
                 for (position, frame) in stack.iter().enumerate() {
-                    let after = stack
-                        .get(position + 1)
-                        .map_or(*state, |next| next.state_before);
+                    let after = stack.get(position + 1).map_or(*state, |next| next.state_before);
                     prefix.push((call_of_node(frame.node), after));
                 }
                 // Info calls are left out: they constrain nothing, so they are never the
                 // reason; an ok call is always among the candidates (the one returning first).
                 let mut candidates = Vec::new();
-                if let PendingSnapshot::Pruned {
-                    node,
-                    after,
-                    blocker,
-                } = pending
-                {
+                if let PendingSnapshot::Pruned { node, after, blocker } = pending {
                     prefix.push((call_of_node(node), after));
                     candidates.push(blocker);
                 } else {
@@ -664,18 +639,14 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                         candidate = next[candidate as usize];
                     }
                 }
-                assert!(
-                    !candidates.is_empty(),
-                    "an ok call is left, so one is a candidate"
-                );
+                assert!(!candidates.is_empty(), "an ok call is left, so one is a candidate");
                 *deepest = Some((prefix, candidates));
             }
             // Pop until a frame with alternatives left.
             loop {
                 let Some(frame) = stack.pop() else {
-                    let (prefix, candidates) = deepest
-                        .take()
-                        .expect("the first backtrack takes a snapshot");
+                    let (prefix, candidates) =
+                        deepest.take().expect("the first backtrack takes a snapshot");
                     return Progress::Done(SearchOutcome::NotLinearizable { prefix, candidates });
                 };
                 let call_index = call_of_node(frame.node);
@@ -693,9 +664,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                 }
             }
             debug_assert_eq!(
-                bits.iter()
-                    .map(|word| word.count_ones() as usize)
-                    .sum::<usize>(),
+                bits.iter().map(|word| word.count_ones() as usize).sum::<usize>(),
                 stack.len(),
                 "the bitset holds exactly the calls on the stack"
             );

@@ -10,40 +10,16 @@ use serde_json::{json, Value};
 use super::*;
 
 fn invoke(process: u64, f: &str, value: Value) -> Op {
-    Op {
-        process,
-        op_type: OpType::Invoke,
-        f: f.to_string(),
-        value,
-        key: None,
-    }
+    Op { process, op_type: OpType::Invoke, f: f.to_string(), value, key: None }
 }
 fn ok(process: u64, f: &str, value: Value) -> Op {
-    Op {
-        process,
-        op_type: OpType::Ok,
-        f: f.to_string(),
-        value,
-        key: None,
-    }
+    Op { process, op_type: OpType::Ok, f: f.to_string(), value, key: None }
 }
 fn info(process: u64, f: &str) -> Op {
-    Op {
-        process,
-        op_type: OpType::Info,
-        f: f.to_string(),
-        value: Value::Null,
-        key: None,
-    }
+    Op { process, op_type: OpType::Info, f: f.to_string(), value: Value::Null, key: None }
 }
 fn fail(process: u64, f: &str) -> Op {
-    Op {
-        process,
-        op_type: OpType::Fail,
-        f: f.to_string(),
-        value: Value::Null,
-        key: None,
-    }
+    Op { process, op_type: OpType::Fail, f: f.to_string(), value: Value::Null, key: None }
 }
 fn keyed(mut op: Op, key: &str) -> Op {
     op.key = Some(key.to_string());
@@ -53,11 +29,7 @@ fn keyed(mut op: Op, key: &str) -> Op {
 /// The one helper every hand-made case goes through.
 fn check_verdict(model: &str, init: Value, history: &[Op], expect: &str) -> Verdict {
     let verdict = check(model, &init, history, None).expect("well-formed history");
-    assert_eq!(
-        verdict.name(),
-        expect,
-        "{model} history {history:#?}\nverdict {verdict:#?}"
-    );
+    assert_eq!(verdict.name(), expect, "{model} history {history:#?}\nverdict {verdict:#?}");
     verdict
 }
 
@@ -77,19 +49,14 @@ fn register_sequential_and_stale_read() {
         ok(1, "read", Value::Null),
     ];
     let verdict = check_verdict("register", Value::Null, &stale, "not-linearizable");
-    let Verdict::NotLinearizable { witness } = verdict else {
-        unreachable!()
-    };
+    let Verdict::NotLinearizable { witness } = verdict else { unreachable!() };
     assert_eq!(witness.linearized.len(), 1);
     assert_eq!(witness.linearized[0].call.invoke_index, 0);
     assert_eq!(witness.linearized[0].state_after, json!(1));
     assert_eq!(witness.cannot_place.len(), 1);
     assert_eq!(witness.cannot_place[0].invoke_index, 2);
     let text = witness.to_string();
-    assert!(
-        text.contains("history[2] process 1 read null -> null"),
-        "{text}"
-    );
+    assert!(text.contains("history[2] process 1 read null -> null"), "{text}");
     let json = serde_json::to_value(&*witness).unwrap();
     assert_eq!(json["cannot_place"][0]["invoke_index"], json!(2));
 }
@@ -182,12 +149,7 @@ fn cas_register() {
         ok(1, "cas", json!(true)),
         ok(2, "cas", json!(true)),
     ];
-    check_verdict(
-        "cas-register",
-        Value::Null,
-        &both_swapped,
-        "not-linearizable",
-    );
+    check_verdict("cas-register", Value::Null, &both_swapped, "not-linearizable");
     // An unknown cas may have swapped: the read may see 2, or 1.
     for read in [json!(1), json!(2)] {
         let unknown = [
@@ -228,9 +190,7 @@ fn kv_is_checked_per_key() {
     };
     assert_eq!(witness.key.as_deref(), Some("y"));
     let missing_key = [invoke(0, "get", Value::Null), ok(0, "get", json!(""))];
-    let error = check("kv", &json!(""), &missing_key, None)
-        .unwrap_err()
-        .to_string();
+    let error = check("kv", &json!(""), &missing_key, None).unwrap_err().to_string();
     assert!(error.starts_with("history[0].key:"), "{error}");
 }
 
@@ -287,36 +247,22 @@ fn fifo_queue() {
     ];
     check_verdict("fifo-queue", Value::Null, &unknowns, "linearizable");
     // A dequeue of an element never enqueued.
-    let invented = [
-        invoke(1, "dequeue", Value::Null),
-        ok(1, "dequeue", json!(9)),
-    ];
+    let invented = [invoke(1, "dequeue", Value::Null), ok(1, "dequeue", json!(9))];
     check_verdict("fifo-queue", Value::Null, &invented, "not-linearizable");
 }
 
 #[test]
 fn bad_input_names_its_position() {
     let history = [invoke(0, "read", Value::Null), ok(0, "read", Value::Null)];
-    let error = check("set", &Value::Null, &history, None)
-        .unwrap_err()
-        .to_string();
+    let error = check("set", &Value::Null, &history, None).unwrap_err().to_string();
     assert!(error.starts_with("model: unknown model \"set\""), "{error}");
-    let error = check("fifo-queue", &Value::Null, &history, None)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.starts_with("history[0].f: unknown f \"read\""),
-        "{error}"
-    );
+    let error = check("fifo-queue", &Value::Null, &history, None).unwrap_err().to_string();
+    assert!(error.starts_with("history[0].f: unknown f \"read\""), "{error}");
     let bad_cas = [invoke(0, "cas", json!(1)), ok(0, "cas", json!(true))];
-    let error = check("cas-register", &Value::Null, &bad_cas, None)
-        .unwrap_err()
-        .to_string();
+    let error = check("cas-register", &Value::Null, &bad_cas, None).unwrap_err().to_string();
     assert!(error.starts_with("history[0].value:"), "{error}");
     let bad_output = [invoke(0, "cas", json!([1, 2])), ok(0, "cas", json!("yes"))];
-    let error = check("cas-register", &Value::Null, &bad_output, None)
-        .unwrap_err()
-        .to_string();
+    let error = check("cas-register", &Value::Null, &bad_output, None).unwrap_err().to_string();
     assert!(error.starts_with("history[1].value:"), "{error}");
     let error = check("kv", &json!(5), &[], None).unwrap_err().to_string();
     assert!(error.starts_with("init:"), "{error}");
@@ -326,12 +272,7 @@ fn bad_input_names_its_position() {
 fn past_deadline_answers_unknown() {
     let history = [invoke(0, "write", json!(1)), ok(0, "write", json!(1))];
     let verdict = check("register", &Value::Null, &history, Some(Instant::now())).unwrap();
-    assert_eq!(
-        verdict,
-        Verdict::Unknown {
-            reason: GaveUp::Timeout
-        }
-    );
+    assert_eq!(verdict, Verdict::Unknown { reason: GaveUp::Timeout });
 }
 
 // ---- Property tests ----
@@ -397,23 +338,13 @@ fn apply(reference: &mut Reference, f: &str, value: &Value, key: &Option<String>
                 json!(false)
             }
         }
-        "get" => json!(reference
-            .kv
-            .get(key.as_ref().unwrap())
-            .cloned()
-            .unwrap_or_default()),
+        "get" => json!(reference.kv.get(key.as_ref().unwrap()).cloned().unwrap_or_default()),
         "put" => {
-            reference
-                .kv
-                .insert(key.clone().unwrap(), value.as_str().unwrap().to_string());
+            reference.kv.insert(key.clone().unwrap(), value.as_str().unwrap().to_string());
             Value::Null
         }
         "append" => {
-            reference
-                .kv
-                .entry(key.clone().unwrap())
-                .or_default()
-                .push_str(value.as_str().unwrap());
+            reference.kv.entry(key.clone().unwrap()).or_default().push_str(value.as_str().unwrap());
             Value::Null
         }
         "enqueue" => {
@@ -442,16 +373,8 @@ fn random_output(f: &str, choice: u8) -> Value {
 #[derive(Clone, Debug)]
 enum Phase {
     Idle,
-    Invoked {
-        f: &'static str,
-        value: Value,
-        key: Option<String>,
-    },
-    Applied {
-        f: &'static str,
-        output: Value,
-        key: Option<String>,
-    },
+    Invoked { f: &'static str, value: Value, key: Option<String> },
+    Applied { f: &'static str, output: Value, key: Option<String> },
     Crashed,
 }
 
@@ -582,15 +505,12 @@ fn witness_replays<M: Model>(mut model: M, history: &[Op], witness: &Witness) ->
     let mut state = model.init(&Value::Null).unwrap();
     let mut placed: Vec<&Call> = Vec::new();
     for step in &witness.linearized {
-        let Some(call) = calls
-            .iter()
-            .find(|call| call.invoke_index == step.call.invoke_index)
+        let Some(call) = calls.iter().find(|call| call.invoke_index == step.call.invoke_index)
         else {
             return false;
         };
         let returned_before_earlier = placed.iter().any(|earlier| {
-            call.return_index()
-                .is_some_and(|returned| returned < earlier.invoke_index)
+            call.return_index().is_some_and(|returned| returned < earlier.invoke_index)
         });
         if returned_before_earlier {
             return false;
@@ -602,9 +522,8 @@ fn witness_replays<M: Model>(mut model: M, history: &[Op], witness: &Witness) ->
         };
         let mut successors = Vec::new();
         model.step(state, &input, output.as_ref(), &mut successors);
-        let Some(&next) = successors
-            .iter()
-            .find(|&&next| model.describe_state(next) == step.state_after)
+        let Some(&next) =
+            successors.iter().find(|&&next| model.describe_state(next) == step.state_after)
         else {
             return false;
         };
@@ -636,9 +555,7 @@ fn brute_force_by_name(model: &str, history: &[Op]) -> bool {
             for op in history {
                 by_key.entry(op.key.clone()).or_default().push(op.clone());
             }
-            by_key
-                .values()
-                .all(|events| brute_force(KvModel::new(), events))
+            by_key.values().all(|events| brute_force(KvModel::new(), events))
         }
         _ => unreachable!("no brute force for {model}"),
     }

@@ -98,9 +98,7 @@ impl Witness {
 
     /// The state after the prefix: the one none of `cannot_place` is accepted in.
     pub fn state_stuck(&self) -> &Value {
-        self.linearized
-            .last()
-            .map_or(&self.state_initial, |step| &step.state_after)
+        self.linearized.last().map_or(&self.state_initial, |step| &step.state_after)
     }
 }
 
@@ -154,20 +152,12 @@ impl fmt::Display for Witness {
             self.calls_in_partition
         )?;
         writeln!(formatter, "  initial state: {}", shown(&self.state_initial))?;
-        let hidden = self
-            .linearized
-            .len()
-            .saturating_sub(Witness::PREFIX_SHOWN_MAX);
+        let hidden = self.linearized.len().saturating_sub(Witness::PREFIX_SHOWN_MAX);
         if hidden > 0 {
             writeln!(formatter, "  ... {hidden} earlier calls")?;
         }
         for step in &self.linearized[hidden..] {
-            writeln!(
-                formatter,
-                "  {}  => state {}",
-                step.call,
-                shown(&step.state_after)
-            )?;
+            writeln!(formatter, "  {}  => state {}", step.call, shown(&step.state_after))?;
         }
         writeln!(
             formatter,
