@@ -35,7 +35,12 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn from_violations(violations: Vec<String>, figures: BTreeMap<String, Value>) -> Verdict {
+    /// The verdict of a checker that found `violations`: counted in the figures, the first
+    /// [`VIOLATIONS_MAX`] kept.
+    pub(crate) fn from_violations(
+        violations: Vec<String>,
+        figures: BTreeMap<String, Value>,
+    ) -> Verdict {
         let mut figures = figures;
         figures.insert("violations".into(), json!(violations.len()));
         let mut kept = violations;

@@ -7,6 +7,7 @@
 //! - [`scenario`]: the scenario description and its validation;
 //! - [`probe`]: the seam probe, a small durable-log service used as a test instrument;
 //! - [`check`]: checkers, pure functions from a history to a verdict;
+//! - [`queue_check`]: the job queue's checkers (Raft safety, durability, FIFO order, ...);
 //! - [`lincheck`]: the linearizability checker (Wing-Gong/Lowe search, P-compositional).
 //!
 //! **Invariant:** the simulator reaches the service only through `pessimist_core`'s node
@@ -17,6 +18,7 @@ pub mod fault;
 pub mod lincheck;
 pub mod nemesis;
 pub mod probe;
+pub mod queue_check;
 #[cfg(madsim)]
 pub mod run;
 pub mod scenario;

@@ -1,0 +1,1319 @@
+//! The job queue's checkers: pure functions from a history to a [`Verdict`].
+//!
+//! The queue's clients record Jepsen operations (`enqueue`, `lease`, `ack`, `nack`, `status`);
+//! its nodes record Raft internals (`raft_role`, `raft_applied`, `raft_snapshot_restored`,
+//! `raft_recovered`). The checkers, named by the keys reports use:
+//! - [`raft_safety`]: one leader per term, every node applies the same entry at each index
+//!   (log matching, through the chain hash), each node applies in order, and a new leader
+//!   holds every entry already committed in an earlier term (leader completeness);
+//! - [`queue_durability`]: every acknowledged enqueue ends `done` or `dead_lettered`;
+//! - [`no_double_ack`]: a job is acknowledged under one lease at most;
+//! - [`fifo_order`]: job ids follow enqueue order, first deliveries follow job ids, a job is
+//!   first delivered once, and keys and jobs correspond one to one;
+//! - [`queue_linearizability`]: enqueues and first deliveries form a linearizable FIFO queue
+//!   (checked by [`crate::lincheck`] with the `fifo-queue` model).
+//!
+//! **Invariant:** checkers see only the history. Fields they do not know are ignored; a
+//! field they need that is missing or mistyped is a violation naming the event, never a
+//! panic and never skipped in silence (a checker that skips what it cannot read passes what
+//! it should not). Positions in messages (`event 17`, `history[17]`) are event indexes.
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+
+use pessimist_core::history::{Event, EventKind};
+use serde_json::{json, Value};
+
+use crate::check::{Verdict, LINEARIZABILITY_SEARCH_MAX};
+
+/// How a client operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Fail,
+    Info,
+    /// Never completed: the run ended first.
+    Open,
+}
+
+/// A client operation: an invoke paired with the next completion of the same process.
+#[derive(Clone, Debug)]
+struct Operation<'a> {
+    process: u64,
+    f: &'a str,
+    invoke_index: u64,
+    complete_index: Option<u64>,
+    outcome: Outcome,
+    input: &'a Value,
+    /// The completion's value; `null` while open.
+    output: &'a Value,
+    /// The completion's error; empty for `ok` and open operations.
+    error: &'a str,
+}
+
+impl Operation<'_> {
+    fn is(&self, f: &str, outcome: Outcome) -> bool {
+        self.f == f && self.outcome == outcome
+    }
+
+    /// Where the operation completed, or was invoked if it never did: the event to name.
+    fn at(&self) -> u64 {
+        self.complete_index.unwrap_or(self.invoke_index)
+    }
+}
+
+static NULL: Value = Value::Null;
+
+/// Pairs invokes with completions, in invoke order. An invoke while the same process still
+/// has one open leaves the older one open; a completion with no open invoke is dropped (it
+/// says nothing a checker could place).
+fn operations(events: &[Event]) -> Vec<Operation<'_>> {
+    let mut open: BTreeMap<u64, Operation<'_>> = BTreeMap::new();
+    let mut paired = Vec::new();
+    for event in events {
+        let (process, outcome, value, error) = match &event.kind {
+            EventKind::Invoke { process, f, value } => {
+                let operation = Operation {
+                    process: *process,
+                    f,
+                    invoke_index: event.index,
+                    complete_index: None,
+                    outcome: Outcome::Open,
+                    input: value,
+                    output: &NULL,
+                    error: "",
+                };
+                paired.extend(open.insert(*process, operation));
+                continue;
+            }
+            EventKind::Ok { process, value, .. } => (process, Outcome::Ok, value, ""),
+            EventKind::Fail { process, value, error, .. } => {
+                (process, Outcome::Fail, value, error.as_str())
+            }
+            EventKind::Info { process, value, error, .. } => {
+                (process, Outcome::Info, value, error.as_str())
+            }
+            _ => continue,
+        };
+        if let Some(mut operation) = open.remove(process) {
+            debug_assert!(operation.invoke_index < event.index, "a completion follows its invoke");
+            operation.complete_index = Some(event.index);
+            operation.outcome = outcome;
+            operation.output = value;
+            operation.error = error;
+            paired.push(operation);
+        }
+    }
+    paired.extend(open.into_values());
+    paired.sort_by_key(|operation| operation.invoke_index);
+    paired
+}
+
+fn need_u64(value: &Value, field: &str, at: u64, what: &str) -> Result<u64, String> {
+    value
+        .get(field)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("event {at}: {what} without a number {field:?}: {value}"))
+}
+
+fn need_str<'a>(value: &'a Value, field: &str, at: u64, what: &str) -> Result<&'a str, String> {
+    value
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("event {at}: {what} without a string {field:?}: {value}"))
+}
+
+/// An acknowledged enqueue.
+#[derive(Clone, Debug)]
+struct Enqueued<'a> {
+    /// The client's idempotency key, as invoked.
+    key: &'a str,
+    job: u64,
+    /// The queue recognised the key and returned the job it already had.
+    duplicate: bool,
+    invoke_index: u64,
+    ok_index: u64,
+}
+
+/// The ok enqueues, in invoke order; malformed ones become violations.
+fn acknowledged_enqueues<'a>(
+    operations: &[Operation<'a>],
+    violations: &mut Vec<String>,
+) -> Vec<Enqueued<'a>> {
+    let parse = |operation: &Operation<'a>| -> Result<Enqueued<'a>, String> {
+        let at = operation.at();
+        Ok(Enqueued {
+            key: need_str(operation.input, "key", operation.invoke_index, "enqueue")?,
+            job: need_u64(operation.output, "job", at, "ok enqueue")?,
+            duplicate: operation.output.get("duplicate").and_then(Value::as_bool) == Some(true),
+            invoke_index: operation.invoke_index,
+            ok_index: at,
+        })
+    };
+    let mut enqueued = Vec::new();
+    for operation in operations.iter().filter(|o| o.is("enqueue", Outcome::Ok)) {
+        match parse(operation) {
+            Ok(one) => enqueued.push(one),
+            Err(malformed) => violations.push(malformed),
+        }
+    }
+    enqueued
+}
+
+/// An ok lease that returned a job.
+#[derive(Clone, Debug)]
+struct Leased<'a> {
+    job: u64,
+    lease: u64,
+    /// 1 for a first delivery, more for a redelivery.
+    attempt: u64,
+    payload: &'a Value,
+    invoke_index: u64,
+    ok_index: u64,
+}
+
+/// The job an ok lease returned, `None` when nothing was available (`"job": null`).
+fn leased<'a>(operation: &Operation<'a>) -> Result<Option<Leased<'a>>, String> {
+    let (output, at) = (operation.output, operation.at());
+    if output.get("job").is_some_and(Value::is_null) {
+        return Ok(None);
+    }
+    Ok(Some(Leased {
+        job: need_u64(output, "job", at, "ok lease")?,
+        lease: need_u64(output, "lease", at, "ok lease")?,
+        attempt: need_u64(output, "attempt", at, "ok lease")?,
+        payload: output.get("payload").unwrap_or(&NULL),
+        invoke_index: operation.invoke_index,
+        ok_index: at,
+    }))
+}
+
+/// The ok leases that returned a job, in invoke order; malformed ones become violations.
+fn ok_leases<'a>(operations: &[Operation<'a>], violations: &mut Vec<String>) -> Vec<Leased<'a>> {
+    let mut leases = Vec::new();
+    for operation in operations.iter().filter(|o| o.is("lease", Outcome::Ok)) {
+        match leased(operation) {
+            Ok(one) => leases.extend(one),
+            Err(malformed) => violations.push(malformed),
+        }
+    }
+    leases
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raft safety
+
+/// A log entry as one node applied it (or restored it as a snapshot's last entry).
+#[derive(Clone, Copy, Debug)]
+struct AppliedEntry<'a> {
+    term: u64,
+    chain: &'a str,
+    node: &'a str,
+    at: u64,
+}
+
+/// How far one node has applied.
+#[derive(Clone, Copy, Debug, Default)]
+struct ApplyPosition {
+    applied_last: Option<u64>,
+    /// A `raft_recovered` since the last apply: the next one may start anywhere.
+    restarted: bool,
+}
+
+/// How an applied index was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reached {
+    /// An entry applied from the log: the next index, or anywhere after a restart.
+    Entry,
+    /// A snapshot installed: any index not behind the last applied one.
+    Snapshot,
+}
+
+/// The Raft checks' state as the history goes by.
+#[derive(Debug, Default)]
+struct RaftWatch<'a> {
+    violations: Vec<String>,
+    terms: BTreeSet<u64>,
+    /// (term, id) of every leader seen: the elections.
+    elections: BTreeSet<(u64, u64)>,
+    /// term -> its first leader: (id, node, event).
+    leader_by_term: BTreeMap<u64, (u64, &'a str, u64)>,
+    /// index -> the entry first seen applied there: the one every node must agree with.
+    entry_by_index: BTreeMap<u64, AppliedEntry<'a>>,
+    /// (reference node, node) pairs already reported as diverging: the chain covers the
+    /// prefix, so every later index would repeat the same news.
+    diverged: BTreeSet<(&'a str, &'a str)>,
+    positions: BTreeMap<&'a str, ApplyPosition>,
+    snapshots_restored: u64,
+    restarts: u64,
+    /// Highest term of a leader seen so far.
+    leader_term_max: u64,
+    /// The highest index applied anywhere so far.
+    applied_index_max: u64,
+    /// `leader_term_max` when the highest applied index grew -> (that index, its entry).
+    /// An entry is committed by a leader, which records its `raft_role` before anything it
+    /// commits can be applied; so an entry applied while no leader of term >= T had been
+    /// seen was committed in a term below T, and every leader of term T must hold it.
+    applied_max_by_leader_term: BTreeMap<u64, (u64, AppliedEntry<'a>)>,
+}
+
+impl<'a> RaftWatch<'a> {
+    fn role(&mut self, node: &'a str, detail: &Value, at: u64) -> Result<(), String> {
+        let id = need_u64(detail, "id", at, "raft_role")?;
+        let term = need_u64(detail, "term", at, "raft_role")?;
+        let role = need_str(detail, "role", at, "raft_role")?;
+        self.positions.entry(node).or_default();
+        self.terms.insert(term);
+        if role != "leader" {
+            return Ok(());
+        }
+        let last_index = need_u64(detail, "last_index", at, "raft_role")?;
+        self.check_one_leader(node, id, term, at);
+        self.check_leader_complete(node, term, last_index, at);
+        self.leader_term_max = self.leader_term_max.max(term);
+        Ok(())
+    }
+
+    fn check_one_leader(&mut self, node: &'a str, id: u64, term: u64, at: u64) {
+        if !self.elections.insert((term, id)) {
+            return; // The same leader again (its commit index or peers changed).
+        }
+        match self.leader_by_term.entry(term) {
+            Entry::Vacant(vacant) => {
+                vacant.insert((id, node, at));
+            }
+            Entry::Occupied(first) => {
+                let (first_id, first_node, first_at) = *first.get();
+                self.violations.push(format!(
+                    "term {term} has two leaders: {first_node} (id {first_id}, event {first_at}) \
+                     and {node} (id {id}, event {at})"
+                ));
+            }
+        }
+    }
+
+    fn check_leader_complete(&mut self, node: &str, term: u64, last_index: u64, at: u64) {
+        // Only entries committed in a term below `term` are owed to this leader: a leader of
+        // an old term (elected by votes delayed in the network) may lawfully lack entries
+        // that a newer term committed.
+        let Some((_, &(index, entry))) = self.applied_max_by_leader_term.range(..term).next_back()
+        else {
+            return;
+        };
+        if last_index < index {
+            self.violations.push(format!(
+                "{node} became leader of term {term} at event {at} with last index {last_index}, \
+                 but {} had applied index {index} at event {}, committed before term {term}",
+                entry.node, entry.at
+            ));
+        }
+    }
+
+    fn applied(&mut self, node: &'a str, detail: &'a Value, at: u64) -> Result<(), String> {
+        let entries = detail
+            .get("entries")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("event {at}: raft_applied without an array \"entries\""))?;
+        for entry in entries {
+            let parsed = match entry.as_array().map(Vec::as_slice) {
+                Some([index, term, chain]) => index.as_u64().zip(term.as_u64()).zip(chain.as_str()),
+                _ => None,
+            };
+            let Some(((index, term), chain)) = parsed else {
+                return Err(format!(
+                    "event {at}: raft_applied entry is not [index, term, \"chain\"]: {entry}"
+                ));
+            };
+            self.reach(node, index, AppliedEntry { term, chain, node, at }, Reached::Entry);
+        }
+        Ok(())
+    }
+
+    fn snapshot_restored(
+        &mut self,
+        node: &'a str,
+        detail: &'a Value,
+        at: u64,
+    ) -> Result<(), String> {
+        let what = "raft_snapshot_restored";
+        let index = need_u64(detail, "index", at, what)?;
+        let term = need_u64(detail, "term", at, what)?;
+        let chain = need_str(detail, "chain", at, what)?;
+        self.snapshots_restored += 1;
+        self.reach(node, index, AppliedEntry { term, chain, node, at }, Reached::Snapshot);
+        Ok(())
+    }
+
+    fn recovered(&mut self, node: &'a str) {
+        self.restarts += 1;
+        self.positions.entry(node).or_default().restarted = true;
+    }
+
+    /// `node` has applied `index`, holding `entry` there.
+    fn reach(&mut self, node: &'a str, index: u64, entry: AppliedEntry<'a>, reached: Reached) {
+        self.check_agreement(index, entry);
+        self.check_apply_order(node, index, entry.at, reached);
+        if index > self.applied_index_max {
+            self.applied_index_max = index;
+            self.applied_max_by_leader_term.insert(self.leader_term_max, (index, entry));
+        }
+    }
+
+    fn check_agreement(&mut self, index: u64, entry: AppliedEntry<'a>) {
+        let first = *self.entry_by_index.entry(index).or_insert(entry);
+        let agrees = (first.term, first.chain) == (entry.term, entry.chain);
+        if !agrees && self.diverged.insert((first.node, entry.node)) {
+            self.violations.push(format!(
+                "index {index}: {} applied term {} chain {} at event {}, but {} applied term {} \
+                 chain {} at event {} (logs differ at or before this index)",
+                entry.node,
+                entry.term,
+                entry.chain,
+                entry.at,
+                first.node,
+                first.term,
+                first.chain,
+                first.at
+            ));
+        }
+    }
+
+    fn check_apply_order(&mut self, node: &'a str, index: u64, at: u64, reached: Reached) {
+        let position = self.positions.entry(node).or_default();
+        let restarted = std::mem::take(&mut position.restarted);
+        let previous = position.applied_last.replace(index);
+        let Some(last) = previous.filter(|_| !restarted) else {
+            return; // The first apply, or the first after a restart: it may start anywhere.
+        };
+        let problem = match reached {
+            Reached::Entry if index <= last => "went back",
+            Reached::Entry if index > last + 1 => "skipped ahead without a snapshot",
+            Reached::Snapshot if index < last => "went back by installing a snapshot",
+            _ => return,
+        };
+        self.violations.push(format!(
+            "{node} {problem}: applied index {index} at event {at} after index {last}, with no \
+             restart in between"
+        ));
+    }
+
+    fn verdict(self) -> Verdict {
+        let figures = BTreeMap::from([
+            ("terms_seen".into(), json!(self.terms.len())),
+            ("term_max".into(), json!(self.terms.last().copied().unwrap_or(0))),
+            ("leader_elections".into(), json!(self.elections.len())),
+            ("applied_index_max".into(), json!(self.applied_index_max)),
+            ("nodes".into(), json!(self.positions.len())),
+            ("snapshots_restored".into(), json!(self.snapshots_restored)),
+            ("restarts".into(), json!(self.restarts)),
+        ]);
+        Verdict::from_violations(self.violations, figures)
+    }
+}
+
+/// Raft's safety as the nodes report it: (a) at most one leader per term; (b) every node
+/// applies the same entry (term and chain hash) at each index, which through the chain is
+/// log matching; (c) each node applies indexes in order without gaps, except across a
+/// snapshot or a restart (`raft_recovered`); (d) a node that becomes leader of term T holds
+/// (by its `last_index`) every entry applied anywhere before it that was committed in a
+/// term below T.
+pub fn raft_safety(events: &[Event]) -> Verdict {
+    let mut watch = RaftWatch::default();
+    for event in events {
+        let EventKind::Internal { node, what, detail } = &event.kind else { continue };
+        let at = event.index;
+        let read = match what.as_str() {
+            "raft_role" => watch.role(node, detail, at),
+            "raft_applied" => watch.applied(node, detail, at),
+            "raft_snapshot_restored" => watch.snapshot_restored(node, detail, at),
+            "raft_recovered" => {
+                watch.recovered(node);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(malformed) = read {
+            watch.violations.push(malformed);
+        }
+    }
+    watch.verdict()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durability
+
+/// The statuses the final reads saw: job -> (status, event of the last ok read covering it).
+fn final_statuses<'a>(
+    operations: &[Operation<'a>],
+    violations: &mut Vec<String>,
+) -> (BTreeMap<u64, (&'a str, u64)>, usize) {
+    let mut reads: Vec<&Operation<'a>> =
+        operations.iter().filter(|o| o.is("status", Outcome::Ok)).collect();
+    // "Last" is in completion order: the read that returned last saw the latest state.
+    reads.sort_by_key(|read| read.at());
+    let mut statuses = BTreeMap::new();
+    for read in &reads {
+        let at = read.at();
+        let Some(pairs) = read.output.get("statuses").and_then(Value::as_array) else {
+            violations.push(format!("event {at}: ok status without an array \"statuses\""));
+            continue;
+        };
+        for pair in pairs {
+            let parsed = match pair.as_array().map(Vec::as_slice) {
+                Some([job, status]) => job.as_u64().zip(status.as_str()),
+                _ => None,
+            };
+            match parsed {
+                Some((job, status)) => {
+                    statuses.insert(job, (status, at));
+                }
+                None => violations
+                    .push(format!("event {at}: status entry is not [job, \"status\"]: {pair}")),
+            }
+        }
+    }
+    (statuses, reads.len())
+}
+
+/// No acknowledged enqueue is lost: every job an ok enqueue returned is `done` or
+/// `dead_lettered` in the last status read covering it. A job no completed status read
+/// covers is a violation too: not lost, but not verified.
+pub fn queue_durability(events: &[Event]) -> Verdict {
+    let operations = operations(events);
+    let mut violations = Vec::new();
+    let enqueued = acknowledged_enqueues(&operations, &mut violations);
+    let (statuses, status_reads) = final_statuses(&operations, &mut violations);
+    // job -> its first acknowledgement (duplicates acknowledge the same job again).
+    let mut jobs: BTreeMap<u64, &Enqueued<'_>> = BTreeMap::new();
+    for one in &enqueued {
+        jobs.entry(one.job).or_insert(one);
+    }
+    let mut count = BTreeMap::from([("done", 0u64), ("dead_lettered", 0), ("other", 0)]);
+    let mut unread = 0u64;
+    if status_reads == 0 && !jobs.is_empty() {
+        violations.push(format!(
+            "not verified: the final status read never completed ({} acknowledged jobs unchecked)",
+            jobs.len()
+        ));
+        unread = jobs.len() as u64;
+    } else {
+        for (job, acknowledged) in &jobs {
+            let (key, ok_at) = (acknowledged.key, acknowledged.ok_index);
+            match statuses.get(job) {
+                Some((status @ ("done" | "dead_lettered"), _)) => {
+                    *count.get_mut(status).expect("both counted") += 1;
+                }
+                Some((status, read_at)) => {
+                    *count.get_mut("other").expect("counted") += 1;
+                    violations.push(format!(
+                        "job {job} (key {key}, enqueue acknowledged at event {ok_at}) ends \
+                         {status} in the status read at event {read_at}"
+                    ));
+                }
+                None => {
+                    unread += 1;
+                    violations.push(format!(
+                        "job {job} (key {key}, enqueue acknowledged at event {ok_at}) is in no \
+                         completed status read"
+                    ));
+                }
+            }
+        }
+    }
+    let figures = BTreeMap::from([
+        ("acknowledged_enqueues".into(), json!(enqueued.len())),
+        ("acknowledged_jobs".into(), json!(jobs.len())),
+        ("done".into(), json!(count["done"])),
+        ("dead_lettered".into(), json!(count["dead_lettered"])),
+        ("not_finished".into(), json!(count["other"])),
+        ("not_read".into(), json!(unread)),
+        ("status_reads".into(), json!(status_reads)),
+    ]);
+    Verdict::from_violations(violations, figures)
+}
+
+// ---------------------------------------------------------------------------------------------
+// No double acknowledgement
+
+/// Error text of an ack the queue refused (a stale lease, an unknown job).
+pub const ACK_REJECTED_PREFIX: &str = "rejected:";
+
+/// A job is completed once: its ok acks all carry one lease id. (Acks repeated under the
+/// same lease, a client retrying after a timeout, are fine: the queue makes them idempotent.)
+pub fn no_double_ack(events: &[Event]) -> Verdict {
+    let operations = operations(events);
+    let mut violations = Vec::new();
+    let (mut acks_ok, mut acks_rejected) = (0u64, 0u64);
+    // job -> lease -> first event that acknowledged the job under it.
+    let mut leases_by_job: BTreeMap<u64, BTreeMap<u64, u64>> = BTreeMap::new();
+    for ack in operations.iter().filter(|o| o.f == "ack") {
+        match ack.outcome {
+            Outcome::Ok => {}
+            Outcome::Fail if ack.error.starts_with(ACK_REJECTED_PREFIX) => {
+                acks_rejected += 1;
+                continue;
+            }
+            _ => continue,
+        }
+        acks_ok += 1;
+        let at = ack.at();
+        let parsed = need_u64(ack.output, "job", at, "ok ack")
+            .and_then(|job| Ok((job, need_u64(ack.output, "lease", at, "ok ack")?)));
+        let (job, lease) = match parsed {
+            Ok(parsed) => parsed,
+            Err(malformed) => {
+                violations.push(malformed);
+                continue;
+            }
+        };
+        let leases = leases_by_job.entry(job).or_default();
+        if let Some((&first_lease, &first_at)) = leases.first_key_value() {
+            if !leases.contains_key(&lease) {
+                violations.push(format!(
+                    "job {job} acknowledged under two leases: {first_lease} (event {first_at}) \
+                     and {lease} (event {at})"
+                ));
+            }
+        }
+        leases.entry(lease).or_insert(at);
+    }
+    let figures = BTreeMap::from([
+        ("acks_ok".into(), json!(acks_ok)),
+        ("acks_rejected".into(), json!(acks_rejected)),
+        ("jobs_acked".into(), json!(leases_by_job.len())),
+    ]);
+    Verdict::from_violations(violations, figures)
+}
+
+// ---------------------------------------------------------------------------------------------
+// FIFO order
+
+/// A completed operation's place in real time and the job it returned.
+#[derive(Clone, Copy, Debug)]
+struct Timed {
+    invoke_index: u64,
+    ok_index: u64,
+    job: u64,
+}
+
+/// Real-time inversions: each `checked` operation must return a greater job than every
+/// operation of `completed` that finished before it was invoked. Returns (operation, the
+/// greatest job completed before it) for each that does not. O(n log n): two sorts and one
+/// sweep that keeps the greatest job completed so far.
+fn real_time_inversions(completed: &[Timed], checked: &[Timed]) -> Vec<(Timed, Timed)> {
+    let mut by_completion = completed.to_vec();
+    by_completion.sort_by_key(|done| done.ok_index);
+    let mut by_invoke = checked.to_vec();
+    by_invoke.sort_by_key(|item| item.invoke_index);
+    let mut inversions = Vec::new();
+    let mut greatest: Option<Timed> = None;
+    let mut next = 0;
+    for item in by_invoke {
+        while let Some(done) = by_completion.get(next).filter(|d| d.ok_index < item.invoke_index) {
+            if greatest.is_none_or(|g| done.job > g.job) {
+                greatest = Some(*done);
+            }
+            next += 1;
+        }
+        if let Some(before) = greatest.filter(|g| g.job >= item.job) {
+            inversions.push((item, before));
+        }
+    }
+    inversions
+}
+
+/// (iv): keys and jobs correspond one to one.
+fn key_job_violations(enqueued: &[Enqueued<'_>]) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut job_by_key: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut key_by_job: BTreeMap<u64, (&str, u64)> = BTreeMap::new();
+    for one in enqueued {
+        let (key, job, at) = (one.key, one.job, one.ok_index);
+        let (first_job, first_at) = *job_by_key.entry(key).or_insert((job, at));
+        if first_job != job {
+            violations.push(format!(
+                "key {key} enqueued as job {first_job} (event {first_at}) and as job {job} \
+                 (event {at})"
+            ));
+        }
+        let (first_key, first_at) = *key_by_job.entry(job).or_insert((key, at));
+        if first_key != key {
+            violations.push(format!(
+                "job {job} returned for key {first_key} (event {first_at}) and for key {key} \
+                 (event {at})"
+            ));
+        }
+    }
+    violations
+}
+
+/// First deliveries in enqueue order: (i) an enqueue invoked after another's ok gets a
+/// greater job (unless it is a duplicate, which returns the job its key already has); (ii)
+/// among first deliveries (ok leases with attempt 1), one invoked after another's ok gets a
+/// greater job; (iii) a job is first delivered once; (iv) different keys never share a job
+/// and one key always gets the same job.
+pub fn fifo_order(events: &[Event]) -> Verdict {
+    let operations = operations(events);
+    let mut violations = Vec::new();
+    let enqueued = acknowledged_enqueues(&operations, &mut violations);
+    let leases = ok_leases(&operations, &mut violations);
+    let timed = |invoke_index, ok_index, job| Timed { invoke_index, ok_index, job };
+
+    // A duplicate's job existed before its ok: later enqueues must come after it too.
+    let all_enqueues: Vec<Timed> =
+        enqueued.iter().map(|e| timed(e.invoke_index, e.ok_index, e.job)).collect();
+    let new_enqueues: Vec<Timed> = enqueued
+        .iter()
+        .filter(|e| !e.duplicate)
+        .map(|e| timed(e.invoke_index, e.ok_index, e.job))
+        .collect();
+    for (late, early) in real_time_inversions(&all_enqueues, &new_enqueues) {
+        violations.push(format!(
+            "enqueue invoked at event {} got job {}, not above job {} of the enqueue that \
+             completed at event {}",
+            late.invoke_index, late.job, early.job, early.ok_index
+        ));
+    }
+
+    let first_deliveries: Vec<&Leased<'_>> = leases.iter().filter(|l| l.attempt == 1).collect();
+    let first_timed: Vec<Timed> =
+        first_deliveries.iter().map(|l| timed(l.invoke_index, l.ok_index, l.job)).collect();
+    for (late, early) in real_time_inversions(&first_timed, &first_timed) {
+        violations.push(format!(
+            "first delivery invoked at event {} got job {}, not above job {} first delivered at \
+             event {}",
+            late.invoke_index, late.job, early.job, early.ok_index
+        ));
+    }
+
+    let mut first_delivered: BTreeMap<u64, &Leased<'_>> = BTreeMap::new();
+    for lease in &first_deliveries {
+        let first = *first_delivered.entry(lease.job).or_insert(lease);
+        if first.ok_index != lease.ok_index {
+            violations.push(format!(
+                "job {} first delivered twice: leases {} (event {}) and {} (event {}) both say \
+                 attempt 1",
+                lease.job, first.lease, first.ok_index, lease.lease, lease.ok_index
+            ));
+        }
+    }
+
+    violations.extend(key_job_violations(&enqueued));
+    let figures = BTreeMap::from([
+        ("enqueues_checked".into(), json!(new_enqueues.len())),
+        ("first_deliveries".into(), json!(first_deliveries.len())),
+        ("redeliveries".into(), json!(leases.len() - first_deliveries.len())),
+    ]);
+    Verdict::from_violations(violations, figures)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linearizability
+
+/// The history projected onto the `fifo-queue` model.
+#[derive(Debug, Default)]
+struct Projection {
+    ops: Vec<crate::lincheck::Op>,
+    /// Per op: (its event index, its client process), to name calls in the witness.
+    origin: Vec<(u64, u64)>,
+    redeliveries_dropped: u64,
+    duplicates_dropped: u64,
+}
+
+/// What one operation becomes in the model: (f, argument, completion), or nothing.
+type Projected = Option<(&'static str, Value, Option<(crate::lincheck::OpType, Value)>)>;
+
+fn project_one(
+    operation: &Operation<'_>,
+    projection: &mut Projection,
+) -> Result<Projected, String> {
+    use crate::lincheck::OpType;
+
+    let unknown = match operation.outcome {
+        Outcome::Info => Some((OpType::Info, Value::Null)),
+        _ => None, // Open: an invoke never completed is unknown too.
+    };
+    Ok(match (operation.f, operation.outcome) {
+        (_, Outcome::Fail) => None,
+        ("enqueue", Outcome::Ok) if operation.output.get("duplicate") == Some(&json!(true)) => {
+            // The key's first enqueue (ok or info) is the one that took effect.
+            projection.duplicates_dropped += 1;
+            None
+        }
+        ("enqueue", outcome) => {
+            let payload =
+                operation.input.get("payload").filter(|p| !p.is_null()).ok_or_else(|| {
+                    format!("event {}: enqueue without a payload", operation.invoke_index)
+                })?;
+            let completion =
+                if outcome == Outcome::Ok { Some((OpType::Ok, Value::Null)) } else { unknown };
+            Some(("enqueue", payload.clone(), completion))
+        }
+        ("lease", Outcome::Ok) => match leased(operation)? {
+            None => Some(("dequeue", Value::Null, Some((OpType::Ok, Value::Null)))),
+            Some(lease) if lease.attempt == 1 => {
+                if lease.payload.is_null() {
+                    return Err(format!("event {}: ok lease without a payload", lease.ok_index));
+                }
+                Some(("dequeue", Value::Null, Some((OpType::Ok, lease.payload.clone()))))
+            }
+            Some(_) => {
+                projection.redeliveries_dropped += 1;
+                None
+            }
+        },
+        ("lease", _) => Some(("dequeue", Value::Null, unknown)),
+        _ => None,
+    })
+}
+
+/// Enqueues and first deliveries as `fifo-queue` calls, in history order. Each call gets
+/// its own lincheck process: pairing is done already, and a process that left an invoke
+/// open must not make the projected history invalid.
+fn project(operations: &[Operation<'_>]) -> Result<Projection, String> {
+    use crate::lincheck::{Op, OpType};
+
+    let mut projection = Projection::default();
+    let mut placed: Vec<(u64, Op, u64)> = Vec::new(); // (event index, op, client process)
+    for (call, operation) in operations.iter().enumerate() {
+        let Some((f, argument, completion)) = project_one(operation, &mut projection)? else {
+            continue;
+        };
+        let op =
+            |op_type, value| Op { process: call as u64, op_type, f: f.into(), value, key: None };
+        placed.push((operation.invoke_index, op(OpType::Invoke, argument), operation.process));
+        if let Some((op_type, value)) = completion {
+            placed.push((operation.at(), op(op_type, value), operation.process));
+        }
+    }
+    placed.sort_by_key(|(at, _, _)| *at);
+    for (at, op, process) in placed {
+        projection.ops.push(op);
+        projection.origin.push((at, process));
+    }
+    Ok(projection)
+}
+
+/// Names the witness's calls by event index and client process instead of projected ones.
+fn name_by_events(witness: &mut crate::lincheck::Witness, origin: &[(u64, u64)]) {
+    let calls = witness
+        .linearized
+        .iter_mut()
+        .map(|step| &mut step.call)
+        .chain(witness.cannot_place.iter_mut());
+    for call in calls {
+        let (invoke_at, process) = origin[call.invoke_index];
+        call.process = process;
+        call.invoke_index = invoke_at as usize;
+        call.completion_index = call.completion_index.map(|index| origin[index].0 as usize);
+    }
+}
+
+/// The queue is linearizable as a FIFO queue, seen through enqueues and first deliveries.
+///
+/// Mapping: an ok or info enqueue is `enqueue(payload)` (a fail is dropped; an ok duplicate
+/// is dropped, its key's first attempt being the one that took effect); an ok lease with
+/// attempt 1 is a `dequeue` returning the payload, an ok lease with `"job": null` one
+/// returning empty, an info lease a `dequeue` of unknown outcome; an ok lease with attempt
+/// above 1 is dropped, and so are failed leases, acks, nacks and status reads.
+///
+/// Why dropping redeliveries is sound: the queue leases the smallest available job id, job
+/// ids grow in commit order, and a job never delivered is always available. So when a lease
+/// first delivers a job, that job is the oldest never-delivered one: restricted to jobs not
+/// yet delivered, the queue is a FIFO queue whose dequeues are the first deliveries, and an
+/// empty lease means no never-delivered job was left. A redelivery only returns a job that
+/// already left this projected queue.
+///
+/// Like [`crate::check::linearizability`], a search that runs out of its budget
+/// ([`LINEARIZABILITY_SEARCH_MAX`]) proves nothing either way: the verdict passes with the
+/// figure `verdict: unknown` and the reason.
+pub fn queue_linearizability(events: &[Event]) -> Verdict {
+    use crate::lincheck;
+
+    let operations = operations(events);
+    let projection = match project(&operations) {
+        Ok(projection) => projection,
+        Err(malformed) => return Verdict::from_violations(vec![malformed], BTreeMap::new()),
+    };
+    let mut figures = BTreeMap::from([
+        ("operations".to_string(), json!(projection.ops.len())),
+        ("redeliveries_dropped".to_string(), json!(projection.redeliveries_dropped)),
+        ("duplicate_enqueues_dropped".to_string(), json!(projection.duplicates_dropped)),
+    ]);
+    let deadline = std::time::Instant::now() + LINEARIZABILITY_SEARCH_MAX;
+    let verdict = lincheck::check("fifo-queue", &Value::Null, &projection.ops, Some(deadline));
+    let (name, violations) = match verdict {
+        Ok(lincheck::Verdict::Linearizable) => ("linearizable", Vec::new()),
+        Ok(lincheck::Verdict::NotLinearizable { mut witness }) => {
+            name_by_events(&mut witness, &projection.origin);
+            figures.insert("witness".into(), serde_json::to_value(&witness).unwrap_or_default());
+            ("not-linearizable", vec![format!("{witness}")])
+        }
+        Ok(lincheck::Verdict::Unknown { reason }) => {
+            // A search that gives up proves nothing either way: report it, do not fail on it.
+            figures
+                .insert("unknown_reason".into(), serde_json::to_value(reason).unwrap_or_default());
+            ("unknown", Vec::new())
+        }
+        Err(error) => (
+            "invalid",
+            vec![format!("the projected history is not a valid lincheck history: {error}")],
+        ),
+    };
+    figures.insert("verdict".into(), json!(name));
+    Verdict::from_violations(violations, figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A history built event by event, each one millisecond after the last. In the client
+    /// helpers job `n` has key `kn` and payload `1000 + n`; node `n` is `queue-n`.
+    #[derive(Default)]
+    struct History {
+        events: Vec<Event>,
+    }
+
+    fn payload_of(job: u64) -> u64 {
+        1000 + job
+    }
+    fn enqueue_in(job: u64) -> Value {
+        json!({ "key": format!("k{job}"), "payload": payload_of(job) })
+    }
+    fn enqueue_out(key: &str, job: u64, duplicate: bool) -> Value {
+        json!({ "key": key, "payload": payload_of(job), "job": job, "duplicate": duplicate })
+    }
+    fn lease_out(job: u64, lease: u64, attempt: u64) -> Value {
+        json!({ "job": job, "payload": payload_of(job), "lease": lease, "attempt": attempt,
+                "deadline_ms": 5000 })
+    }
+    fn worker(process: u64) -> Value {
+        json!({ "worker": format!("p{process}") })
+    }
+
+    impl History {
+        fn push(&mut self, kind: EventKind) -> &mut History {
+            let index = self.events.len() as u64;
+            self.events.push(Event { index, time_us: (index + 1) * 1000, kind });
+            self
+        }
+        fn invoke(&mut self, process: u64, f: &str, value: Value) -> &mut History {
+            self.push(EventKind::Invoke { process, f: f.into(), value })
+        }
+        fn ok(&mut self, process: u64, f: &str, value: Value) -> &mut History {
+            self.push(EventKind::Ok { process, f: f.into(), value })
+        }
+        fn fail(&mut self, process: u64, f: &str, value: Value, error: &str) -> &mut History {
+            self.push(EventKind::Fail { process, f: f.into(), value, error: error.into() })
+        }
+        fn info(&mut self, process: u64, f: &str, value: Value) -> &mut History {
+            self.push(EventKind::Info { process, f: f.into(), value, error: "timeout".into() })
+        }
+        fn node(&mut self, id: u64, what: &str, detail: Value) -> &mut History {
+            let node = format!("queue-{id}");
+            self.push(EventKind::Internal { node, what: what.into(), detail })
+        }
+
+        fn enqueue(&mut self, process: u64, job: u64) -> &mut History {
+            self.enqueue_as(process, &format!("k{job}"), job, false)
+        }
+        fn enqueue_as(&mut self, process: u64, key: &str, job: u64, duplicate: bool) -> &mut Self {
+            let invoked = json!({ "key": key, "payload": payload_of(job) });
+            self.invoke(process, "enqueue", invoked).ok(
+                process,
+                "enqueue",
+                enqueue_out(key, job, duplicate),
+            )
+        }
+        fn lease(&mut self, process: u64, job: u64, lease: u64, attempt: u64) -> &mut History {
+            let invoked = worker(process);
+            self.invoke(process, "lease", invoked).ok(
+                process,
+                "lease",
+                lease_out(job, lease, attempt),
+            )
+        }
+        fn lease_nothing(&mut self, process: u64) -> &mut History {
+            self.invoke(process, "lease", worker(process)).ok(
+                process,
+                "lease",
+                json!({"job": null}),
+            )
+        }
+        fn ack(&mut self, process: u64, job: u64, lease: u64) -> &mut History {
+            let value = json!({ "job": job, "lease": lease });
+            self.invoke(process, "ack", value.clone()).ok(process, "ack", value)
+        }
+        fn status(&mut self, process: u64, statuses: &[(u64, &str)]) -> &mut History {
+            let jobs: Vec<u64> = statuses.iter().map(|(job, _)| *job).collect();
+            self.invoke(process, "status", json!({ "jobs": jobs })).ok(
+                process,
+                "status",
+                json!({ "statuses": statuses }),
+            )
+        }
+
+        fn role(&mut self, id: u64, term: u64, role: &str, last_index: u64) -> &mut History {
+            let leader = if role == "leader" { id } else { 0 };
+            let detail = json!({ "id": id, "term": term, "role": role, "leader": leader,
+                                 "last_index": last_index, "last_term": term, "commit": 0 });
+            self.node(id, "raft_role", detail)
+        }
+        /// Entries as (index, term), each with the chain an agreeing log would have.
+        fn applied(&mut self, id: u64, entries: &[(u64, u64)]) -> &mut History {
+            let entries: Vec<Value> =
+                entries.iter().map(|&(index, term)| json!([index, term, chain(index)])).collect();
+            self.node(id, "raft_applied", json!({ "id": id, "entries": entries }))
+        }
+        fn snapshot(&mut self, id: u64, index: u64, term: u64) -> &mut History {
+            let detail = json!({ "id": id, "index": index, "term": term, "chain": chain(index) });
+            self.node(id, "raft_snapshot_restored", detail)
+        }
+        fn recovered(&mut self, id: u64) -> &mut History {
+            self.node(id, "raft_recovered", json!({ "id": id }))
+        }
+    }
+
+    fn chain(index: u64) -> String {
+        format!("{:016x}", 0xc0ffee_u64.wrapping_mul(index + 1))
+    }
+
+    /// The one check every case goes through: passes, or fails with a violation containing
+    /// `expect_violation`.
+    fn check(verdict: &Verdict, expect_violation: Option<&str>) {
+        match expect_violation {
+            None => assert!(verdict.passed, "expected a pass: {verdict:#?}"),
+            Some(needle) => {
+                assert!(!verdict.passed, "expected a violation {needle:?}: {verdict:#?}");
+                assert!(
+                    verdict.violations.iter().any(|violation| violation.contains(needle)),
+                    "no violation contains {needle:?}: {:#?}",
+                    verdict.violations
+                );
+            }
+        }
+    }
+
+    // --- raft_safety
+
+    #[test]
+    fn raft_safety_passes_elections_snapshots_and_restarts() {
+        let mut history = History::default();
+        history
+            .role(1, 1, "leader", 0)
+            .role(2, 1, "follower", 0)
+            .applied(1, &[(1, 1), (2, 1)])
+            .applied(2, &[(1, 1)])
+            .applied(2, &[(2, 1)])
+            .role(1, 1, "leader", 2) // Recorded again: not a second election.
+            .role(2, 2, "candidate", 2)
+            .role(2, 2, "leader", 2)
+            .applied(2, &[(3, 2), (4, 2)])
+            .snapshot(3, 4, 2)
+            .recovered(1)
+            .applied(1, &[(1, 1), (2, 1), (3, 2), (4, 2)])
+            .node(3, "crashed", json!({}));
+        let verdict = raft_safety(&history.events);
+        check(&verdict, None);
+        assert_eq!(verdict.figures["terms_seen"], json!(2));
+        assert_eq!(verdict.figures["leader_elections"], json!(2));
+        assert_eq!(verdict.figures["applied_index_max"], json!(4));
+        assert_eq!(verdict.figures["nodes"], json!(3));
+    }
+
+    #[test]
+    fn raft_safety_catches_two_leaders_in_one_term() {
+        let mut history = History::default();
+        history.role(1, 3, "leader", 0).role(2, 3, "leader", 0);
+        let verdict = raft_safety(&history.events);
+        check(&verdict, Some("term 3 has two leaders: queue-1 (id 1, event 0) and queue-2 (id 2"));
+    }
+
+    #[test]
+    fn raft_safety_catches_logs_that_differ_once_per_pair_of_nodes() {
+        let mut history = History::default();
+        history.applied(1, &[(1, 1), (2, 1)]);
+        let forked = json!({ "id": 2, "entries": [[1, 1, chain(1)], [2, 2, "00000000deadbeef"]] });
+        history.node(2, "raft_applied", forked);
+        let forked_again = json!({ "id": 2, "entries": [[3, 2, "00000000feedface"]] });
+        history.applied(1, &[(3, 1)]).node(2, "raft_applied", forked_again);
+        let verdict = raft_safety(&history.events);
+        check(&verdict, Some("index 2: queue-2 applied term 2 chain 00000000deadbeef at event 1"));
+        assert_eq!(verdict.figures["violations"], json!(1), "{:#?}", verdict.violations);
+    }
+
+    #[test]
+    fn raft_safety_catches_applies_out_of_order_without_a_restart() {
+        let backwards = |history: &mut History| {
+            history.applied(1, &[(1, 1), (2, 1)]).applied(1, &[(2, 1)]);
+        };
+        let mut history = History::default();
+        backwards(&mut history);
+        check(&raft_safety(&history.events), Some("queue-1 went back: applied index 2 at event 1"));
+
+        let mut history = History::default();
+        history.applied(1, &[(1, 1), (3, 1)]);
+        check(&raft_safety(&history.events), Some("queue-1 skipped ahead without a snapshot"));
+
+        let mut history = History::default();
+        history.applied(1, &[(1, 1), (2, 1), (3, 1)]).snapshot(1, 2, 1);
+        check(&raft_safety(&history.events), Some("went back by installing a snapshot"));
+
+        // The same replay after a restart is fine; so is a snapshot that jumps ahead.
+        let mut history = History::default();
+        history.applied(1, &[(1, 1), (2, 1)]).recovered(1).applied(1, &[(1, 1)]).snapshot(1, 9, 1);
+        check(&raft_safety(&history.events), None);
+    }
+
+    #[test]
+    fn raft_safety_catches_a_leader_missing_a_committed_entry() {
+        let mut history = History::default();
+        history
+            .role(1, 2, "leader", 0)
+            .applied(1, &[(1, 2), (2, 2)])
+            .applied(2, &[(1, 2)])
+            // Votes of term 1 delayed in the network: a stale leader may lack term 2's entries.
+            .role(3, 1, "leader", 0);
+        check(&raft_safety(&history.events), None);
+        history.role(2, 3, "leader", 1);
+        check(
+            &raft_safety(&history.events),
+            Some(
+                "queue-2 became leader of term 3 at event 4 with last index 1, but queue-1 had \
+                 applied index 2 at event 1",
+            ),
+        );
+    }
+
+    #[test]
+    fn raft_safety_reports_malformed_events() {
+        let mut history = History::default();
+        history.node(1, "raft_applied", json!({ "id": 1, "entries": [[1, 1]] }));
+        history.node(1, "raft_role", json!({ "id": 1, "role": "leader" }));
+        let verdict = raft_safety(&history.events);
+        check(&verdict, Some("event 0: raft_applied entry is not [index, term, \"chain\"]"));
+        check(&verdict, Some("event 1: raft_role without a number \"term\""));
+    }
+
+    // --- queue_durability
+
+    #[test]
+    fn queue_durability_passes_when_every_acknowledged_job_finishes() {
+        let mut history = History::default();
+        history
+            .enqueue(1, 1)
+            .enqueue(1, 2)
+            .enqueue_as(2, "k1", 1, true)
+            .invoke(3, "enqueue", enqueue_in(3))
+            .info(3, "enqueue", enqueue_in(3))
+            .invoke(4, "enqueue", enqueue_in(4))
+            .fail(4, "enqueue", enqueue_in(4), "no leader")
+            .push(EventKind::Phase { name: "final_reads".into(), detail: Value::Null })
+            .status(1, &[(1, "leased"), (2, "done")])
+            // The last read covering a job decides.
+            .status(1, &[(1, "dead_lettered")]);
+        let verdict = queue_durability(&history.events);
+        check(&verdict, None);
+        assert_eq!(verdict.figures["acknowledged_enqueues"], json!(3));
+        assert_eq!(verdict.figures["acknowledged_jobs"], json!(2));
+        assert_eq!(verdict.figures["done"], json!(1));
+        assert_eq!(verdict.figures["dead_lettered"], json!(1));
+        assert_eq!(verdict.figures["not_finished"], json!(0));
+    }
+
+    #[test]
+    fn queue_durability_catches_lost_and_unverified_jobs() {
+        let mut history = History::default();
+        history.enqueue(1, 1).enqueue(1, 2).enqueue(1, 3).enqueue(1, 4);
+        history.status(1, &[(1, "done"), (2, "queued"), (3, "unknown")]);
+        let verdict = queue_durability(&history.events);
+        check(&verdict, Some("job 2 (key k2, enqueue acknowledged at event 3) ends queued"));
+        check(&verdict, Some("job 3 (key k3, enqueue acknowledged at event 5) ends unknown"));
+        check(&verdict, Some("job 4 (key k4, enqueue acknowledged at event 7) is in no completed"));
+        assert_eq!(verdict.figures["not_finished"], json!(2));
+        assert_eq!(verdict.figures["not_read"], json!(1));
+    }
+
+    #[test]
+    fn queue_durability_fails_when_no_status_read_completed() {
+        let mut history = History::default();
+        history.enqueue(1, 1).invoke(1, "status", json!({ "jobs": [1] }));
+        history.info(1, "status", json!({ "jobs": [1] }));
+        check(
+            &queue_durability(&history.events),
+            Some("not verified: the final status read never completed"),
+        );
+        // Nothing acknowledged, nothing to verify.
+        check(&queue_durability(&History::default().events), None);
+    }
+
+    // --- no_double_ack
+
+    #[test]
+    fn no_double_ack_passes_retries_under_one_lease_and_counts_rejections() {
+        let mut history = History::default();
+        history.lease(1, 5, 40, 1).ack(1, 5, 40).ack(1, 5, 40);
+        let stale = json!({ "job": 5, "lease": 39 });
+        history.invoke(2, "ack", stale.clone()).fail(2, "ack", stale, "rejected: stale lease");
+        let lost = json!({ "job": 6, "lease": 41 });
+        history.invoke(2, "ack", lost.clone()).info(2, "ack", lost);
+        let verdict = no_double_ack(&history.events);
+        check(&verdict, None);
+        assert_eq!(verdict.figures["acks_ok"], json!(2));
+        assert_eq!(verdict.figures["acks_rejected"], json!(1));
+        assert_eq!(verdict.figures["jobs_acked"], json!(1));
+    }
+
+    #[test]
+    fn no_double_ack_catches_a_job_acked_under_two_leases() {
+        let mut history = History::default();
+        history.ack(1, 5, 40).ack(2, 5, 41);
+        check(
+            &no_double_ack(&history.events),
+            Some("job 5 acknowledged under two leases: 40 (event 1) and 41 (event 3)"),
+        );
+    }
+
+    // --- fifo_order
+
+    #[test]
+    fn fifo_order_passes_concurrent_enqueues_duplicates_and_redeliveries() {
+        let mut history = History::default();
+        // Overlapping enqueues may commit in either order.
+        history
+            .invoke(1, "enqueue", enqueue_in(2))
+            .invoke(2, "enqueue", enqueue_in(1))
+            .ok(2, "enqueue", enqueue_out("k1", 1, false))
+            .ok(1, "enqueue", enqueue_out("k2", 2, false))
+            .enqueue(1, 3)
+            .enqueue_as(2, "k1", 1, true)
+            .lease(1, 1, 10, 1)
+            .lease(2, 2, 11, 1)
+            .lease(2, 1, 12, 2)
+            .lease(1, 3, 13, 1)
+            .lease_nothing(1);
+        let verdict = fifo_order(&history.events);
+        check(&verdict, None);
+        assert_eq!(verdict.figures["first_deliveries"], json!(3));
+        assert_eq!(verdict.figures["redeliveries"], json!(1));
+    }
+
+    #[test]
+    fn fifo_order_catches_job_ids_against_enqueue_order() {
+        let mut history = History::default();
+        history.enqueue(1, 5).enqueue(2, 4);
+        check(
+            &fifo_order(&history.events),
+            Some("enqueue invoked at event 2 got job 4, not above job 5 of the enqueue that completed at event 1"),
+        );
+        // A duplicate reveals a job that existed: later enqueues come after it too.
+        let mut history = History::default();
+        history.enqueue_as(1, "k9", 9, true).enqueue(2, 7);
+        check(&fifo_order(&history.events), Some("got job 7, not above job 9"));
+    }
+
+    #[test]
+    fn fifo_order_catches_first_deliveries_out_of_order_and_twice() {
+        let mut history = History::default();
+        history.enqueue(1, 1).enqueue(1, 2).lease(1, 2, 10, 1).lease(1, 1, 11, 1);
+        check(
+            &fifo_order(&history.events),
+            Some("first delivery invoked at event 6 got job 1, not above job 2 first delivered at event 5"),
+        );
+        let mut history = History::default();
+        history.enqueue(1, 1).lease(1, 1, 10, 1).lease(2, 1, 11, 1);
+        check(
+            &fifo_order(&history.events),
+            Some("job 1 first delivered twice: leases 10 (event 3) and 11 (event 5) both say attempt 1"),
+        );
+    }
+
+    #[test]
+    fn fifo_order_catches_keys_and_jobs_that_do_not_correspond() {
+        let mut history = History::default();
+        history.enqueue_as(1, "k1", 1, false).enqueue_as(1, "k1", 2, false);
+        check(
+            &fifo_order(&history.events),
+            Some("key k1 enqueued as job 1 (event 1) and as job 2"),
+        );
+        let mut history = History::default();
+        history.enqueue_as(1, "k2", 3, false).enqueue_as(1, "k3", 3, true);
+        check(
+            &fifo_order(&history.events),
+            Some("job 3 returned for key k2 (event 1) and for key k3 (event 3)"),
+        );
+    }
+
+    #[test]
+    fn fifo_order_reports_an_ok_enqueue_without_a_job() {
+        let mut history = History::default();
+        history.invoke(1, "enqueue", enqueue_in(1)).ok(1, "enqueue", json!({ "key": "k1" }));
+        check(&fifo_order(&history.events), Some("event 1: ok enqueue without a number \"job\""));
+        check(&queue_durability(&history.events), Some("event 1: ok enqueue without"));
+    }
+
+    // --- queue_linearizability
+
+    #[test]
+    fn queue_linearizability_passes_unknowns_duplicates_and_redeliveries() {
+        let mut history = History::default();
+        history
+            .enqueue(1, 1)
+            .invoke(1, "enqueue", enqueue_in(2))
+            .info(1, "enqueue", enqueue_in(2))
+            .enqueue_as(2, "k1", 1, true)
+            .invoke(2, "enqueue", enqueue_in(3))
+            .fail(2, "enqueue", enqueue_in(3), "not leader")
+            .lease(3, 1, 10, 1)
+            .lease(3, 1, 11, 2)
+            // A lease that timed out may have taken job 2: the queue may now be empty.
+            .invoke(4, "lease", worker(4))
+            .info(4, "lease", worker(4))
+            .lease_nothing(3)
+            .ack(3, 1, 11);
+        let verdict = queue_linearizability(&history.events);
+        check(&verdict, None);
+        assert_eq!(verdict.figures["verdict"], json!("linearizable"));
+        assert_eq!(verdict.figures["redeliveries_dropped"], json!(1));
+        assert_eq!(verdict.figures["duplicate_enqueues_dropped"], json!(1));
+    }
+
+    #[test]
+    fn queue_linearizability_catches_a_first_delivery_out_of_order() {
+        let mut history = History::default();
+        history.enqueue(1, 1).enqueue(1, 2).lease(3, 2, 10, 1);
+        let verdict = queue_linearizability(&history.events);
+        assert_eq!(verdict.figures["verdict"], json!("not-linearizable"));
+        // The witness names calls by event index and client process.
+        check(&verdict, Some("history[4] process 3 dequeue null -> 1002 (ok at history[5])"));
+    }
+
+    #[test]
+    fn queue_linearizability_catches_an_empty_lease_over_an_undelivered_job() {
+        let mut history = History::default();
+        history.enqueue(1, 1).enqueue(1, 2).lease(2, 1, 10, 1).lease(2, 1, 11, 2).lease_nothing(2);
+        check(
+            &queue_linearizability(&history.events),
+            Some("dequeue null -> null (ok at history[9])"),
+        );
+    }
+
+    #[test]
+    fn queue_linearizability_reports_a_lease_without_a_payload() {
+        let mut history = History::default();
+        history.enqueue(1, 1).invoke(2, "lease", worker(2));
+        history.ok(2, "lease", json!({ "job": 1, "lease": 10, "attempt": 1 }));
+        check(&queue_linearizability(&history.events), Some("event 3: ok lease without a payload"));
+    }
+
+    #[test]
+    fn real_time_inversions_compare_with_operations_completed_before_the_invoke() {
+        let t = |invoke_index, ok_index, job| Timed { invoke_index, ok_index, job };
+        // Job 9 completes at 3; the op invoked at 2 overlaps it, the one invoked at 4 does not.
+        let all = [t(0, 3, 9), t(2, 5, 1), t(4, 6, 8), t(7, 8, 10)];
+        let inversions = real_time_inversions(&all, &all);
+        let found: Vec<(u64, u64)> = inversions.iter().map(|(a, b)| (a.job, b.job)).collect();
+        assert_eq!(found, vec![(8, 9)]);
+    }
+}
