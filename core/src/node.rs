@@ -4,6 +4,8 @@
 //!
 //! **Invariant:** a node's service code reaches the world only through the fields here.
 
+use std::collections::BTreeMap;
+
 use crate::history::Recorder;
 use crate::seams::clock::Clock;
 use crate::seams::disk::Disk;
@@ -18,6 +20,9 @@ pub struct NodeContext {
     /// What the node does (`queue`, `api`, `worker`, `probe`...).
     pub role: String,
     pub book: AddressBook,
+    /// Every server node of the cluster as configured, name to role (`queue-2` → `queue`):
+    /// how a node finds its peers.
+    pub cluster: BTreeMap<String, String>,
     pub disk: Disk,
     pub clock: Clock,
     /// The link fault table the node's transport consults (empty in the real build).
@@ -32,6 +37,11 @@ pub struct NodeContext {
 }
 
 impl NodeContext {
+    /// The names of the cluster's nodes with `role`, in name order.
+    pub fn peers(&self, role: &str) -> Vec<String> {
+        self.cluster.iter().filter(|(_, r)| r.as_str() == role).map(|(n, _)| n.clone()).collect()
+    }
+
     /// An RNG for one component of this incarnation of the node. A restarted node draws fresh
     /// numbers, as a rebooted machine would, and replays exactly under the same seed.
     pub fn rng(&self, component: &str) -> SeededRng {

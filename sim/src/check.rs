@@ -52,6 +52,7 @@ impl Verdict {
 /// Phase names the run records, which checkers rely on.
 pub const PHASE_FAULTS: &str = "faults";
 pub const PHASE_HEAL: &str = "heal";
+pub const PHASE_DRAIN: &str = "drain";
 pub const PHASE_FINAL_READS: &str = "final_reads";
 
 fn phase_start_us(events: &[Event], name: &str) -> Option<u64> {

@@ -151,6 +151,24 @@ impl Fault {
         }
     }
 
+    /// The target of a fault aimed at one node (the node of a crash, a pause, a slow disk, a
+    /// clock fault, an isolation), to read or rewrite; `None` for faults on links or groups.
+    pub fn single_target_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Fault::Isolate { node }
+            | Fault::Crash { node }
+            | Fault::Pause { node }
+            | Fault::SlowDisk { node, .. }
+            | Fault::DiskStall { node }
+            | Fault::TornWrites { node }
+            | Fault::CorruptDisk { node, .. }
+            | Fault::ClockOffset { node, .. }
+            | Fault::ClockDrift { node, .. }
+            | Fault::ClockJump { node, .. } => Some(node),
+            _ => None,
+        }
+    }
+
     /// Checks the fault's own numbers. The error names the offending field.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let probability = |field: &str, value: f64| {
@@ -269,7 +287,15 @@ impl FaultPlan {
                 return Err((format!("[{index}].duration_ms"), "must be positive".into()));
             }
             let network = crate::nemesis::is_network_fault(&event.fault);
+            let single = event.fault.clone().single_target_mut().is_some();
             for node in event.fault.nodes() {
+                if node == LEADER {
+                    if single {
+                        continue;
+                    }
+                    let message = format!("{LEADER} can only be the target of a one-node fault");
+                    return Err((format!("[{index}].fault"), message));
+                }
                 if network && clients.contains(node) {
                     continue;
                 }
@@ -298,6 +324,11 @@ impl FaultPlan {
     }
 }
 
+/// A target a one-node fault may name instead of a node: the leader of the moment, as the
+/// history's latest `raft_role` events tell it when the fault starts. A fault plan can then
+/// say "isolate the leader" without knowing who will lead.
+pub const LEADER: &str = "@leader";
+
 /// Swarm testing: which fault kinds a seed may switch on, and the ranges intensities are
 /// drawn from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -313,6 +344,9 @@ pub struct SwarmSettings {
     pub duration_ms: [u64; 2],
     /// Nodes faults may target (default: every server node of the topology).
     pub targets: Vec<String>,
+    /// Chance that a one-node fault targets the leader of the moment ([`LEADER`]) instead of
+    /// a drawn node.
+    pub leader_probability: f64,
 }
 
 impl Default for SwarmSettings {
@@ -323,6 +357,7 @@ impl Default for SwarmSettings {
             events_max: 12,
             duration_ms: [500, 5_000],
             targets: Vec::new(),
+            leader_probability: 0.0,
         }
     }
 }
@@ -339,6 +374,9 @@ impl SwarmSettings {
         }
         if self.events_max == 0 || self.events_max > PLAN_EVENTS_MAX {
             return Err(("events_max".into(), format!("must be between 1 and {PLAN_EVENTS_MAX}")));
+        }
+        if !(0.0..=1.0).contains(&self.leader_probability) {
+            return Err(("leader_probability".into(), "not a probability in [0, 1]".into()));
         }
         if self.duration_ms[0] == 0 || self.duration_ms[0] > self.duration_ms[1] {
             return Err(("duration_ms".into(), "need 0 < min <= max".into()));
@@ -372,7 +410,12 @@ pub fn swarm_plan(
         let kind = *enabled.choose(rng).expect("enabled is not empty");
         let at_ms = rng.random_range(0..faults_ms);
         let duration_ms = rng.random_range(settings.duration_ms[0]..=settings.duration_ms[1]);
-        let fault = draw_fault(kind, nodes, rng);
+        let mut fault = draw_fault(kind, nodes, rng);
+        if settings.leader_probability > 0.0 && rng.random_bool(settings.leader_probability) {
+            if let Some(node) = fault.single_target_mut() {
+                *node = LEADER.to_string();
+            }
+        }
         let duration_ms = (!fault.is_instant()).then_some(duration_ms);
         events.push(FaultEvent { at_ms, duration_ms, fault });
     }

@@ -6,6 +6,7 @@
 //! - [`run`]: one seed of a scenario, from world to verdicts (simulation build only);
 //! - [`scenario`]: the scenario description and its validation;
 //! - [`probe`]: the seam probe, a small durable-log service used as a test instrument;
+//! - [`queue_workload`]: producers, workers and the drain of the replicated job queue;
 //! - [`check`]: checkers, pure functions from a history to a verdict;
 //! - [`queue_check`]: the job queue's checkers (Raft safety, durability, FIFO order, ...);
 //! - [`lincheck`]: the linearizability checker (Wing-Gong/Lowe search, P-compositional).
@@ -19,6 +20,7 @@ pub mod lincheck;
 pub mod nemesis;
 pub mod probe;
 pub mod queue_check;
+pub mod queue_workload;
 #[cfg(madsim)]
 pub mod run;
 pub mod scenario;

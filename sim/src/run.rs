@@ -11,6 +11,7 @@
 //! and every RNG of pessimist through [`pessimist_core::seams::rng::rng_for`].
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +19,18 @@ use pessimist_core::history::{fingerprint, Event, EventKind, History};
 use pessimist_core::seams::rng::{derive_seed, rng_for};
 use serde_json::json;
 
-use crate::check::{self, Verdict, PHASE_FAULTS, PHASE_FINAL_READS, PHASE_HEAL};
-use crate::fault::{swarm_plan, FaultPlan};
-use crate::probe::{self, ProbeMessage};
-use crate::scenario::{Scenario, Workload};
+use pessimist_core::node::NodeContext;
+use pessimist_core::queue::machine::JobId;
+use pessimist_core::queue::{self, client::ClientOptions, client::QueueClient, QueueMessage};
+use pessimist_core::seams::clock::Clock;
+use pessimist_core::seams::net::{Transport, TransportOptions};
+
+use crate::check::{self, Verdict, PHASE_DRAIN, PHASE_FAULTS, PHASE_FINAL_READS, PHASE_HEAL};
+use crate::fault::{swarm_plan, Fault, FaultPlan, LEADER};
+use crate::probe::{self, ProbeMessage, ProbeWorkload};
+use crate::queue_check;
+use crate::queue_workload::{self, Acknowledged, QueueWorkload};
+use crate::scenario::{Phases, Scenario, Workload};
 use crate::world::{NodeSpec, Program, World};
 
 /// What one seed of a scenario produced.
@@ -69,20 +78,42 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> SeedOutcome {
 pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, Verdict> {
     let mut checks = BTreeMap::new();
     let wanted = &scenario.checks;
-    if wanted.durability {
-        checks.insert("durability".to_string(), check::durability(events));
-    }
-    if wanted.integrity {
-        checks.insert("integrity".to_string(), check::integrity(events));
-    }
-    if wanted.linearizability {
-        checks.insert("linearizability".to_string(), check::linearizability(events));
-    }
-    if wanted.liveness {
-        checks.insert(
-            "liveness".to_string(),
-            check::liveness(events, &scenario.server_names(), scenario.phases.liveness_bound_ms),
-        );
+    let bound_ms = scenario.phases.liveness_bound_ms;
+    match &scenario.workload {
+        Workload::Probe(_) => {
+            if wanted.durability {
+                checks.insert("durability".to_string(), check::durability(events));
+            }
+            if wanted.integrity {
+                checks.insert("integrity".to_string(), check::integrity(events));
+            }
+            if wanted.linearizability {
+                checks.insert("linearizability".to_string(), check::linearizability(events));
+            }
+            if wanted.liveness {
+                let nodes = scenario.server_names();
+                checks.insert("liveness".to_string(), check::liveness(events, &nodes, bound_ms));
+            }
+        }
+        Workload::Queue(_) => {
+            checks.insert("raft_safety".to_string(), queue_check::raft_safety(events));
+            checks.insert("no_double_ack".to_string(), queue_check::no_double_ack(events));
+            checks.insert("fifo_order".to_string(), queue_check::fifo_order(events));
+            checks.insert("leases".to_string(), queue_check::leases(events));
+            if wanted.durability {
+                checks.insert("durability".to_string(), queue_check::queue_durability(events));
+            }
+            if wanted.linearizability {
+                checks.insert(
+                    "linearizability".to_string(),
+                    queue_check::queue_linearizability(events),
+                );
+            }
+            if wanted.liveness {
+                checks
+                    .insert("liveness".to_string(), queue_check::queue_liveness(events, bound_ms));
+            }
+        }
     }
     checks.insert(
         "availability".to_string(),
@@ -103,7 +134,6 @@ struct Step {
 
 async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> {
     let history = History::new();
-    let phases = scenario.phases.clone();
     history.record(EventKind::Phase {
         name: "run".into(),
         detail: json!({
@@ -120,17 +150,107 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
         .map(|node| NodeSpec { name: node.name.clone(), role: node.role.clone() })
         .collect();
     let clients = scenario.client_names();
-    let program: Program = Arc::new(|context| Box::pin(probe::serve(context)));
+    let program: Program = Arc::new(|context: NodeContext| {
+        if context.role == queue::ROLE {
+            Box::pin(queue::node::serve(context))
+        } else {
+            Box::pin(probe::serve(context))
+        }
+    });
     let knobs = serde_json::Value::Object(scenario.knobs.clone());
     let mut world = World::build(seed, history.clone(), &servers, &clients, knobs, program);
-    let start = tokio::time::Instant::now();
-    let at = |ms: u64| start + Duration::from_millis(ms);
     history.record(EventKind::Phase {
         name: PHASE_FAULTS.into(),
-        detail: json!({ "until_ms": phases.faults_ms }),
+        detail: json!({ "until_ms": scenario.phases.faults_ms }),
     });
+    match scenario.workload.clone() {
+        Workload::Probe(workload) => {
+            run_probe(&scenario, workload, &plan, &mut world, &history, seed).await
+        }
+        Workload::Queue(workload) => {
+            run_queue(&scenario, workload, &plan, &mut world, &history, seed).await
+        }
+    }
+    history.events()
+}
 
-    let Workload::Probe(workload) = scenario.workload.clone();
+/// Plays the fault plan from the start of the run, then heals everything at the end of the
+/// fault phase and records the heal.
+async fn play_faults(world: &mut World, plan: &FaultPlan, phases: &Phases, history: &History) {
+    let start = tokio::time::Instant::now() - Duration::from_micros(history.now_us());
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    let events = &plan.events;
+    let mut steps: Vec<Step> = Vec::new();
+    for (id, event) in events.iter().enumerate() {
+        steps.push(Step { time_ms: event.at_ms, is_start: true, id: id as u64 });
+        if !event.fault.is_instant() {
+            steps.push(Step {
+                time_ms: event.end_ms(phases.faults_ms),
+                is_start: false,
+                id: id as u64,
+            });
+        }
+    }
+    steps.sort();
+    for step in steps {
+        if step.time_ms >= phases.faults_ms {
+            break; // Ends at the phase's end are the heal's work.
+        }
+        tokio::time::sleep_until(at(step.time_ms)).await;
+        if step.is_start {
+            let Some(fault) = resolve_leader(&events[step.id as usize].fault, history) else {
+                history.record(EventKind::Internal {
+                    node: "nemesis".into(),
+                    what: "fault_skipped".into(),
+                    detail: json!({ "fault": step.id, "reason": "no leader known to target" }),
+                });
+                continue;
+            };
+            world.inject(step.id, &fault);
+        } else {
+            world.heal(step.id);
+        }
+    }
+    tokio::time::sleep_until(at(phases.faults_ms)).await;
+    world.heal_all();
+    history.record(EventKind::Phase {
+        name: PHASE_HEAL.into(),
+        detail: json!({ "until_ms": phases.faults_ms + phases.heal_ms }),
+    });
+}
+
+/// The fault with [`LEADER`] replaced by the latest leader the history knows (the leader of
+/// the highest term); `None` when it names the leader and none is known yet.
+fn resolve_leader(fault: &Fault, history: &History) -> Option<Fault> {
+    let mut fault = fault.clone();
+    let Some(target) = fault.single_target_mut() else { return Some(fault) };
+    if target != LEADER {
+        return Some(fault);
+    }
+    let mut leader: Option<(u64, String)> = None;
+    for event in history.events() {
+        if let EventKind::Internal { node, what, detail } = &event.kind {
+            let term = detail["term"].as_u64().unwrap_or(0);
+            let is_leader = what == "raft_role" && detail["role"] == "leader";
+            if is_leader && leader.as_ref().is_none_or(|(best, _)| term >= *best) {
+                leader = Some((term, node.clone()));
+            }
+        }
+    }
+    *target = leader?.1;
+    Some(fault)
+}
+
+async fn run_probe(
+    scenario: &Scenario,
+    workload: ProbeWorkload,
+    plan: &FaultPlan,
+    world: &mut World,
+    history: &History,
+    seed: u64,
+) {
+    let phases = &scenario.phases;
+    let clients = scenario.client_names();
     let targets = scenario.server_names();
     let until_us = (phases.faults_ms + phases.heal_ms) * 1000;
     let mut processes = Vec::new();
@@ -154,42 +274,11 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
         );
         processes.push(world.client(client).spawn(task));
     }
-
-    let events = plan.events.clone();
-    let mut steps: Vec<Step> = Vec::new();
-    for (id, event) in events.iter().enumerate() {
-        steps.push(Step { time_ms: event.at_ms, is_start: true, id: id as u64 });
-        if !event.fault.is_instant() {
-            steps.push(Step {
-                time_ms: event.end_ms(phases.faults_ms),
-                is_start: false,
-                id: id as u64,
-            });
-        }
-    }
-    steps.sort();
-    for step in steps {
-        if step.time_ms >= phases.faults_ms {
-            break; // Ends at the phase's end are the heal's work.
-        }
-        tokio::time::sleep_until(at(step.time_ms)).await;
-        if step.is_start {
-            world.inject(step.id, &events[step.id as usize].fault);
-        } else {
-            world.heal(step.id);
-        }
-    }
-    tokio::time::sleep_until(at(phases.faults_ms)).await;
-    world.heal_all();
-    history.record(EventKind::Phase {
-        name: PHASE_HEAL.into(),
-        detail: json!({ "until_ms": phases.faults_ms + phases.heal_ms }),
-    });
+    play_faults(world, plan, phases, history).await;
     for process in processes {
         // A process ends by itself at the end of the heal phase; a panic in it is a bug.
         process.await.expect("a client process panicked");
     }
-
     history.record(EventKind::Phase {
         name: PHASE_FINAL_READS.into(),
         detail: json!({ "bound_ms": phases.liveness_bound_ms }),
@@ -210,7 +299,134 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
         workload.timeout_ms,
     );
     world.client(&clients[0]).spawn(final_reads).await.expect("final reads panicked");
-    history.events()
+}
+
+/// The queue's run: producers until the end of the heal phase, workers until the drain ends;
+/// then a final status read of every acknowledged job.
+async fn run_queue(
+    scenario: &Scenario,
+    workload: QueueWorkload,
+    plan: &FaultPlan,
+    world: &mut World,
+    history: &History,
+    seed: u64,
+) {
+    let phases = &scenario.phases;
+    let clients = scenario.client_names();
+    let queue_nodes = scenario.names_with_role(queue::ROLE);
+    let options = ClientOptions {
+        attempt_timeout: Duration::from_millis(workload.attempt_timeout_ms),
+        attempts: workload.attempts,
+        ..ClientOptions::default()
+    };
+    let (book, link_faults) = (world.book().clone(), world.link_faults().clone());
+    let client_for = |process: u64, name: &str| {
+        let (transport, _) = Transport::<QueueMessage>::unbound(
+            name,
+            book.clone(),
+            TransportOptions::default(),
+            link_faults.clone(),
+            rng_for(seed, &format!("client/{process}/transport")),
+        );
+        QueueClient::new(
+            transport,
+            queue_nodes.clone(),
+            Clock::system(),
+            rng_for(seed, &format!("client/{process}/queue")),
+            options.clone(),
+        )
+    };
+    let until_us = (phases.faults_ms + phases.heal_ms) * 1000;
+    let acknowledged = Acknowledged::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut producers = Vec::new();
+    for process in 0..workload.producers {
+        let node = &clients[process as usize % clients.len()];
+        let task = queue_workload::producer(
+            process,
+            workload.clone(),
+            client_for(process, node),
+            history.clone(),
+            rng_for(seed, &format!("client/{process}/workload")),
+            until_us,
+            acknowledged.clone(),
+        );
+        producers.push(world.client(node).spawn(task));
+    }
+    let mut workers = Vec::new();
+    for index in 0..workload.workers {
+        let process = workload.producers + index;
+        let node = &clients[process as usize % clients.len()];
+        let task = queue_workload::worker(
+            process,
+            workload.clone(),
+            client_for(process, node),
+            history.clone(),
+            rng_for(seed, &format!("client/{process}/workload")),
+            stop.clone(),
+        );
+        workers.push(world.client(node).spawn(task));
+    }
+    play_faults(world, plan, phases, history).await;
+    for producer in producers {
+        producer.await.expect("a producer panicked");
+    }
+
+    // The drain: workers go on until every acknowledged job is finished, within the bound.
+    history.record(EventKind::Phase {
+        name: PHASE_DRAIN.into(),
+        detail: json!({ "bound_ms": phases.liveness_bound_ms }),
+    });
+    let monitor = workload.producers + workload.workers;
+    let mut client = client_for(monitor, &clients[0]);
+    let bound_us = phases.liveness_bound_ms * 1000;
+    let drain = {
+        let (history, acknowledged) = (history.clone(), acknowledged.clone());
+        async move {
+            let deadline_us = history.now_us() + bound_us;
+            while history.now_us() < deadline_us {
+                let jobs: Vec<JobId> =
+                    acknowledged.lock().expect("acknowledged lock").iter().copied().collect();
+                if jobs.is_empty() {
+                    break;
+                }
+                let unfinished =
+                    queue_workload::read_statuses(monitor, &mut client, &history, &jobs).await;
+                if unfinished.is_some_and(|unfinished| unfinished.is_empty()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            client
+        }
+    };
+    let mut client = world.client(&clients[0]).spawn(drain).await.expect("the drain panicked");
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.expect("a worker panicked");
+    }
+
+    history.record(EventKind::Phase {
+        name: PHASE_FINAL_READS.into(),
+        detail: json!({ "bound_ms": phases.liveness_bound_ms }),
+    });
+    let jobs: Vec<JobId> =
+        acknowledged.lock().expect("acknowledged lock").iter().copied().collect();
+    if jobs.is_empty() {
+        return;
+    }
+    let history = history.clone();
+    let final_read = async move {
+        let deadline_us = history.now_us() + bound_us;
+        while history.now_us() < deadline_us {
+            if queue_workload::read_statuses(monitor, &mut client, &history, &jobs).await.is_some()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    world.client(&clients[0]).spawn(final_read).await.expect("the final read panicked");
 }
 
 /// After the heal: read every node until it answers, for at most the liveness bound.

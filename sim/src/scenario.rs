@@ -8,10 +8,12 @@
 
 use std::collections::BTreeSet;
 
+use pessimist_core::queue::QueueSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::fault::{FaultPlan, SwarmSettings};
 use crate::probe::ProbeWorkload;
+use crate::queue_workload::QueueWorkload;
 
 /// Server nodes a scenario may declare.
 pub const SERVER_NODES_MAX: usize = 64;
@@ -69,8 +71,11 @@ pub struct NodeDeclaration {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Workload {
-    /// The seam probe (see [`crate::probe`]).
+    /// The seam probe (see [`crate::probe`]); every node has role `probe`.
     Probe(ProbeWorkload),
+    /// Producers and workers of the replicated job queue (see [`crate::queue_workload`]);
+    /// every node has role `queue`.
+    Queue(QueueWorkload),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -142,6 +147,27 @@ impl Scenario {
         names
     }
 
+    /// The names of the nodes with `role`, sorted.
+    pub fn names_with_role(&self, role: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .topology
+            .nodes
+            .iter()
+            .filter(|node| node.role == role)
+            .map(|node| node.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The role every node must have for the scenario's workload.
+    pub fn workload_role(&self) -> &'static str {
+        match &self.workload {
+            Workload::Probe(_) => "probe",
+            Workload::Queue(_) => pessimist_core::queue::ROLE,
+        }
+    }
+
     /// Client node names.
     pub fn client_names(&self) -> Vec<String> {
         (1..=self.topology.clients).map(|i| format!("client-{i}")).collect()
@@ -181,17 +207,29 @@ impl Scenario {
                     format!("duplicate node name {:?}", node.name),
                 ));
             }
-            if node.role != "probe" {
+            let role = self.workload_role();
+            if node.role != role {
                 return Err(invalid(
                     format!("topology.nodes[{index}].role"),
-                    format!("unknown role {:?} (known: probe)", node.role),
+                    format!(
+                        "role {:?} does not serve this workload (expected {role:?})",
+                        node.role
+                    ),
                 ));
             }
         }
-        let Workload::Probe(probe) = &self.workload;
-        probe
-            .validate()
-            .map_err(|(field, message)| invalid(format!("workload.{field}"), message))?;
+        let workload = match &self.workload {
+            Workload::Probe(probe) => probe.validate(),
+            Workload::Queue(queue) => queue.validate(),
+        };
+        workload.map_err(|(field, message)| invalid(format!("workload.{field}"), message))?;
+        if let Some(settings) = self.knobs.get("queue") {
+            let settings: QueueSettings = serde_json::from_value(settings.clone())
+                .map_err(|error| invalid("knobs.queue", error.to_string()))?;
+            settings
+                .validate()
+                .map_err(|(field, message)| invalid(format!("knobs.queue.{field}"), message))?;
+        }
         let phases = &self.phases;
         if phases.faults_ms == 0 {
             return Err(invalid("phases.faults_ms", "must be positive"));

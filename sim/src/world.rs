@@ -101,6 +101,8 @@ impl World {
             .collect();
         assert_eq!(addresses.len(), servers.len(), "node names must be unique");
         let book = AddressBook::new(addresses);
+        let cluster: BTreeMap<String, String> =
+            servers.iter().map(|spec| (spec.name.clone(), spec.role.clone())).collect();
         let mut server_nodes = BTreeMap::new();
         for (index, spec) in servers.iter().enumerate() {
             let (_, disk_control) =
@@ -109,6 +111,7 @@ impl World {
             let incarnations = Arc::new(AtomicU64::new(0));
             let (name, role) = (spec.name.clone(), spec.role.clone());
             let (book, link_faults, history) = (book.clone(), link_faults.clone(), history.clone());
+            let cluster = cluster.clone();
             let (program, knobs, disk_for_init) =
                 (program.clone(), knobs.clone(), disk_control.clone());
             let node = handle
@@ -129,6 +132,7 @@ impl World {
                         name: name.clone(),
                         role: role.clone(),
                         book: book.clone(),
+                        cluster: cluster.clone(),
                         disk: disk_for_init.disk(),
                         clock: clock.clone(),
                         link_faults: link_faults.clone(),
