@@ -11,4 +11,5 @@
 
 pub mod history;
 pub mod node;
+pub mod queue;
 pub mod seams;

@@ -1,0 +1,3 @@
+//! The replicated job queue: its state machine, applied identically on every Raft replica.
+
+pub mod machine;
