@@ -718,6 +718,18 @@ struct Projection {
     origin: Vec<(u64, u64)>,
     redeliveries_dropped: u64,
     duplicates_dropped: u64,
+    /// Dequeues of unknown outcome added for leases' uncertain tries.
+    unseen_tries: u64,
+    /// Idempotency keys of the enqueues projected so far.
+    keys: BTreeSet<String>,
+}
+
+/// Whether `operation` (an enqueue that did not fail) is the first with its key; records it.
+fn first_with_key(operation: &Operation<'_>, projection: &mut Projection) -> bool {
+    match operation.input.get("key").and_then(Value::as_str) {
+        Some(key) => projection.keys.insert(key.to_string()),
+        None => true,
+    }
 }
 
 /// What one operation becomes in the model: (f, argument, completion), or nothing.
@@ -735,8 +747,10 @@ fn project_one(
     };
     Ok(match (operation.f, operation.outcome) {
         (_, Outcome::Fail) => None,
-        ("enqueue", Outcome::Ok) if operation.output.get("duplicate") == Some(&json!(true)) => {
-            // The key's first enqueue (ok or info) is the one that took effect.
+        ("enqueue", _) if !first_with_key(operation, projection) => {
+            // An earlier enqueue with this key (ok or info) is the one that took effect; a
+            // duplicate answer with no earlier one means this operation's own earlier try
+            // did, within its interval.
             projection.duplicates_dropped += 1;
             None
         }
@@ -775,15 +789,36 @@ fn project(operations: &[Operation<'_>]) -> Result<Projection, String> {
 
     let mut projection = Projection::default();
     let mut placed: Vec<(u64, Op, u64)> = Vec::new(); // (event index, op, client process)
-    for (call, operation) in operations.iter().enumerate() {
-        let Some((f, argument, completion)) = project_one(operation, &mut projection)? else {
-            continue;
-        };
-        let op =
-            |op_type, value| Op { process: call as u64, op_type, f: f.into(), value, key: None };
+    let mut calls = 0u64;
+    let mut place = |f: &str,
+                     argument: Value,
+                     completion: Option<(OpType, Value)>,
+                     operation: &Operation<'_>| {
+        let call = calls;
+        calls += 1;
+        let op = |op_type, value| Op { process: call, op_type, f: f.into(), value, key: None };
         placed.push((operation.invoke_index, op(OpType::Invoke, argument), operation.process));
         if let Some((op_type, value)) = completion {
             placed.push((operation.at(), op(op_type, value), operation.process));
+        }
+    };
+    for operation in operations {
+        let projected = project_one(operation, &mut projection)?;
+        // A lease's uncertain tries may each have delivered a job unseen (its lease ran out
+        // before the retry): each is a dequeue of unknown outcome within the same interval.
+        // An `info` lease is already one such dequeue.
+        let mut unseen = 0;
+        if operation.f == "lease" && operation.outcome != Outcome::Fail {
+            let tries =
+                operation.output.get("uncertain_tries").and_then(Value::as_u64).unwrap_or(0);
+            unseen = if operation.outcome == Outcome::Ok { tries } else { tries.saturating_sub(1) };
+        }
+        for _ in 0..unseen {
+            projection.unseen_tries += 1;
+            place("dequeue", Value::Null, Some((OpType::Info, Value::Null)), operation);
+        }
+        if let Some((f, argument, completion)) = projected {
+            place(f, argument, completion, operation);
         }
     }
     placed.sort_by_key(|(at, _, _)| *at);
@@ -815,7 +850,9 @@ fn name_by_events(witness: &mut crate::lincheck::Witness, origin: &[(u64, u64)])
 /// is dropped, its key's first attempt being the one that took effect); an ok lease with
 /// attempt 1 is a `dequeue` returning the payload, an ok lease with `"job": null` one
 /// returning empty, an info lease a `dequeue` of unknown outcome; an ok lease with attempt
-/// above 1 is dropped, and so are failed leases, acks, nacks and status reads.
+/// above 1 is dropped, and so are failed leases, acks, nacks and status reads. Each of a
+/// lease's `uncertain_tries` (beyond the one an info lease stands for) adds a `dequeue` of
+/// unknown outcome over the same interval: a retried try may have leased a job unseen.
 ///
 /// Why dropping redeliveries is sound: the queue leases the smallest available job id, job
 /// ids grow in commit order, and a job never delivered is always available. So when a lease
@@ -839,6 +876,7 @@ pub fn queue_linearizability(events: &[Event]) -> Verdict {
         ("operations".to_string(), json!(projection.ops.len())),
         ("redeliveries_dropped".to_string(), json!(projection.redeliveries_dropped)),
         ("duplicate_enqueues_dropped".to_string(), json!(projection.duplicates_dropped)),
+        ("unseen_lease_tries".to_string(), json!(projection.unseen_tries)),
     ]);
     let deadline = std::time::Instant::now() + LINEARIZABILITY_SEARCH_MAX;
     let verdict = lincheck::check("fifo-queue", &Value::Null, &projection.ops, Some(deadline));

@@ -11,7 +11,10 @@
 //! - `status`: invoke `{jobs}`, ok `{statuses: [[job, state], ...]}`.
 //!
 //! A command whose outcome the client cannot know (a timeout, a leader lost before applying
-//! it) is `info`; one that certainly did not happen is `fail`.
+//! it) is `info`; one that certainly did not happen is `fail`. Leases and their `info` carry
+//! `uncertain_tries`: the client's tries that may have taken effect unseen. A worker's retry
+//! gets the lease of its earlier try back while it is held, but once that lease ran out the
+//! retry leases another job, so each uncertain try may have delivered a job nobody saw.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,15 +161,17 @@ pub async fn worker(
 ) {
     let name = format!("w{process}");
     let poll = Duration::from_millis(workload.poll_ms);
+    let mut request = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        request += 1;
         let invoked = json!({ "worker": name, "visibility_ms": workload.visibility_ms });
         history.record(EventKind::Invoke { process, f: "lease".into(), value: invoked.clone() });
-        let command =
-            Command::Lease { worker: name.clone(), visibility_ms: workload.visibility_ms };
+        let visibility_ms = workload.visibility_ms;
+        let command = Command::Lease { worker: name.clone(), visibility_ms, request };
         let (job, lease) = match client.submit(command).await {
             Ok(Reply {
                 response: Response::Leased { job, lease, payload, attempt, deadline_ms },
-                ..
+                uncertain_tries,
             }) => {
                 let value = json!({
                     "job": job,
@@ -174,12 +179,13 @@ pub async fn worker(
                     "lease": lease,
                     "attempt": attempt,
                     "deadline_ms": deadline_ms,
+                    "uncertain_tries": uncertain_tries,
                 });
                 history.record(EventKind::Ok { process, f: "lease".into(), value });
                 (job, lease)
             }
-            Ok(Reply { response: Response::Empty, .. }) => {
-                let value = json!({ "job": null });
+            Ok(Reply { response: Response::Empty, uncertain_tries }) => {
+                let value = json!({ "job": null, "uncertain_tries": uncertain_tries });
                 history.record(EventKind::Ok { process, f: "lease".into(), value });
                 tokio::time::sleep(poll).await;
                 continue;
@@ -222,7 +228,7 @@ async fn finish(
             let value = json!({ "job": job, "lease": lease, "dead_lettered": dead_lettered });
             history.record(EventKind::Ok { process, f: f.into(), value });
         }
-        Ok(Reply { response: Response::Rejected { reason, .. }, after_uncertain_try: false }) => {
+        Ok(Reply { response: Response::Rejected { reason, .. }, uncertain_tries: 0 }) => {
             let error = format!("rejected: {reason:?}");
             history.record(EventKind::Fail { process, f: f.into(), value: invoked, error });
         }
@@ -289,8 +295,10 @@ fn record_failure(
         Err(ClientError::Refused(error)) => {
             history.record(EventKind::Fail { process, f, value, error });
         }
-        Err(ClientError::Unknown(error)) => {
-            history.record(EventKind::Info { process, f, value, error });
+        Err(ClientError::Unknown { reason, uncertain_tries }) => {
+            let mut value = value;
+            value["uncertain_tries"] = json!(uncertain_tries);
+            history.record(EventKind::Info { process, f, value, error: reason });
         }
         Ok(reply) => {
             // A rejection after a try that may have taken effect, or an answer of the wrong

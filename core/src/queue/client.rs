@@ -6,8 +6,8 @@
 //! whose request timed out, whose connection broke, or whose leader lost its leadership
 //! before applying it *may* have happened: the client retries it, and if it runs out of tries
 //! it reports [`ClientError::Unknown`], never [`ClientError::Refused`]. Enqueues carry an
-//! idempotency key, so retrying one is safe; a retried lease may lease a second job, which the
-//! first lease's visibility timeout returns to the queue.
+//! idempotency key and leases a worker's request number, so retrying either is safe: the retry
+//! finds the first try's job or lease instead of making a second one.
 
 use std::time::Duration;
 
@@ -47,17 +47,18 @@ pub enum ClientError {
     /// No try reached a point where the command could have taken effect.
     #[error("refused: {0}")]
     Refused(String),
-    /// Some try may have taken effect; nobody knows.
-    #[error("unknown: {0}")]
-    Unknown(String),
+    /// Some try may have taken effect; nobody knows. `uncertain_tries` counts the tries that
+    /// may have (with a lease, each may have leased a job whose lease then ran out).
+    #[error("unknown after {uncertain_tries} uncertain tries: {reason}")]
+    Unknown { reason: String, uncertain_tries: u32 },
 }
 
-/// A command's answer, and whether an earlier try may also have taken effect (then a
-/// rejection, such as an ack refused as `AlreadyDone`, may be the echo of that earlier try).
+/// A command's answer, and how many earlier tries may also have taken effect (then a
+/// rejection, such as an ack refused as `AlreadyDone`, may be the echo of an earlier try).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reply {
     pub response: Response,
-    pub after_uncertain_try: bool,
+    pub uncertain_tries: u32,
 }
 
 /// A client of the queue cluster. Not shared: one per task.
@@ -90,7 +91,7 @@ impl QueueClient {
 
     /// Submits `command` until a node applies it or the tries run out.
     pub async fn submit(&mut self, command: Command) -> Result<Reply, ClientError> {
-        let mut uncertain = false;
+        let mut uncertain = 0u32;
         let mut last_error = String::from("no try made");
         let mut failures = 0u32;
         for _ in 0..self.options.attempts {
@@ -103,7 +104,7 @@ impl QueueClient {
             match outcome {
                 Ok(QueueMessage::Answer(Answer::Done(response))) => {
                     self.leader = Some(target);
-                    return Ok(Reply { response, after_uncertain_try: uncertain });
+                    return Ok(Reply { response, uncertain_tries: uncertain });
                 }
                 Ok(QueueMessage::Answer(Answer::NotLeader { leader: Some(leader) }))
                     if leader != target =>
@@ -120,17 +121,17 @@ impl QueueClient {
                     last_error = format!("{target} refused: {reason}");
                 }
                 Ok(QueueMessage::Answer(Answer::Uncertain { reason })) => {
-                    uncertain = true;
+                    uncertain += 1;
                     last_error = format!("{target}: {reason}");
                     self.leader = None;
                 }
                 Ok(other) => {
-                    uncertain = true;
+                    uncertain += 1;
                     last_error = format!("{target} answered {other:?}");
                     self.leader = None;
                 }
                 Err(error) => {
-                    uncertain |= may_have_arrived(&error);
+                    uncertain += u32::from(may_have_arrived(&error));
                     last_error = error.to_string();
                     self.leader = None;
                 }
@@ -138,8 +139,8 @@ impl QueueClient {
             failures += 1;
             self.backoff(failures).await;
         }
-        if uncertain {
-            Err(ClientError::Unknown(last_error))
+        if uncertain > 0 {
+            Err(ClientError::Unknown { reason: last_error, uncertain_tries: uncertain })
         } else {
             Err(ClientError::Refused(last_error))
         }

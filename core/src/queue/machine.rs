@@ -130,8 +130,9 @@ impl QueueConfig {
 pub enum Command {
     /// Adds a job, once per idempotency `key` (within the retention window).
     Enqueue { key: String, payload: Vec<u8> },
-    /// Leases the oldest available job for `visibility_ms`.
-    Lease { worker: String, visibility_ms: u64 },
+    /// Leases the oldest available job for `visibility_ms`. `request` numbers the worker's
+    /// lease requests: a retry of the same request gets the same lease back while it is held.
+    Lease { worker: String, visibility_ms: u64, request: u64 },
     /// Completes a job; takes effect only with the job's current lease.
     Ack { job: JobId, lease: LeaseId },
     /// Fails an attempt; takes effect only with the job's current lease.
@@ -265,6 +266,8 @@ pub struct QueueMachine {
     finished: BTreeSet<(i64, JobId)>,
     /// The remembered dead-lettered jobs, by the order they were dead-lettered in.
     dead_letters: BTreeMap<u64, JobId>,
+    /// Each worker's last granted lease request: `(request, job, lease)`.
+    last_lease: BTreeMap<String, (u64, JobId, LeaseId)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,6 +309,7 @@ impl QueueMachine {
             lease_deadlines: BTreeSet::new(),
             finished: BTreeSet::new(),
             dead_letters: BTreeMap::new(),
+            last_lease: BTreeMap::new(),
         }
     }
 
@@ -332,7 +336,9 @@ impl QueueMachine {
 
         let response = match &stamped.command {
             Command::Enqueue { key, payload } => self.enqueue(key, payload),
-            Command::Lease { worker: _, visibility_ms } => self.lease(*visibility_ms),
+            Command::Lease { worker, visibility_ms, request } => {
+                self.lease_for(worker, *request, *visibility_ms)
+            }
             Command::Ack { job, lease } => self.ack(*job, *lease),
             Command::Nack { job, lease, reason } => self.nack(*job, *lease, reason),
             Command::Status { jobs } => {
@@ -532,6 +538,34 @@ impl QueueMachine {
         Response::Enqueued { job: job_id, duplicate: false }
     }
 
+    /// A lease for `worker`'s request `request`: the same lease again when this request was
+    /// granted before and the lease is still held (a client retry after a lost answer), else
+    /// a new lease.
+    fn lease_for(&mut self, worker: &str, request: u64, visibility_ms: u64) -> Response {
+        if let Some(&(granted, job_id, lease)) = self.last_lease.get(worker) {
+            if granted == request {
+                if let Some(job) = self.jobs.get(&job_id) {
+                    if let JobState::Leased { lease: current, deadline_ms } = job.state {
+                        if current == lease {
+                            return Response::Leased {
+                                job: job_id,
+                                lease,
+                                payload: job.payload.clone(),
+                                attempt: job.attempts,
+                                deadline_ms,
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        let response = self.lease(visibility_ms);
+        if let Response::Leased { job, lease, .. } = &response {
+            self.last_lease.insert(worker.to_string(), (request, *job, *lease));
+        }
+        response
+    }
+
     fn lease(&mut self, visibility_ms: u64) -> Response {
         let Some(job_id) = self.available.pop_first() else {
             return Response::Empty;
@@ -702,8 +736,14 @@ mod tests {
     fn enqueue(key: &str, payload: &str) -> Command {
         Command::Enqueue { key: key.to_string(), payload: payload.as_bytes().to_vec() }
     }
+    /// A fresh lease request (never a retry).
     fn lease(visibility_ms: u64) -> Command {
-        Command::Lease { worker: "w".to_string(), visibility_ms }
+        static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let request = REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Command::Lease { worker: "w".to_string(), visibility_ms, request }
+    }
+    fn lease_request(worker: &str, request: u64, visibility_ms: u64) -> Command {
+        Command::Lease { worker: worker.to_string(), visibility_ms, request }
     }
     fn ack(job: JobId, lease: LeaseId) -> Command {
         Command::Ack { job, lease }
@@ -742,6 +782,25 @@ mod tests {
     }
     fn dead(attempts: u32, reason: &str) -> JobStatus {
         JobStatus::DeadLettered { attempts, reason: reason.to_string() }
+    }
+
+    #[test]
+    fn a_retried_lease_request_gets_the_same_lease_while_it_is_held() {
+        check(
+            QueueConfig::default(),
+            &[
+                (0, enqueue("a", "pa"), enqueued(1)),
+                (1, enqueue("b", "pb"), enqueued(2)),
+                (2, lease_request("w1", 7, 100), leased(1, 1, "pa", 1, 102)),
+                // The answer was lost; the retry must not lease job 2 as well.
+                (3, lease_request("w1", 7, 100), leased(1, 1, "pa", 1, 102)),
+                // Another worker with the same request number is another request.
+                (4, lease_request("w2", 7, 100), leased(2, 2, "pb", 1, 104)),
+                (5, lease_request("w1", 8, 100), Response::Empty),
+                // Once the lease expired, the old request number leases afresh.
+                (200, lease_request("w1", 7, 100), leased(1, 3, "pa", 2, 300)),
+            ],
+        );
     }
 
     #[test]
