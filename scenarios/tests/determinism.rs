@@ -17,7 +17,13 @@ fn scenario(name: &str) -> pessimist_sim::scenario::Scenario {
 
 #[test]
 fn same_seed_same_history_twice_in_one_process() {
-    for name in ["probe-swarm.json", "probe-crashes.json", "probe-gray.json"] {
+    for name in [
+        "probe-swarm.json",
+        "probe-crashes.json",
+        "probe-gray.json",
+        "queue-swarm.json",
+        "queue-leader-crash-loop.json",
+    ] {
         let scenario = scenario(name);
         let first = run_seed(&scenario, 42);
         // Another seed in between, so any state leaking between runs in one process shows.
@@ -40,9 +46,9 @@ fn different_seeds_give_different_histories() {
     assert_eq!(hashes.len(), 5);
 }
 
-fn hash_from_a_new_process(out: &Path, seed: u64) -> String {
+fn hash_from_a_new_process(name: &str, out: &Path, seed: u64) -> String {
     let status = Command::new(env!("CARGO_BIN_EXE_pessimist"))
-        .args(["run", "scenarios/probe-swarm.json", "--seed", &seed.to_string(), "--out"])
+        .args(["run", &format!("scenarios/{name}"), "--seed", &seed.to_string(), "--out"])
         .arg(out)
         .current_dir(workspace_root())
         .output()
@@ -57,42 +63,62 @@ fn hash_from_a_new_process(out: &Path, seed: u64) -> String {
 fn same_seed_same_history_in_two_processes() {
     let scratch =
         std::env::temp_dir().join(format!("pessimist-determinism-{}", std::process::id()));
-    let first = hash_from_a_new_process(&scratch.join("first"), 9);
-    let second = hash_from_a_new_process(&scratch.join("second"), 9);
-    assert_eq!(first, second);
-    assert_eq!(
-        first,
-        run_seed(&scenario("probe-swarm.json"), 9).history_hash,
-        "the binary and the library agree"
-    );
+    for name in ["probe-swarm.json", "queue-swarm.json"] {
+        let first = hash_from_a_new_process(name, &scratch.join("first"), 9);
+        let second = hash_from_a_new_process(name, &scratch.join("second"), 9);
+        assert_eq!(first, second, "{name}");
+        assert_eq!(
+            first,
+            run_seed(&scenario(name), 9).history_hash,
+            "{name}: the binary and the library agree"
+        );
+    }
     let _ = std::fs::remove_dir_all(scratch);
 }
 
-/// Runs the swarm on the seeds the environment names (`MADSIM_TEST_SEED`, default 1, and
-/// `MADSIM_TEST_NUM`, default 20), and prints the command that replays any failure.
+/// Runs the swarms (the probe's and the queue's) on the seeds the environment names
+/// (`MADSIM_TEST_SEED`, default 1, and `MADSIM_TEST_NUM`, default 20), and prints the command
+/// that replays any failure.
 #[test]
 fn swarm_seeds_from_the_environment() {
     let first: u64 =
         std::env::var("MADSIM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let count: u64 =
         std::env::var("MADSIM_TEST_NUM").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let scenario = scenario("probe-swarm.json");
-    let failed: Vec<String> = (first..first + count)
-        .map(|seed| run_seed(&scenario, seed))
-        .filter(|outcome| !outcome.passed)
-        .map(|outcome| {
+    let mut failed = Vec::new();
+    for name in ["probe-swarm.json", "queue-swarm.json"] {
+        let scenario = scenario(name);
+        for outcome in (first..first + count).map(|seed| run_seed(&scenario, seed)) {
+            if outcome.passed {
+                continue;
+            }
             let violations: Vec<&String> =
                 outcome.checks.values().flat_map(|check| &check.violations).collect();
-            format!(
-                "seed {} failed: {:?}\n  replay: {}",
+            failed.push(format!(
+                "{name} seed {} failed: {:?}\n  replay: {}",
                 outcome.seed,
                 violations,
                 pessimist_scenarios::suite::replay_command(
-                    "scenarios/probe-swarm.json",
+                    &format!("scenarios/{name}"),
                     outcome.seed
                 )
-            )
-        })
-        .collect();
+            ));
+        }
+    }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// The clock-skew scenario shows the hazard it exists for: a leader clock running ahead cuts
+/// leases short (a worker's ack rejected as stale before its visibility timeout passed), and
+/// fencing still keeps every job from being acked twice.
+#[test]
+fn a_skewed_leader_clock_cuts_leases_short() {
+    let scenario = scenario("queue-clock-skew.json");
+    let mut cut_short = 0;
+    for seed in scenario.seeds.clone() {
+        let outcome = run_seed(&scenario, seed);
+        assert!(outcome.passed, "seed {seed}: {:?}", outcome.checks);
+        cut_short += outcome.checks["leases"].figures["leases_cut_short"].as_u64().unwrap();
+    }
+    assert!(cut_short > 0, "no lease was cut short on any seed");
 }

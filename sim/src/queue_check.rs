@@ -1489,4 +1489,93 @@ mod tests {
         let found: Vec<(u64, u64)> = inversions.iter().map(|(a, b)| (a.job, b.job)).collect();
         assert_eq!(found, vec![(8, 9)]);
     }
+
+    // --- unseen lease tries and duplicate-first enqueues
+
+    #[test]
+    fn a_lease_retried_after_an_unseen_try_may_have_skipped_a_job() {
+        // Job 1's first delivery went to a try whose answer was lost; the retry got job 2.
+        let retried = |uncertain_tries: u64| {
+            let mut history = History::default();
+            history.enqueue(1, 1).enqueue(1, 2).invoke(3, "lease", worker(3));
+            let mut out = lease_out(2, 11, 1);
+            out["uncertain_tries"] = json!(uncertain_tries);
+            history.ok(3, "lease", out);
+            queue_linearizability(&history.events)
+        };
+        check(&retried(1), None);
+        assert_eq!(retried(1).figures["unseen_lease_tries"], json!(1));
+        // Without the unseen try, job 2 overtook job 1.
+        check(&retried(0), Some("not linearizable"));
+    }
+
+    #[test]
+    fn a_duplicate_answer_with_no_earlier_key_is_the_enqueue_itself() {
+        let mut history = History::default();
+        // The first try took effect unseen; the retry was answered `duplicate`.
+        history.enqueue_as(1, "k1", 1, true).lease(3, 1, 10, 1);
+        let verdict = queue_linearizability(&history.events);
+        check(&verdict, None);
+        assert_eq!(verdict.figures["duplicate_enqueues_dropped"], json!(0));
+    }
+
+    // --- leases
+
+    #[test]
+    fn leases_counts_a_lease_cut_short_by_a_clock_ahead() {
+        let lease_in = json!({ "worker": "w3", "visibility_ms": 2000 });
+        let acked = json!({ "job": 1, "lease": 10 });
+        let mut history = History::default();
+        history
+            .enqueue(1, 1)
+            .invoke(3, "lease", lease_in.clone())
+            .ok(3, "lease", lease_out(1, 10, 1))
+            // Redelivered while worker 3 still holds it (a few ms later, not 2 s).
+            .invoke(4, "lease", json!({ "worker": "w4", "visibility_ms": 2000 }))
+            .ok(4, "lease", lease_out(1, 11, 2))
+            .invoke(3, "ack", acked.clone())
+            .fail(3, "ack", acked, "rejected: StaleLease { current: Some(11) }")
+            .ack(4, 1, 11);
+        let verdict = leases(&history.events);
+        check(&verdict, None);
+        assert_eq!(verdict.figures["leases_cut_short"], json!(1));
+        assert_eq!(verdict.figures["stale_rejections"], json!(1));
+        assert_eq!(verdict.figures["redeliveries"], json!(1));
+    }
+
+    // --- queue_liveness
+
+    fn phase(history: &mut History, name: &str) {
+        history.push(EventKind::Phase { name: name.into(), detail: json!({}) });
+    }
+
+    #[test]
+    fn queue_liveness_passes_a_drain_within_the_bound() {
+        let mut history = History::default();
+        history.enqueue(1, 1);
+        phase(&mut history, PHASE_HEAL);
+        history.applied(1, &[(1, 1)]);
+        phase(&mut history, PHASE_DRAIN);
+        history.status(9, &[(1, "queued")]).status(9, &[(1, "done")]);
+        let verdict = queue_liveness(&history.events, 1_000);
+        check(&verdict, None);
+        assert!(verdict.figures.contains_key("drain_ms"));
+    }
+
+    #[test]
+    fn queue_liveness_fails_when_the_drain_never_finishes() {
+        let mut history = History::default();
+        history.enqueue(1, 1);
+        phase(&mut history, PHASE_HEAL);
+        phase(&mut history, PHASE_DRAIN);
+        history.status(9, &[(1, "leased")]);
+        check(&queue_liveness(&history.events, 1_000), Some("no status read after the heal"));
+        let mut slow = History::default();
+        slow.enqueue(1, 1);
+        phase(&mut slow, PHASE_HEAL);
+        phase(&mut slow, PHASE_DRAIN);
+        slow.status(9, &[(1, "done")]);
+        // Each event is 1 ms apart: a 0 ms bound is already exceeded.
+        check(&queue_liveness(&slow.events, 0), Some("beyond the 0 ms bound"));
+    }
 }

@@ -366,4 +366,81 @@ mod tests {
         assert_eq!(got.iter().map(|e| e.index).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
         assert!(store.entries(6, 8, None, GetEntriesContext::empty(false)).is_err());
     }
+
+    #[cfg(madsim)]
+    mod on_the_simulated_disk {
+        use super::*;
+        use crate::seams::disk::{DiskTiming, SimDisk};
+        use crate::seams::rng::rng_for;
+
+        fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
+            let mut hard_state = HardState::default();
+            hard_state.term = term;
+            hard_state.vote = vote;
+            hard_state.commit = commit;
+            hard_state
+        }
+
+        #[madsim::test]
+        async fn recovery_keeps_exactly_what_was_fsynced() {
+            let (_, control) = SimDisk::new(DiskTiming::default(), rng_for(1, "disk"));
+            let durable = Durable::new(control.disk());
+            durable.append_entries(&[entry(1, 1), entry(2, 1)]).await.unwrap();
+            durable.append_hard_state(&hard_state(1, 1, 2)).await.unwrap();
+            durable.sync().await.unwrap();
+            durable.append_entries(&[entry(3, 1)]).await.unwrap();
+            durable.append_hard_state(&hard_state(1, 1, 3)).await.unwrap();
+            control.set_torn_writes(true);
+            control.crash();
+            let recovered = durable.recover(&[1, 2, 3]).await.unwrap();
+            let store = recovered.store;
+            assert_eq!(store.last_index().unwrap(), 2, "the unsynced entry is gone");
+            assert_eq!(store.hard_state(), &hard_state(1, 1, 2));
+            assert_eq!(
+                store.entries(1, 3, None, GetEntriesContext::empty(false)).unwrap().len(),
+                2
+            );
+            // A torn tail, if the crash left one, was cut and the WAL rewritten without it.
+            let again = durable.recover(&[1, 2, 3]).await.unwrap();
+            assert_eq!(again.torn_tail_bytes, 0);
+            assert_eq!(again.store.last_index().unwrap(), 2);
+        }
+
+        #[madsim::test]
+        async fn a_snapshot_compacts_the_wal_and_survives_a_crash() {
+            let (_, control) = SimDisk::new(DiskTiming::default(), rng_for(2, "disk"));
+            let durable = Durable::new(control.disk());
+            let entries: Vec<Entry> = (1..=5).map(|i| entry(i, 2)).collect();
+            durable.append_entries(&entries).await.unwrap();
+            durable.append_hard_state(&hard_state(2, 1, 5)).await.unwrap();
+            durable.sync().await.unwrap();
+            let mut snapshot = Snapshot::default();
+            snapshot.set_data(b"machine".to_vec().into());
+            snapshot.mut_metadata().index = 3;
+            snapshot.mut_metadata().term = 2;
+            snapshot.mut_metadata().mut_conf_state().set_voters(vec![1, 2, 3]);
+            durable.save_snapshot(&snapshot, &hard_state(2, 1, 5), &entries[3..]).await.unwrap();
+            // A later entry conflicting with the log's tail replaces it.
+            durable.append_entries(&[entry(5, 3), entry(6, 3)]).await.unwrap();
+            durable.sync().await.unwrap();
+            control.crash();
+            let store = durable.recover(&[1, 2, 3]).await.unwrap().store;
+            assert_eq!(store.first_index().unwrap(), 4);
+            assert_eq!(store.last_index().unwrap(), 6);
+            assert_eq!((store.term(3).unwrap(), store.term(5).unwrap()), (2, 3));
+            assert_eq!(store.latest_snapshot().get_data(), b"machine");
+            assert_eq!(store.hard_state().commit, 5);
+        }
+
+        #[madsim::test]
+        async fn corruption_of_fsynced_data_stops_recovery() {
+            let (_, control) = SimDisk::new(DiskTiming::default(), rng_for(3, "disk"));
+            let durable = Durable::new(control.disk());
+            durable.append_entries(&[entry(1, 1), entry(2, 1)]).await.unwrap();
+            durable.sync().await.unwrap();
+            control.corrupt(Some(WAL_FILE)).expect("the WAL has bytes to corrupt");
+            let error = durable.recover(&[1, 2, 3]).await.unwrap_err();
+            assert!(matches!(error, RecoverError::Disk(DiskError::Corrupt { .. })), "{error}");
+        }
+    }
 }
