@@ -1037,6 +1037,128 @@ pub fn leases(events: &[Event]) -> Verdict {
     Verdict::from_violations(Vec::new(), figures)
 }
 
+/// Failover, measured: for each fault that took the leader away (a crash, isolation or pause
+/// aimed at the node leading at that moment), the time from the fault's start to the first
+/// entry of a later term applied anywhere: the first commit under the new leader. A loss
+/// that no later term followed before the run ended counts as `unrecovered`. Figures only.
+pub fn failover(events: &[Event]) -> Verdict {
+    let mut leader: Option<(u64, String)> = None; // (term, node) of the latest leader
+    let mut waiting: Vec<(u64, u64)> = Vec::new(); // (fault start us, lost leader's term)
+    let mut times_ms: Vec<u64> = Vec::new();
+    for event in events {
+        match &event.kind {
+            EventKind::Internal { node, what, detail } if what == "raft_role" => {
+                let term = detail["term"].as_u64().unwrap_or(0);
+                if detail["role"] == "leader" && leader.as_ref().is_none_or(|(t, _)| term >= *t) {
+                    leader = Some((term, node.clone()));
+                }
+            }
+            EventKind::FaultStart { kind, detail, .. }
+                if matches!(kind.as_str(), "crash" | "isolate" | "pause") =>
+            {
+                if let Some((term, node)) = &leader {
+                    if detail["node"].as_str() == Some(node) {
+                        waiting.push((event.time_us, *term));
+                    }
+                }
+            }
+            EventKind::Internal { what, detail, .. } if what == "raft_applied" => {
+                let newest = detail["entries"]
+                    .as_array()
+                    .and_then(|entries| entries.iter().filter_map(|e| e[1].as_u64()).max())
+                    .unwrap_or(0);
+                waiting.retain(|&(start_us, lost_term)| {
+                    if newest > lost_term {
+                        times_ms.push((event.time_us - start_us) / 1000);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+    let mut figures = BTreeMap::from([
+        ("leader_losses".to_string(), json!(times_ms.len() + waiting.len())),
+        ("unrecovered".to_string(), json!(waiting.len())),
+        ("failover_ms".to_string(), json!(times_ms)),
+    ]);
+    times_ms.sort_unstable();
+    if let Some(&max) = times_ms.last() {
+        figures.insert("failover_ms_p50".into(), json!(times_ms[times_ms.len() / 2]));
+        figures.insert("failover_ms_max".into(), json!(max));
+    }
+    Verdict::from_violations(Vec::new(), figures)
+}
+
+/// Availability of enqueues around each fault: for every fault window (start to end, or to
+/// the heal), the enqueues invoked inside it and how many were acknowledged; and the same for
+/// the time with no fault active. Figures only: the CP queue is expected to refuse while it
+/// has no majority.
+pub fn fault_availability(events: &[Event]) -> Verdict {
+    let heal_us = events
+        .iter()
+        .find_map(|event| match &event.kind {
+            EventKind::Phase { name, .. } if name == PHASE_HEAL => Some(event.time_us),
+            _ => None,
+        })
+        .unwrap_or(u64::MAX);
+    // fault id -> (kind, start, end)
+    let mut windows: BTreeMap<u64, (String, u64, u64)> = BTreeMap::new();
+    let mut invoked: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut enqueues: Vec<(u64, bool)> = Vec::new(); // (invoke time, acknowledged)
+    for event in events {
+        match &event.kind {
+            EventKind::FaultStart { fault, kind, .. } => {
+                windows.insert(*fault, (kind.clone(), event.time_us, heal_us));
+            }
+            EventKind::FaultEnd { fault, .. } => {
+                if let Some(window) = windows.get_mut(fault) {
+                    window.2 = window.2.min(event.time_us);
+                }
+            }
+            EventKind::Invoke { process, f, .. } if f == "enqueue" => {
+                invoked.insert(*process, event.time_us);
+            }
+            EventKind::Ok { process, f, .. }
+            | EventKind::Fail { process, f, .. }
+            | EventKind::Info { process, f, .. }
+                if f == "enqueue" =>
+            {
+                if let Some(at) = invoked.remove(process) {
+                    enqueues.push((at, matches!(event.kind, EventKind::Ok { .. })));
+                }
+            }
+            _ => {}
+        }
+    }
+    let share = |inside: &dyn Fn(u64) -> bool| {
+        let chosen: Vec<bool> =
+            enqueues.iter().filter(|(at, _)| inside(*at)).map(|(_, ok)| *ok).collect();
+        let ok = chosen.iter().filter(|ok| **ok).count();
+        let fraction =
+            if chosen.is_empty() { Value::Null } else { json!(ok as f64 / chosen.len() as f64) };
+        json!({ "enqueues": chosen.len(), "acknowledged": ok, "fraction": fraction })
+    };
+    let per_fault: Vec<Value> = windows
+        .iter()
+        .map(|(id, (kind, start, end))| {
+            let mut figure = share(&|at| at >= *start && at < *end);
+            figure["fault"] = json!(id);
+            figure["kind"] = json!(kind);
+            figure["window_ms"] = json!((end.saturating_sub(*start)) / 1000);
+            figure
+        })
+        .collect();
+    let calm = share(&|at| !windows.values().any(|(_, start, end)| at >= *start && at < *end));
+    let figures = BTreeMap::from([
+        ("per_fault".to_string(), json!(per_fault)),
+        ("no_fault_active".to_string(), calm),
+    ]);
+    Verdict::from_violations(Vec::new(), figures)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

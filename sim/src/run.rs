@@ -100,6 +100,9 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
             checks.insert("no_double_ack".to_string(), queue_check::no_double_ack(events));
             checks.insert("fifo_order".to_string(), queue_check::fifo_order(events));
             checks.insert("leases".to_string(), queue_check::leases(events));
+            checks.insert("failover".to_string(), queue_check::failover(events));
+            checks
+                .insert("fault_availability".to_string(), queue_check::fault_availability(events));
             if wanted.durability {
                 checks.insert("durability".to_string(), queue_check::queue_durability(events));
             }

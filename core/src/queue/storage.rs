@@ -334,11 +334,7 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut entry = Entry::default();
-        entry.index = index;
-        entry.term = term;
-        entry.data = format!("{index}/{term}").into_bytes().into();
-        entry
+        Entry { index, term, data: format!("{index}/{term}").into_bytes().into(), ..Entry::default() }
     }
 
     #[test]
@@ -374,11 +370,7 @@ mod tests {
         use crate::seams::rng::rng_for;
 
         fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
-            let mut hard_state = HardState::default();
-            hard_state.term = term;
-            hard_state.vote = vote;
-            hard_state.commit = commit;
-            hard_state
+            HardState { term, vote, commit, ..HardState::default() }
         }
 
         #[madsim::test]
