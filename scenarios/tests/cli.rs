@@ -42,7 +42,7 @@ fn run_text(name: &str, text: &str) -> (i32, String) {
 }
 
 fn valid_text() -> String {
-    std::fs::read_to_string(workspace_root().join("scenarios/probe-crashes.json")).unwrap()
+    std::fs::read_to_string(workspace_root().join("scenarios/seams/probe-crashes.json")).unwrap()
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn a_passing_run_exits_0_and_writes_the_summary() {
     let out = scratch("pass").join("out");
     let output = pessimist(&[
         "run",
-        "scenarios/probe-gray.json",
+        "scenarios/seams/probe-gray.json",
         "--seed",
         "5",
         "--out",
@@ -64,7 +64,10 @@ fn a_passing_run_exits_0_and_writes_the_summary() {
     assert_eq!(seed["seed"], 5);
     assert_eq!(seed["passed"], true);
     assert_eq!(seed["history_hash"].as_str().unwrap().len(), 64);
-    assert_eq!(seed["replay"], "cargo run --release -- replay scenarios/probe-gray.json --seed 5");
+    assert_eq!(
+        seed["replay"],
+        "cargo run --release -- replay scenarios/seams/probe-gray.json --seed 5"
+    );
     for check in ["durability", "integrity", "liveness", "availability"] {
         assert_eq!(seed["checks"][check]["passed"], true, "{check}");
     }
@@ -105,7 +108,7 @@ fn replay_prints_the_history_and_the_same_hash() {
     let out = scratch("replay").join("out");
     let run = pessimist(&[
         "run",
-        "scenarios/probe-crashes.json",
+        "scenarios/seams/probe-crashes.json",
         "--seed",
         "3",
         "--out",
@@ -114,7 +117,7 @@ fn replay_prints_the_history_and_the_same_hash() {
     assert_eq!(run.status.code(), Some(0));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    let replay = pessimist(&["replay", "scenarios/probe-crashes.json", "--seed", "3"]);
+    let replay = pessimist(&["replay", "scenarios/seams/probe-crashes.json", "--seed", "3"]);
     assert_eq!(replay.status.code(), Some(0));
     let text = String::from_utf8_lossy(&replay.stdout);
     assert!(text.contains("nemesis injects #1 crash"), "{text}");
@@ -189,7 +192,7 @@ fn a_missing_file_or_bad_flags_exit_2() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.starts_with("pessimist: scenarios/no-such-file.json: cannot read:"), "{stderr}");
     let conflicting =
-        pessimist(&["run", "scenarios/probe-gray.json", "--seed", "1", "--seeds", "3"]);
+        pessimist(&["run", "scenarios/seams/probe-gray.json", "--seed", "1", "--seeds", "3"]);
     assert_eq!(conflicting.status.code(), Some(2));
     let unknown = pessimist(&["frobnicate"]);
     assert_eq!(unknown.status.code(), Some(2));

@@ -10,9 +10,17 @@ use std::process::Command;
 use pessimist_scenarios::{load_scenario, suite::workspace_root};
 use pessimist_sim::run::run_seed;
 
+/// A shipped scenario: the queue's in `scenarios/`, the seam probe's in `scenarios/seams/`.
 fn scenario(name: &str) -> pessimist_sim::scenario::Scenario {
-    load_scenario(&workspace_root().join("scenarios").join(name))
-        .expect("the shipped scenarios load")
+    load_scenario(&workspace_root().join(path(name))).expect("the shipped scenarios load")
+}
+
+fn path(name: &str) -> String {
+    if name.starts_with("probe-") {
+        format!("scenarios/seams/{name}")
+    } else {
+        format!("scenarios/{name}")
+    }
 }
 
 #[test]
@@ -48,7 +56,7 @@ fn different_seeds_give_different_histories() {
 
 fn hash_from_a_new_process(name: &str, out: &Path, seed: u64) -> String {
     let status = Command::new(env!("CARGO_BIN_EXE_pessimist"))
-        .args(["run", &format!("scenarios/{name}"), "--seed", &seed.to_string(), "--out"])
+        .args(["run", &path(name), "--seed", &seed.to_string(), "--out"])
         .arg(out)
         .current_dir(workspace_root())
         .output()

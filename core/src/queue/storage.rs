@@ -334,7 +334,12 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64) -> Entry {
-        Entry { index, term, data: format!("{index}/{term}").into_bytes().into(), ..Entry::default() }
+        Entry {
+            index,
+            term,
+            data: format!("{index}/{term}").into_bytes().into(),
+            ..Entry::default()
+        }
     }
 
     #[test]
