@@ -60,6 +60,14 @@ pub fn plan_for_seed(scenario: &Scenario, seed: u64) -> FaultPlan {
 
 /// Runs `scenario` under `seed` in a fresh madsim runtime on this thread.
 pub fn run_seed(scenario: &Scenario, seed: u64) -> SeedOutcome {
+    let (events, plan) = simulate_seed(scenario, seed);
+    let checks = check_history(scenario, &events);
+    let passed = checks.values().all(|verdict| verdict.passed);
+    SeedOutcome { seed, history_hash: fingerprint(&events), events, checks, passed, plan }
+}
+
+/// Simulates `scenario` under `seed` without checking: the history and the plan played.
+pub fn simulate_seed(scenario: &Scenario, seed: u64) -> (Vec<Event>, FaultPlan) {
     scenario.validate().expect("scenarios are validated before they run");
     let plan = plan_for_seed(scenario, seed);
     let mut runtime =
@@ -69,9 +77,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> SeedOutcome {
     let run_ms = phases.faults_ms + phases.heal_ms + 2 * phases.liveness_bound_ms + 60_000;
     runtime.set_time_limit(Duration::from_millis(run_ms));
     let events = runtime.block_on(simulate(scenario.clone(), plan.clone(), seed));
-    let checks = check_history(scenario, &events);
-    let passed = checks.values().all(|verdict| verdict.passed);
-    SeedOutcome { seed, history_hash: fingerprint(&events), events, checks, passed, plan }
+    (events, plan)
 }
 
 /// Runs every enabled checker of the scenario over a history.
