@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
+use futures::task::AtomicWaker;
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -439,38 +440,121 @@ impl<M> std::fmt::Debug for Incoming<M> {
 struct AcceptedConnection {
     connection: Arc<Connection>,
     reader: FrameReader,
+    /// Polls the reader with this, so a frame arriving marks this connection ready.
+    source: InboxSource,
+}
+
+/// What reaches the inbox besides the frames of the connections it reads: a connection just
+/// accepted, or a message that came in on a connection this node dialed.
+enum InboxEvent<M> {
+    Accepted(Arc<Connection>, FrameReader),
+    Forwarded(Incoming<M>),
+}
+
+/// Wakes the inbox's task on behalf of one source (an accepted connection, or the event
+/// channel) and marks that source ready, so that a wake-up polls only the sources that
+/// called for it. Polling the others is not free under madsim: a simulated stream polled
+/// while a packet is in flight arms one more timer each time, and each timer wakes the task
+/// again when it fires.
+struct SourceWaker {
+    ready: AtomicBool,
+    task: Arc<AtomicWaker>,
+}
+
+impl std::task::Wake for SourceWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+/// A source's readiness and the waker to poll it with.
+struct InboxSource {
+    state: Arc<SourceWaker>,
+    waker: Waker,
+}
+
+impl InboxSource {
+    /// A source that starts ready: it has never been polled, so nothing would wake it.
+    fn new(task: &Arc<AtomicWaker>) -> InboxSource {
+        let state = Arc::new(SourceWaker { ready: AtomicBool::new(true), task: task.clone() });
+        InboxSource { waker: Waker::from(state.clone()), state }
+    }
+
+    /// Whether the source asked to be polled since it was last found idle; clears the mark.
+    fn take_ready(&self) -> bool {
+        self.state.ready.swap(false, Ordering::AcqRel)
+    }
+
+    /// Polls again next time: the source gave an item, and may hold more.
+    fn keep_ready(&self) {
+        self.state.ready.store(true, Ordering::Release);
+    }
 }
 
 /// The receiving end: every message sent to this node.
 ///
 /// The inbox reads the connections peers opened to this node itself, in the task that calls
 /// [`Inbox::recv`], rather than through a reader task per connection and a channel: a message
-/// then wakes one task, not two, which keeps the transport close to raw TCP's speed. It polls
-/// them in turn, starting after the one that last gave a frame, so a busy peer cannot starve
-/// the others. (A plain list: `SelectAll` re-queues a stream, an allocation, after every
-/// item, and a node has few peers.)
+/// then wakes one task, not two, which keeps the transport close to raw TCP's speed. Each
+/// source wakes the task through its own [`SourceWaker`], and a wake-up polls only the
+/// sources marked ready, in turn, starting after the connection that last gave a frame, so a
+/// busy peer cannot starve the others. (A plain list: `SelectAll` re-queues a stream, an
+/// allocation, after every item, and a node has few peers.)
 pub struct Inbox<M> {
     shared: Arc<Shared<M>>,
-    accepted: mpsc::UnboundedReceiver<(Arc<Connection>, FrameReader)>,
-    forwarded: mpsc::UnboundedReceiver<Incoming<M>>,
+    events: mpsc::UnboundedReceiver<InboxEvent<M>>,
+    events_source: InboxSource,
+    /// Set once the event channel closed: the transport is gone.
+    events_closed: bool,
     connections: Vec<AcceptedConnection>,
     /// Where the next round of polling starts.
     next_connection: usize,
+    /// The task that waits in [`Inbox::recv`].
+    task: Arc<AtomicWaker>,
 }
 
 impl<M: Message> Inbox<M> {
     /// The next message; `None` once the transport is gone.
     pub async fn recv(&mut self) -> Option<Incoming<M>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming<M>>> {
+        // Registered before the sources are polled: a source that wakes from here on wakes
+        // this task again.
+        self.task.register(cx.waker());
         loop {
-            let (connection, wire) = tokio::select! {
-                biased;
-                Some((connection, reader)) = self.accepted.recv() => {
-                    self.connections.push(AcceptedConnection { connection, reader });
-                    continue;
+            // Events first, so a connection is read as soon as it is accepted.
+            if !self.events_closed && self.events_source.take_ready() {
+                let mut events_context = Context::from_waker(&self.events_source.waker);
+                match self.events.poll_recv(&mut events_context) {
+                    Poll::Pending => {}
+                    Poll::Ready(None) => self.events_closed = true,
+                    Poll::Ready(Some(event)) => {
+                        self.events_source.keep_ready();
+                        match event {
+                            InboxEvent::Accepted(connection, reader) => {
+                                let source = InboxSource::new(&self.task);
+                                let accepted = AcceptedConnection { connection, reader, source };
+                                self.connections.push(accepted);
+                                continue;
+                            }
+                            InboxEvent::Forwarded(incoming) => {
+                                return Poll::Ready(Some(incoming));
+                            }
+                        }
+                    }
                 }
-                Some(incoming) = self.forwarded.recv() => return Some(incoming),
-                item = std::future::poll_fn(|cx| poll_connections(&mut self.connections, &mut self.next_connection, cx)), if !self.connections.is_empty() => item,
-                else => return None,
+            }
+            let Poll::Ready((connection, wire)) =
+                poll_connections(&mut self.connections, &mut self.next_connection)
+            else {
+                break;
             };
             let Some(wire) = wire else {
                 // The connection ended, or sent a frame that does not decode: it cannot be
@@ -482,29 +566,37 @@ impl<M: Message> Inbox<M> {
                 continue;
             }
             if let Some(incoming) = self.shared.dispatch(&connection, wire) {
-                return Some(incoming);
+                return Poll::Ready(Some(incoming));
             }
         }
+        if self.events_closed && self.connections.is_empty() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }
 
-/// The next frame of any accepted connection, decoded, polling from `next_connection` on;
-/// `None` for a connection that ended, which is then forgotten.
+/// The next frame of any accepted connection marked ready, decoded, polling from
+/// `next_connection` on; `None` for a connection that ended, which is then forgotten.
 fn poll_connections<M: Message>(
     connections: &mut Vec<AcceptedConnection>,
     next_connection: &mut usize,
-    cx: &mut Context<'_>,
 ) -> Poll<(Arc<Connection>, Option<Wire<M>>)> {
     let count = connections.len();
     for turn in 0..count {
         let index = (*next_connection + turn) % count;
         let accepted = &mut connections[index];
-        let Poll::Ready(frame) = accepted.reader.poll_frame(cx) else {
+        if !accepted.source.take_ready() {
+            continue;
+        }
+        let mut context = Context::from_waker(&accepted.source.waker);
+        let Poll::Ready(frame) = accepted.reader.poll_frame(&mut context) else {
             continue;
         };
         let wire = frame
             .and_then(|frame| postcard::from_bytes::<Wire<M>>(&accepted.reader.buffer[frame]).ok());
         if wire.is_some() {
+            accepted.source.keep_ready();
             *next_connection = index + 1;
             return Poll::Ready((accepted.connection.clone(), wire));
         }
@@ -664,8 +756,8 @@ struct Shared<M> {
     /// the transport is gone.
     sweeper_wake: Arc<Notify>,
     sweeper_started: AtomicBool,
-    accepted: mpsc::UnboundedSender<(Arc<Connection>, FrameReader)>,
-    forwarded: mpsc::UnboundedSender<Incoming<M>>,
+    /// To the inbox: connections accepted, messages that came on dialed connections.
+    inbox_events: mpsc::UnboundedSender<InboxEvent<M>>,
 }
 
 impl<M> Drop for Shared<M> {
@@ -710,7 +802,7 @@ impl<M> Shared<M> {
     /// client), it is dropped.
     fn dispatch_on_dialed(&self, connection: &Arc<Connection>, wire: Wire<M>) {
         if let Some(incoming) = self.dispatch(connection, wire) {
-            let _ = self.forwarded.send(incoming);
+            let _ = self.inbox_events.send(InboxEvent::Forwarded(incoming));
         }
     }
 
@@ -875,8 +967,7 @@ impl<M: Message> Transport<M> {
         rng: SeededRng,
     ) -> (Transport<M>, Inbox<M>) {
         assert!(options.backoff_min <= options.backoff_max, "backoff bounds reversed");
-        let (accepted_sender, accepted) = mpsc::unbounded_channel();
-        let (forwarded_sender, forwarded) = mpsc::unbounded_channel();
+        let (inbox_events, events) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             me: me.to_string(),
             book,
@@ -889,15 +980,17 @@ impl<M: Message> Transport<M> {
             next_connection_id: AtomicU64::new(1),
             sweeper_wake: Arc::new(Notify::new()),
             sweeper_started: AtomicBool::new(false),
-            accepted: accepted_sender,
-            forwarded: forwarded_sender,
+            inbox_events,
         });
+        let task = Arc::new(AtomicWaker::new());
         let inbox = Inbox {
             shared: shared.clone(),
-            accepted,
-            forwarded,
+            events,
+            events_source: InboxSource::new(&task),
+            events_closed: false,
             connections: Vec::new(),
             next_connection: 0,
+            task,
         };
         (Transport { shared }, inbox)
     }
@@ -1096,7 +1189,7 @@ impl<M: Message> Transport<M> {
         };
         let connection = self.shared.new_connection(peer, write_half, None);
         // The inbox reads it from here on; a transport whose inbox is gone hangs up.
-        let _ = self.shared.accepted.send((connection, reader));
+        let _ = self.shared.inbox_events.send(InboxEvent::Accepted(connection, reader));
     }
 }
 
