@@ -20,7 +20,8 @@
 //! caller reads the reply off its dialed connection itself (no reader task in between); call
 //! timeouts are kept by one sweeper task per transport instead of a timer per call.
 //!
-//! **Invariant:** a frame is written and flushed whole under the connection's writer lock, so
+//! **Invariant:** a frame is appended whole to its connection's queue under the connection's
+//! lock, and the queue goes to the stream in order and is flushed before a writer returns, so
 //! frames never interleave on a stream (an unflushed write would also stall the simulation).
 
 use std::collections::BTreeMap;
@@ -37,7 +38,7 @@ use futures::task::AtomicWaker;
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 
@@ -252,28 +253,37 @@ const LENGTH_PREFIX_BYTES: usize = 4;
 /// small frames per read.
 const READ_BUFFER_BYTES: usize = 8 << 10;
 
-/// Encodes one whole frame, length prefix included, into a single buffer: the writer then
-/// copies it into the stream once, and a frame that is too long is refused here, as a typed
-/// error, before it reaches a connection.
-fn encode<M: Serialize>(wire: &Wire<M>) -> Result<Vec<u8>, NetError> {
-    let mut frame = Vec::with_capacity(64);
-    frame.extend_from_slice(&[0; LENGTH_PREFIX_BYTES]);
-    let mut frame = postcard::serialize_with_flavor(wire, FrameFlavor(frame))
-        .map_err(|e| NetError::Encode(e.to_string()))?;
-    let length = frame.len() - LENGTH_PREFIX_BYTES;
+/// Appends one whole frame, length prefix included, to `buffer`. A frame that is too long
+/// is refused here, as a typed error, and leaves `buffer` as it was.
+fn encode_into<M: Serialize>(wire: &Wire<M>, buffer: &mut Vec<u8>) -> Result<(), NetError> {
+    let start = buffer.len();
+    buffer.extend_from_slice(&[0; LENGTH_PREFIX_BYTES]);
+    if let Err(error) = postcard::serialize_with_flavor(wire, AppendFlavor(buffer)) {
+        buffer.truncate(start);
+        return Err(NetError::Encode(error.to_string()));
+    }
+    let length = buffer.len() - start - LENGTH_PREFIX_BYTES;
     if length > FRAME_BYTES_MAX {
+        buffer.truncate(start);
         return Err(NetError::Encode(format!("frame of {length} bytes exceeds {FRAME_BYTES_MAX}")));
     }
-    frame[..LENGTH_PREFIX_BYTES].copy_from_slice(&(length as u32).to_be_bytes());
+    buffer[start..start + LENGTH_PREFIX_BYTES].copy_from_slice(&(length as u32).to_be_bytes());
+    Ok(())
+}
+
+/// One whole frame in a buffer of its own, for a frame written later (a delayed one).
+fn encode<M: Serialize>(wire: &Wire<M>) -> Result<Vec<u8>, NetError> {
+    let mut frame = Vec::new();
+    encode_into(wire, &mut frame)?;
     Ok(frame)
 }
 
-/// postcard output appended to a buffer that already holds the length prefix. (postcard's
-/// own `to_extend` goes through `Extend` one byte at a time, which showed in profiles.)
-struct FrameFlavor(Vec<u8>);
+/// postcard output appended to a buffer. (postcard's own `to_extend` goes through `Extend`
+/// one byte at a time, which showed in profiles.)
+struct AppendFlavor<'a>(&'a mut Vec<u8>);
 
-impl postcard::ser_flavors::Flavor for FrameFlavor {
-    type Output = Vec<u8>;
+impl postcard::ser_flavors::Flavor for AppendFlavor<'_> {
+    type Output = ();
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         self.0.extend_from_slice(data);
@@ -285,8 +295,8 @@ impl postcard::ser_flavors::Flavor for FrameFlavor {
         Ok(())
     }
 
-    fn finalize(self) -> postcard::Result<Vec<u8>> {
-        Ok(self.0)
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
@@ -363,7 +373,8 @@ struct Connection {
     /// Unique within the transport: calls remember which connection their reply comes on.
     id: u64,
     peer: String,
-    writer: tokio::sync::Mutex<WriteHalf<TcpStream>>,
+    /// Under a plain lock, never held across an await: see [`Outgoing`].
+    outgoing: Mutex<Outgoing>,
     alive: AtomicBool,
     /// On a connection this node dialed, its reader while no task reads it: a waiting call
     /// takes it and reads (see [`CallFuture`]). Always `None` on an accepted connection,
@@ -371,16 +382,179 @@ struct Connection {
     reader: Mutex<Option<FrameReader>>,
 }
 
+/// What a connection's writers share: the stream's writing half and the frames queued for
+/// it.
+///
+/// A writer appends its whole frame to `queue` under the lock, then drives the queue out
+/// (write, flush) while it holds the lock, in one poll; it never holds the lock across an
+/// await. When the stream cannot take more (real TCP with a full socket buffer; madsim's
+/// stream always takes everything), the writer waits, and whichever writer is polled next
+/// drives the queue on. Frames therefore never interleave, and nothing is allocated per
+/// frame: the queue's memory is reused.
+struct Outgoing {
+    stream: WriteHalf<TcpStream>,
+    /// Whole frames not yet written; `written..` is what the stream has not taken.
+    queue: Vec<u8>,
+    written: usize,
+    /// Bytes queued, and bytes written and flushed, since the connection opened: a writer
+    /// is done when the second count reaches the first as it was after its frame.
+    queued_total: u64,
+    flushed_total: u64,
+    /// Writers waiting for the stream, all woken when it makes progress or fails (the stream
+    /// itself wakes only the last writer that polled it).
+    waiting: Vec<Waker>,
+    failed: bool,
+}
+
+/// What a connection's queue keeps after a large frame passed.
+const WRITE_BUFFER_BYTES: usize = 8 << 10;
+
+impl Outgoing {
+    fn new(stream: WriteHalf<TcpStream>) -> Outgoing {
+        Outgoing {
+            stream,
+            queue: Vec::new(),
+            written: 0,
+            queued_total: 0,
+            flushed_total: 0,
+            waiting: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// Appends one frame; returns the byte count the writer waits for.
+    fn queue(
+        &mut self,
+        frame: impl FnOnce(&mut Vec<u8>) -> Result<(), NetError>,
+    ) -> Result<u64, NetError> {
+        let before = self.queue.len();
+        frame(&mut self.queue)?;
+        self.queued_total += (self.queue.len() - before) as u64;
+        Ok(self.queued_total)
+    }
+
+    /// Writes and flushes what is queued until `until` bytes have been flushed. `Err` once
+    /// the stream failed: it is not written to again.
+    fn poll_drive(&mut self, cx: &mut Context<'_>, until: u64) -> Poll<Result<(), ()>> {
+        loop {
+            if self.failed {
+                return Poll::Ready(Err(()));
+            }
+            if self.flushed_total >= until {
+                return Poll::Ready(Ok(()));
+            }
+            let progress = if self.written < self.queue.len() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.queue[self.written..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Err(()),
+                    Poll::Ready(Ok(written)) => {
+                        self.written += written;
+                        continue;
+                    }
+                    Poll::Pending => Ok(false),
+                }
+            } else {
+                match Pin::new(&mut self.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => Ok(true),
+                    Poll::Ready(Err(_)) => Err(()),
+                    Poll::Pending => Ok(false),
+                }
+            };
+            match progress {
+                Ok(true) => {
+                    self.flushed_total = self.queued_total;
+                    self.queue.clear();
+                    self.written = 0;
+                    if self.queue.capacity() > WRITE_BUFFER_BYTES {
+                        self.queue.shrink_to(WRITE_BUFFER_BYTES); // A large frame passed.
+                    }
+                    self.wake_waiting();
+                }
+                Ok(false) => {
+                    if !self.waiting.iter().any(|waker| waker.will_wake(cx.waker())) {
+                        self.waiting.push(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                Err(()) => {
+                    self.failed = true;
+                    self.wake_waiting();
+                    return Poll::Ready(Err(()));
+                }
+            }
+        }
+    }
+
+    fn wake_waiting(&mut self) {
+        for waker in self.waiting.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+/// Waits until the frame queued up to `until` is written and flushed, driving the queue.
+struct FrameWrite<'a> {
+    connection: &'a Connection,
+    until: u64,
+    done: bool,
+}
+
+impl Future for FrameWrite<'_> {
+    type Output = Result<(), ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        let this = self.get_mut();
+        let mut outgoing = this.connection.outgoing.lock().expect("outgoing lock poisoned");
+        let result = ready!(outgoing.poll_drive(cx, this.until));
+        this.done = true;
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for FrameWrite<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // This writer may be the one the stream would wake: hand the driving to the others.
+        // Its frame stays queued, whole, and goes out with theirs (or the next write).
+        let mut outgoing = self.connection.outgoing.lock().expect("outgoing lock poisoned");
+        outgoing.wake_waiting();
+    }
+}
+
 impl Connection {
-    /// Writes and flushes one whole frame under the writer lock, so frames never interleave.
-    async fn write(&self, frame: &[u8]) -> Result<(), NetError> {
+    /// Encodes `wire` into the connection's queue and waits until it is written and flushed.
+    async fn write<M: Serialize>(&self, wire: &Wire<M>) -> Result<(), NetError> {
+        self.write_with(|queue| encode_into(wire, queue)).await
+    }
+
+    /// Writes a frame encoded earlier.
+    async fn write_frame(&self, frame: &[u8]) -> Result<(), NetError> {
+        self.write_with(|queue| {
+            queue.extend_from_slice(frame);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn write_with(
+        &self,
+        frame: impl FnOnce(&mut Vec<u8>) -> Result<(), NetError>,
+    ) -> Result<(), NetError> {
         if !self.alive.load(Ordering::Acquire) {
             return Err(NetError::ConnectionLost { peer: self.peer.clone() });
         }
-        let mut writer = self.writer.lock().await;
-        let written = match writer.write_all(frame).await {
-            Ok(()) => writer.flush().await,
-            Err(error) => Err(error),
+        let until = {
+            let mut outgoing = self.outgoing.lock().expect("outgoing lock poisoned");
+            if outgoing.failed {
+                None
+            } else {
+                Some(outgoing.queue(frame)?)
+            }
+        };
+        let written = match until {
+            Some(until) => FrameWrite { connection: self, until, done: false }.await,
+            None => Err(()),
         };
         if written.is_err() {
             self.alive.store(false, Ordering::Release);
@@ -856,7 +1030,7 @@ impl<M> Shared<M> {
         Arc::new(Connection {
             id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
             peer,
-            writer: tokio::sync::Mutex::new(writer),
+            outgoing: Mutex::new(Outgoing::new(writer)),
             alive: AtomicBool::new(true),
             reader: Mutex::new(reader),
         })
@@ -1007,15 +1181,13 @@ impl<M: Message> Transport<M> {
 
     /// Sends `body` to `to`, one way. `Ok` means handed to the network, not delivered.
     pub async fn send(&self, to: &str, body: M) -> Result<(), NetError> {
-        let frame = encode(&Wire::OneWay(body))?;
         let connection = self.connection(to).await?;
-        self.write_with_faults(&connection, frame).await
+        self.write_with_faults(&connection, &Wire::OneWay(body)).await
     }
 
     /// Sends a request to `to` and waits up to `timeout` for its reply.
     pub async fn call(&self, to: &str, body: M, timeout: Duration) -> Result<M, NetError> {
         let id = self.shared.next_call_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode(&Wire::Request { id, body })?;
         let connection = self.connection(to).await?;
         // In the table before the request leaves: another caller reading this connection
         // may read the reply first.
@@ -1029,7 +1201,7 @@ impl<M: Message> Transport<M> {
         // From here on, dropping the future (at any await) removes the call from the table.
         let waiting =
             CallFuture { shared: &self.shared, connection: connection.clone(), id, reader: None };
-        self.write_with_faults(&connection, frame).await?;
+        self.write_with_faults(&connection, &Wire::Request { id, body }).await?;
         let deadline = tokio::time::Instant::now() + timeout;
         let sweep_sooner = {
             let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
@@ -1070,35 +1242,35 @@ impl<M: Message> Transport<M> {
         let Some((connection, id)) = &request.reply_to else {
             return Ok(());
         };
-        let frame = encode(&Wire::Reply { id: *id, body })?;
-        self.write_with_faults(connection, frame).await
+        self.write_with_faults(connection, &Wire::Reply { id: *id, body }).await
     }
 
     /// Writes a frame through the link's fault rule: at once, later, twice, or not at all.
     async fn write_with_faults(
         &self,
         connection: &Arc<Connection>,
-        frame: Vec<u8>,
+        wire: &Wire<M>,
     ) -> Result<(), NetError> {
         let Some(rule) = self.shared.faults.rule(&self.shared.me, &connection.peer) else {
-            return connection.write(&frame).await;
+            return connection.write(wire).await;
         };
         let verdict = rule.judge(&mut *self.shared.rng.lock().expect("rng lock poisoned"));
         match verdict {
-            Verdict::Pass => connection.write(&frame).await,
+            Verdict::Pass => connection.write(wire).await,
             Verdict::Drop => Ok(()),
             Verdict::Deliver { after, copies } => {
                 if after.is_zero() {
                     for _ in 0..copies {
-                        connection.write(&frame).await?;
+                        connection.write(wire).await?;
                     }
                 } else {
+                    let frame = encode(wire)?;
                     let connection = connection.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(after).await;
                         for _ in 0..copies {
                             // A connection lost meanwhile loses the frame, as TCP would.
-                            let _ = connection.write(&frame).await;
+                            let _ = connection.write_frame(&frame).await;
                         }
                     });
                 }
@@ -1161,7 +1333,7 @@ impl<M: Message> Transport<M> {
         let (read_half, write_half) = tokio::io::split(stream);
         let reader = FrameReader::new(read_half);
         let connection = self.shared.new_connection(peer.to_string(), write_half, Some(reader));
-        connection.write(&encode::<M>(&Wire::Hello { from: self.shared.me.clone() })?).await?;
+        connection.write(&Wire::<M>::Hello { from: self.shared.me.clone() }).await?;
         Ok(connection)
     }
 
