@@ -372,7 +372,8 @@ impl FrameReader {
 struct Connection {
     /// Unique within the transport: calls remember which connection their reply comes on.
     id: u64,
-    peer: String,
+    /// Shared with every message received on the connection (`Incoming::from`).
+    peer: Arc<str>,
     /// Under a plain lock, never held across an await: see [`Outgoing`].
     outgoing: Mutex<Outgoing>,
     alive: AtomicBool,
@@ -542,7 +543,7 @@ impl Connection {
         frame: impl FnOnce(&mut Vec<u8>) -> Result<(), NetError>,
     ) -> Result<(), NetError> {
         if !self.alive.load(Ordering::Acquire) {
-            return Err(NetError::ConnectionLost { peer: self.peer.clone() });
+            return Err(NetError::ConnectionLost { peer: self.peer.to_string() });
         }
         let until = {
             let mut outgoing = self.outgoing.lock().expect("outgoing lock poisoned");
@@ -558,7 +559,7 @@ impl Connection {
         };
         if written.is_err() {
             self.alive.store(false, Ordering::Release);
-            return Err(NetError::ConnectionLost { peer: self.peer.clone() });
+            return Err(NetError::ConnectionLost { peer: self.peer.to_string() });
         }
         Ok(())
     }
@@ -592,7 +593,9 @@ impl PeerSlot {
 
 /// A message received, with the means to answer it when it was a request.
 pub struct Incoming<M> {
-    pub from: String,
+    /// The sender's name. Shared by every message of a connection rather than copied into
+    /// each; it derefs to `&str`.
+    pub from: Arc<str>,
     pub body: M,
     reply_to: Option<(Arc<Connection>, u64)>,
 }
@@ -1023,7 +1026,7 @@ impl<M> Shared<M> {
 
     fn new_connection(
         &self,
-        peer: String,
+        peer: Arc<str>,
         writer: WriteHalf<TcpStream>,
         reader: Option<FrameReader>,
     ) -> Arc<Connection> {
@@ -1332,7 +1335,7 @@ impl<M: Message> Transport<M> {
     async fn open(&self, peer: &str, stream: TcpStream) -> Result<Arc<Connection>, NetError> {
         let (read_half, write_half) = tokio::io::split(stream);
         let reader = FrameReader::new(read_half);
-        let connection = self.shared.new_connection(peer.to_string(), write_half, Some(reader));
+        let connection = self.shared.new_connection(peer.into(), write_half, Some(reader));
         connection.write(&Wire::<M>::Hello { from: self.shared.me.clone() }).await?;
         Ok(connection)
     }
@@ -1359,7 +1362,7 @@ impl<M: Message> Transport<M> {
             Ok(Wire::Hello { from }) => from,
             _ => return,
         };
-        let connection = self.shared.new_connection(peer, write_half, None);
+        let connection = self.shared.new_connection(peer.into(), write_half, None);
         // The inbox reads it from here on; a transport whose inbox is gone hangs up.
         let _ = self.shared.inbox_events.send(InboxEvent::Accepted(connection, reader));
     }
