@@ -806,12 +806,45 @@ struct PendingCall<M> {
 
 /// Calls waiting for a reply, by call id (ordered, so scans are deterministic).
 struct CallTable<M> {
-    pending: BTreeMap<u64, PendingCall<M>>,
+    /// Sorted by id. A vector rather than a map: a transport has few calls in flight, ids
+    /// mostly arrive in order (an insert is then a push), and its memory is reused, where a
+    /// map allocated and freed a node whenever it went from empty to one call and back.
+    pending: Vec<(u64, PendingCall<M>)>,
     /// When the sweeper next wakes to time calls out, if it sleeps on a deadline at all.
     sweep_at: Option<tokio::time::Instant>,
 }
 
 impl<M> CallTable<M> {
+    fn insert(&mut self, id: u64, call: PendingCall<M>) {
+        match self.pending.last() {
+            Some((last, _)) if *last > id => {
+                let at = self.pending.partition_point(|(other, _)| *other < id);
+                assert!(
+                    self.pending.get(at).is_none_or(|(other, _)| *other != id),
+                    "call id reused"
+                );
+                self.pending.insert(at, (id, call));
+            }
+            _ => self.pending.push((id, call)),
+        }
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut PendingCall<M>> {
+        let at = self.pending.binary_search_by_key(&id, |(other, _)| *other).ok()?;
+        Some(&mut self.pending[at].1)
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Ok(at) = self.pending.binary_search_by_key(&id, |(other, _)| *other) {
+            self.pending.remove(at);
+        }
+    }
+
+    /// The calls, in id order.
+    fn calls_mut(&mut self) -> impl Iterator<Item = &mut PendingCall<M>> {
+        self.pending.iter_mut().map(|(_, call)| call)
+    }
+
     /// Sets the outcome of a call that has none yet; returns the waker to wake once the lock
     /// is released.
     fn settle(call: &mut PendingCall<M>, outcome: CallOutcome<M>) -> Option<Waker> {
@@ -851,8 +884,7 @@ impl<M: Message> Future for CallFuture<'_, M> {
             {
                 let mut calls = this.shared.calls.lock().expect("calls lock poisoned");
                 let call = calls
-                    .pending
-                    .get_mut(&this.id)
+                    .get_mut(this.id)
                     .expect("a pending call stays in the table until its future is dropped");
                 if let Some(outcome) = call.outcome.take() {
                     return Poll::Ready(outcome);
@@ -898,7 +930,7 @@ impl<M> Drop for CallFuture<'_, M> {
             *self.connection.reader.lock().expect("reader lock poisoned") = Some(reader);
         }
         let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
-        calls.pending.remove(&self.id);
+        calls.remove(self.id);
         if reading {
             let next_reader = next_waiter(&mut calls, self.connection.id);
             drop(calls);
@@ -914,7 +946,8 @@ impl<M> Drop for CallFuture<'_, M> {
 fn next_waiter<M>(calls: &mut CallTable<M>, connection_id: u64) -> Option<Waker> {
     calls
         .pending
-        .values()
+        .iter()
+        .map(|(_, call)| call)
         .find(|call| call.connection_id == connection_id && call.outcome.is_none())
         .and_then(|call| call.waker.clone())
 }
@@ -961,8 +994,7 @@ impl<M> Shared<M> {
                     let mut calls = self.calls.lock().expect("calls lock poisoned");
                     // The caller may have timed out and gone meanwhile.
                     calls
-                        .pending
-                        .get_mut(&id)
+                        .get_mut(id)
                         .and_then(|call| CallTable::settle(call, CallOutcome::Reply(body)))
                 };
                 if let Some(waker) = waker {
@@ -989,8 +1021,7 @@ impl<M> Shared<M> {
         let wakers: Vec<Waker> = {
             let mut calls = self.calls.lock().expect("calls lock poisoned");
             calls
-                .pending
-                .values_mut()
+                .calls_mut()
                 .filter(|call| call.connection_id == connection.id)
                 .filter_map(|call| CallTable::settle(call, CallOutcome::ConnectionLost))
                 .collect()
@@ -1006,7 +1037,7 @@ impl<M> Shared<M> {
         let mut earliest: Option<tokio::time::Instant> = None;
         {
             let mut calls = self.calls.lock().expect("calls lock poisoned");
-            for call in calls.pending.values_mut() {
+            for call in calls.calls_mut() {
                 let (Some(deadline), None) = (call.deadline, &call.outcome) else {
                     continue;
                 };
@@ -1152,7 +1183,7 @@ impl<M: Message> Transport<M> {
             faults,
             rng: Mutex::new(rng),
             peers: Mutex::new(BTreeMap::new()),
-            calls: Mutex::new(CallTable { pending: BTreeMap::new(), sweep_at: None }),
+            calls: Mutex::new(CallTable { pending: Vec::new(), sweep_at: None }),
             next_call_id: AtomicU64::new(1),
             next_connection_id: AtomicU64::new(1),
             sweeper_wake: Arc::new(Notify::new()),
@@ -1200,7 +1231,7 @@ impl<M: Message> Transport<M> {
             outcome: None,
             waker: None,
         };
-        self.shared.calls.lock().expect("calls lock poisoned").pending.insert(id, pending);
+        self.shared.calls.lock().expect("calls lock poisoned").insert(id, pending);
         // From here on, dropping the future (at any await) removes the call from the table.
         let waiting =
             CallFuture { shared: &self.shared, connection: connection.clone(), id, reader: None };
@@ -1208,7 +1239,7 @@ impl<M: Message> Transport<M> {
         let deadline = tokio::time::Instant::now() + timeout;
         let sweep_sooner = {
             let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
-            if let Some(call) = calls.pending.get_mut(&id) {
+            if let Some(call) = calls.get_mut(id) {
                 call.deadline = Some(deadline);
             }
             let sooner = calls.sweep_at.is_none_or(|at| deadline < at);
