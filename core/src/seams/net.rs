@@ -1077,7 +1077,10 @@ impl<M: Message> Shared<M> {
     /// restarted) is found dead before it is used, and redialed, rather than after a frame
     /// was written into it and lost. Returns whether the connection is still open.
     fn drain_dialed(&self, connection: &Arc<Connection>) -> bool {
-        let Some(mut reader) = connection.take_reader() else {
+        // Read in place, under the reader's lock: no call waits for the reader meanwhile (it
+        // is never seen missing), so none has to be woken afterwards.
+        let mut slot = connection.reader.lock().expect("reader lock poisoned");
+        let Some(reader) = slot.as_mut() else {
             // A call holds the reader and sees the end when it comes.
             return connection.alive.load(Ordering::Acquire);
         };
@@ -1088,6 +1091,7 @@ impl<M: Message> Shared<M> {
                 Poll::Ready(None) => break false,
                 Poll::Ready(Some(frame)) => {
                     match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
+                        // Takes the calls lock, never the reader's: no lock order to invert.
                         Ok(wire) => self.dispatch_on_dialed(connection, wire),
                         Err(_) => break false,
                     }
@@ -1095,17 +1099,11 @@ impl<M: Message> Shared<M> {
             }
         };
         if !open {
+            *slot = None; // The connection is over; nobody reads it again.
+            drop(slot);
             self.connection_ended(connection);
-            return false;
         }
-        *connection.reader.lock().expect("reader lock poisoned") = Some(reader);
-        // A call that found the reader gone while this held it waits to be told it is back.
-        let waker =
-            next_waiter(&mut self.calls.lock().expect("calls lock poisoned"), connection.id);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        true
+        open
     }
 }
 
