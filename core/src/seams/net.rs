@@ -391,9 +391,10 @@ struct Connection {
 /// await. When the stream cannot take more (real TCP with a full socket buffer; madsim's
 /// stream always takes everything), the writer waits, and whichever writer is polled next
 /// drives the queue on. Frames therefore never interleave, and nothing is allocated per
-/// frame: the queue's memory is reused.
-struct Outgoing {
-    stream: WriteHalf<TcpStream>,
+/// frame: the queue's memory is reused. (Generic over the stream only so that tests can
+/// stand in a stream that takes a few bytes at a time.)
+struct Outgoing<W = WriteHalf<TcpStream>> {
+    stream: W,
     /// Whole frames not yet written; `written..` is what the stream has not taken.
     queue: Vec<u8>,
     written: usize,
@@ -410,8 +411,8 @@ struct Outgoing {
 /// What a connection's queue keeps after a large frame passed.
 const WRITE_BUFFER_BYTES: usize = 8 << 10;
 
-impl Outgoing {
-    fn new(stream: WriteHalf<TcpStream>) -> Outgoing {
+impl<W: AsyncWrite + Unpin> Outgoing<W> {
+    fn new(stream: W) -> Outgoing<W> {
         Outgoing {
             stream,
             queue: Vec::new(),
@@ -1413,6 +1414,97 @@ mod tests {
             delaying.judge(&mut rng),
             Verdict::Deliver { after: Duration::from_millis(30), copies: 2 }
         );
+    }
+
+    /// A stream that takes at most three bytes per write and refuses every other write and
+    /// flush at first, as a full socket buffer would.
+    #[derive(Default)]
+    struct SlowStream {
+        taken: Vec<u8>,
+        flushed: usize,
+        polls: usize,
+    }
+
+    impl AsyncWrite for SlowStream {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.polls += 1;
+            if self.polls % 2 == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let taken = data.len().min(3);
+            self.taken.extend_from_slice(&data[..taken]);
+            Poll::Ready(Ok(taken))
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            self.polls += 1;
+            if self.polls % 2 == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.flushed = self.taken.len();
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn frames_queued_by_waiting_writers_go_out_whole_and_in_order() {
+        let mut outgoing = Outgoing::new(SlowStream::default());
+        let mut context = Context::from_waker(Waker::noop());
+        let frame =
+            |value: u64| move |queue: &mut Vec<u8>| encode_into(&Wire::OneWay(value), queue);
+        let first = outgoing.queue(frame(1)).unwrap();
+        assert!(outgoing.poll_drive(&mut context, first).is_pending(), "the stream refuses");
+        // A second writer queues while the first waits; either one's polls drive both.
+        let second = outgoing.queue(frame(u64::MAX)).unwrap();
+        let mut polls = 0;
+        while outgoing.poll_drive(&mut context, second).is_pending() {
+            polls += 1;
+            assert!(polls < 100, "the queue does not drain");
+        }
+        assert_eq!(outgoing.poll_drive(&mut context, first), Poll::Ready(Ok(())));
+        assert_eq!(outgoing.stream.flushed, outgoing.stream.taken.len(), "flushed at the end");
+        let mut expected = Vec::new();
+        encode_into(&Wire::OneWay(1u64), &mut expected).unwrap();
+        encode_into(&Wire::OneWay(u64::MAX), &mut expected).unwrap();
+        assert_eq!(outgoing.stream.taken, expected);
+        assert!(outgoing.queue.is_empty() && outgoing.waiting.is_empty());
+    }
+
+    #[test]
+    fn a_frame_that_fails_to_encode_leaves_the_queue_as_it_was() {
+        let mut outgoing = Outgoing::new(SlowStream::default());
+        outgoing.queue(|queue| encode_into(&Wire::OneWay(7u8), queue)).unwrap();
+        let before = outgoing.queue.clone();
+        let too_long = vec![0u8; FRAME_BYTES_MAX + 1];
+        let refused = outgoing.queue(|queue| encode_into(&Wire::OneWay(too_long), queue));
+        assert!(matches!(refused, Err(NetError::Encode(_))));
+        assert_eq!(outgoing.queue, before);
+        assert_eq!(outgoing.queued_total, before.len() as u64);
+    }
+
+    #[test]
+    fn the_call_table_keeps_calls_in_id_order() {
+        let mut table = CallTable::<u64> { pending: Vec::new(), sweep_at: None };
+        let call = || PendingCall { connection_id: 1, deadline: None, outcome: None, waker: None };
+        for id in [2, 5, 3, 1, 4] {
+            table.insert(id, call());
+        }
+        let ids: Vec<u64> = table.pending.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [1, 2, 3, 4, 5]);
+        table.remove(3);
+        table.remove(3); // Removing a call twice is harmless (it timed out, then dropped).
+        assert!(table.get_mut(3).is_none() && table.get_mut(4).is_some());
+        assert_eq!(table.calls_mut().count(), 4);
     }
 
     #[test]
