@@ -181,14 +181,15 @@ pub struct LinkFaults {
 #[derive(Debug, Default)]
 struct LinkFaultTable {
     every_link: Option<LinkRule>,
-    links: BTreeMap<(String, String), LinkRule>,
+    /// By sender, then receiver: looked up by `&str`, without building a key per frame.
+    links: BTreeMap<String, BTreeMap<String, LinkRule>>,
 }
 
 impl LinkFaults {
     /// Sets the rule for frames from `from` to `to` (one direction).
     pub fn set_link(&self, from: &str, to: &str, rule: LinkRule) {
         let mut table = self.table.lock().expect("link faults lock poisoned");
-        table.links.insert((from.to_string(), to.to_string()), rule);
+        table.links.entry(from.to_string()).or_default().insert(to.to_string(), rule);
         self.active.store(true, Ordering::Release);
     }
 
@@ -202,7 +203,12 @@ impl LinkFaults {
     /// Removes the rule of one link.
     pub fn clear_link(&self, from: &str, to: &str) {
         let mut table = self.table.lock().expect("link faults lock poisoned");
-        table.links.remove(&(from.to_string(), to.to_string()));
+        if let Some(receivers) = table.links.get_mut(from) {
+            receivers.remove(to);
+            if receivers.is_empty() {
+                table.links.remove(from);
+            }
+        }
         self.active.store(table.every_link.is_some() || !table.links.is_empty(), Ordering::Release);
     }
 
@@ -226,7 +232,7 @@ impl LinkFaults {
             return None;
         }
         let table = self.table.lock().expect("link faults lock poisoned");
-        let link = table.links.get(&(from.to_string(), to.to_string())).copied();
+        let link = table.links.get(from).and_then(|receivers| receivers.get(to)).copied();
         match (table.every_link, link) {
             (Some(every), Some(link)) => Some(every.merge(link)),
             (every, link) => every.or(link),
@@ -1522,6 +1528,11 @@ mod tests {
         assert_eq!(faults.rule("b", "a").unwrap().delay_ms, 5);
         faults.clear_every_link();
         assert_eq!(faults.rule("b", "a"), None);
+        assert_eq!(faults.rule("a", "b").unwrap().delay_ms, 7);
+        faults.clear_link("a", "b");
+        assert_eq!(faults.rule("a", "b"), None);
+        assert!(!faults.active.load(Ordering::Acquire), "no rule left: the fast path is back");
+        faults.set_link("a", "b", LinkRule { delay_ms: 1, ..LinkRule::default() });
         faults.heal();
         assert_eq!(faults.rule("a", "b"), None);
     }
