@@ -1428,7 +1428,21 @@ mod tests {
     struct SlowStream {
         taken: Vec<u8>,
         flushed: usize,
-        polls: usize,
+        /// Whether the next write or flush is refused; flips on every one.
+        refuse_next: bool,
+    }
+
+    impl SlowStream {
+        /// Whether this write or flush is refused (after waking the writer, as a socket
+        /// that becomes writable again would).
+        fn refuses(&mut self, cx: &mut Context<'_>) -> bool {
+            let refuse = self.refuse_next;
+            self.refuse_next = !refuse;
+            if refuse {
+                cx.waker().wake_by_ref();
+            }
+            refuse
+        }
     }
 
     impl AsyncWrite for SlowStream {
@@ -1437,9 +1451,7 @@ mod tests {
             cx: &mut Context<'_>,
             data: &[u8],
         ) -> Poll<std::io::Result<usize>> {
-            self.polls += 1;
-            if self.polls % 2 == 0 {
-                cx.waker().wake_by_ref();
+            if self.refuses(cx) {
                 return Poll::Pending;
             }
             let taken = data.len().min(3);
@@ -1448,9 +1460,7 @@ mod tests {
         }
 
         fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            self.polls += 1;
-            if self.polls % 2 == 0 {
-                cx.waker().wake_by_ref();
+            if self.refuses(cx) {
                 return Poll::Pending;
             }
             self.flushed = self.taken.len();
