@@ -20,7 +20,8 @@
 //! caller reads the reply off its dialed connection itself (no reader task in between); call
 //! timeouts are kept by one sweeper task per transport instead of a timer per call.
 //!
-//! **Invariant:** a frame is written and flushed whole under the connection's writer lock, so
+//! **Invariant:** a frame is appended whole to its connection's queue under the connection's
+//! lock, and the queue goes to the stream in order and is flushed before a writer returns, so
 //! frames never interleave on a stream (an unflushed write would also stall the simulation).
 
 use std::collections::BTreeMap;
@@ -33,10 +34,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
+use futures::task::AtomicWaker;
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 
@@ -179,14 +181,15 @@ pub struct LinkFaults {
 #[derive(Debug, Default)]
 struct LinkFaultTable {
     every_link: Option<LinkRule>,
-    links: BTreeMap<(String, String), LinkRule>,
+    /// By sender, then receiver: looked up by `&str`, without building a key per frame.
+    links: BTreeMap<String, BTreeMap<String, LinkRule>>,
 }
 
 impl LinkFaults {
     /// Sets the rule for frames from `from` to `to` (one direction).
     pub fn set_link(&self, from: &str, to: &str, rule: LinkRule) {
         let mut table = self.table.lock().expect("link faults lock poisoned");
-        table.links.insert((from.to_string(), to.to_string()), rule);
+        table.links.entry(from.to_string()).or_default().insert(to.to_string(), rule);
         self.active.store(true, Ordering::Release);
     }
 
@@ -200,7 +203,12 @@ impl LinkFaults {
     /// Removes the rule of one link.
     pub fn clear_link(&self, from: &str, to: &str) {
         let mut table = self.table.lock().expect("link faults lock poisoned");
-        table.links.remove(&(from.to_string(), to.to_string()));
+        if let Some(receivers) = table.links.get_mut(from) {
+            receivers.remove(to);
+            if receivers.is_empty() {
+                table.links.remove(from);
+            }
+        }
         self.active.store(table.every_link.is_some() || !table.links.is_empty(), Ordering::Release);
     }
 
@@ -224,7 +232,7 @@ impl LinkFaults {
             return None;
         }
         let table = self.table.lock().expect("link faults lock poisoned");
-        let link = table.links.get(&(from.to_string(), to.to_string())).copied();
+        let link = table.links.get(from).and_then(|receivers| receivers.get(to)).copied();
         match (table.every_link, link) {
             (Some(every), Some(link)) => Some(every.merge(link)),
             (every, link) => every.or(link),
@@ -251,28 +259,37 @@ const LENGTH_PREFIX_BYTES: usize = 4;
 /// small frames per read.
 const READ_BUFFER_BYTES: usize = 8 << 10;
 
-/// Encodes one whole frame, length prefix included, into a single buffer: the writer then
-/// copies it into the stream once, and a frame that is too long is refused here, as a typed
-/// error, before it reaches a connection.
-fn encode<M: Serialize>(wire: &Wire<M>) -> Result<Vec<u8>, NetError> {
-    let mut frame = Vec::with_capacity(64);
-    frame.extend_from_slice(&[0; LENGTH_PREFIX_BYTES]);
-    let mut frame = postcard::serialize_with_flavor(wire, FrameFlavor(frame))
-        .map_err(|e| NetError::Encode(e.to_string()))?;
-    let length = frame.len() - LENGTH_PREFIX_BYTES;
+/// Appends one whole frame, length prefix included, to `buffer`. A frame that is too long
+/// is refused here, as a typed error, and leaves `buffer` as it was.
+fn encode_into<M: Serialize>(wire: &Wire<M>, buffer: &mut Vec<u8>) -> Result<(), NetError> {
+    let start = buffer.len();
+    buffer.extend_from_slice(&[0; LENGTH_PREFIX_BYTES]);
+    if let Err(error) = postcard::serialize_with_flavor(wire, AppendFlavor(buffer)) {
+        buffer.truncate(start);
+        return Err(NetError::Encode(error.to_string()));
+    }
+    let length = buffer.len() - start - LENGTH_PREFIX_BYTES;
     if length > FRAME_BYTES_MAX {
+        buffer.truncate(start);
         return Err(NetError::Encode(format!("frame of {length} bytes exceeds {FRAME_BYTES_MAX}")));
     }
-    frame[..LENGTH_PREFIX_BYTES].copy_from_slice(&(length as u32).to_be_bytes());
+    buffer[start..start + LENGTH_PREFIX_BYTES].copy_from_slice(&(length as u32).to_be_bytes());
+    Ok(())
+}
+
+/// One whole frame in a buffer of its own, for a frame written later (a delayed one).
+fn encode<M: Serialize>(wire: &Wire<M>) -> Result<Vec<u8>, NetError> {
+    let mut frame = Vec::new();
+    encode_into(wire, &mut frame)?;
     Ok(frame)
 }
 
-/// postcard output appended to a buffer that already holds the length prefix. (postcard's
-/// own `to_extend` goes through `Extend` one byte at a time, which showed in profiles.)
-struct FrameFlavor(Vec<u8>);
+/// postcard output appended to a buffer. (postcard's own `to_extend` goes through `Extend`
+/// one byte at a time, which showed in profiles.)
+struct AppendFlavor<'a>(&'a mut Vec<u8>);
 
-impl postcard::ser_flavors::Flavor for FrameFlavor {
-    type Output = Vec<u8>;
+impl postcard::ser_flavors::Flavor for AppendFlavor<'_> {
+    type Output = ();
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         self.0.extend_from_slice(data);
@@ -284,8 +301,8 @@ impl postcard::ser_flavors::Flavor for FrameFlavor {
         Ok(())
     }
 
-    fn finalize(self) -> postcard::Result<Vec<u8>> {
-        Ok(self.0)
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
@@ -361,8 +378,10 @@ impl FrameReader {
 struct Connection {
     /// Unique within the transport: calls remember which connection their reply comes on.
     id: u64,
-    peer: String,
-    writer: tokio::sync::Mutex<WriteHalf<TcpStream>>,
+    /// Shared with every message received on the connection (`Incoming::from`).
+    peer: Arc<str>,
+    /// Under a plain lock, never held across an await: see [`Outgoing`].
+    outgoing: Mutex<Outgoing>,
     alive: AtomicBool,
     /// On a connection this node dialed, its reader while no task reads it: a waiting call
     /// takes it and reads (see [`CallFuture`]). Always `None` on an accepted connection,
@@ -370,20 +389,184 @@ struct Connection {
     reader: Mutex<Option<FrameReader>>,
 }
 
-impl Connection {
-    /// Writes and flushes one whole frame under the writer lock, so frames never interleave.
-    async fn write(&self, frame: &[u8]) -> Result<(), NetError> {
-        if !self.alive.load(Ordering::Acquire) {
-            return Err(NetError::ConnectionLost { peer: self.peer.clone() });
+/// What a connection's writers share: the stream's writing half and the frames queued for
+/// it.
+///
+/// A writer appends its whole frame to `queue` under the lock, then drives the queue out
+/// (write, flush) while it holds the lock, in one poll; it never holds the lock across an
+/// await. When the stream cannot take more (real TCP with a full socket buffer; madsim's
+/// stream always takes everything), the writer waits, and whichever writer is polled next
+/// drives the queue on. Frames therefore never interleave, and nothing is allocated per
+/// frame: the queue's memory is reused. (Generic over the stream only so that tests can
+/// stand in a stream that takes a few bytes at a time.)
+struct Outgoing<W = WriteHalf<TcpStream>> {
+    stream: W,
+    /// Whole frames not yet written; `written..` is what the stream has not taken.
+    queue: Vec<u8>,
+    written: usize,
+    /// Bytes queued, and bytes written and flushed, since the connection opened: a writer
+    /// is done when the second count reaches the first as it was after its frame.
+    queued_total: u64,
+    flushed_total: u64,
+    /// Writers waiting for the stream, all woken when it makes progress or fails (the stream
+    /// itself wakes only the last writer that polled it).
+    waiting: Vec<Waker>,
+    failed: bool,
+}
+
+/// What a connection's queue keeps after a large frame passed.
+const WRITE_BUFFER_BYTES: usize = 8 << 10;
+
+impl<W: AsyncWrite + Unpin> Outgoing<W> {
+    fn new(stream: W) -> Outgoing<W> {
+        Outgoing {
+            stream,
+            queue: Vec::new(),
+            written: 0,
+            queued_total: 0,
+            flushed_total: 0,
+            waiting: Vec::new(),
+            failed: false,
         }
-        let mut writer = self.writer.lock().await;
-        let written = match writer.write_all(frame).await {
-            Ok(()) => writer.flush().await,
-            Err(error) => Err(error),
+    }
+
+    /// Appends one frame; returns the byte count the writer waits for.
+    fn queue(
+        &mut self,
+        frame: impl FnOnce(&mut Vec<u8>) -> Result<(), NetError>,
+    ) -> Result<u64, NetError> {
+        let before = self.queue.len();
+        frame(&mut self.queue)?;
+        self.queued_total += (self.queue.len() - before) as u64;
+        Ok(self.queued_total)
+    }
+
+    /// Writes and flushes what is queued until `until` bytes have been flushed. `Err` once
+    /// the stream failed: it is not written to again.
+    fn poll_drive(&mut self, cx: &mut Context<'_>, until: u64) -> Poll<Result<(), ()>> {
+        loop {
+            if self.failed {
+                return Poll::Ready(Err(()));
+            }
+            if self.flushed_total >= until {
+                return Poll::Ready(Ok(()));
+            }
+            let progress = if self.written < self.queue.len() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.queue[self.written..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Err(()),
+                    Poll::Ready(Ok(written)) => {
+                        self.written += written;
+                        continue;
+                    }
+                    Poll::Pending => Ok(false),
+                }
+            } else {
+                match Pin::new(&mut self.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => Ok(true),
+                    Poll::Ready(Err(_)) => Err(()),
+                    Poll::Pending => Ok(false),
+                }
+            };
+            match progress {
+                Ok(true) => {
+                    self.flushed_total = self.queued_total;
+                    self.queue.clear();
+                    self.written = 0;
+                    if self.queue.capacity() > WRITE_BUFFER_BYTES {
+                        self.queue.shrink_to(WRITE_BUFFER_BYTES); // A large frame passed.
+                    }
+                    self.wake_waiting();
+                }
+                Ok(false) => {
+                    if !self.waiting.iter().any(|waker| waker.will_wake(cx.waker())) {
+                        self.waiting.push(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                Err(()) => {
+                    self.failed = true;
+                    self.wake_waiting();
+                    return Poll::Ready(Err(()));
+                }
+            }
+        }
+    }
+
+    fn wake_waiting(&mut self) {
+        for waker in self.waiting.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+/// Waits until the frame queued up to `until` is written and flushed, driving the queue.
+struct FrameWrite<'a> {
+    connection: &'a Connection,
+    until: u64,
+    done: bool,
+}
+
+impl Future for FrameWrite<'_> {
+    type Output = Result<(), ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        let this = self.get_mut();
+        let mut outgoing = this.connection.outgoing.lock().expect("outgoing lock poisoned");
+        let result = ready!(outgoing.poll_drive(cx, this.until));
+        this.done = true;
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for FrameWrite<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // This writer may be the one the stream would wake: hand the driving to the others.
+        // Its frame stays queued, whole, and goes out with theirs (or the next write).
+        let mut outgoing = self.connection.outgoing.lock().expect("outgoing lock poisoned");
+        outgoing.wake_waiting();
+    }
+}
+
+impl Connection {
+    /// Encodes `wire` into the connection's queue and waits until it is written and flushed.
+    async fn write<M: Serialize>(&self, wire: &Wire<M>) -> Result<(), NetError> {
+        self.write_with(|queue| encode_into(wire, queue)).await
+    }
+
+    /// Writes a frame encoded earlier.
+    async fn write_frame(&self, frame: &[u8]) -> Result<(), NetError> {
+        self.write_with(|queue| {
+            queue.extend_from_slice(frame);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn write_with(
+        &self,
+        frame: impl FnOnce(&mut Vec<u8>) -> Result<(), NetError>,
+    ) -> Result<(), NetError> {
+        if !self.alive.load(Ordering::Acquire) {
+            return Err(NetError::ConnectionLost { peer: self.peer.to_string() });
+        }
+        let until = {
+            let mut outgoing = self.outgoing.lock().expect("outgoing lock poisoned");
+            if outgoing.failed {
+                None
+            } else {
+                Some(outgoing.queue(frame)?)
+            }
+        };
+        let written = match until {
+            Some(until) => FrameWrite { connection: self, until, done: false }.await,
+            None => Err(()),
         };
         if written.is_err() {
             self.alive.store(false, Ordering::Release);
-            return Err(NetError::ConnectionLost { peer: self.peer.clone() });
+            return Err(NetError::ConnectionLost { peer: self.peer.to_string() });
         }
         Ok(())
     }
@@ -417,7 +600,9 @@ impl PeerSlot {
 
 /// A message received, with the means to answer it when it was a request.
 pub struct Incoming<M> {
-    pub from: String,
+    /// The sender's name. Shared by every message of a connection rather than copied into
+    /// each; it derefs to `&str`.
+    pub from: Arc<str>,
     pub body: M,
     reply_to: Option<(Arc<Connection>, u64)>,
 }
@@ -439,38 +624,121 @@ impl<M> std::fmt::Debug for Incoming<M> {
 struct AcceptedConnection {
     connection: Arc<Connection>,
     reader: FrameReader,
+    /// Polls the reader with this, so a frame arriving marks this connection ready.
+    source: InboxSource,
+}
+
+/// What reaches the inbox besides the frames of the connections it reads: a connection just
+/// accepted, or a message that came in on a connection this node dialed.
+enum InboxEvent<M> {
+    Accepted(Arc<Connection>, FrameReader),
+    Forwarded(Incoming<M>),
+}
+
+/// Wakes the inbox's task on behalf of one source (an accepted connection, or the event
+/// channel) and marks that source ready, so that a wake-up polls only the sources that
+/// called for it. Polling the others is not free under madsim: a simulated stream polled
+/// while a packet is in flight arms one more timer each time, and each timer wakes the task
+/// again when it fires.
+struct SourceWaker {
+    ready: AtomicBool,
+    task: Arc<AtomicWaker>,
+}
+
+impl std::task::Wake for SourceWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+/// A source's readiness and the waker to poll it with.
+struct InboxSource {
+    state: Arc<SourceWaker>,
+    waker: Waker,
+}
+
+impl InboxSource {
+    /// A source that starts ready: it has never been polled, so nothing would wake it.
+    fn new(task: &Arc<AtomicWaker>) -> InboxSource {
+        let state = Arc::new(SourceWaker { ready: AtomicBool::new(true), task: task.clone() });
+        InboxSource { waker: Waker::from(state.clone()), state }
+    }
+
+    /// Whether the source asked to be polled since it was last found idle; clears the mark.
+    fn take_ready(&self) -> bool {
+        self.state.ready.swap(false, Ordering::AcqRel)
+    }
+
+    /// Polls again next time: the source gave an item, and may hold more.
+    fn keep_ready(&self) {
+        self.state.ready.store(true, Ordering::Release);
+    }
 }
 
 /// The receiving end: every message sent to this node.
 ///
 /// The inbox reads the connections peers opened to this node itself, in the task that calls
 /// [`Inbox::recv`], rather than through a reader task per connection and a channel: a message
-/// then wakes one task, not two, which keeps the transport close to raw TCP's speed. It polls
-/// them in turn, starting after the one that last gave a frame, so a busy peer cannot starve
-/// the others. (A plain list: `SelectAll` re-queues a stream, an allocation, after every
-/// item, and a node has few peers.)
+/// then wakes one task, not two, which keeps the transport close to raw TCP's speed. Each
+/// source wakes the task through its own [`SourceWaker`], and a wake-up polls only the
+/// sources marked ready, in turn, starting after the connection that last gave a frame, so a
+/// busy peer cannot starve the others. (A plain list: `SelectAll` re-queues a stream, an
+/// allocation, after every item, and a node has few peers.)
 pub struct Inbox<M> {
     shared: Arc<Shared<M>>,
-    accepted: mpsc::UnboundedReceiver<(Arc<Connection>, FrameReader)>,
-    forwarded: mpsc::UnboundedReceiver<Incoming<M>>,
+    events: mpsc::UnboundedReceiver<InboxEvent<M>>,
+    events_source: InboxSource,
+    /// Set once the event channel closed: the transport is gone.
+    events_closed: bool,
     connections: Vec<AcceptedConnection>,
     /// Where the next round of polling starts.
     next_connection: usize,
+    /// The task that waits in [`Inbox::recv`].
+    task: Arc<AtomicWaker>,
 }
 
 impl<M: Message> Inbox<M> {
     /// The next message; `None` once the transport is gone.
     pub async fn recv(&mut self) -> Option<Incoming<M>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming<M>>> {
+        // Registered before the sources are polled: a source that wakes from here on wakes
+        // this task again.
+        self.task.register(cx.waker());
         loop {
-            let (connection, wire) = tokio::select! {
-                biased;
-                Some((connection, reader)) = self.accepted.recv() => {
-                    self.connections.push(AcceptedConnection { connection, reader });
-                    continue;
+            // Events first, so a connection is read as soon as it is accepted.
+            if !self.events_closed && self.events_source.take_ready() {
+                let mut events_context = Context::from_waker(&self.events_source.waker);
+                match self.events.poll_recv(&mut events_context) {
+                    Poll::Pending => {}
+                    Poll::Ready(None) => self.events_closed = true,
+                    Poll::Ready(Some(event)) => {
+                        self.events_source.keep_ready();
+                        match event {
+                            InboxEvent::Accepted(connection, reader) => {
+                                let source = InboxSource::new(&self.task);
+                                let accepted = AcceptedConnection { connection, reader, source };
+                                self.connections.push(accepted);
+                                continue;
+                            }
+                            InboxEvent::Forwarded(incoming) => {
+                                return Poll::Ready(Some(incoming));
+                            }
+                        }
+                    }
                 }
-                Some(incoming) = self.forwarded.recv() => return Some(incoming),
-                item = std::future::poll_fn(|cx| poll_connections(&mut self.connections, &mut self.next_connection, cx)), if !self.connections.is_empty() => item,
-                else => return None,
+            }
+            let Poll::Ready((connection, wire)) =
+                poll_connections(&mut self.connections, &mut self.next_connection)
+            else {
+                break;
             };
             let Some(wire) = wire else {
                 // The connection ended, or sent a frame that does not decode: it cannot be
@@ -482,29 +750,37 @@ impl<M: Message> Inbox<M> {
                 continue;
             }
             if let Some(incoming) = self.shared.dispatch(&connection, wire) {
-                return Some(incoming);
+                return Poll::Ready(Some(incoming));
             }
         }
+        if self.events_closed && self.connections.is_empty() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }
 
-/// The next frame of any accepted connection, decoded, polling from `next_connection` on;
-/// `None` for a connection that ended, which is then forgotten.
+/// The next frame of any accepted connection marked ready, decoded, polling from
+/// `next_connection` on; `None` for a connection that ended, which is then forgotten.
 fn poll_connections<M: Message>(
     connections: &mut Vec<AcceptedConnection>,
     next_connection: &mut usize,
-    cx: &mut Context<'_>,
 ) -> Poll<(Arc<Connection>, Option<Wire<M>>)> {
     let count = connections.len();
     for turn in 0..count {
         let index = (*next_connection + turn) % count;
         let accepted = &mut connections[index];
-        let Poll::Ready(frame) = accepted.reader.poll_frame(cx) else {
+        if !accepted.source.take_ready() {
+            continue;
+        }
+        let mut context = Context::from_waker(&accepted.source.waker);
+        let Poll::Ready(frame) = accepted.reader.poll_frame(&mut context) else {
             continue;
         };
         let wire = frame
             .and_then(|frame| postcard::from_bytes::<Wire<M>>(&accepted.reader.buffer[frame]).ok());
         if wire.is_some() {
+            accepted.source.keep_ready();
             *next_connection = index + 1;
             return Poll::Ready((accepted.connection.clone(), wire));
         }
@@ -537,12 +813,45 @@ struct PendingCall<M> {
 
 /// Calls waiting for a reply, by call id (ordered, so scans are deterministic).
 struct CallTable<M> {
-    pending: BTreeMap<u64, PendingCall<M>>,
+    /// Sorted by id. A vector rather than a map: a transport has few calls in flight, ids
+    /// mostly arrive in order (an insert is then a push), and its memory is reused, where a
+    /// map allocated and freed a node whenever it went from empty to one call and back.
+    pending: Vec<(u64, PendingCall<M>)>,
     /// When the sweeper next wakes to time calls out, if it sleeps on a deadline at all.
     sweep_at: Option<tokio::time::Instant>,
 }
 
 impl<M> CallTable<M> {
+    fn insert(&mut self, id: u64, call: PendingCall<M>) {
+        match self.pending.last() {
+            Some((last, _)) if *last > id => {
+                let at = self.pending.partition_point(|(other, _)| *other < id);
+                assert!(
+                    self.pending.get(at).is_none_or(|(other, _)| *other != id),
+                    "call id reused"
+                );
+                self.pending.insert(at, (id, call));
+            }
+            _ => self.pending.push((id, call)),
+        }
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut PendingCall<M>> {
+        let at = self.pending.binary_search_by_key(&id, |(other, _)| *other).ok()?;
+        Some(&mut self.pending[at].1)
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Ok(at) = self.pending.binary_search_by_key(&id, |(other, _)| *other) {
+            self.pending.remove(at);
+        }
+    }
+
+    /// The calls, in id order.
+    fn calls_mut(&mut self) -> impl Iterator<Item = &mut PendingCall<M>> {
+        self.pending.iter_mut().map(|(_, call)| call)
+    }
+
     /// Sets the outcome of a call that has none yet; returns the waker to wake once the lock
     /// is released.
     fn settle(call: &mut PendingCall<M>, outcome: CallOutcome<M>) -> Option<Waker> {
@@ -582,8 +891,7 @@ impl<M: Message> Future for CallFuture<'_, M> {
             {
                 let mut calls = this.shared.calls.lock().expect("calls lock poisoned");
                 let call = calls
-                    .pending
-                    .get_mut(&this.id)
+                    .get_mut(this.id)
                     .expect("a pending call stays in the table until its future is dropped");
                 if let Some(outcome) = call.outcome.take() {
                     return Poll::Ready(outcome);
@@ -629,7 +937,7 @@ impl<M> Drop for CallFuture<'_, M> {
             *self.connection.reader.lock().expect("reader lock poisoned") = Some(reader);
         }
         let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
-        calls.pending.remove(&self.id);
+        calls.remove(self.id);
         if reading {
             let next_reader = next_waiter(&mut calls, self.connection.id);
             drop(calls);
@@ -645,7 +953,8 @@ impl<M> Drop for CallFuture<'_, M> {
 fn next_waiter<M>(calls: &mut CallTable<M>, connection_id: u64) -> Option<Waker> {
     calls
         .pending
-        .values()
+        .iter()
+        .map(|(_, call)| call)
         .find(|call| call.connection_id == connection_id && call.outcome.is_none())
         .and_then(|call| call.waker.clone())
 }
@@ -664,8 +973,8 @@ struct Shared<M> {
     /// the transport is gone.
     sweeper_wake: Arc<Notify>,
     sweeper_started: AtomicBool,
-    accepted: mpsc::UnboundedSender<(Arc<Connection>, FrameReader)>,
-    forwarded: mpsc::UnboundedSender<Incoming<M>>,
+    /// To the inbox: connections accepted, messages that came on dialed connections.
+    inbox_events: mpsc::UnboundedSender<InboxEvent<M>>,
 }
 
 impl<M> Drop for Shared<M> {
@@ -692,8 +1001,7 @@ impl<M> Shared<M> {
                     let mut calls = self.calls.lock().expect("calls lock poisoned");
                     // The caller may have timed out and gone meanwhile.
                     calls
-                        .pending
-                        .get_mut(&id)
+                        .get_mut(id)
                         .and_then(|call| CallTable::settle(call, CallOutcome::Reply(body)))
                 };
                 if let Some(waker) = waker {
@@ -710,7 +1018,7 @@ impl<M> Shared<M> {
     /// client), it is dropped.
     fn dispatch_on_dialed(&self, connection: &Arc<Connection>, wire: Wire<M>) {
         if let Some(incoming) = self.dispatch(connection, wire) {
-            let _ = self.forwarded.send(incoming);
+            let _ = self.inbox_events.send(InboxEvent::Forwarded(incoming));
         }
     }
 
@@ -720,8 +1028,7 @@ impl<M> Shared<M> {
         let wakers: Vec<Waker> = {
             let mut calls = self.calls.lock().expect("calls lock poisoned");
             calls
-                .pending
-                .values_mut()
+                .calls_mut()
                 .filter(|call| call.connection_id == connection.id)
                 .filter_map(|call| CallTable::settle(call, CallOutcome::ConnectionLost))
                 .collect()
@@ -737,7 +1044,7 @@ impl<M> Shared<M> {
         let mut earliest: Option<tokio::time::Instant> = None;
         {
             let mut calls = self.calls.lock().expect("calls lock poisoned");
-            for call in calls.pending.values_mut() {
+            for call in calls.calls_mut() {
                 let (Some(deadline), None) = (call.deadline, &call.outcome) else {
                     continue;
                 };
@@ -757,14 +1064,14 @@ impl<M> Shared<M> {
 
     fn new_connection(
         &self,
-        peer: String,
+        peer: Arc<str>,
         writer: WriteHalf<TcpStream>,
         reader: Option<FrameReader>,
     ) -> Arc<Connection> {
         Arc::new(Connection {
             id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
             peer,
-            writer: tokio::sync::Mutex::new(writer),
+            outgoing: Mutex::new(Outgoing::new(writer)),
             alive: AtomicBool::new(true),
             reader: Mutex::new(reader),
         })
@@ -777,7 +1084,10 @@ impl<M: Message> Shared<M> {
     /// restarted) is found dead before it is used, and redialed, rather than after a frame
     /// was written into it and lost. Returns whether the connection is still open.
     fn drain_dialed(&self, connection: &Arc<Connection>) -> bool {
-        let Some(mut reader) = connection.take_reader() else {
+        // Read in place, under the reader's lock: no call waits for the reader meanwhile (it
+        // is never seen missing), so none has to be woken afterwards.
+        let mut slot = connection.reader.lock().expect("reader lock poisoned");
+        let Some(reader) = slot.as_mut() else {
             // A call holds the reader and sees the end when it comes.
             return connection.alive.load(Ordering::Acquire);
         };
@@ -788,6 +1098,7 @@ impl<M: Message> Shared<M> {
                 Poll::Ready(None) => break false,
                 Poll::Ready(Some(frame)) => {
                     match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
+                        // Takes the calls lock, never the reader's: no lock order to invert.
                         Ok(wire) => self.dispatch_on_dialed(connection, wire),
                         Err(_) => break false,
                     }
@@ -795,17 +1106,11 @@ impl<M: Message> Shared<M> {
             }
         };
         if !open {
+            *slot = None; // The connection is over; nobody reads it again.
+            drop(slot);
             self.connection_ended(connection);
-            return false;
         }
-        *connection.reader.lock().expect("reader lock poisoned") = Some(reader);
-        // A call that found the reader gone while this held it waits to be told it is back.
-        let waker =
-            next_waiter(&mut self.calls.lock().expect("calls lock poisoned"), connection.id);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        true
+        open
     }
 }
 
@@ -875,8 +1180,7 @@ impl<M: Message> Transport<M> {
         rng: SeededRng,
     ) -> (Transport<M>, Inbox<M>) {
         assert!(options.backoff_min <= options.backoff_max, "backoff bounds reversed");
-        let (accepted_sender, accepted) = mpsc::unbounded_channel();
-        let (forwarded_sender, forwarded) = mpsc::unbounded_channel();
+        let (inbox_events, events) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             me: me.to_string(),
             book,
@@ -884,20 +1188,22 @@ impl<M: Message> Transport<M> {
             faults,
             rng: Mutex::new(rng),
             peers: Mutex::new(BTreeMap::new()),
-            calls: Mutex::new(CallTable { pending: BTreeMap::new(), sweep_at: None }),
+            calls: Mutex::new(CallTable { pending: Vec::new(), sweep_at: None }),
             next_call_id: AtomicU64::new(1),
             next_connection_id: AtomicU64::new(1),
             sweeper_wake: Arc::new(Notify::new()),
             sweeper_started: AtomicBool::new(false),
-            accepted: accepted_sender,
-            forwarded: forwarded_sender,
+            inbox_events,
         });
+        let task = Arc::new(AtomicWaker::new());
         let inbox = Inbox {
             shared: shared.clone(),
-            accepted,
-            forwarded,
+            events,
+            events_source: InboxSource::new(&task),
+            events_closed: false,
             connections: Vec::new(),
             next_connection: 0,
+            task,
         };
         (Transport { shared }, inbox)
     }
@@ -914,15 +1220,13 @@ impl<M: Message> Transport<M> {
 
     /// Sends `body` to `to`, one way. `Ok` means handed to the network, not delivered.
     pub async fn send(&self, to: &str, body: M) -> Result<(), NetError> {
-        let frame = encode(&Wire::OneWay(body))?;
         let connection = self.connection(to).await?;
-        self.write_with_faults(&connection, frame).await
+        self.write_with_faults(&connection, &Wire::OneWay(body)).await
     }
 
     /// Sends a request to `to` and waits up to `timeout` for its reply.
     pub async fn call(&self, to: &str, body: M, timeout: Duration) -> Result<M, NetError> {
         let id = self.shared.next_call_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode(&Wire::Request { id, body })?;
         let connection = self.connection(to).await?;
         // In the table before the request leaves: another caller reading this connection
         // may read the reply first.
@@ -932,15 +1236,15 @@ impl<M: Message> Transport<M> {
             outcome: None,
             waker: None,
         };
-        self.shared.calls.lock().expect("calls lock poisoned").pending.insert(id, pending);
+        self.shared.calls.lock().expect("calls lock poisoned").insert(id, pending);
         // From here on, dropping the future (at any await) removes the call from the table.
         let waiting =
             CallFuture { shared: &self.shared, connection: connection.clone(), id, reader: None };
-        self.write_with_faults(&connection, frame).await?;
+        self.write_with_faults(&connection, &Wire::Request { id, body }).await?;
         let deadline = tokio::time::Instant::now() + timeout;
         let sweep_sooner = {
             let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
-            if let Some(call) = calls.pending.get_mut(&id) {
+            if let Some(call) = calls.get_mut(id) {
                 call.deadline = Some(deadline);
             }
             let sooner = calls.sweep_at.is_none_or(|at| deadline < at);
@@ -977,35 +1281,35 @@ impl<M: Message> Transport<M> {
         let Some((connection, id)) = &request.reply_to else {
             return Ok(());
         };
-        let frame = encode(&Wire::Reply { id: *id, body })?;
-        self.write_with_faults(connection, frame).await
+        self.write_with_faults(connection, &Wire::Reply { id: *id, body }).await
     }
 
     /// Writes a frame through the link's fault rule: at once, later, twice, or not at all.
     async fn write_with_faults(
         &self,
         connection: &Arc<Connection>,
-        frame: Vec<u8>,
+        wire: &Wire<M>,
     ) -> Result<(), NetError> {
         let Some(rule) = self.shared.faults.rule(&self.shared.me, &connection.peer) else {
-            return connection.write(&frame).await;
+            return connection.write(wire).await;
         };
         let verdict = rule.judge(&mut *self.shared.rng.lock().expect("rng lock poisoned"));
         match verdict {
-            Verdict::Pass => connection.write(&frame).await,
+            Verdict::Pass => connection.write(wire).await,
             Verdict::Drop => Ok(()),
             Verdict::Deliver { after, copies } => {
                 if after.is_zero() {
                     for _ in 0..copies {
-                        connection.write(&frame).await?;
+                        connection.write(wire).await?;
                     }
                 } else {
+                    let frame = encode(wire)?;
                     let connection = connection.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(after).await;
                         for _ in 0..copies {
                             // A connection lost meanwhile loses the frame, as TCP would.
-                            let _ = connection.write(&frame).await;
+                            let _ = connection.write_frame(&frame).await;
                         }
                     });
                 }
@@ -1067,8 +1371,8 @@ impl<M: Message> Transport<M> {
     async fn open(&self, peer: &str, stream: TcpStream) -> Result<Arc<Connection>, NetError> {
         let (read_half, write_half) = tokio::io::split(stream);
         let reader = FrameReader::new(read_half);
-        let connection = self.shared.new_connection(peer.to_string(), write_half, Some(reader));
-        connection.write(&encode::<M>(&Wire::Hello { from: self.shared.me.clone() })?).await?;
+        let connection = self.shared.new_connection(peer.into(), write_half, Some(reader));
+        connection.write(&Wire::<M>::Hello { from: self.shared.me.clone() }).await?;
         Ok(connection)
     }
 
@@ -1094,9 +1398,9 @@ impl<M: Message> Transport<M> {
             Ok(Wire::Hello { from }) => from,
             _ => return,
         };
-        let connection = self.shared.new_connection(peer, write_half, None);
+        let connection = self.shared.new_connection(peer.into(), write_half, None);
         // The inbox reads it from here on; a transport whose inbox is gone hangs up.
-        let _ = self.shared.accepted.send((connection, reader));
+        let _ = self.shared.inbox_events.send(InboxEvent::Accepted(connection, reader));
     }
 }
 
@@ -1118,6 +1422,107 @@ mod tests {
         );
     }
 
+    /// A stream that takes at most three bytes per write and refuses every other write and
+    /// flush at first, as a full socket buffer would.
+    #[derive(Default)]
+    struct SlowStream {
+        taken: Vec<u8>,
+        flushed: usize,
+        /// Whether the next write or flush is refused; flips on every one.
+        refuse_next: bool,
+    }
+
+    impl SlowStream {
+        /// Whether this write or flush is refused (after waking the writer, as a socket
+        /// that becomes writable again would).
+        fn refuses(&mut self, cx: &mut Context<'_>) -> bool {
+            let refuse = self.refuse_next;
+            self.refuse_next = !refuse;
+            if refuse {
+                cx.waker().wake_by_ref();
+            }
+            refuse
+        }
+    }
+
+    impl AsyncWrite for SlowStream {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            if self.refuses(cx) {
+                return Poll::Pending;
+            }
+            let taken = data.len().min(3);
+            self.taken.extend_from_slice(&data[..taken]);
+            Poll::Ready(Ok(taken))
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            if self.refuses(cx) {
+                return Poll::Pending;
+            }
+            self.flushed = self.taken.len();
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn frames_queued_by_waiting_writers_go_out_whole_and_in_order() {
+        let mut outgoing = Outgoing::new(SlowStream::default());
+        let mut context = Context::from_waker(Waker::noop());
+        let frame =
+            |value: u64| move |queue: &mut Vec<u8>| encode_into(&Wire::OneWay(value), queue);
+        let first = outgoing.queue(frame(1)).unwrap();
+        assert!(outgoing.poll_drive(&mut context, first).is_pending(), "the stream refuses");
+        // A second writer queues while the first waits; either one's polls drive both.
+        let second = outgoing.queue(frame(u64::MAX)).unwrap();
+        let mut polls = 0;
+        while outgoing.poll_drive(&mut context, second).is_pending() {
+            polls += 1;
+            assert!(polls < 100, "the queue does not drain");
+        }
+        assert_eq!(outgoing.poll_drive(&mut context, first), Poll::Ready(Ok(())));
+        assert_eq!(outgoing.stream.flushed, outgoing.stream.taken.len(), "flushed at the end");
+        let mut expected = Vec::new();
+        encode_into(&Wire::OneWay(1u64), &mut expected).unwrap();
+        encode_into(&Wire::OneWay(u64::MAX), &mut expected).unwrap();
+        assert_eq!(outgoing.stream.taken, expected);
+        assert!(outgoing.queue.is_empty() && outgoing.waiting.is_empty());
+    }
+
+    #[test]
+    fn a_frame_that_fails_to_encode_leaves_the_queue_as_it_was() {
+        let mut outgoing = Outgoing::new(SlowStream::default());
+        outgoing.queue(|queue| encode_into(&Wire::OneWay(7u8), queue)).unwrap();
+        let before = outgoing.queue.clone();
+        let too_long = vec![0u8; FRAME_BYTES_MAX + 1];
+        let refused = outgoing.queue(|queue| encode_into(&Wire::OneWay(too_long), queue));
+        assert!(matches!(refused, Err(NetError::Encode(_))));
+        assert_eq!(outgoing.queue, before);
+        assert_eq!(outgoing.queued_total, before.len() as u64);
+    }
+
+    #[test]
+    fn the_call_table_keeps_calls_in_id_order() {
+        let mut table = CallTable::<u64> { pending: Vec::new(), sweep_at: None };
+        let call = || PendingCall { connection_id: 1, deadline: None, outcome: None, waker: None };
+        for id in [2, 5, 3, 1, 4] {
+            table.insert(id, call());
+        }
+        let ids: Vec<u64> = table.pending.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [1, 2, 3, 4, 5]);
+        table.remove(3);
+        table.remove(3); // Removing a call twice is harmless (it timed out, then dropped).
+        assert!(table.get_mut(3).is_none() && table.get_mut(4).is_some());
+        assert_eq!(table.calls_mut().count(), 4);
+    }
+
     #[test]
     fn link_rules_merge_and_clear() {
         let faults = LinkFaults::default();
@@ -1133,6 +1538,11 @@ mod tests {
         assert_eq!(faults.rule("b", "a").unwrap().delay_ms, 5);
         faults.clear_every_link();
         assert_eq!(faults.rule("b", "a"), None);
+        assert_eq!(faults.rule("a", "b").unwrap().delay_ms, 7);
+        faults.clear_link("a", "b");
+        assert_eq!(faults.rule("a", "b"), None);
+        assert!(!faults.active.load(Ordering::Acquire), "no rule left: the fast path is back");
+        faults.set_link("a", "b", LinkRule { delay_ms: 1, ..LinkRule::default() });
         faults.heal();
         assert_eq!(faults.rule("a", "b"), None);
     }
