@@ -20,7 +20,11 @@
 //!   lease expired or was nacked is queued again and keeps its place by id), counts an attempt,
 //!   gives it a new lease id (ids start at 1 and are never reused) and the deadline
 //!   `now + visibility_ms` (visibility clamped to [`VISIBILITY_MS_MAX`]). `Empty` when no job is
-//!   queued. The `worker` name is not kept: the driver records who leased what in the history.
+//!   queued. Each worker numbers its lease requests: the machine keeps each worker's last
+//!   request and what it got, answers a retry of that request with the same lease while it
+//!   is held, and answers a stale or duplicated request (older, or already spent, or one
+//!   that found the queue empty) with `Empty`, so a request delivered twice never takes two
+//!   jobs.
 //! - **Ack** with the job's current lease makes it `Done`. **Nack** with the current lease fails
 //!   the attempt: with `attempts >= max_attempts` the job is dead-lettered with the nack's reason
 //!   (bounded to [`NACK_REASON_BYTES_MAX`]), else it is queued again. An ack or nack that does not
@@ -131,7 +135,9 @@ pub enum Command {
     /// Adds a job, once per idempotency `key` (within the retention window).
     Enqueue { key: String, payload: Vec<u8> },
     /// Leases the oldest available job for `visibility_ms`. `request` numbers the worker's
-    /// lease requests: a retry of the same request gets the same lease back while it is held.
+    /// lease requests and must grow per worker name (a worker that restarts takes a new name
+    /// or higher numbers): a retry of the last request gets the same lease back while it is
+    /// held, and a stale or duplicated request leases nothing.
     Lease { worker: String, visibility_ms: u64, request: u64 },
     /// Completes a job; takes effect only with the job's current lease.
     Ack { job: JobId, lease: LeaseId },
@@ -266,8 +272,9 @@ pub struct QueueMachine {
     finished: BTreeSet<(i64, JobId)>,
     /// The remembered dead-lettered jobs, by the order they were dead-lettered in.
     dead_letters: BTreeMap<u64, JobId>,
-    /// Each worker's last granted lease request: `(request, job, lease)`.
-    last_lease: BTreeMap<String, (u64, JobId, LeaseId)>,
+    /// Each worker's last lease request and what it got: `(request, Some((job, lease)))`, or
+    /// `None` when it found the queue empty.
+    last_lease: BTreeMap<String, (u64, Option<(JobId, LeaseId)>)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -538,31 +545,41 @@ impl QueueMachine {
         Response::Enqueued { job: job_id, duplicate: false }
     }
 
-    /// A lease for `worker`'s request `request`: the same lease again when this request was
-    /// granted before and the lease is still held (a client retry after a lost answer), else
-    /// a new lease.
+    /// A lease for `worker`'s request `request`. Request numbers grow per worker: a request
+    /// newer than the worker's last one leases afresh; the last one again (a client retry
+    /// after a lost answer, a frame the network delivered twice) gets the same answer while
+    /// its lease is held, and `Empty` once it is not or when it found the queue empty; an
+    /// older one is stale and leases nothing. One request never takes two jobs.
     fn lease_for(&mut self, worker: &str, request: u64, visibility_ms: u64) -> Response {
-        if let Some(&(granted, job_id, lease)) = self.last_lease.get(worker) {
-            if granted == request {
-                if let Some(job) = self.jobs.get(&job_id) {
-                    if let JobState::Leased { lease: current, deadline_ms } = job.state {
-                        if current == lease {
-                            return Response::Leased {
+        if let Some(&(answered, granted)) = self.last_lease.get(worker) {
+            if request < answered {
+                return Response::Empty;
+            }
+            if request == answered {
+                let held = granted.and_then(|(job_id, lease)| {
+                    let job = self.jobs.get(&job_id)?;
+                    match job.state {
+                        JobState::Leased { lease: current, deadline_ms } if current == lease => {
+                            Some(Response::Leased {
                                 job: job_id,
                                 lease,
                                 payload: job.payload.clone(),
                                 attempt: job.attempts,
                                 deadline_ms,
-                            };
+                            })
                         }
+                        _ => None,
                     }
-                }
+                });
+                return held.unwrap_or(Response::Empty);
             }
         }
         let response = self.lease(visibility_ms);
-        if let Response::Leased { job, lease, .. } = &response {
-            self.last_lease.insert(worker.to_string(), (request, *job, *lease));
-        }
+        let granted = match &response {
+            Response::Leased { job, lease, .. } => Some((*job, *lease)),
+            _ => None,
+        };
+        self.last_lease.insert(worker.to_string(), (request, granted));
         response
     }
 
@@ -797,8 +814,20 @@ mod tests {
                 // Another worker with the same request number is another request.
                 (4, lease_request("w2", 7, 100), leased(2, 2, "pb", 1, 104)),
                 (5, lease_request("w1", 8, 100), Response::Empty),
-                // Once the lease expired, the old request number leases afresh.
-                (200, lease_request("w1", 7, 100), leased(1, 3, "pa", 2, 300)),
+                (6, enqueue("c", "pc"), enqueued(3)),
+                // A duplicate of request 8, which found the queue empty, takes nothing.
+                (7, lease_request("w1", 8, 100), Response::Empty),
+                (8, lease_request("w1", 9, 100), leased(3, 3, "pc", 1, 108)),
+                (9, ack(3, 3), Response::Acked { job: 3 }),
+                // Once its lease expired, a retry of request 7 leases nothing: one request
+                // never takes two jobs.
+                (200, lease_request("w1", 7, 100), Response::Empty),
+                (201, lease_request("w1", 10, 100), leased(1, 4, "pa", 2, 301)),
+                // A late duplicate of request 7 after request 10 was granted is stale.
+                (202, lease_request("w1", 7, 100), Response::Empty),
+                (203, ack(1, 4), Response::Acked { job: 1 }),
+                // And so is a duplicate of request 10 once its lease is acked.
+                (204, lease_request("w1", 10, 100), Response::Empty),
             ],
         );
     }
