@@ -190,6 +190,16 @@ pub async fn worker(
                 tokio::time::sleep(poll).await;
                 continue;
             }
+            Ok(Reply { response: Response::Spent { .. }, uncertain_tries }) => {
+                // An earlier try of this request leased a job whose lease then ran out: the
+                // request took effect, unseen.
+                let mut value = invoked;
+                value["uncertain_tries"] = json!(uncertain_tries);
+                let error = "spent: an earlier try's lease ran out unseen".to_string();
+                history.record(EventKind::Info { process, f: "lease".into(), value, error });
+                tokio::time::sleep(poll).await;
+                continue;
+            }
             outcome => {
                 record_failure(&history, process, "lease", invoked, outcome);
                 tokio::time::sleep(poll).await;

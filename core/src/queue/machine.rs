@@ -21,10 +21,9 @@
 //!   gives it a new lease id (ids start at 1 and are never reused) and the deadline
 //!   `now + visibility_ms` (visibility clamped to [`VISIBILITY_MS_MAX`]). `Empty` when no job is
 //!   queued. Each worker numbers its lease requests: the machine keeps each worker's last
-//!   request and what it got, answers a retry of that request with the same lease while it
-//!   is held, and answers a stale or duplicated request (older, or already spent, or one
-//!   that found the queue empty) with `Empty`, so a request delivered twice never takes two
-//!   jobs.
+//!   request and what it got and answers a retry or duplicate of that request the same
+//!   (`Empty` if it found nothing), or `Spent` once its lease is gone; an older request is
+//!   `Spent`. A request delivered twice never takes two jobs.
 //! - **Ack** with the job's current lease makes it `Done`. **Nack** with the current lease fails
 //!   the attempt: with `attempts >= max_attempts` the job is dead-lettered with the nack's reason
 //!   (bounded to [`NACK_REASON_BYTES_MAX`]), else it is queued again. An ack or nack that does not
@@ -176,6 +175,11 @@ pub enum Response {
     },
     /// Nothing available to lease.
     Empty,
+    /// A lease request already answered whose lease is no longer held, or older than the
+    /// worker's last: it leases nothing. Its job, if it had one, went back to the queue.
+    Spent {
+        request: u64,
+    },
     Acked {
         job: JobId,
     },
@@ -547,31 +551,29 @@ impl QueueMachine {
 
     /// A lease for `worker`'s request `request`. Request numbers grow per worker: a request
     /// newer than the worker's last one leases afresh; the last one again (a client retry
-    /// after a lost answer, a frame the network delivered twice) gets the same answer while
-    /// its lease is held, and `Empty` once it is not or when it found the queue empty; an
-    /// older one is stale and leases nothing. One request never takes two jobs.
+    /// after a lost answer, a frame the network delivered twice) gets the same answer: its
+    /// lease while held, `Empty` if it found the queue empty, `Spent` once its lease is gone;
+    /// an older one is `Spent`. One request never takes two jobs.
     fn lease_for(&mut self, worker: &str, request: u64, visibility_ms: u64) -> Response {
         if let Some(&(answered, granted)) = self.last_lease.get(worker) {
             if request < answered {
-                return Response::Empty;
+                return Response::Spent { request };
             }
             if request == answered {
-                let held = granted.and_then(|(job_id, lease)| {
-                    let job = self.jobs.get(&job_id)?;
-                    match job.state {
-                        JobState::Leased { lease: current, deadline_ms } if current == lease => {
-                            Some(Response::Leased {
-                                job: job_id,
-                                lease,
-                                payload: job.payload.clone(),
-                                attempt: job.attempts,
-                                deadline_ms,
-                            })
-                        }
-                        _ => None,
+                let Some((job_id, lease)) = granted else { return Response::Empty };
+                let held = self.jobs.get(&job_id).and_then(|job| match job.state {
+                    JobState::Leased { lease: current, deadline_ms } if current == lease => {
+                        Some(Response::Leased {
+                            job: job_id,
+                            lease,
+                            payload: job.payload.clone(),
+                            attempt: job.attempts,
+                            deadline_ms,
+                        })
                     }
+                    _ => None,
                 });
-                return held.unwrap_or(Response::Empty);
+                return held.unwrap_or(Response::Spent { request });
             }
         }
         let response = self.lease(visibility_ms);
@@ -819,15 +821,14 @@ mod tests {
                 (7, lease_request("w1", 8, 100), Response::Empty),
                 (8, lease_request("w1", 9, 100), leased(3, 3, "pc", 1, 108)),
                 (9, ack(3, 3), Response::Acked { job: 3 }),
-                // Once its lease expired, a retry of request 7 leases nothing: one request
-                // never takes two jobs.
-                (200, lease_request("w1", 7, 100), Response::Empty),
+                // An older request leases nothing: one request never takes two jobs.
+                (200, lease_request("w1", 7, 100), Response::Spent { request: 7 }),
                 (201, lease_request("w1", 10, 100), leased(1, 4, "pa", 2, 301)),
                 // A late duplicate of request 7 after request 10 was granted is stale.
-                (202, lease_request("w1", 7, 100), Response::Empty),
+                (202, lease_request("w1", 7, 100), Response::Spent { request: 7 }),
                 (203, ack(1, 4), Response::Acked { job: 1 }),
                 // And so is a duplicate of request 10 once its lease is acked.
-                (204, lease_request("w1", 10, 100), Response::Empty),
+                (204, lease_request("w1", 10, 100), Response::Spent { request: 10 }),
             ],
         );
     }
