@@ -104,6 +104,11 @@ impl History {
         self.log.lock().expect("history lock poisoned").start.elapsed().as_micros() as u64
     }
 
+    /// Runs `look` over the events so far, without copying them.
+    pub fn scan<T>(&self, look: impl FnOnce(&[Event]) -> T) -> T {
+        look(&self.log.lock().expect("history lock poisoned").events)
+    }
+
     /// A copy of every event so far.
     pub fn events(&self) -> Vec<Event> {
         self.log.lock().expect("history lock poisoned").events.clone()

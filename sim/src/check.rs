@@ -55,7 +55,7 @@ pub const PHASE_HEAL: &str = "heal";
 pub const PHASE_DRAIN: &str = "drain";
 pub const PHASE_FINAL_READS: &str = "final_reads";
 
-fn phase_start_us(events: &[Event], name: &str) -> Option<u64> {
+pub(crate) fn phase_start_us(events: &[Event], name: &str) -> Option<u64> {
     events.iter().find_map(|event| match &event.kind {
         EventKind::Phase { name: phase, .. } if phase == name => Some(event.time_us),
         _ => None,

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use pessimist_core::history::{Event, EventKind};
 use serde_json::{json, Value};
 
-use crate::check::{Verdict, LINEARIZABILITY_SEARCH_MAX, PHASE_DRAIN, PHASE_HEAL};
+use crate::check::{phase_start_us, Verdict, LINEARIZABILITY_SEARCH_MAX, PHASE_DRAIN, PHASE_HEAL};
 
 /// How a client operation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -906,14 +906,9 @@ pub fn queue_linearizability(events: &[Event]) -> Verdict {
 /// bound. Figures: the first commit and the first successful client operation after the heal,
 /// and how long the drain took.
 pub fn queue_liveness(events: &[Event], bound_ms: u64) -> Verdict {
-    let phase = |name: &str| {
-        events.iter().find_map(|event| match &event.kind {
-            EventKind::Phase { name: phase, .. } if phase == name => Some(event.time_us),
-            _ => None,
-        })
-    };
     let mut figures = BTreeMap::from([("bound_ms".to_string(), json!(bound_ms))]);
-    let (Some(heal_us), Some(drain_us)) = (phase(PHASE_HEAL), phase(PHASE_DRAIN)) else {
+    let heal = phase_start_us(events, PHASE_HEAL);
+    let (Some(heal_us), Some(drain_us)) = (heal, phase_start_us(events, PHASE_DRAIN)) else {
         return Verdict::from_violations(vec!["the run never reached its drain".into()], figures);
     };
     let first_commit = events.iter().find(|event| {
@@ -947,7 +942,6 @@ pub fn queue_liveness(events: &[Event], bound_ms: u64) -> Verdict {
                     }
                 }
             }
-            EventKind::Invoke { .. } | EventKind::Fail { .. } | EventKind::Info { .. } => {}
             _ => {}
         }
     }
@@ -984,43 +978,35 @@ pub fn queue_liveness(events: &[Event], bound_ms: u64) -> Verdict {
 /// no earlier than the lease was asked for); a leader whose clock runs ahead makes it happen.
 /// Always passes: the scenario that shows the hazard asserts on the figure.
 pub fn leases(events: &[Event]) -> Verdict {
-    // process -> (lease invoke time, visibility)
-    let mut asked: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-    // (job, lease) -> (lease invoke time, visibility)
+    // (job, lease) -> (when the lease was asked for, its visibility timeout)
     let mut granted: BTreeMap<(u64, u64), (u64, u64)> = BTreeMap::new();
-    let mut ack_invoked: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
     let (mut leases, mut redeliveries, mut stale, mut cut_short) = (0u64, 0u64, 0u64, 0u64);
-    for event in events {
-        match &event.kind {
-            EventKind::Invoke { process, f, value } if f == "lease" => {
-                let visibility = value["visibility_ms"].as_u64().unwrap_or(0);
-                asked.insert(*process, (event.time_us, visibility));
-            }
-            EventKind::Ok { process, f, value } if f == "lease" => {
-                let (Some(job), Some(lease)) = (value["job"].as_u64(), value["lease"].as_u64())
+    // In invoke order: a worker's lease is granted before it acks.
+    for operation in operations(events) {
+        let invoked_us = time_us(events, operation.invoke_index);
+        match (operation.f, operation.outcome) {
+            ("lease", Outcome::Ok) => {
+                let output = operation.output;
+                let (Some(job), Some(lease)) = (output["job"].as_u64(), output["lease"].as_u64())
                 else {
                     continue;
                 };
                 leases += 1;
-                if value["attempt"].as_u64().unwrap_or(1) > 1 {
+                if output["attempt"].as_u64().unwrap_or(1) > 1 {
                     redeliveries += 1;
                 }
-                if let Some(&asked) = asked.get(process) {
-                    granted.insert((job, lease), asked);
-                }
+                let visibility_ms = operation.input["visibility_ms"].as_u64().unwrap_or(0);
+                granted.insert((job, lease), (invoked_us, visibility_ms));
             }
-            EventKind::Invoke { process, f, value } if f == "ack" || f == "nack" => {
-                let (job, lease) =
-                    (value["job"].as_u64().unwrap_or(0), value["lease"].as_u64().unwrap_or(0));
-                ack_invoked.insert(*process, (event.time_us, job, lease));
-            }
-            EventKind::Fail { process, f, error, .. }
-                if (f == "ack" || f == "nack") && error.starts_with("rejected: StaleLease") =>
+            ("ack" | "nack", Outcome::Fail)
+                if operation.error.starts_with("rejected: StaleLease") =>
             {
                 stale += 1;
-                let Some(&(invoke_us, job, lease)) = ack_invoked.get(process) else { continue };
-                if let Some(&(asked_us, visibility_ms)) = granted.get(&(job, lease)) {
-                    if invoke_us < asked_us + visibility_ms * 1000 {
+                let input = operation.input;
+                let key =
+                    (input["job"].as_u64().unwrap_or(0), input["lease"].as_u64().unwrap_or(0));
+                if let Some(&(asked_us, visibility_ms)) = granted.get(&key) {
+                    if invoked_us < asked_us + visibility_ms * 1000 {
                         cut_short += 1;
                     }
                 }
@@ -1037,6 +1023,39 @@ pub fn leases(events: &[Event]) -> Verdict {
     Verdict::from_violations(Vec::new(), figures)
 }
 
+/// The time of the event with `index` (events are in index order).
+fn time_us(events: &[Event], index: u64) -> u64 {
+    match events.binary_search_by_key(&index, |event| event.index) {
+        Ok(position) => events[position].time_us,
+        Err(_) => 0,
+    }
+}
+
+/// When `event` records a node becoming leader in a term at least as high as `latest`'s:
+/// that term and node. The latest leader a history knows is the one of the highest term.
+pub fn newer_leader<'a>(
+    event: &'a Event,
+    latest: &Option<(u64, String)>,
+) -> Option<(u64, &'a str)> {
+    let EventKind::Internal { node, what, detail } = &event.kind else { return None };
+    if what != "raft_role" || detail["role"] != "leader" {
+        return None;
+    }
+    let term = detail["term"].as_u64().unwrap_or(0);
+    latest.as_ref().is_none_or(|(best, _)| term >= *best).then_some((term, node.as_str()))
+}
+
+/// The latest leader the history knows: the node leading the highest term.
+pub fn latest_leader(events: &[Event]) -> Option<(u64, String)> {
+    let mut leader = None;
+    for event in events {
+        if let Some((term, node)) = newer_leader(event, &leader) {
+            leader = Some((term, node.to_string()));
+        }
+    }
+    leader
+}
+
 /// Failover, measured: for each fault that took the leader away (a crash, isolation or pause
 /// aimed at the node leading at that moment), the time from the fault's start to the first
 /// entry of a later term applied anywhere: the first commit under the new leader. A loss
@@ -1046,13 +1065,11 @@ pub fn failover(events: &[Event]) -> Verdict {
     let mut waiting: Vec<(u64, u64)> = Vec::new(); // (fault start us, lost leader's term)
     let mut times_ms: Vec<u64> = Vec::new();
     for event in events {
+        if let Some((term, node)) = newer_leader(event, &leader) {
+            leader = Some((term, node.to_string()));
+            continue;
+        }
         match &event.kind {
-            EventKind::Internal { node, what, detail } if what == "raft_role" => {
-                let term = detail["term"].as_u64().unwrap_or(0);
-                if detail["role"] == "leader" && leader.as_ref().is_none_or(|(t, _)| term >= *t) {
-                    leader = Some((term, node.clone()));
-                }
-            }
             EventKind::FaultStart { kind, detail, .. }
                 if matches!(kind.as_str(), "crash" | "isolate" | "pause") =>
             {
@@ -1097,17 +1114,17 @@ pub fn failover(events: &[Event]) -> Verdict {
 /// the time with no fault active. Figures only: the CP queue is expected to refuse while it
 /// has no majority.
 pub fn fault_availability(events: &[Event]) -> Verdict {
-    let heal_us = events
-        .iter()
-        .find_map(|event| match &event.kind {
-            EventKind::Phase { name, .. } if name == PHASE_HEAL => Some(event.time_us),
-            _ => None,
-        })
-        .unwrap_or(u64::MAX);
+    let heal_us = phase_start_us(events, PHASE_HEAL).unwrap_or(u64::MAX);
     // fault id -> (kind, start, end)
     let mut windows: BTreeMap<u64, (String, u64, u64)> = BTreeMap::new();
-    let mut invoked: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut enqueues: Vec<(u64, bool)> = Vec::new(); // (invoke time, acknowledged)
+    // (invoke time, acknowledged) of every enqueue that completed
+    let enqueues: Vec<(u64, bool)> = operations(events)
+        .into_iter()
+        .filter(|operation| operation.f == "enqueue" && operation.outcome != Outcome::Open)
+        .map(|operation| {
+            (time_us(events, operation.invoke_index), operation.outcome == Outcome::Ok)
+        })
+        .collect();
     for event in events {
         match &event.kind {
             EventKind::FaultStart { fault, kind, .. } => {
@@ -1116,18 +1133,6 @@ pub fn fault_availability(events: &[Event]) -> Verdict {
             EventKind::FaultEnd { fault, .. } => {
                 if let Some(window) = windows.get_mut(fault) {
                     window.2 = window.2.min(event.time_us);
-                }
-            }
-            EventKind::Invoke { process, f, .. } if f == "enqueue" => {
-                invoked.insert(*process, event.time_us);
-            }
-            EventKind::Ok { process, f, .. }
-            | EventKind::Fail { process, f, .. }
-            | EventKind::Info { process, f, .. }
-                if f == "enqueue" =>
-            {
-                if let Some(at) = invoked.remove(process) {
-                    enqueues.push((at, matches!(event.kind, EventKind::Ok { .. })));
                 }
             }
             _ => {}

@@ -236,16 +236,7 @@ fn resolve_leader(fault: &Fault, history: &History) -> Option<Fault> {
     if target != LEADER {
         return Some(fault);
     }
-    let mut leader: Option<(u64, String)> = None;
-    for event in history.events() {
-        if let EventKind::Internal { node, what, detail } = &event.kind {
-            let term = detail["term"].as_u64().unwrap_or(0);
-            let is_leader = what == "raft_role" && detail["role"] == "leader";
-            if is_leader && leader.as_ref().is_none_or(|(best, _)| term >= *best) {
-                leader = Some((term, node.clone()));
-            }
-        }
-    }
+    let leader = history.scan(queue_check::latest_leader);
     *target = leader?.1;
     Some(fault)
 }
