@@ -12,4 +12,5 @@
 pub mod history;
 pub mod node;
 pub mod queue;
+pub mod replica;
 pub mod seams;

@@ -411,18 +411,31 @@ impl<'a> RaftWatch<'a> {
     }
 }
 
-/// Raft's safety as the nodes report it: (a) at most one leader per term; (b) every node
+/// The group every queue node's Raft events name.
+pub const QUEUE_GROUP: &str = pessimist_core::queue::ROLE;
+
+/// An internal event of one Raft group's nodes: (node, what, detail).
+pub fn group_event<'a>(event: &'a Event, group: &str) -> Option<(&'a str, &'a str, &'a Value)> {
+    match &event.kind {
+        EventKind::Internal { node, what, detail } if detail["group"] == group => {
+            Some((node.as_str(), what.as_str(), detail))
+        }
+        _ => None,
+    }
+}
+
+/// Raft's safety as the nodes of one group (`queue`, `auth`) report it: (a) at most one leader per term; (b) every node
 /// applies the same entry (term and chain hash) at each index, which through the chain is
 /// log matching; (c) each node applies indexes in order without gaps, except across a
 /// snapshot or a restart (`raft_recovered`); (d) a node that becomes leader of term T holds
 /// (by its `last_index`) every entry applied anywhere before it that was committed in a
 /// term below T.
-pub fn raft_safety(events: &[Event]) -> Verdict {
+pub fn raft_safety(events: &[Event], group: &str) -> Verdict {
     let mut watch = RaftWatch::default();
     for event in events {
-        let EventKind::Internal { node, what, detail } = &event.kind else { continue };
+        let Some((node, what, detail)) = group_event(event, group) else { continue };
         let at = event.index;
-        let read = match what.as_str() {
+        let read = match what {
             "raft_role" => watch.role(node, detail, at),
             "raft_applied" => watch.applied(node, detail, at),
             "raft_snapshot_restored" => watch.snapshot_restored(node, detail, at),
@@ -913,7 +926,7 @@ pub fn queue_liveness(events: &[Event], bound_ms: u64) -> Verdict {
     };
     let first_commit = events.iter().find(|event| {
         event.time_us >= heal_us
-            && matches!(&event.kind, EventKind::Internal { what, .. } if what == "raft_applied")
+            && matches!(group_event(event, QUEUE_GROUP), Some((_, "raft_applied", _)))
     });
     if let Some(event) = first_commit {
         figures
@@ -1037,12 +1050,12 @@ pub fn newer_leader<'a>(
     event: &'a Event,
     latest: &Option<(u64, String)>,
 ) -> Option<(u64, &'a str)> {
-    let EventKind::Internal { node, what, detail } = &event.kind else { return None };
+    let (node, what, detail) = group_event(event, QUEUE_GROUP)?;
     if what != "raft_role" || detail["role"] != "leader" {
         return None;
     }
     let term = detail["term"].as_u64().unwrap_or(0);
-    latest.as_ref().is_none_or(|(best, _)| term >= *best).then_some((term, node.as_str()))
+    latest.as_ref().is_none_or(|(best, _)| term >= *best).then_some((term, node))
 }
 
 /// The latest leader the history knows: the node leading the highest term.
@@ -1079,7 +1092,9 @@ pub fn failover(events: &[Event]) -> Verdict {
                     }
                 }
             }
-            EventKind::Internal { what, detail, .. } if what == "raft_applied" => {
+            EventKind::Internal { what, detail, .. }
+                if what == "raft_applied" && detail["group"] == QUEUE_GROUP =>
+            {
                 let newest = detail["entries"]
                     .as_array()
                     .and_then(|entries| entries.iter().filter_map(|e| e[1].as_u64()).max())
@@ -1210,8 +1225,9 @@ mod tests {
         fn info(&mut self, process: u64, f: &str, value: Value) -> &mut History {
             self.push(EventKind::Info { process, f: f.into(), value, error: "timeout".into() })
         }
-        fn node(&mut self, id: u64, what: &str, detail: Value) -> &mut History {
+        fn node(&mut self, id: u64, what: &str, mut detail: Value) -> &mut History {
             let node = format!("queue-{id}");
+            detail["group"] = json!(QUEUE_GROUP);
             self.push(EventKind::Internal { node, what: what.into(), detail })
         }
 
@@ -1314,7 +1330,7 @@ mod tests {
             .recovered(1)
             .applied(1, &[(1, 1), (2, 1), (3, 2), (4, 2)])
             .node(3, "crashed", json!({}));
-        let verdict = raft_safety(&history.events);
+        let verdict = raft_safety(&history.events, QUEUE_GROUP);
         check(&verdict, None);
         assert_eq!(verdict.figures["terms_seen"], json!(2));
         assert_eq!(verdict.figures["leader_elections"], json!(2));
@@ -1326,7 +1342,7 @@ mod tests {
     fn raft_safety_catches_two_leaders_in_one_term() {
         let mut history = History::default();
         history.role(1, 3, "leader", 0).role(2, 3, "leader", 0);
-        let verdict = raft_safety(&history.events);
+        let verdict = raft_safety(&history.events, QUEUE_GROUP);
         check(&verdict, Some("term 3 has two leaders: queue-1 (id 1, event 0) and queue-2 (id 2"));
     }
 
@@ -1338,7 +1354,7 @@ mod tests {
         history.node(2, "raft_applied", forked);
         let forked_again = json!({ "id": 2, "entries": [[3, 2, "00000000feedface"]] });
         history.applied(1, &[(3, 1)]).node(2, "raft_applied", forked_again);
-        let verdict = raft_safety(&history.events);
+        let verdict = raft_safety(&history.events, QUEUE_GROUP);
         check(&verdict, Some("index 2: queue-2 applied term 2 chain 00000000deadbeef at event 1"));
         assert_eq!(verdict.figures["violations"], json!(1), "{:#?}", verdict.violations);
     }
@@ -1350,20 +1366,20 @@ mod tests {
         };
         let mut history = History::default();
         backwards(&mut history);
-        check(&raft_safety(&history.events), Some("queue-1 went back: applied index 2 at event 1"));
+        check(&raft_safety(&history.events, QUEUE_GROUP), Some("queue-1 went back: applied index 2 at event 1"));
 
         let mut history = History::default();
         history.applied(1, &[(1, 1), (3, 1)]);
-        check(&raft_safety(&history.events), Some("queue-1 skipped ahead without a snapshot"));
+        check(&raft_safety(&history.events, QUEUE_GROUP), Some("queue-1 skipped ahead without a snapshot"));
 
         let mut history = History::default();
         history.applied(1, &[(1, 1), (2, 1), (3, 1)]).snapshot(1, 2, 1);
-        check(&raft_safety(&history.events), Some("went back by installing a snapshot"));
+        check(&raft_safety(&history.events, QUEUE_GROUP), Some("went back by installing a snapshot"));
 
         // The same replay after a restart is fine; so is a snapshot that jumps ahead.
         let mut history = History::default();
         history.applied(1, &[(1, 1), (2, 1)]).recovered(1).applied(1, &[(1, 1)]).snapshot(1, 9, 1);
-        check(&raft_safety(&history.events), None);
+        check(&raft_safety(&history.events, QUEUE_GROUP), None);
     }
 
     #[test]
@@ -1375,10 +1391,10 @@ mod tests {
             .applied(2, &[(1, 2)])
             // Votes of term 1 delayed in the network: a stale leader may lack term 2's entries.
             .role(3, 1, "leader", 0);
-        check(&raft_safety(&history.events), None);
+        check(&raft_safety(&history.events, QUEUE_GROUP), None);
         history.role(2, 3, "leader", 1);
         check(
-            &raft_safety(&history.events),
+            &raft_safety(&history.events, QUEUE_GROUP),
             Some(
                 "queue-2 became leader of term 3 at event 4 with last index 1, but queue-1 had \
                  applied index 2 at event 1",
@@ -1391,7 +1407,7 @@ mod tests {
         let mut history = History::default();
         history.node(1, "raft_applied", json!({ "id": 1, "entries": [[1, 1]] }));
         history.node(1, "raft_role", json!({ "id": 1, "role": "leader" }));
-        let verdict = raft_safety(&history.events);
+        let verdict = raft_safety(&history.events, QUEUE_GROUP);
         check(&verdict, Some("event 0: raft_applied entry is not [index, term, \"chain\"]"));
         check(&verdict, Some("event 1: raft_role without a number \"term\""));
     }

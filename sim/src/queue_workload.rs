@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pessimist_core::history::{EventKind, History};
-use pessimist_core::queue::client::{ClientError, QueueClient, Reply};
+use pessimist_core::queue::QueueClient;
+use pessimist_core::replica::client::{ClientError, Reply};
 use pessimist_core::queue::machine::{Command, JobId, JobStatus, Response};
 use pessimist_core::seams::rng::SeededRng;
 use rand::Rng;
@@ -298,7 +299,7 @@ fn record_failure(
     process: u64,
     f: &str,
     value: Value,
-    outcome: Result<Reply, ClientError>,
+    outcome: Result<Reply<Response>, ClientError>,
 ) {
     let f = f.to_string();
     match outcome {

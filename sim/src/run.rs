@@ -21,7 +21,8 @@ use serde_json::json;
 
 use pessimist_core::node::NodeContext;
 use pessimist_core::queue::machine::JobId;
-use pessimist_core::queue::{self, client::ClientOptions, client::QueueClient, QueueMessage};
+use pessimist_core::queue::{self, QueueClient, QueueMessage};
+use pessimist_core::replica::client::ClientOptions;
 use pessimist_core::seams::clock::Clock;
 use pessimist_core::seams::net::{Transport, TransportOptions};
 
@@ -102,7 +103,7 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
             }
         }
         Workload::Queue(_) => {
-            checks.insert("raft_safety".to_string(), queue_check::raft_safety(events));
+            checks.insert("raft_safety".to_string(), queue_check::raft_safety(events, queue_check::QUEUE_GROUP));
             checks.insert("no_double_ack".to_string(), queue_check::no_double_ack(events));
             checks.insert("fifo_order".to_string(), queue_check::fifo_order(events));
             checks.insert("leases".to_string(), queue_check::leases(events));
@@ -161,7 +162,7 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
     let clients = scenario.client_names();
     let program: Program = Arc::new(|context: NodeContext| {
         if context.role == queue::ROLE {
-            Box::pin(queue::node::serve(context))
+            Box::pin(queue::serve(context))
         } else {
             Box::pin(probe::serve(context))
         }

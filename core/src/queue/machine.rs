@@ -147,11 +147,7 @@ pub enum Command {
 }
 
 /// A command as replicated: stamped by the leader that proposed it with the leader's wall clock.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stamped {
-    pub now_ms: i64,
-    pub command: Command,
-}
+pub type Stamped = crate::replica::Stamped<Command>;
 
 /// The machine's answer to a command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,66 +2,59 @@
 //! queue nodes, with automatic leader election and failover.
 //!
 //! - [`machine`]: the queue's state machine, sans-IO, applied identically on every replica.
-//! - [`storage`]: the Raft log in memory (raft-rs's `Storage`) and on the disk seam (a
-//!   write-ahead log and a snapshot file), with recovery after a crash.
-//! - [`node`]: the queue node's async driver: the Ready loop, ticks, proposals, snapshots.
-//! - [`client`]: what API servers and workers use: leader discovery, redirects, retries.
+//! - Replication (the Raft driver, its log storage, the client with leader discovery,
+//!   redirects and retries) is [`crate::replica`]'s, shared with the auth management plane.
 //!
 //! The queue is the CP part of the design: a command is answered only once a majority has it
 //! durably, and a node that cannot reach a majority refuses rather than guesses.
 
-pub mod client;
 pub mod machine;
-pub mod node;
-pub mod storage;
 
 use serde::{Deserialize, Serialize};
 
-use machine::{Command, QueueConfig, Response, Stamped};
+use crate::node::NodeContext;
+use crate::replica::{self, RaftSettings, StateMachine};
+use machine::{Command, QueueConfig, QueueMachine, Response};
 
 /// The role name of queue nodes in a cluster's topology.
 pub const ROLE: &str = "queue";
 
 /// Messages on the queue's transport: between queue nodes (Raft) and from clients.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum QueueMessage {
-    /// A raft-rs message, protobuf-encoded (raft-rs's own wire format).
-    Raft(Vec<u8>),
-    /// A client's command, to be replicated and applied.
-    Submit(Command),
-    /// A queue node's answer to [`QueueMessage::Submit`].
-    Answer(Answer),
-}
-
+pub type QueueMessage = replica::ReplicaMessage<Command, Response>;
 /// What a queue node answers to a submitted command.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Answer {
-    /// Committed and applied; the state machine's response.
-    Done(Response),
-    /// This node is not the leader; `leader` is the one it knows of, if any. Not proposed.
-    NotLeader { leader: Option<String> },
-    /// Refused before it was proposed (too many proposals in flight, a proposal dropped by
-    /// raft-rs): it certainly did not happen.
-    Busy { reason: String },
-    /// Proposed, but the node lost its leadership before the command was applied: it may
-    /// still commit under the next leader, or never.
-    Uncertain { reason: String },
+pub type Answer = replica::Answer<Response>;
+/// The queue's client, for API servers and workers.
+pub type QueueClient = replica::client::Client<QueueMachine>;
+
+/// Runs a queue node (settings from the `queue` knob) until its disk fails it or it is killed.
+pub async fn serve(context: NodeContext) {
+    match QueueSettings::from_knobs(&context.knobs) {
+        Ok(settings) => {
+            let machine = QueueMachine::new(settings.machine());
+            replica::node::serve(context, settings.raft(), machine).await
+        }
+        Err(reason) => context.recorder.record(
+            "raft_stopped",
+            serde_json::json!({ "group": ROLE, "reason": format!("bad settings: {reason}") }),
+        ),
+    }
 }
 
-/// A proposal as it sits in a Raft entry: who proposed it (so that node can answer its
-/// client) and the leader-stamped command.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Proposal {
-    pub origin: ProposalOrigin,
-    pub stamped: Stamped,
-}
+impl StateMachine for QueueMachine {
+    type Command = Command;
+    type Response = Response;
 
-/// Identifies a proposal across the cluster: node id, incarnation, and a sequence number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ProposalOrigin {
-    pub node: u64,
-    pub incarnation: u64,
-    pub seq: u64,
+    fn apply(&mut self, index: u64, stamped: &machine::Stamped) -> Response {
+        QueueMachine::apply(self, index, stamped)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        QueueMachine::snapshot(self)
+    }
+
+    fn restore(bytes: &[u8]) -> Result<QueueMachine, String> {
+        QueueMachine::restore(bytes).map_err(|error| error.to_string())
+    }
 }
 
 /// A queue node's settings, read from the scenario's `queue` knob.
@@ -116,21 +109,7 @@ impl QueueSettings {
     /// Checks the settings; the error names the field.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
-        if !(1..=10_000).contains(&self.tick_ms) {
-            return fail("tick_ms", "must be between 1 and 10000");
-        }
-        if self.heartbeat_ticks == 0 {
-            return fail("heartbeat_ticks", "must be at least 1");
-        }
-        if self.election_ticks <= self.heartbeat_ticks || self.election_ticks > 1000 {
-            return fail("election_ticks", "must exceed heartbeat_ticks and be at most 1000");
-        }
-        if self.snapshot_every == 0 {
-            return fail("snapshot_every", "must be at least 1");
-        }
-        if self.max_pending == 0 {
-            return fail("max_pending", "must be at least 1");
-        }
+        self.raft().validate()?;
         if self.max_attempts == 0 {
             return fail("max_attempts", "must be at least 1");
         }
@@ -141,6 +120,17 @@ impl QueueSettings {
             return fail("max_jobs", "must be at least 1");
         }
         Ok(())
+    }
+
+    /// The Raft part of the settings.
+    pub fn raft(&self) -> RaftSettings {
+        RaftSettings {
+            tick_ms: self.tick_ms,
+            election_ticks: self.election_ticks,
+            heartbeat_ticks: self.heartbeat_ticks,
+            snapshot_every: self.snapshot_every,
+            max_pending: self.max_pending,
+        }
     }
 
     /// The state machine's part of the settings.

@@ -1,20 +1,22 @@
-//! The queue's client, for API servers and workers: finds the leader, follows redirects,
-//! retries with backoff, and says honestly whether a failed command may have happened.
+//! The client of a replicated group (the queue for API servers and workers, the auth plane for
+//! API servers): finds the leader, follows redirects, retries with backoff, and says honestly
+//! whether a failed command may have happened.
 //!
 //! A command sent to a node that is not the leader comes back as a redirect (tried at once on
 //! the named leader) or a refusal (tried again on another node after a backoff). A command
 //! whose request timed out, whose connection broke, or whose leader lost its leadership
 //! before applying it *may* have happened: the client retries it, and if it runs out of tries
-//! it reports [`ClientError::Unknown`], never [`ClientError::Refused`]. Enqueues carry an
-//! idempotency key and leases a worker's request number, so retrying either is safe: the retry
-//! finds the first try's job or lease instead of making a second one.
+//! it reports [`ClientError::Unknown`], never [`ClientError::Refused`]. Commands are retried,
+//! so a group's commands must be safe to apply twice: the queue's enqueues carry an
+//! idempotency key and its leases a worker's request number, so the retry finds the first
+//! try's job or lease instead of making a second one.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use rand::Rng;
 
-use super::machine::{Command, Response};
-use super::{Answer, QueueMessage};
+use super::{Answer, ReplicaMessage, StateMachine};
 use crate::seams::clock::Clock;
 use crate::seams::net::{NetError, Transport};
 use crate::seams::rng::SeededRng;
@@ -56,32 +58,33 @@ pub enum ClientError {
 /// A command's answer, and how many earlier tries may also have taken effect (then a
 /// rejection, such as an ack refused as `AlreadyDone`, may be the echo of an earlier try).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Reply {
-    pub response: Response,
+pub struct Reply<R> {
+    pub response: R,
     pub uncertain_tries: u32,
 }
 
-/// A client of the queue cluster. Not shared: one per task.
-pub struct QueueClient {
-    transport: Transport<QueueMessage>,
+/// A client of a group replicating `M`. Not shared: one per task.
+pub struct Client<M: StateMachine> {
+    transport: Transport<ReplicaMessage<M::Command, M::Response>>,
     nodes: Vec<String>,
     leader: Option<String>,
     clock: Clock,
     rng: SeededRng,
     options: ClientOptions,
+    _machine: PhantomData<fn() -> M>,
 }
 
-impl QueueClient {
-    /// A client of the queue `nodes` over `transport`.
+impl<M: StateMachine> Client<M> {
+    /// A client of the group's `nodes` over `transport`.
     pub fn new(
-        transport: Transport<QueueMessage>,
+        transport: Transport<ReplicaMessage<M::Command, M::Response>>,
         nodes: Vec<String>,
         clock: Clock,
         rng: SeededRng,
         options: ClientOptions,
-    ) -> QueueClient {
-        assert!(!nodes.is_empty(), "a queue client needs queue nodes");
-        QueueClient { transport, nodes, leader: None, clock, rng, options }
+    ) -> Client<M> {
+        assert!(!nodes.is_empty(), "a client needs the group's nodes");
+        Client { transport, nodes, leader: None, clock, rng, options, _machine: PhantomData }
     }
 
     /// The leader this client believes in.
@@ -90,7 +93,7 @@ impl QueueClient {
     }
 
     /// Submits `command` until a node applies it or the tries run out.
-    pub async fn submit(&mut self, command: Command) -> Result<Reply, ClientError> {
+    pub async fn submit(&mut self, command: M::Command) -> Result<Reply<M::Response>, ClientError> {
         let mut uncertain = 0u32;
         let mut last_error = String::from("no try made");
         let mut failures = 0u32;
@@ -99,28 +102,28 @@ impl QueueClient {
                 Some(leader) => leader.clone(),
                 None => self.nodes[self.rng.random_range(0..self.nodes.len())].clone(),
             };
-            let message = QueueMessage::Submit(command.clone());
+            let message = ReplicaMessage::Submit(command.clone());
             let outcome = self.transport.call(&target, message, self.options.attempt_timeout).await;
             match outcome {
-                Ok(QueueMessage::Answer(Answer::Done(response))) => {
+                Ok(ReplicaMessage::Answer(Answer::Done(response))) => {
                     self.leader = Some(target);
                     return Ok(Reply { response, uncertain_tries: uncertain });
                 }
-                Ok(QueueMessage::Answer(Answer::NotLeader { leader: Some(leader) }))
+                Ok(ReplicaMessage::Answer(Answer::NotLeader { leader: Some(leader) }))
                     if leader != target =>
                 {
                     last_error = format!("{target} redirected to {leader}");
                     self.leader = Some(leader);
                     continue; // A redirect costs no backoff.
                 }
-                Ok(QueueMessage::Answer(Answer::NotLeader { .. })) => {
+                Ok(ReplicaMessage::Answer(Answer::NotLeader { .. })) => {
                     last_error = format!("{target} knows no leader");
                     self.leader = None;
                 }
-                Ok(QueueMessage::Answer(Answer::Busy { reason })) => {
+                Ok(ReplicaMessage::Answer(Answer::Busy { reason })) => {
                     last_error = format!("{target} refused: {reason}");
                 }
-                Ok(QueueMessage::Answer(Answer::Uncertain { reason })) => {
+                Ok(ReplicaMessage::Answer(Answer::Uncertain { reason })) => {
                     uncertain += 1;
                     last_error = format!("{target}: {reason}");
                     self.leader = None;

@@ -1,4 +1,5 @@
-//! A queue node: raft-rs driven by an async loop over the node's seams.
+//! A replica: raft-rs driven by an async loop over the node's seams, applying committed
+//! commands to a [`StateMachine`].
 //!
 //! One task owns the `RawNode` and handles, one at a time, the node's events: a tick of its
 //! (possibly drifting) clock, a Raft message from a peer, a command from a client. After each
@@ -19,13 +20,14 @@
 //! uses comes from the seed.
 //!
 //! **Time.** The leader stamps each proposal with its own wall clock ([`Stamped::now_ms`]); the
-//! state machine never reads a clock. See [`super::machine`] for what a skewed leader clock
-//! does to leases.
+//! state machine never reads a clock. See [`crate::queue::machine`] for what a skewed leader
+//! clock does to leases.
 //!
 //! **Internal events** recorded for the checkers: `raft_role` (term, role, leader, log
 //! position) whenever they change, `raft_applied` (index, term and chain hash of each applied
 //! entry), `raft_snapshot_restored`, `raft_snapshot_taken`, `raft_recovered`, and
-//! `raft_stopped` when the node stops itself (a disk it cannot trust).
+//! `raft_stopped` when the node stops itself (a disk it cannot trust). Each carries `group`,
+//! the role of the group's nodes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,9 +39,10 @@ use rand::Rng;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::machine::{QueueMachine, Stamped};
 use super::storage::{Durable, LogStore, SnapshotData};
-use super::{Answer, Proposal, ProposalOrigin, QueueMessage, QueueSettings, ROLE};
+use super::{
+    Answer, Proposal, ProposalOrigin, RaftSettings, ReplicaMessage, StateMachine, Stamped,
+};
 use crate::history::Recorder;
 use crate::node::NodeContext;
 use crate::seams::clock::Clock;
@@ -49,19 +52,27 @@ use crate::seams::rng::SeededRng;
 /// Raft messages waiting for one peer before the oldest are dropped (Raft tolerates loss).
 const PEER_QUEUE: usize = 1024;
 
-/// Runs a queue node until its disk fails it or the node is killed.
-pub async fn serve(context: NodeContext) {
+/// Messages of a group replicating `M`.
+pub type MessageOf<M> =
+    ReplicaMessage<<M as StateMachine>::Command, <M as StateMachine>::Response>;
+
+/// Runs a replica of the group of `context.role`'s nodes until its disk fails it or the node is
+/// killed. `initial` is the state before the first command (a recovered snapshot replaces it).
+pub async fn serve<M: StateMachine>(context: NodeContext, settings: RaftSettings, initial: M) {
     let recorder = context.recorder.clone();
-    let stop = |reason: String| recorder.record("raft_stopped", json!({ "reason": reason }));
-    let settings = match QueueSettings::from_knobs(&context.knobs) {
-        Ok(settings) => settings,
-        Err(reason) => return stop(format!("bad settings: {reason}")),
+    let group = context.role.clone();
+    let stop = |reason: String| {
+        recorder.record("raft_stopped", json!({ "group": group, "reason": reason }))
     };
-    let peers = context.peers(ROLE);
+    if let Err((field, message)) = settings.validate() {
+        return stop(format!("bad settings: {field}: {message}"));
+    }
+    let peers = context.peers(&context.role);
     let Some(position) = peers.iter().position(|peer| *peer == context.name) else {
-        return stop(format!("{} is not a queue node of the cluster", context.name));
+        return stop(format!("{} is not a {} node of the cluster", context.name, group));
     };
-    match QueueNode::start(context.clone(), settings, peers, position as u64 + 1).await {
+    let start = Replica::start(context.clone(), settings, initial, peers, position as u64 + 1);
+    match start.await {
         Ok((node, events)) => {
             if let Err(reason) = node.run(events).await {
                 stop(reason);
@@ -71,26 +82,28 @@ pub async fn serve(context: NodeContext) {
     }
 }
 
-enum Event {
+enum Event<M: StateMachine> {
     Tick,
-    Net(Incoming<QueueMessage>),
+    Net(Incoming<MessageOf<M>>),
 }
 
-struct QueueNode {
+struct Replica<M: StateMachine> {
     id: u64,
+    /// The group's name: the role of its nodes.
+    group: String,
     incarnation: u64,
-    settings: QueueSettings,
+    settings: RaftSettings,
     /// Peer id to name; ids are 1-based positions in the sorted list of queue nodes.
     names: BTreeMap<u64, String>,
     raw: RawNode<LogStore>,
     durable: Durable,
-    machine: QueueMachine,
+    machine: M,
     /// Chain hash of the applied log: `chain_i = H(chain_{i-1}, i, term_i, data_i)`.
     chain: u64,
     applied: u64,
-    transport: Transport<QueueMessage>,
+    transport: Transport<MessageOf<M>>,
     outboxes: BTreeMap<u64, mpsc::Sender<Vec<u8>>>,
-    pending: BTreeMap<u64, Incoming<QueueMessage>>,
+    pending: BTreeMap<u64, Incoming<MessageOf<M>>>,
     next_seq: u64,
     clock: Clock,
     rng: SeededRng,
@@ -99,13 +112,15 @@ struct QueueNode {
     seen: (u64, StateRole, u64),
 }
 
-impl QueueNode {
+impl<M: StateMachine> Replica<M> {
     async fn start(
         context: NodeContext,
-        settings: QueueSettings,
+        settings: RaftSettings,
+        initial: M,
         peers: Vec<String>,
         id: u64,
-    ) -> Result<(QueueNode, mpsc::UnboundedReceiver<Event>), String> {
+    ) -> Result<(Replica<M>, mpsc::UnboundedReceiver<Event<M>>), String> {
+        let group = context.role.clone();
         let names: BTreeMap<u64, String> =
             peers.iter().enumerate().map(|(i, name)| (i as u64 + 1, name.clone())).collect();
         let voters: Vec<u64> = names.keys().copied().collect();
@@ -115,14 +130,15 @@ impl QueueNode {
         let store = recovered.store;
         let snapshot = store.latest_snapshot().clone();
         let (machine, chain) = if snapshot.get_metadata().index == 0 {
-            (QueueMachine::new(settings.machine()), 0)
+            (initial, 0)
         } else {
-            restore(&snapshot)?
+            restore::<M>(&snapshot)?
         };
         let applied = snapshot.get_metadata().index;
         context.recorder.record(
             "raft_recovered",
             json!({
+                "group": group,
                 "id": id,
                 "snapshot_index": applied,
                 "last_index": store.last_index().unwrap_or(applied),
@@ -133,7 +149,8 @@ impl QueueNode {
             }),
         );
         if applied > 0 {
-            record_snapshot(&context.recorder, "raft_snapshot_restored", id, &snapshot, chain);
+            let recorder = &context.recorder;
+            record_snapshot(recorder, "raft_snapshot_restored", &group, id, &snapshot, chain);
         }
         let config = Config {
             id,
@@ -149,7 +166,7 @@ impl QueueNode {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&config, store, &logger).map_err(|e| format!("raft-rs: {e}"))?;
 
-        let (transport, mut inbox) = Transport::<QueueMessage>::bind(
+        let (transport, mut inbox) = Transport::<MessageOf<M>>::bind(
             &context.name,
             context.book.clone(),
             TransportOptions::default(),
@@ -182,11 +199,12 @@ impl QueueNode {
         let mut outboxes = BTreeMap::new();
         for (&peer, name) in &names {
             if peer != id {
-                outboxes.insert(peer, spawn_outbox(transport.clone(), name.clone()));
+                outboxes.insert(peer, spawn_outbox::<M>(transport.clone(), name.clone()));
             }
         }
-        let mut node = QueueNode {
+        let mut node = Replica {
             id,
+            group,
             incarnation: context.incarnation,
             settings,
             names,
@@ -208,7 +226,7 @@ impl QueueNode {
         Ok((node, receiver))
     }
 
-    async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> Result<(), String> {
+    async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event<M>>) -> Result<(), String> {
         while let Some(event) = events.recv().await {
             self.handle(event);
             // Take whatever else is already waiting before writing to disk, so one fsync
@@ -224,23 +242,27 @@ impl QueueNode {
         Ok(())
     }
 
-    fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event<M>) {
         match event {
             Event::Tick => {
                 self.raw.tick();
             }
             Event::Net(incoming) => match &incoming.body {
-                QueueMessage::Raft(bytes) => match Message::parse_from_bytes(bytes) {
+                ReplicaMessage::Raft(bytes) => match Message::parse_from_bytes(bytes) {
                     // Errors here are messages raft-rs ignores by design (from an unknown
                     // peer, a stale term); they change nothing.
                     Ok(message) => drop(self.raw.step(message)),
                     Err(error) => self.recorder.record(
                         "raft_bad_message",
-                        json!({ "from": &*incoming.from, "error": error.to_string() }),
+                        json!({
+                            "group": self.group,
+                            "from": &*incoming.from,
+                            "error": error.to_string(),
+                        }),
                     ),
                 },
-                QueueMessage::Submit(_) => self.submit(incoming),
-                QueueMessage::Answer(_) => {}
+                ReplicaMessage::Submit(_) => self.submit(incoming),
+                ReplicaMessage::Answer(_) => {}
             },
         }
         self.observe();
@@ -262,6 +284,7 @@ impl QueueNode {
         self.recorder.record(
             "raft_role",
             json!({
+                "group": self.group,
                 "id": self.id,
                 "term": raft.term,
                 "role": role_name(raft.state),
@@ -280,8 +303,8 @@ impl QueueNode {
         }
     }
 
-    fn submit(&mut self, request: Incoming<QueueMessage>) {
-        let QueueMessage::Submit(command) = &request.body else { return };
+    fn submit(&mut self, request: Incoming<MessageOf<M>>) {
+        let ReplicaMessage::Submit(command) = &request.body else { return };
         let raft = &self.raw.raft;
         if raft.state != StateRole::Leader {
             let leader = self.names.get(&raft.leader_id).cloned();
@@ -310,11 +333,11 @@ impl QueueNode {
     }
 
     /// Answers a client without holding up the loop.
-    fn answer(&self, request: Incoming<QueueMessage>, answer: Answer) {
+    fn answer(&self, request: Incoming<MessageOf<M>>, answer: Answer<M::Response>) {
         let transport = self.transport.clone();
         tokio::spawn(async move {
             // A lost answer is the client's timeout to see.
-            let _ = transport.reply(&request, QueueMessage::Answer(answer)).await;
+            let _ = transport.reply(&request, ReplicaMessage::Answer(answer)).await;
         });
     }
 
@@ -377,12 +400,16 @@ impl QueueNode {
             if entry.get_entry_type() != EntryType::EntryNormal || entry.get_data().is_empty() {
                 continue; // A new leader's empty entry, or a configuration change (none yet).
             }
-            let proposal: Proposal = match postcard::from_bytes(entry.get_data()) {
+            let proposal: Proposal<M::Command> = match postcard::from_bytes(entry.get_data()) {
                 Ok(proposal) => proposal,
                 Err(error) => {
                     self.recorder.record(
                         "raft_bad_entry",
-                        json!({ "index": entry.index, "error": error.to_string() }),
+                        json!({
+                            "group": self.group,
+                            "index": entry.index,
+                            "error": error.to_string(),
+                        }),
                     );
                     continue;
                 }
@@ -395,11 +422,14 @@ impl QueueNode {
                 }
             }
         }
-        self.recorder.record("raft_applied", json!({ "id": self.id, "entries": applied }));
+        self.recorder.record(
+            "raft_applied",
+            json!({ "group": self.group, "id": self.id, "entries": applied }),
+        );
     }
 
     async fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), String> {
-        let (machine, chain) = restore(&snapshot)?;
+        let (machine, chain) = restore::<M>(&snapshot)?;
         let store = self.raw.store();
         let hard_state = store.hard_state().clone();
         self.durable
@@ -410,7 +440,8 @@ impl QueueNode {
         self.machine = machine;
         self.chain = chain;
         self.applied = snapshot.get_metadata().index;
-        record_snapshot(&self.recorder, "raft_snapshot_restored", self.id, &snapshot, chain);
+        let (recorder, group) = (&self.recorder, &self.group);
+        record_snapshot(recorder, "raft_snapshot_restored", group, self.id, &snapshot, chain);
         Ok(())
     }
 
@@ -438,7 +469,13 @@ impl QueueNode {
         self.raw.mut_store().compact_to(snapshot);
         self.recorder.record(
             "raft_snapshot_taken",
-            json!({ "id": self.id, "index": index, "term": term, "log_entries": after.len() }),
+            json!({
+                "group": self.group,
+                "id": self.id,
+                "index": index,
+                "term": term,
+                "log_entries": after.len(),
+            }),
         );
         Ok(())
     }
@@ -446,30 +483,41 @@ impl QueueNode {
 
 /// A task that sends one peer's Raft messages in order, so a slow or cut-off peer never holds
 /// up the loop.
-fn spawn_outbox(transport: Transport<QueueMessage>, peer: String) -> mpsc::Sender<Vec<u8>> {
+fn spawn_outbox<M: StateMachine>(
+    transport: Transport<MessageOf<M>>,
+    peer: String,
+) -> mpsc::Sender<Vec<u8>> {
     let (sender, mut receiver) = mpsc::channel::<Vec<u8>>(PEER_QUEUE);
     tokio::spawn(async move {
         while let Some(bytes) = receiver.recv().await {
             // An unreachable peer loses the message; Raft resends what matters.
-            let _ = transport.send(&peer, QueueMessage::Raft(bytes)).await;
+            let _ = transport.send(&peer, ReplicaMessage::Raft(bytes)).await;
         }
     });
     sender
 }
 
-fn restore(snapshot: &Snapshot) -> Result<(QueueMachine, u64), String> {
+fn restore<M: StateMachine>(snapshot: &Snapshot) -> Result<(M, u64), String> {
     let data: SnapshotData = postcard::from_bytes(snapshot.get_data())
         .map_err(|error| format!("snapshot data: {error}"))?;
-    let machine = QueueMachine::restore(&data.machine)
-        .map_err(|error| format!("snapshot state machine: {error}"))?;
+    let machine =
+        M::restore(&data.machine).map_err(|error| format!("snapshot state machine: {error}"))?;
     Ok((machine, data.chain))
 }
 
-fn record_snapshot(recorder: &Recorder, what: &str, id: u64, snapshot: &Snapshot, chain: u64) {
+fn record_snapshot(
+    recorder: &Recorder,
+    what: &str,
+    group: &str,
+    id: u64,
+    snapshot: &Snapshot,
+    chain: u64,
+) {
     let metadata = snapshot.get_metadata();
     recorder.record(
         what,
         json!({
+            "group": group,
             "id": id,
             "index": metadata.index,
             "term": metadata.term,

@@ -1,4 +1,4 @@
-//! The Raft log of a queue node: in memory for raft-rs ([`LogStore`], its `Storage`), and on
+//! The Raft log of a replica: in memory for raft-rs ([`LogStore`], its `Storage`), and on
 //! the disk seam for crashes ([`Durable`]).
 //!
 //! On disk a node keeps two files:
@@ -43,7 +43,7 @@ pub enum WalRecord {
 /// What a snapshot carries besides raft-rs's metadata.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotData {
-    /// The state machine, as [`super::machine::QueueMachine::snapshot`] encodes it.
+    /// The state machine, as [`super::StateMachine::snapshot`] encodes it.
     pub machine: Vec<u8>,
     /// The chain hash of the applied log up to the snapshot's index.
     pub chain: u64,

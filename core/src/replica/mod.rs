@@ -1,0 +1,141 @@
+//! Raft replication of a deterministic state machine, shared by the job queue and the auth
+//! management plane: raft-rs driven by one async loop per node over the node's seams.
+//!
+//! - [`StateMachine`]: what a replicated service provides: pure `apply`, `snapshot`,
+//!   `restore`. The machine never reads a clock: every command is stamped by the proposing
+//!   leader ([`Stamped`]).
+//! - [`storage`]: the Raft log in memory (raft-rs's `Storage`) and on the disk seam (a
+//!   write-ahead log and a snapshot file), with recovery after a crash.
+//! - [`node`]: the async driver: the Ready loop, ticks, proposals, snapshots.
+//! - [`client`]: leader discovery, redirects, retries, and an honest "unknown" when a command
+//!   may or may not have happened.
+//!
+//! A group is the set of nodes of one role (`queue`, `auth`). Its internal events carry the
+//! group's name, so the Raft safety checker reads each group apart.
+//!
+//! **Invariant:** a command is answered `Done` only once a majority has it durably and it was
+//! applied; a node that cannot reach a majority refuses (`NotLeader`, `Busy`) or says
+//! `Uncertain`, never guesses.
+
+pub mod client;
+pub mod node;
+pub mod storage;
+
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A deterministic state machine replicated by Raft: every replica applies the same commands
+/// in the same order and computes the same responses and state.
+pub trait StateMachine: Sized + Send + 'static {
+    type Command: Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static;
+    type Response: Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// Applies the committed command at log `index`. Pure: no clock (time is the stamp's), no
+    /// randomness, no I/O.
+    fn apply(&mut self, index: u64, stamped: &Stamped<Self::Command>) -> Self::Response;
+    /// The whole state, for a Raft snapshot.
+    fn snapshot(&self) -> Vec<u8>;
+    /// The state a snapshot holds; an error names what is wrong with the bytes.
+    fn restore(bytes: &[u8]) -> Result<Self, String>;
+}
+
+/// A command as replicated: stamped by the leader that proposed it with the leader's wall clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamped<C> {
+    pub now_ms: i64,
+    pub command: C,
+}
+
+/// Messages on a replicated group's transport: between its nodes (Raft) and from clients.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReplicaMessage<C, R> {
+    /// A raft-rs message, protobuf-encoded (raft-rs's own wire format).
+    Raft(Vec<u8>),
+    /// A client's command, to be replicated and applied.
+    Submit(C),
+    /// A node's answer to [`ReplicaMessage::Submit`].
+    Answer(Answer<R>),
+}
+
+/// What a node answers to a submitted command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Answer<R> {
+    /// Committed and applied; the state machine's response.
+    Done(R),
+    /// This node is not the leader; `leader` is the one it knows of, if any. Not proposed.
+    NotLeader { leader: Option<String> },
+    /// Refused before it was proposed (too many proposals in flight, a proposal dropped by
+    /// raft-rs): it certainly did not happen.
+    Busy { reason: String },
+    /// Proposed, but the node lost its leadership before the command was applied: it may
+    /// still commit under the next leader, or never.
+    Uncertain { reason: String },
+}
+
+/// A proposal as it sits in a Raft entry: who proposed it (so that node can answer its
+/// client) and the leader-stamped command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proposal<C> {
+    pub origin: ProposalOrigin,
+    pub stamped: Stamped<C>,
+}
+
+/// Identifies a proposal across the cluster: node id, incarnation, and a sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProposalOrigin {
+    pub node: u64,
+    pub incarnation: u64,
+    pub seq: u64,
+}
+
+/// The Raft part of a group's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RaftSettings {
+    /// One Raft tick, in the node's own (possibly drifting) clock.
+    pub tick_ms: u64,
+    /// Election timeout in ticks; each node draws its timeout in `[n, 2n)` from its seeded RNG.
+    pub election_ticks: usize,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: usize,
+    /// Take a snapshot and compact the log after this many applied entries.
+    pub snapshot_every: u64,
+    /// Proposals a leader keeps in flight before it answers `Busy`.
+    pub max_pending: usize,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            snapshot_every: 256,
+            max_pending: 4096,
+        }
+    }
+}
+
+impl RaftSettings {
+    /// Checks the settings; the error names the field.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
+        if !(1..=10_000).contains(&self.tick_ms) {
+            return fail("tick_ms", "must be between 1 and 10000");
+        }
+        if self.heartbeat_ticks == 0 {
+            return fail("heartbeat_ticks", "must be at least 1");
+        }
+        if self.election_ticks <= self.heartbeat_ticks || self.election_ticks > 1000 {
+            return fail("election_ticks", "must exceed heartbeat_ticks and be at most 1000");
+        }
+        if self.snapshot_every == 0 {
+            return fail("snapshot_every", "must be at least 1");
+        }
+        if self.max_pending == 0 {
+            return fail("max_pending", "must be at least 1");
+        }
+        Ok(())
+    }
+}
