@@ -227,9 +227,9 @@ async fn finish(
     let invoked = json!({ "job": job, "lease": lease });
     history.record(EventKind::Invoke { process, f: f.into(), value: invoked.clone() });
     let command = if nack {
-        Command::Nack { job, lease, reason: "the worker failed the job".into() }
+        Command::Nack { job, lease, reason: "the worker failed the job".into(), permanent: false }
     } else {
-        Command::Ack { job, lease }
+        Command::Ack { job, lease, result: Vec::new() }
     };
     match client.submit(command).await {
         Ok(Reply { response: Response::Acked { .. }, .. }) => {

@@ -91,7 +91,10 @@ pub const VISIBILITY_MS_MAX: u64 = 12 * 60 * 60 * 1000;
 /// Longest dead-letter reason kept, in bytes; a longer nack reason is cut at a char boundary.
 pub const NACK_REASON_BYTES_MAX: usize = 1024;
 /// The first byte of every snapshot: the format of the bytes that follow.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+/// Largest result an ack may carry, in bytes: a job's result lives in the replicated state
+/// until the job is forgotten, so it is bounded like everything else there.
+pub const RESULT_BYTES_MAX: usize = 1 << 20;
 
 /// The queue's settings. The same on every replica (they are part of snapshots).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,12 +141,17 @@ pub enum Command {
     /// or higher numbers): a retry of the last request gets the same lease back while it is
     /// held, and a stale or duplicated request leases nothing.
     Lease { worker: String, visibility_ms: u64, request: u64 },
-    /// Completes a job; takes effect only with the job's current lease.
-    Ack { job: JobId, lease: LeaseId },
-    /// Fails an attempt; takes effect only with the job's current lease.
-    Nack { job: JobId, lease: LeaseId, reason: String },
+    /// Completes a job with its `result` (at most [`RESULT_BYTES_MAX`] bytes, kept for as long
+    /// as the job is remembered); takes effect only with the job's current lease.
+    Ack { job: JobId, lease: LeaseId, result: Vec<u8> },
+    /// Fails an attempt; takes effect only with the job's current lease. A `permanent` failure
+    /// (the job can never succeed, such as an image that does not decode) dead-letters the job
+    /// at once instead of spending its remaining attempts.
+    Nack { job: JobId, lease: LeaseId, reason: String, permanent: bool },
     /// Reads the status of some jobs.
     Status { jobs: Vec<JobId> },
+    /// Reads one job's idempotency key and status (the key tells an API server whose it is).
+    Inspect { job: JobId },
 }
 
 /// A command as replicated: stamped by the leader that proposed it with the leader's wall clock.
@@ -190,6 +198,12 @@ pub enum Response {
     },
     /// One status per job asked, in the order asked.
     Statuses(Vec<(JobId, JobStatus)>),
+    /// `key`: `None` when the job is not remembered (and then its status is `Unknown`).
+    Inspected {
+        job: JobId,
+        key: Option<String>,
+        status: JobStatus,
+    },
 }
 
 /// Why an ack or nack did not take effect.
@@ -203,6 +217,11 @@ pub enum Rejection {
     },
     AlreadyDone,
     DeadLettered,
+    /// An ack whose result is larger than [`RESULT_BYTES_MAX`].
+    ResultTooLarge {
+        bytes: usize,
+        max: usize,
+    },
 }
 
 /// A job's state as clients see it.
@@ -218,6 +237,7 @@ pub enum JobStatus {
     },
     Done {
         attempts: u32,
+        result: Vec<u8>,
     },
     DeadLettered {
         attempts: u32,
@@ -282,6 +302,8 @@ struct Job {
     key: String,
     /// Emptied when the job finishes.
     payload: Vec<u8>,
+    /// What the ack brought; empty until the job is done.
+    result: Vec<u8>,
     attempts: u32,
     state: JobState,
 }
@@ -346,11 +368,18 @@ impl QueueMachine {
             Command::Lease { worker, visibility_ms, request } => {
                 self.lease_for(worker, *request, *visibility_ms)
             }
-            Command::Ack { job, lease } => self.ack(*job, *lease),
-            Command::Nack { job, lease, reason } => self.nack(*job, *lease, reason),
+            Command::Ack { job, lease, result } => self.ack(*job, *lease, result),
+            Command::Nack { job, lease, reason, permanent } => {
+                self.nack(*job, *lease, reason, *permanent)
+            }
             Command::Status { jobs } => {
                 Response::Statuses(jobs.iter().map(|&job| (job, self.status(job))).collect())
             }
+            Command::Inspect { job } => Response::Inspected {
+                job: *job,
+                key: self.jobs.get(job).map(|remembered| remembered.key.clone()),
+                status: self.status(*job),
+            },
         };
 
         debug_assert_eq!(
@@ -373,7 +402,7 @@ impl QueueMachine {
             JobState::Leased { lease, deadline_ms } => {
                 JobStatus::Leased { lease: *lease, deadline_ms: *deadline_ms, attempts }
             }
-            JobState::Done { .. } => JobStatus::Done { attempts },
+            JobState::Done { .. } => JobStatus::Done { attempts, result: job.result.clone() },
             JobState::DeadLettered { reason, .. } => {
                 JobStatus::DeadLettered { attempts, reason: reason.clone() }
             }
@@ -535,6 +564,7 @@ impl QueueMachine {
         let job = Job {
             key: key.to_string(),
             payload: payload.to_vec(),
+            result: Vec::new(),
             attempts: 0,
             state: JobState::Queued,
         };
@@ -604,8 +634,12 @@ impl QueueMachine {
         }
     }
 
-    fn ack(&mut self, job_id: JobId, lease: LeaseId) -> Response {
+    fn ack(&mut self, job_id: JobId, lease: LeaseId, result: &[u8]) -> Response {
         if let Err(reason) = self.check_current_lease(job_id, lease) {
+            return Response::Rejected { job: job_id, reason };
+        }
+        if result.len() > RESULT_BYTES_MAX {
+            let reason = Rejection::ResultTooLarge { bytes: result.len(), max: RESULT_BYTES_MAX };
             return Response::Rejected { job: job_id, reason };
         }
         let now_ms = self.now_ms;
@@ -617,15 +651,16 @@ impl QueueMachine {
         assert!(removed, "queue: leased job {job_id} is in the deadline index");
         job.state = JobState::Done { finished_at_ms: now_ms };
         job.payload = Vec::new();
+        job.result = result.to_vec();
         self.finished.insert((now_ms, job_id));
         Response::Acked { job: job_id }
     }
 
-    fn nack(&mut self, job_id: JobId, lease: LeaseId, reason: &str) -> Response {
+    fn nack(&mut self, job_id: JobId, lease: LeaseId, reason: &str, permanent: bool) -> Response {
         if let Err(rejection) = self.check_current_lease(job_id, lease) {
             return Response::Rejected { job: job_id, reason: rejection };
         }
-        let dead_lettered = self.fail_attempt(job_id, reason);
+        let dead_lettered = self.fail_attempt(job_id, reason, permanent);
         Response::Nacked { job: job_id, dead_lettered }
     }
 
@@ -645,9 +680,9 @@ impl QueueMachine {
         }
     }
 
-    /// Ends a leased job's attempt as failed: dead-lettered when it was its last attempt, else
-    /// queued again. Returns whether it was dead-lettered.
-    fn fail_attempt(&mut self, job_id: JobId, reason: &str) -> bool {
+    /// Ends a leased job's attempt as failed: dead-lettered when it was its last attempt or the
+    /// failure is `permanent`, else queued again. Returns whether it was dead-lettered.
+    fn fail_attempt(&mut self, job_id: JobId, reason: &str, permanent: bool) -> bool {
         let now_ms = self.now_ms;
         let job = self.jobs.get_mut(&job_id).expect("queue: a failing job is remembered");
         let JobState::Leased { deadline_ms, .. } = job.state else {
@@ -659,7 +694,7 @@ impl QueueMachine {
             (1..=self.config.max_attempts).contains(&job.attempts),
             "queue: a leased job has had between 1 and max_attempts attempts"
         );
-        if job.attempts >= self.config.max_attempts {
+        if permanent || job.attempts >= self.config.max_attempts {
             let dead_letter_order = self.dead_letter_order_next;
             self.dead_letter_order_next += 1;
             job.state = JobState::DeadLettered {
@@ -688,7 +723,7 @@ impl QueueMachine {
         expired.sort_unstable();
         for job_id in expired {
             let attempts = self.jobs[&job_id].attempts;
-            self.fail_attempt(job_id, &format!("lease expired after {attempts} attempts"));
+            self.fail_attempt(job_id, &format!("lease expired after {attempts} attempts"), false);
         }
         debug_assert!(self.lease_deadlines.first().is_none_or(|&(d, _)| d > self.now_ms));
     }
@@ -761,10 +796,17 @@ mod tests {
         Command::Lease { worker: worker.to_string(), visibility_ms, request }
     }
     fn ack(job: JobId, lease: LeaseId) -> Command {
-        Command::Ack { job, lease }
+        Command::Ack { job, lease, result: result_of(job, lease) }
+    }
+    /// What the tests' acks carry: different for every job and lease.
+    fn result_of(job: JobId, lease: LeaseId) -> Vec<u8> {
+        format!("result of job {job} under lease {lease}").into_bytes()
     }
     fn nack(job: JobId, lease: LeaseId, reason: &str) -> Command {
-        Command::Nack { job, lease, reason: reason.to_string() }
+        Command::Nack { job, lease, reason: reason.to_string(), permanent: false }
+    }
+    fn fail_permanently(job: JobId, lease: LeaseId, reason: &str) -> Command {
+        Command::Nack { job, lease, reason: reason.to_string(), permanent: true }
     }
     fn status(jobs: &[JobId]) -> Command {
         Command::Status { jobs: jobs.to_vec() }
@@ -830,6 +872,56 @@ mod tests {
     }
 
     #[test]
+    fn a_permanent_failure_dead_letters_at_once_and_results_are_bounded() {
+        let too_large = vec![0u8; RESULT_BYTES_MAX + 1];
+        check(
+            QueueConfig { max_attempts: 5, ..QueueConfig::default() },
+            &[
+                (0, enqueue("a", "pa"), enqueued(1)),
+                (0, enqueue("b", "pb"), enqueued(2)),
+                (0, lease(100), leased(1, 1, "pa", 1, 100)),
+                (1, fail_permanently(1, 1, "not an image"), Response::Nacked {
+                    job: 1,
+                    dead_lettered: true,
+                }),
+                (2, lease(100), leased(2, 2, "pb", 1, 102)),
+                (
+                    3,
+                    Command::Ack { job: 2, lease: 2, result: too_large },
+                    rejected(2, Rejection::ResultTooLarge {
+                        bytes: RESULT_BYTES_MAX + 1,
+                        max: RESULT_BYTES_MAX,
+                    }),
+                ),
+                (4, ack(2, 2), Response::Acked { job: 2 }),
+                (
+                    5,
+                    Command::Inspect { job: 1 },
+                    Response::Inspected {
+                        job: 1,
+                        key: Some("a".into()),
+                        status: dead(1, "not an image"),
+                    },
+                ),
+                (
+                    5,
+                    Command::Inspect { job: 2 },
+                    Response::Inspected {
+                        job: 2,
+                        key: Some("b".into()),
+                        status: JobStatus::Done { attempts: 1, result: result_of(2, 2) },
+                    },
+                ),
+                (
+                    5,
+                    Command::Inspect { job: 3 },
+                    Response::Inspected { job: 3, key: None, status: JobStatus::Unknown },
+                ),
+            ],
+        );
+    }
+
+    #[test]
     fn enqueue_is_idempotent_by_key() {
         use JobStatus::*;
         check(
@@ -845,7 +937,7 @@ mod tests {
                     6,
                     status(&[1, 2, 3]),
                     statuses(&[
-                        (1, Done { attempts: 1 }),
+                        (1, Done { attempts: 1, result: result_of(1, 1) }),
                         (2, Queued { attempts: 0 }),
                         (3, Unknown),
                     ]),
@@ -1035,7 +1127,7 @@ mod tests {
                 (
                     1_009,
                     status(&[1, 2]),
-                    statuses(&[(1, Done { attempts: 1 }), (2, dead(1, "bad image"))]),
+                    statuses(&[(1, Done { attempts: 1, result: result_of(1, 1) }), (2, dead(1, "bad image"))]),
                 ),
                 (1_010, status(&[1, 2]), statuses(&[(1, Unknown), (2, dead(1, "bad image"))])),
                 (1_010, ack(1, 1), rejected(1, Rejection::UnknownJob)),
@@ -1071,7 +1163,7 @@ mod tests {
                         (4, Queued { attempts: 0 }),
                         (3, Leased { lease: 3, deadline_ms: 100, attempts: 1 }),
                         (2, dead(1, "no")),
-                        (1, Done { attempts: 1 }),
+                        (1, Done { attempts: 1, result: result_of(1, 1) }),
                         (0, Unknown),
                         (9, Unknown),
                         (4, Queued { attempts: 0 }),
@@ -1210,7 +1302,7 @@ mod tests {
     enum ModelState {
         Queued,
         Leased { lease: LeaseId, deadline_ms: i64 },
-        Done { finished_at_ms: i64 },
+        Done { finished_at_ms: i64, result: Vec<u8> },
         DeadLettered { finished_at_ms: i64, reason: String, order: u64 },
     }
 
@@ -1230,12 +1322,12 @@ mod tests {
                 if let ModelState::Leased { deadline_ms, .. } = self.jobs[at].state {
                     if deadline_ms <= self.now_ms {
                         let attempts = self.jobs[at].attempts;
-                        self.fail(at, format!("lease expired after {attempts} attempts"));
+                        self.fail(at, format!("lease expired after {attempts} attempts"), false);
                     }
                 }
             }
             for job in &mut self.jobs {
-                if let ModelState::Done { finished_at_ms }
+                if let ModelState::Done { finished_at_ms, .. }
                 | ModelState::DeadLettered { finished_at_ms, .. } = job.state
                 {
                     if finished_at_ms + self.config.retention_ms <= self.now_ms {
@@ -1286,24 +1378,36 @@ mod tests {
                         deadline_ms,
                     }
                 }
-                Command::Ack { job, lease } => match self.current_lease(*job, *lease) {
+                Command::Ack { job, lease, result } => match self.current_lease(*job, *lease) {
                     Err(reason) => rejected(*job, reason),
+                    Ok(_) if result.len() > RESULT_BYTES_MAX => rejected(
+                        *job,
+                        Rejection::ResultTooLarge { bytes: result.len(), max: RESULT_BYTES_MAX },
+                    ),
                     Ok(at) => {
                         let finished_at_ms = self.now_ms;
-                        self.jobs[at].state = ModelState::Done { finished_at_ms };
+                        let result = result.clone();
+                        self.jobs[at].state = ModelState::Done { finished_at_ms, result };
                         Response::Acked { job: *job }
                     }
                 },
-                Command::Nack { job, lease, reason } => match self.current_lease(*job, *lease) {
-                    Err(rejection) => rejected(*job, rejection),
-                    Ok(at) => {
-                        let dead_lettered = self.fail(at, reason.clone());
-                        Response::Nacked { job: *job, dead_lettered }
+                Command::Nack { job, lease, reason, permanent } => {
+                    match self.current_lease(*job, *lease) {
+                        Err(rejection) => rejected(*job, rejection),
+                        Ok(at) => {
+                            let dead_lettered = self.fail(at, reason.clone(), *permanent);
+                            Response::Nacked { job: *job, dead_lettered }
+                        }
                     }
-                },
+                }
                 Command::Status { jobs } => {
                     Response::Statuses(jobs.iter().map(|&job| (job, self.status(job))).collect())
                 }
+                Command::Inspect { job } => Response::Inspected {
+                    job: *job,
+                    key: self.remembered(*job).map(|at| self.jobs[at].key.clone()),
+                    status: self.status(*job),
+                },
             }
         }
 
@@ -1320,10 +1424,10 @@ mod tests {
             }
         }
 
-        fn fail(&mut self, at: usize, reason: String) -> bool {
+        fn fail(&mut self, at: usize, reason: String, permanent: bool) -> bool {
             let finished_at_ms = self.now_ms;
             let job = &mut self.jobs[at];
-            if job.attempts >= self.config.max_attempts {
+            if permanent || job.attempts >= self.config.max_attempts {
                 self.dead_letters_made += 1;
                 let order = self.dead_letters_made;
                 job.state = ModelState::DeadLettered { finished_at_ms, reason, order };
@@ -1344,7 +1448,9 @@ mod tests {
                 ModelState::Leased { lease, deadline_ms } => {
                     JobStatus::Leased { lease: *lease, deadline_ms: *deadline_ms, attempts }
                 }
-                ModelState::Done { .. } => JobStatus::Done { attempts },
+                ModelState::Done { result, .. } => {
+                    JobStatus::Done { attempts, result: result.clone() }
+                }
                 ModelState::DeadLettered { reason, .. } => dead(attempts, reason),
             }
         }
@@ -1375,7 +1481,9 @@ mod tests {
         Nack { job: JobId, lease: LeaseId },
         AckRecent { back: usize },
         NackRecent { back: usize },
+        FailRecent { back: usize },
         Status { jobs: Vec<JobId> },
+        Inspect { job: JobId },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -1386,7 +1494,9 @@ mod tests {
             1 => (0u64..10, 0u64..14).prop_map(|(job, lease)| Op::Nack { job, lease }),
             2 => (0usize..3).prop_map(|back| Op::AckRecent { back }),
             2 => (0usize..3).prop_map(|back| Op::NackRecent { back }),
+            1 => (0usize..3).prop_map(|back| Op::FailRecent { back }),
             1 => proptest::collection::vec(0u64..10, 0..4).prop_map(|jobs| Op::Status { jobs }),
+            1 => (0u64..10).prop_map(|job| Op::Inspect { job }),
         ]
     }
 
@@ -1409,7 +1519,12 @@ mod tests {
                 let (job, lease) = recent(*back);
                 nack(job, lease, "failed")
             }
+            Op::FailRecent { back } => {
+                let (job, lease) = recent(*back);
+                fail_permanently(job, lease, "cannot succeed")
+            }
             Op::Status { jobs } => status(jobs),
+            Op::Inspect { job } => Command::Inspect { job: *job },
         }
     }
 
@@ -1467,7 +1582,7 @@ mod tests {
                             depth.leased += 1;
                             prop_assert!(*attempts <= max_attempts);
                         }
-                        JobStatus::Done { attempts } => {
+                        JobStatus::Done { attempts, .. } => {
                             depth.done += 1;
                             prop_assert!(*attempts <= max_attempts);
                         }
@@ -1482,7 +1597,10 @@ mod tests {
                         && !matches!(before, JobStatus::Done { .. })
                     {
                         let acked = match (&stamped.command, before) {
-                            (Command::Ack { job: acked, lease }, JobStatus::Leased { lease: held, .. }) => {
+                            (
+                                Command::Ack { job: acked, lease, .. },
+                                JobStatus::Leased { lease: held, .. },
+                            ) => {
                                 *acked == job && lease == held
                             }
                             _ => false,
