@@ -9,8 +9,13 @@
 //! ([`seams::rng`]). Faults are injected there and nowhere else; there is no `if sim` branch in
 //! service logic. `core` never depends on `sim`, `scenarios` or `reports`.
 
+pub mod api;
+pub mod auth;
 pub mod history;
+pub mod http;
 pub mod node;
 pub mod queue;
 pub mod replica;
+pub mod resize;
 pub mod seams;
+pub mod worker;

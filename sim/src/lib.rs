@@ -24,6 +24,8 @@ pub mod queue_workload;
 #[cfg(madsim)]
 pub mod run;
 pub mod scenario;
+pub mod service_check;
+pub mod service_workload;
 pub mod summary;
 #[cfg(madsim)]
 pub mod world;

@@ -1366,15 +1366,24 @@ mod tests {
         };
         let mut history = History::default();
         backwards(&mut history);
-        check(&raft_safety(&history.events, QUEUE_GROUP), Some("queue-1 went back: applied index 2 at event 1"));
+        check(
+            &raft_safety(&history.events, QUEUE_GROUP),
+            Some("queue-1 went back: applied index 2 at event 1"),
+        );
 
         let mut history = History::default();
         history.applied(1, &[(1, 1), (3, 1)]);
-        check(&raft_safety(&history.events, QUEUE_GROUP), Some("queue-1 skipped ahead without a snapshot"));
+        check(
+            &raft_safety(&history.events, QUEUE_GROUP),
+            Some("queue-1 skipped ahead without a snapshot"),
+        );
 
         let mut history = History::default();
         history.applied(1, &[(1, 1), (2, 1), (3, 1)]).snapshot(1, 2, 1);
-        check(&raft_safety(&history.events, QUEUE_GROUP), Some("went back by installing a snapshot"));
+        check(
+            &raft_safety(&history.events, QUEUE_GROUP),
+            Some("went back by installing a snapshot"),
+        );
 
         // The same replay after a restart is fine; so is a snapshot that jumps ahead.
         let mut history = History::default();

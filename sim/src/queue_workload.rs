@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pessimist_core::history::{EventKind, History};
+use pessimist_core::queue::machine::{Command, JobId, JobStatus, Response};
 use pessimist_core::queue::QueueClient;
 use pessimist_core::replica::client::{ClientError, Reply};
-use pessimist_core::queue::machine::{Command, JobId, JobStatus, Response};
 use pessimist_core::seams::rng::SeededRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};

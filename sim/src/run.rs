@@ -32,6 +32,8 @@ use crate::probe::{self, ProbeMessage, ProbeWorkload};
 use crate::queue_check;
 use crate::queue_workload::{self, Acknowledged, QueueWorkload};
 use crate::scenario::{Phases, Scenario, Workload};
+use crate::service_check;
+use crate::service_workload::{self, Endpoints, PendingJobs, ServiceWorkload, SharedKeyring};
 use crate::world::{NodeSpec, Program, World};
 
 /// What one seed of a scenario produced.
@@ -103,7 +105,10 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
             }
         }
         Workload::Queue(_) => {
-            checks.insert("raft_safety".to_string(), queue_check::raft_safety(events, queue_check::QUEUE_GROUP));
+            checks.insert(
+                "raft_safety".to_string(),
+                queue_check::raft_safety(events, queue_check::QUEUE_GROUP),
+            );
             checks.insert("no_double_ack".to_string(), queue_check::no_double_ack(events));
             checks.insert("fifo_order".to_string(), queue_check::fifo_order(events));
             checks.insert("leases".to_string(), queue_check::leases(events));
@@ -124,11 +129,50 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
                     .insert("liveness".to_string(), queue_check::queue_liveness(events, bound_ms));
             }
         }
+        Workload::Service(_) => {} // Its checks follow.
     }
-    checks.insert(
-        "availability".to_string(),
-        check::availability(events, wanted.heal_ok_fraction_min),
-    );
+    if let Workload::Service(workload) = &scenario.workload {
+        let knobs = serde_json::Value::Object(scenario.knobs.clone());
+        let groups = [
+            ("raft_safety", queue_check::QUEUE_GROUP),
+            ("auth_raft_safety", pessimist_core::auth::ROLE),
+        ];
+        for (name, group) in groups {
+            checks.insert(name.to_string(), queue_check::raft_safety(events, group));
+        }
+        checks.insert("jobs_complete".to_string(), service_check::jobs_complete(events));
+        checks.insert(
+            "thumbnails".to_string(),
+            service_check::thumbnails(events, &knobs, workload.thumbnail_side),
+        );
+        let workers = scenario.names_with_role(pessimist_core::worker::ROLE);
+        checks.insert(
+            "pill_quarantine".to_string(),
+            service_check::pill_quarantine(events, &knobs, &workers),
+        );
+        checks.insert("auth_keys".to_string(), service_check::auth_keys(events, &knobs));
+        checks.insert(
+            "availability".to_string(),
+            service_check::service_availability(events, 1000, wanted.heal_ok_fraction_min),
+        );
+    } else {
+        checks.insert(
+            "availability".to_string(),
+            check::availability(events, wanted.heal_ok_fraction_min),
+        );
+    }
+    for expected in &wanted.expect_failures {
+        let Some(verdict) = checks.get_mut(expected) else { continue };
+        verdict.figures.insert("expected_to_fail".into(), json!(true));
+        if verdict.passed {
+            verdict.passed = false;
+            verdict
+                .violations
+                .push(format!("the scenario expects {expected} to fail, and it passed"));
+        } else {
+            verdict.passed = true;
+        }
+    }
     checks
 }
 
@@ -160,12 +204,12 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
         .map(|node| NodeSpec { name: node.name.clone(), role: node.role.clone() })
         .collect();
     let clients = scenario.client_names();
-    let program: Program = Arc::new(|context: NodeContext| {
-        if context.role == queue::ROLE {
-            Box::pin(queue::serve(context))
-        } else {
-            Box::pin(probe::serve(context))
-        }
+    let program: Program = Arc::new(|context: NodeContext| match context.role.as_str() {
+        queue::ROLE => Box::pin(queue::serve(context)),
+        pessimist_core::auth::ROLE => Box::pin(pessimist_core::auth::serve(context)),
+        pessimist_core::api::ROLE => Box::pin(pessimist_core::api::serve(context)),
+        pessimist_core::worker::ROLE => Box::pin(pessimist_core::worker::serve(context)),
+        _ => Box::pin(probe::serve(context)),
     });
     let knobs = serde_json::Value::Object(scenario.knobs.clone());
     let mut world = World::build(seed, history.clone(), &servers, &clients, knobs, program);
@@ -179,6 +223,9 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
         }
         Workload::Queue(workload) => {
             run_queue(&scenario, workload, &plan, &mut world, &history, seed).await
+        }
+        Workload::Service(workload) => {
+            run_service(&scenario, workload, &plan, &mut world, &history, seed).await
         }
     }
     history.events()
@@ -448,5 +495,82 @@ async fn final_reads(
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// The image service's run: the admin makes accounts and keys, uploaders and their pollers run
+/// until the end of the heal phase; then the pollers drain (follow every accepted job to its
+/// end) within the liveness bound.
+async fn run_service(
+    scenario: &Scenario,
+    workload: ServiceWorkload,
+    plan: &FaultPlan,
+    world: &mut World,
+    history: &History,
+    seed: u64,
+) {
+    let phases = &scenario.phases;
+    let clients = scenario.client_names();
+    let knobs = serde_json::Value::Object(scenario.knobs.clone());
+    let admin_key =
+        pessimist_core::auth::AuthSettings::from_knobs(&knobs).expect("validated knobs").admin_key;
+    let address = |name: &String| world.book().get(name).expect("every server has an address");
+    let endpoints = Endpoints {
+        api: scenario.names_with_role(pessimist_core::api::ROLE).iter().map(address).collect(),
+        admin: scenario
+            .names_with_role(pessimist_core::auth::ROLE)
+            .iter()
+            .map(|name| pessimist_core::auth::admin_address(address(name)))
+            .collect(),
+        admin_key,
+    };
+    let until_us = (phases.faults_ms + phases.heal_ms) * 1000;
+    let drain_until_us = until_us + phases.liveness_bound_ms * 1000;
+    let keyring = SharedKeyring::default();
+    let mut tasks = Vec::new();
+    let admin = service_workload::admin(
+        workload.clone(),
+        endpoints.clone(),
+        keyring.clone(),
+        history.clone(),
+        seed,
+        until_us,
+    );
+    tasks.push(world.client(&clients[0]).spawn(admin));
+    for process in 1..=workload.uploaders {
+        let node = &clients[process as usize % clients.len()];
+        let pending = PendingJobs::default();
+        let uploader = service_workload::uploader(
+            process,
+            workload.clone(),
+            endpoints.clone(),
+            keyring.clone(),
+            pending.clone(),
+            history.clone(),
+            seed,
+            until_us,
+        );
+        tasks.push(world.client(node).spawn(uploader));
+        let poller = service_workload::poller(
+            workload.uploaders + process,
+            workload.clone(),
+            endpoints.clone(),
+            keyring.clone(),
+            pending,
+            history.clone(),
+            seed,
+            until_us,
+            drain_until_us,
+        );
+        tasks.push(world.client(node).spawn(poller));
+    }
+    play_faults(world, plan, phases, history).await;
+    tokio::time::sleep(Duration::from_millis(phases.heal_ms)).await;
+    history.record(EventKind::Phase {
+        name: PHASE_DRAIN.into(),
+        detail: json!({ "bound_ms": phases.liveness_bound_ms }),
+    });
+    for task in tasks {
+        task.await.expect("a client process panicked");
     }
 }

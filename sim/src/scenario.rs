@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::fault::{FaultPlan, SwarmSettings};
 use crate::probe::ProbeWorkload;
 use crate::queue_workload::QueueWorkload;
+use crate::service_workload::ServiceWorkload;
 
 /// Server nodes a scenario may declare.
 pub const SERVER_NODES_MAX: usize = 64;
@@ -76,7 +77,18 @@ pub enum Workload {
     /// Producers and workers of the replicated job queue (see [`crate::queue_workload`]);
     /// every node has role `queue`.
     Queue(QueueWorkload),
+    /// HTTP clients of the whole image service (see [`crate::service_workload`]); nodes have
+    /// the roles `queue`, `auth`, `api` and `worker`, at least one of each.
+    Service(ServiceWorkload),
 }
+
+/// The roles of the image service's nodes.
+pub const SERVICE_ROLES: [&str; 4] = [
+    pessimist_core::queue::ROLE,
+    pessimist_core::auth::ROLE,
+    pessimist_core::api::ROLE,
+    pessimist_core::worker::ROLE,
+];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +125,10 @@ pub struct Checks {
     /// Minimum share of operations that succeed after the heal (none: figures only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heal_ok_fraction_min: Option<f64>,
+    /// Checks this scenario expects to fail: it demonstrates a broken design (a fleet without
+    /// quarantine). Such a check passes the run when it fails, and fails it when it passes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expect_failures: Vec<String>,
 }
 
 impl Default for Checks {
@@ -123,6 +139,7 @@ impl Default for Checks {
             liveness: true,
             linearizability: false,
             heal_ok_fraction_min: None,
+            expect_failures: Vec::new(),
         }
     }
 }
@@ -160,11 +177,12 @@ impl Scenario {
         names
     }
 
-    /// The role every node must have for the scenario's workload.
-    pub fn workload_role(&self) -> &'static str {
+    /// The roles the scenario's workload allows its nodes.
+    pub fn workload_roles(&self) -> &'static [&'static str] {
         match &self.workload {
-            Workload::Probe(_) => "probe",
-            Workload::Queue(_) => pessimist_core::queue::ROLE,
+            Workload::Probe(_) => &["probe"],
+            Workload::Queue(_) => &[pessimist_core::queue::ROLE],
+            Workload::Service(_) => &SERVICE_ROLES,
         }
     }
 
@@ -207,20 +225,26 @@ impl Scenario {
                     format!("duplicate node name {:?}", node.name),
                 ));
             }
-            let role = self.workload_role();
-            if node.role != role {
+            let roles = self.workload_roles();
+            if !roles.contains(&node.role.as_str()) {
                 return Err(invalid(
                     format!("topology.nodes[{index}].role"),
                     format!(
-                        "role {:?} does not serve this workload (expected {role:?})",
+                        "role {:?} does not serve this workload (expected one of {roles:?})",
                         node.role
                     ),
                 ));
             }
         }
+        for role in self.workload_roles() {
+            if !nodes.iter().any(|node| node.role == *role) {
+                return Err(invalid("topology.nodes", format!("needs at least one {role:?} node")));
+            }
+        }
         let workload = match &self.workload {
             Workload::Probe(probe) => probe.validate(),
             Workload::Queue(queue) => queue.validate(),
+            Workload::Service(service) => service.validate(),
         };
         workload.map_err(|(field, message)| invalid(format!("workload.{field}"), message))?;
         if let Some(settings) = self.knobs.get("queue") {
@@ -229,6 +253,39 @@ impl Scenario {
             settings
                 .validate()
                 .map_err(|(field, message)| invalid(format!("knobs.queue.{field}"), message))?;
+        }
+        type KnobCheck = fn(&serde_json::Value) -> Result<(), (String, String)>;
+        let knob_checks: [(&str, KnobCheck); 3] = [
+            ("auth", |value| {
+                let settings: pessimist_core::auth::AuthSettings =
+                    serde_json::from_value(value.clone())
+                        .map_err(|error| (String::new(), error.to_string()))?;
+                settings.validate()
+            }),
+            ("api", |value| {
+                let settings: pessimist_core::api::ApiSettings =
+                    serde_json::from_value(value.clone())
+                        .map_err(|error| (String::new(), error.to_string()))?;
+                settings.validate()
+            }),
+            ("worker", |value| {
+                let settings: pessimist_core::worker::WorkerSettings =
+                    serde_json::from_value(value.clone())
+                        .map_err(|error| (String::new(), error.to_string()))?;
+                settings.validate()
+            }),
+        ];
+        for (knob, check) in knob_checks {
+            if let Some(value) = self.knobs.get(knob) {
+                check(value).map_err(|(field, message)| {
+                    let path = if field.is_empty() {
+                        format!("knobs.{knob}")
+                    } else {
+                        format!("knobs.{knob}.{field}")
+                    };
+                    invalid(path, message)
+                })?;
+            }
         }
         let phases = &self.phases;
         if phases.faults_ms == 0 {

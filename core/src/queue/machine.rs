@@ -880,18 +880,22 @@ mod tests {
                 (0, enqueue("a", "pa"), enqueued(1)),
                 (0, enqueue("b", "pb"), enqueued(2)),
                 (0, lease(100), leased(1, 1, "pa", 1, 100)),
-                (1, fail_permanently(1, 1, "not an image"), Response::Nacked {
-                    job: 1,
-                    dead_lettered: true,
-                }),
+                (
+                    1,
+                    fail_permanently(1, 1, "not an image"),
+                    Response::Nacked { job: 1, dead_lettered: true },
+                ),
                 (2, lease(100), leased(2, 2, "pb", 1, 102)),
                 (
                     3,
                     Command::Ack { job: 2, lease: 2, result: too_large },
-                    rejected(2, Rejection::ResultTooLarge {
-                        bytes: RESULT_BYTES_MAX + 1,
-                        max: RESULT_BYTES_MAX,
-                    }),
+                    rejected(
+                        2,
+                        Rejection::ResultTooLarge {
+                            bytes: RESULT_BYTES_MAX + 1,
+                            max: RESULT_BYTES_MAX,
+                        },
+                    ),
                 ),
                 (4, ack(2, 2), Response::Acked { job: 2 }),
                 (
@@ -1127,7 +1131,10 @@ mod tests {
                 (
                     1_009,
                     status(&[1, 2]),
-                    statuses(&[(1, Done { attempts: 1, result: result_of(1, 1) }), (2, dead(1, "bad image"))]),
+                    statuses(&[
+                        (1, Done { attempts: 1, result: result_of(1, 1) }),
+                        (2, dead(1, "bad image")),
+                    ]),
                 ),
                 (1_010, status(&[1, 2]), statuses(&[(1, Unknown), (2, dead(1, "bad image"))])),
                 (1_010, ack(1, 1), rejected(1, Rejection::UnknownJob)),

@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 
 use super::storage::{Durable, LogStore, SnapshotData};
 use super::{
-    Answer, Proposal, ProposalOrigin, RaftSettings, ReplicaMessage, StateMachine, Stamped,
+    Answer, Proposal, ProposalOrigin, RaftSettings, ReplicaMessage, Stamped, StateMachine,
 };
 use crate::history::Recorder;
 use crate::node::NodeContext;
@@ -53,8 +53,7 @@ use crate::seams::rng::SeededRng;
 const PEER_QUEUE: usize = 1024;
 
 /// Messages of a group replicating `M`.
-pub type MessageOf<M> =
-    ReplicaMessage<<M as StateMachine>::Command, <M as StateMachine>::Response>;
+pub type MessageOf<M> = ReplicaMessage<<M as StateMachine>::Command, <M as StateMachine>::Response>;
 
 /// Runs a replica of the group of `context.role`'s nodes until its disk fails it or the node is
 /// killed. `initial` is the state before the first command (a recovered snapshot replaces it).

@@ -1,0 +1,466 @@
+//! The API servers: HTTP/1.1 ([`crate::http`]) in front of the job queue, authenticating every
+//! request at the edge from the data plane's identity cache ([`crate::auth::cache`]).
+//!
+//! - `POST /v1/images?width=W&height=H` with `Authorization: Bearer <api key>` and the image as
+//!   the body: 202 `{"job": id, "duplicate": bool}` once the job is committed in the queue. An
+//!   `Idempotency-Key` header makes a retried upload safe: it maps to the same job.
+//! - `GET /v1/jobs/{id}`: 200 with the thumbnail (`image/jpeg`) when the job is done; else 200
+//!   JSON `{"job", "status": "queued" | "running" | "failed", "attempts", "reason"?}`. A job
+//!   of another account is 404, as an unknown one.
+//!
+//! Errors (JSON `{"error", "message"}`): 400 bad parameters, 401 unknown key, 403 revoked key,
+//! 404 unknown job or route, 413 body too large, 429 too many requests in flight, 503 when the
+//! queue cannot accept (no quorum, full) or the key cannot be checked: the CP choice, refuse
+//! rather than accept and lose. A 503 whose `outcome` is `unknown` may have enqueued the job:
+//! retry with the same `Idempotency-Key`.
+//!
+//! **Bounds.** Body size (`body_bytes_max`), requests in flight (`in_flight_max`: each holds
+//! one of a fixed pool of queue clients; none free is 429), and pending work (the queue's
+//! `max_jobs`: a full queue is 503).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::auth::cache::{Decision, IdentityCache, MissPolicy};
+use crate::auth::machine::{self as auth_machine, hash_secret};
+use crate::auth::{self, AuthClient, AuthSettings};
+use crate::history::Recorder;
+use crate::http::{self, HttpRequest, HttpResponse};
+use crate::node::NodeContext;
+use crate::queue::machine::{Command, JobStatus, Response};
+use crate::queue::{self, QueueClient, QueueMessage};
+use crate::replica::client::{ClientError, ClientOptions};
+use crate::resize::SPEC_SIDE_MAX;
+use crate::seams::clock::Clock;
+use crate::seams::net::{Transport, TransportOptions};
+
+/// The role name of API servers.
+pub const ROLE: &str = "api";
+/// The account a request accepted without a confirmed key is charged to (only with
+/// `on_miss_unreachable: allow`).
+pub const UNAUTHENTICATED_ACCOUNT: &str = "unauthenticated";
+
+/// Settings under the scenario's `api` knob.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Largest upload; larger is 413.
+    pub body_bytes_max: usize,
+    /// Requests handled at once; more are 429.
+    pub in_flight_max: usize,
+    /// One queue request's timeout, and tries per command.
+    pub queue_timeout_ms: u64,
+    pub queue_attempts: u32,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            body_bytes_max: 1 << 20,
+            in_flight_max: 64,
+            queue_timeout_ms: 1000,
+            queue_attempts: 3,
+        }
+    }
+}
+
+impl ApiSettings {
+    pub fn from_knobs(knobs: &serde_json::Value) -> Result<ApiSettings, String> {
+        let settings: ApiSettings = match knobs.get("api") {
+            None => ApiSettings::default(),
+            Some(value) => serde_json::from_value(value.clone()).map_err(|e| e.to_string())?,
+        };
+        settings.validate().map_err(|(field, message)| format!("{field}: {message}"))?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
+        if !(1..=(64 << 20)).contains(&self.body_bytes_max) {
+            return fail("body_bytes_max", "must be between 1 and 64 MiB");
+        }
+        if !(1..=10_000).contains(&self.in_flight_max) {
+            return fail("in_flight_max", "must be between 1 and 10000");
+        }
+        if !(10..=60_000).contains(&self.queue_timeout_ms) {
+            return fail("queue_timeout_ms", "must be between 10 and 60000");
+        }
+        if !(1..=20).contains(&self.queue_attempts) {
+            return fail("queue_attempts", "must be between 1 and 20");
+        }
+        Ok(())
+    }
+}
+
+/// What a queued job carries: whose it is, the target size, the image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub account: String,
+    pub max_width: u32,
+    pub max_height: u32,
+    pub image: Vec<u8>,
+}
+
+impl JobSpec {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("postcard encoding of a job spec")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<JobSpec, String> {
+        postcard::from_bytes(bytes).map_err(|error| format!("job spec: {error}"))
+    }
+}
+
+/// Runs an API server: its HTTP listener at its address, its cache refresher.
+pub async fn serve(context: NodeContext) {
+    let settings = ApiSettings::from_knobs(&context.knobs);
+    let auth_settings = AuthSettings::from_knobs(&context.knobs);
+    let queue_settings = queue::QueueSettings::from_knobs(&context.knobs);
+    let (settings, auth_settings) = match (settings, auth_settings, queue_settings) {
+        (Ok(settings), Ok(auth_settings), Ok(_)) => (settings, auth_settings),
+        (a, b, c) => {
+            let reason = [a.err(), b.err(), c.err()].into_iter().flatten().collect::<Vec<_>>();
+            return context.recorder.record("api_stopped", json!({ "reason": reason.join("; ") }));
+        }
+    };
+    let Some(address) = context.book.get(&context.name) else {
+        return context
+            .recorder
+            .record("api_stopped", json!({ "reason": "not in the address book" }));
+    };
+    let listener = match TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            let reason = format!("bind {address}: {error}");
+            return context.recorder.record("api_stopped", json!({ "reason": reason }));
+        }
+    };
+    let server = Arc::new(ApiServer::new(&context, settings.clone(), auth_settings));
+    tokio::spawn(refresh_loop(
+        server.clone(),
+        auth::client(
+            &context,
+            &format!("{}/refresh", context.name),
+            server.auth.refresh_timeout_ms,
+        ),
+    ));
+    let handler = move |request| {
+        let server = server.clone();
+        async move { server.handle(request).await }
+    };
+    http::serve(listener, settings.body_bytes_max, handler).await
+}
+
+struct ApiServer {
+    auth: AuthSettings,
+    clock: Clock,
+    recorder: Recorder,
+    cache: std::sync::Mutex<IdentityCache>,
+    /// One queue client per request in flight; empty means the server is at its bound.
+    queue_clients: std::sync::Mutex<Vec<QueueClient>>,
+    lookup_clients: std::sync::Mutex<Vec<AuthClient>>,
+    rng: Mutex<crate::seams::rng::SeededRng>,
+}
+
+impl ApiServer {
+    fn new(context: &NodeContext, settings: ApiSettings, auth_settings: AuthSettings) -> ApiServer {
+        let (transport, _) = Transport::<QueueMessage>::unbound(
+            &format!("{}/queue", context.name),
+            context.book.clone(),
+            TransportOptions::default(),
+            context.link_faults.clone(),
+            context.rng("queue-transport"),
+        );
+        let options = ClientOptions {
+            attempt_timeout: Duration::from_millis(settings.queue_timeout_ms),
+            attempts: settings.queue_attempts,
+            ..ClientOptions::default()
+        };
+        let queue_nodes = context.peers(queue::ROLE);
+        let queue_clients = (0..settings.in_flight_max)
+            .map(|slot| {
+                QueueClient::new(
+                    transport.clone(),
+                    queue_nodes.clone(),
+                    context.clock.clone(),
+                    context.rng(&format!("queue-client/{slot}")),
+                    options.clone(),
+                )
+            })
+            .collect();
+        let lookup_clients = (0..auth_settings.lookups_in_flight_max)
+            .map(|slot| {
+                let owner = format!("{}/lookup-{slot}", context.name);
+                auth::client(context, &owner, auth_settings.refresh_timeout_ms)
+            })
+            .collect();
+        ApiServer {
+            cache: std::sync::Mutex::new(IdentityCache::new(auth_settings.ttl_ms)),
+            auth: auth_settings,
+            clock: context.clock.clone(),
+            recorder: context.recorder.clone(),
+            queue_clients: std::sync::Mutex::new(queue_clients),
+            lookup_clients: std::sync::Mutex::new(lookup_clients),
+            rng: Mutex::new(context.rng("api")),
+        }
+    }
+
+    async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        let Some(mut client) = self.queue_clients.lock().expect("pool").pop() else {
+            return HttpResponse::error(429, "overloaded", "too many requests in flight");
+        };
+        let response = self.route(request, &mut client).await;
+        self.queue_clients.lock().expect("pool").push(client);
+        response
+    }
+
+    async fn route(&self, request: HttpRequest, queue: &mut QueueClient) -> HttpResponse {
+        let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+        match (request.method.as_str(), segments.as_slice()) {
+            ("POST", ["v1", "images"]) => self.upload(&request, queue).await,
+            ("GET", ["v1", "jobs", job]) => {
+                let Ok(job) = job.parse::<u64>() else {
+                    return HttpResponse::error(
+                        400,
+                        "bad_job_id",
+                        format!("job id {job:?} is not a number"),
+                    );
+                };
+                self.job(&request, job, queue).await
+            }
+            _ => HttpResponse::error(
+                404,
+                "not_found",
+                format!("no route {} {}", request.method, request.path),
+            ),
+        }
+    }
+
+    async fn upload(&self, request: &HttpRequest, queue: &mut QueueClient) -> HttpResponse {
+        let side = |name: &str| -> Result<u32, HttpResponse> {
+            let value = request.query.get(name).ok_or_else(|| {
+                HttpResponse::error(
+                    400,
+                    "bad_parameters",
+                    format!("query parameter {name} is required"),
+                )
+            })?;
+            match value.parse::<u32>() {
+                Ok(side) if (1..=SPEC_SIDE_MAX).contains(&side) => Ok(side),
+                _ => Err(HttpResponse::error(
+                    400,
+                    "bad_parameters",
+                    format!("{name} must be an integer from 1 to {SPEC_SIDE_MAX}, not {value:?}"),
+                )),
+            }
+        };
+        let (max_width, max_height) = match (side("width"), side("height")) {
+            (Ok(width), Ok(height)) => (width, height),
+            (Err(response), _) | (_, Err(response)) => return response,
+        };
+        if request.body.is_empty() {
+            return HttpResponse::error(400, "bad_parameters", "the body must hold the image");
+        }
+        let account = match self.authenticate(request).await {
+            Ok(account) => account,
+            Err(response) => return response,
+        };
+        let idempotency = match request.header("idempotency-key") {
+            Some(key) if key.is_empty() || key.len() > 128 => {
+                return HttpResponse::error(
+                    400,
+                    "bad_parameters",
+                    "Idempotency-Key has 1 to 128 bytes",
+                )
+            }
+            Some(key) => key.to_string(),
+            None => format!("auto-{:032x}", self.rng.lock().await.random::<u128>()),
+        };
+        let spec = JobSpec {
+            account: account.clone(),
+            max_width,
+            max_height,
+            image: request.body.to_vec(),
+        };
+        let command =
+            Command::Enqueue { key: format!("{account}/{idempotency}"), payload: spec.encode() };
+        match queue.submit(command).await {
+            Ok(reply) => match reply.response {
+                Response::Enqueued { job, duplicate } => {
+                    HttpResponse::json(202, &json!({ "job": job, "duplicate": duplicate }))
+                }
+                Response::Full { limit } => HttpResponse::json(
+                    503,
+                    &json!({ "error": "queue_full", "outcome": "not_applied",
+                             "message": format!("the queue holds {limit} unfinished jobs") }),
+                ),
+                other => {
+                    HttpResponse::error(500, "internal", format!("unexpected answer {other:?}"))
+                }
+            },
+            Err(error) => unavailable(error),
+        }
+    }
+
+    async fn job(&self, request: &HttpRequest, job: u64, queue: &mut QueueClient) -> HttpResponse {
+        let account = match self.authenticate(request).await {
+            Ok(account) => account,
+            Err(response) => return response,
+        };
+        let not_found = || HttpResponse::error(404, "not_found", format!("no job {job}"));
+        let (key, status) = match queue.submit(Command::Inspect { job }).await {
+            Ok(reply) => match reply.response {
+                Response::Inspected { key: Some(key), status, .. } => (key, status),
+                Response::Inspected { key: None, .. } => return not_found(),
+                other => {
+                    return HttpResponse::error(
+                        500,
+                        "internal",
+                        format!("unexpected answer {other:?}"),
+                    )
+                }
+            },
+            Err(error) => return unavailable(error),
+        };
+        if !key.starts_with(&format!("{account}/")) {
+            return not_found();
+        }
+        match status {
+            JobStatus::Done { result, .. } => {
+                HttpResponse { status: 200, content_type: "image/jpeg".into(), body: result.into() }
+            }
+            JobStatus::Queued { attempts } => HttpResponse::json(
+                200,
+                &json!({ "job": job, "status": "queued", "attempts": attempts }),
+            ),
+            JobStatus::Leased { attempts, .. } => HttpResponse::json(
+                200,
+                &json!({ "job": job, "status": "running", "attempts": attempts }),
+            ),
+            JobStatus::DeadLettered { attempts, reason } => HttpResponse::json(
+                200,
+                &json!({ "job": job, "status": "failed", "attempts": attempts, "reason": reason }),
+            ),
+            JobStatus::Unknown => not_found(),
+        }
+    }
+
+    /// The account the request's key belongs to, or the error response.
+    async fn authenticate(&self, request: &HttpRequest) -> Result<String, HttpResponse> {
+        let Some(secret) = request.header("authorization").and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return Err(HttpResponse::error(
+                401,
+                "unauthorized",
+                "Authorization: Bearer <api key> is required",
+            ));
+        };
+        let secret_hash = hash_secret(secret);
+        let now_ms = self.clock.wall_ms();
+        let decision = self.cache.lock().expect("cache").decide(&secret_hash, now_ms);
+        let decision = match decision {
+            Decision::Miss => self.lookup(&secret_hash).await,
+            decided => Some(decided),
+        };
+        match decision {
+            Some(Decision::Accept { account, .. }) => Ok(account),
+            Some(Decision::Revoked { key }) => {
+                Err(HttpResponse::error(403, "revoked", format!("key {key} was revoked")))
+            }
+            Some(Decision::Unknown) | Some(Decision::Miss) => {
+                Err(HttpResponse::error(401, "unauthorized", "unknown API key"))
+            }
+            None => match self.auth.on_miss_unreachable {
+                MissPolicy::Deny => Err(HttpResponse::error(
+                    401,
+                    "unauthorized",
+                    "unknown API key (the key service is unreachable)",
+                )),
+                MissPolicy::Unavailable => Err(HttpResponse::error(
+                    503,
+                    "auth_unavailable",
+                    "the key cannot be checked now; retry",
+                )),
+                MissPolicy::Allow => Ok(UNAUTHENTICATED_ACCOUNT.to_string()),
+            },
+        }
+    }
+
+    /// Asks the management plane about a key the cache cannot answer for; `None` when the plane
+    /// did not answer (or too many lookups are in flight).
+    async fn lookup(&self, secret_hash: &str) -> Option<Decision> {
+        let mut client = self.lookup_clients.lock().expect("pool").pop()?;
+        let outcome = client
+            .submit(auth_machine::Command::Lookup { secret_hash: secret_hash.to_string() })
+            .await;
+        self.lookup_clients.lock().expect("pool").push(client);
+        match outcome.ok()?.response {
+            auth_machine::Response::Found(found) => {
+                if let Some(record) = &found {
+                    self.cache.lock().expect("cache").insert(record.clone());
+                }
+                Some(IdentityCache::decide_found(found.as_ref()))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn unavailable(error: ClientError) -> HttpResponse {
+    let outcome = match error {
+        ClientError::Refused(_) => "not_applied",
+        ClientError::Unknown { .. } => "unknown",
+    };
+    HttpResponse::json(
+        503,
+        &json!({ "error": "unavailable", "outcome": outcome, "message": error.to_string() }),
+    )
+}
+
+/// Pulls the management plane's changes every `refresh_ms`, for as long as the server runs.
+async fn refresh_loop(server: Arc<ApiServer>, mut client: AuthClient) {
+    let period = Duration::from_millis(server.auth.refresh_ms);
+    let mut failing = false;
+    loop {
+        let since = server.cache.lock().expect("cache").version();
+        match client.submit(auth_machine::Command::Changes { since }).await {
+            Ok(reply) => {
+                if let auth_machine::Response::Changes { records, version } = reply.response {
+                    let complete = records.len() < auth_machine::CHANGES_MAX;
+                    let changed = records.len();
+                    let now_ms = server.clock.wall_ms();
+                    server
+                        .cache
+                        .lock()
+                        .expect("cache")
+                        .apply_changes(records, version, now_ms, complete);
+                    if changed > 0 || failing {
+                        server.recorder.record(
+                            "auth_refreshed",
+                            json!({ "version": version, "records": changed }),
+                        );
+                    }
+                    failing = false;
+                    if !complete {
+                        continue; // More pages wait.
+                    }
+                }
+            }
+            Err(error) => {
+                if !failing {
+                    server
+                        .recorder
+                        .record("auth_refresh_failed", json!({ "reason": error.to_string() }));
+                }
+                failing = true;
+            }
+        }
+        server.clock.sleep(period).await;
+    }
+}

@@ -1,0 +1,246 @@
+//! The resize workers: lease a job from the queue, decode it under the worker's memory budget,
+//! resize, encode, and ack with the thumbnail.
+//!
+//! **Where results live.** A thumbnail goes back in the ack and lives in the queue's replicated
+//! state with its job until the job's retention ends. The job is done exactly when its result
+//! is durable on a majority: there is no window in which a job is acked but its result lost,
+//! or stored but its job still pending, and no second store to keep consistent. The price is
+//! that results (bounded by the queue's `RESULT_BYTES_MAX`; thumbnails are a few KB) go
+//! through the Raft log.
+//!
+//! **Concurrency** per worker equals its `cores`: one lease loop per core. Each loop leases
+//! under its own name (`worker-1#<incarnation>/<core>`) with its own request numbers, so a
+//! restarted worker never collides with its earlier life.
+//!
+//! **CPU cost** is charged to simulated time by a cost model (the simulator's CPU is free):
+//! each conversion takes `1 / conversions_per_s_per_core` seconds on the worker's clock.
+//!
+//! **Poison pills.** A decode error is permanent: the job is nacked as such and dead-lettered
+//! at once. An image carrying the crash trigger models an unknown decoder bug: the worker's
+//! process dies ([`crash_process`]), the lease expires, and the queue's `max_attempts` is what
+//! stops the pill from crashing the fleet forever. With decode limits off, an image whose
+//! decode would exceed the memory budget is an out-of-memory kill of the process.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::api::JobSpec;
+use crate::history::Recorder;
+use crate::node::NodeContext;
+use crate::queue::machine::{Command, Response};
+use crate::queue::{self, QueueClient, QueueMessage};
+use crate::replica::client::ClientOptions;
+use crate::resize::{self, DecodeBudget, ResizeError, ResizeSpec};
+use crate::seams::clock::Clock;
+use crate::seams::net::{Transport, TransportOptions};
+
+/// The role name of resize workers.
+pub const ROLE: &str = "worker";
+
+/// Settings under the scenario's `worker` knob.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Conversions at once.
+    pub cores: u32,
+    /// The seed's figure: conversions per second per core.
+    pub conversions_per_s_per_core: f64,
+    /// The memory a decode may use.
+    pub memory_bytes_max: u64,
+    /// Whether decodes run under `image::Limits` from the budget (off: an over-budget decode
+    /// is an out-of-memory kill).
+    pub decode_limits: bool,
+    /// Whether the crash trigger crashes the process (the modelled decoder bug).
+    pub crash_trigger: bool,
+    /// The lease's visibility timeout.
+    pub visibility_ms: u64,
+    /// How long a loop waits after finding the queue empty or unreachable.
+    pub poll_ms: u64,
+    pub queue_timeout_ms: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            cores: 2,
+            conversions_per_s_per_core: 10.0,
+            memory_bytes_max: 256 << 20,
+            decode_limits: true,
+            crash_trigger: true,
+            visibility_ms: 5000,
+            poll_ms: 100,
+            queue_timeout_ms: 1000,
+        }
+    }
+}
+
+impl WorkerSettings {
+    pub fn from_knobs(knobs: &serde_json::Value) -> Result<WorkerSettings, String> {
+        let settings: WorkerSettings = match knobs.get("worker") {
+            None => WorkerSettings::default(),
+            Some(value) => serde_json::from_value(value.clone()).map_err(|e| e.to_string())?,
+        };
+        settings.validate().map_err(|(field, message)| format!("{field}: {message}"))?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
+        if !(1..=256).contains(&self.cores) {
+            return fail("cores", "must be between 1 and 256");
+        }
+        if !(self.conversions_per_s_per_core > 0.0 && self.conversions_per_s_per_core <= 100_000.0)
+        {
+            return fail("conversions_per_s_per_core", "must be above 0 and at most 100000");
+        }
+        if self.memory_bytes_max < (1 << 20) {
+            return fail("memory_bytes_max", "must be at least 1 MiB");
+        }
+        if !(1..=3_600_000).contains(&self.visibility_ms) {
+            return fail("visibility_ms", "must be between 1 and 3600000");
+        }
+        if !(1..=60_000).contains(&self.poll_ms) {
+            return fail("poll_ms", "must be between 1 and 60000");
+        }
+        if !(10..=60_000).contains(&self.queue_timeout_ms) {
+            return fail("queue_timeout_ms", "must be between 10 and 60000");
+        }
+        Ok(())
+    }
+
+    /// The simulated CPU time of one conversion.
+    pub fn conversion_time(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.conversions_per_s_per_core)
+    }
+}
+
+/// Ends the worker's process now, as a crash would: in the simulation a panic, which kills the
+/// node (all its tasks and sockets) and restarts it; in the real build an abort.
+pub fn crash_process(why: &str) -> ! {
+    #[cfg(madsim)]
+    panic!("worker process crashed: {why}");
+    #[cfg(not(madsim))]
+    {
+        eprintln!("worker process crashed: {why}");
+        std::process::abort()
+    }
+}
+
+/// Runs a worker: `cores` lease loops.
+pub async fn serve(context: NodeContext) {
+    let settings = match WorkerSettings::from_knobs(&context.knobs) {
+        Ok(settings) => settings,
+        Err(reason) => {
+            return context.recorder.record("worker_stopped", json!({ "reason": reason }));
+        }
+    };
+    let (transport, _) = Transport::<QueueMessage>::unbound(
+        &format!("{}/queue", context.name),
+        context.book.clone(),
+        TransportOptions::default(),
+        context.link_faults.clone(),
+        context.rng("queue-transport"),
+    );
+    let options = ClientOptions {
+        attempt_timeout: Duration::from_millis(settings.queue_timeout_ms),
+        ..ClientOptions::default()
+    };
+    let mut loops = Vec::new();
+    for core in 0..settings.cores {
+        let client = QueueClient::new(
+            transport.clone(),
+            context.peers(queue::ROLE),
+            context.clock.clone(),
+            context.rng(&format!("queue-client/{core}")),
+            options.clone(),
+        );
+        let name = format!("{}#{}/{core}", context.name, context.incarnation);
+        let lease_loop = LeaseLoop {
+            name,
+            client,
+            settings: settings.clone(),
+            clock: context.clock.clone(),
+            recorder: context.recorder.clone(),
+        };
+        loops.push(tokio::spawn(lease_loop.run()));
+    }
+    for handle in loops {
+        let _ = handle.await;
+    }
+}
+
+struct LeaseLoop {
+    name: String,
+    client: QueueClient,
+    settings: WorkerSettings,
+    clock: Clock,
+    recorder: Recorder,
+}
+
+impl LeaseLoop {
+    async fn run(mut self) {
+        let poll = Duration::from_millis(self.settings.poll_ms);
+        let mut request = 0u64;
+        loop {
+            request += 1;
+            let lease = Command::Lease {
+                worker: self.name.clone(),
+                visibility_ms: self.settings.visibility_ms,
+                request,
+            };
+            match self.client.submit(lease).await {
+                Ok(reply) => match reply.response {
+                    Response::Leased { job, lease, payload, attempt, .. } => {
+                        self.work(job, lease, attempt, &payload).await;
+                    }
+                    _ => self.clock.sleep(poll).await,
+                },
+                Err(_) => self.clock.sleep(poll).await,
+            }
+        }
+    }
+
+    async fn work(&mut self, job: u64, lease: u64, attempt: u32, payload: &[u8]) {
+        let spec = match JobSpec::decode(payload) {
+            Ok(spec) => spec,
+            Err(reason) => return self.fail(job, lease, reason).await,
+        };
+        if self.settings.crash_trigger && resize::contains_crash_trigger(&spec.image) {
+            self.recorder.record(
+                "worker_crash",
+                json!({ "job": job, "attempt": attempt, "cause": "crash_trigger" }),
+            );
+            crash_process("the decoder hit the crash trigger");
+        }
+        // The CPU time is spent whether the conversion succeeds or not.
+        self.clock.sleep(self.settings.conversion_time()).await;
+        let budget = DecodeBudget {
+            memory_bytes_max: self.settings.memory_bytes_max,
+            limits_enabled: self.settings.decode_limits,
+        };
+        let outcome = ResizeSpec::new(spec.max_width, spec.max_height)
+            .and_then(|target| resize::thumbnail(&spec.image, &target, &budget));
+        match outcome {
+            Ok(thumbnail) => {
+                let ack = Command::Ack { job, lease, result: thumbnail.jpeg };
+                // A lost ack is the lease's expiry to fix: the job is done again.
+                let _ = self.client.submit(ack).await;
+            }
+            Err(ResizeError::WouldExhaustMemory { needed }) => {
+                self.recorder.record(
+                    "worker_crash",
+                    json!({ "job": job, "attempt": attempt, "cause": "out_of_memory", "needed_bytes": needed }),
+                );
+                crash_process("out of memory: killed");
+            }
+            Err(error) => self.fail(job, lease, error.to_string()).await,
+        }
+    }
+
+    async fn fail(&mut self, job: u64, lease: u64, reason: String) {
+        let nack = Command::Nack { job, lease, reason, permanent: true };
+        let _ = self.client.submit(nack).await;
+    }
+}

@@ -1,0 +1,466 @@
+//! Checkers of the image service, pure functions of the history (shapes in
+//! [`crate::service_workload`]).
+//!
+//! - [`jobs_complete`]: every upload answered 202 ends completed or failed (dead-lettered).
+//! - [`thumbnails`]: every finished job agrees with a local recomputation from the same input:
+//!   a thumbnail byte-identical to `resize::thumbnail` of the regenerated image, or a failure
+//!   where the recomputation fails (the resize is deterministic).
+//! - [`pill_quarantine`]: no job crashes workers more than `max_attempts` times, and every job
+//!   that crashed a worker ends failed; figures: crashes, time with the whole fleet down.
+//! - [`auth_keys`]: no request is accepted with a key that was never issued, before its
+//!   creation began, or later than the revocation bound after its revocation; figures: time
+//!   for a new key to work and for a revoked key to stop working (p50, p99, max).
+//! - [`service_availability`]: per-window availability and latency of uploads, and the
+//!   availability inside each fault's window.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pessimist_core::auth::AuthSettings;
+use pessimist_core::history::{Event, EventKind};
+use pessimist_core::queue::QueueSettings;
+use pessimist_core::resize::{self, DecodeBudget, ResizeError, ResizeSpec};
+use pessimist_core::worker::WorkerSettings;
+use serde_json::{json, Value};
+
+use crate::check::{phase_start_us, Verdict, PHASE_HEAL};
+use crate::service_workload::ImageSpec;
+
+/// One client operation: invoke and completion.
+#[derive(Clone, Debug)]
+struct Op<'a> {
+    f: &'a str,
+    invoke_us: u64,
+    complete_us: Option<u64>,
+    /// `ok`, `fail`, `info`, or `open`.
+    outcome: &'static str,
+    input: &'a Value,
+    output: &'a Value,
+}
+
+fn ops(events: &[Event]) -> Vec<Op<'_>> {
+    static NULL: Value = Value::Null;
+    let mut open: BTreeMap<u64, Op<'_>> = BTreeMap::new();
+    let mut done = Vec::new();
+    for event in events {
+        let (process, outcome, value) = match &event.kind {
+            EventKind::Invoke { process, f, value } => {
+                let op = Op {
+                    f,
+                    invoke_us: event.time_us,
+                    complete_us: None,
+                    outcome: "open",
+                    input: value,
+                    output: &NULL,
+                };
+                if let Some(unfinished) = open.insert(*process, op) {
+                    done.push(unfinished);
+                }
+                continue;
+            }
+            EventKind::Ok { process, value, .. } => (process, "ok", value),
+            EventKind::Fail { process, value, .. } => (process, "fail", value),
+            EventKind::Info { process, value, .. } => (process, "info", value),
+            _ => continue,
+        };
+        if let Some(mut op) = open.remove(process) {
+            op.complete_us = Some(event.time_us);
+            op.outcome = outcome;
+            op.output = value;
+            done.push(op);
+        }
+    }
+    done.extend(open.into_values());
+    done.sort_by_key(|op| op.invoke_us);
+    done
+}
+
+fn percentiles(name: &str, mut values: Vec<u64>, figures: &mut BTreeMap<String, Value>) {
+    values.sort_unstable();
+    figures.insert(format!("{name}_count"), json!(values.len()));
+    if let Some(&max) = values.last() {
+        let at =
+            |q: f64| values[((values.len() as f64 * q).ceil() as usize).clamp(1, values.len()) - 1];
+        figures.insert(format!("{name}_p50"), json!(at(0.5)));
+        figures.insert(format!("{name}_p99"), json!(at(0.99)));
+        figures.insert(format!("{name}_max"), json!(max));
+    }
+}
+
+/// Accepted jobs: job id to the upload's input (account, key, image spec).
+fn accepted_jobs<'a>(ops: &[Op<'a>]) -> BTreeMap<u64, &'a Value> {
+    ops.iter()
+        .filter(|op| op.f == "upload" && op.outcome == "ok")
+        .filter_map(|op| Some((op.output["job"].as_u64()?, op.input)))
+        .collect()
+}
+
+/// The last terminal state a fetch saw per job: (`done` with the thumbnail hash, or `failed`).
+fn finished_jobs<'a>(ops: &[Op<'a>]) -> BTreeMap<u64, &'a Value> {
+    ops.iter()
+        .filter(|op| op.f == "fetch" && op.outcome == "ok")
+        .filter(|op| matches!(op.output["status"].as_str(), Some("done" | "failed")))
+        .filter_map(|op| Some((op.output["job"].as_u64()?, op.output)))
+        .collect()
+}
+
+/// Every upload answered 202 ends done or failed, as a fetch saw it.
+pub fn jobs_complete(events: &[Event]) -> Verdict {
+    let ops = ops(events);
+    let accepted = accepted_jobs(&ops);
+    let finished = finished_jobs(&ops);
+    let mut violations = Vec::new();
+    let (mut done, mut failed) = (0, 0);
+    for job in accepted.keys() {
+        match finished.get(job).and_then(|v| v["status"].as_str()) {
+            Some("done") => done += 1,
+            Some(_) => failed += 1,
+            None => violations.push(format!("job {job} was accepted (202) but never finished")),
+        }
+    }
+    let figures = BTreeMap::from([
+        ("accepted".to_string(), json!(accepted.len())),
+        ("done".to_string(), json!(done)),
+        ("failed".to_string(), json!(failed)),
+        ("unfinished".to_string(), json!(violations.len())),
+    ]);
+    Verdict::from_violations(violations, figures)
+}
+
+/// What a job should end as, computed locally: `Ok(thumbnail hash)` or `Err(why it fails)`.
+fn expected_outcome(
+    spec: &ImageSpec,
+    side: u32,
+    worker: &WorkerSettings,
+) -> Result<String, String> {
+    let image = spec.generate().ok_or_else(|| format!("unknown image kind {:?}", spec.kind))?;
+    if worker.crash_trigger && resize::contains_crash_trigger(&image) {
+        return Err("crash trigger".into());
+    }
+    let budget = DecodeBudget {
+        memory_bytes_max: worker.memory_bytes_max,
+        limits_enabled: worker.decode_limits,
+    };
+    let target = ResizeSpec::new(side, side).map_err(|e| e.to_string())?;
+    match resize::thumbnail(&image, &target, &budget) {
+        Ok(thumbnail) => Ok(blake3::hash(&thumbnail.jpeg).to_hex().to_string()),
+        Err(error @ ResizeError::WouldExhaustMemory { .. }) => {
+            Err(format!("out of memory: {error}"))
+        }
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Every finished job agrees with a local recomputation of its input.
+pub fn thumbnails(events: &[Event], knobs: &Value, side: u32) -> Verdict {
+    let worker = WorkerSettings::from_knobs(knobs).unwrap_or_default();
+    let ops = ops(events);
+    let accepted = accepted_jobs(&ops);
+    let finished = finished_jobs(&ops);
+    let mut violations = Vec::new();
+    let (mut matched, mut failed_as_expected, mut pills) = (0, 0, 0);
+    for (job, output) in &finished {
+        let Some(input) = accepted.get(job) else { continue };
+        let spec: ImageSpec = match serde_json::from_value(input["image"].clone()) {
+            Ok(spec) => spec,
+            Err(error) => {
+                violations.push(format!("job {job}: unreadable image spec: {error}"));
+                continue;
+            }
+        };
+        pills += usize::from(spec.is_pill());
+        match (expected_outcome(&spec, side, &worker), output["status"].as_str()) {
+            (Ok(expected), Some("done")) if output["thumbnail"] == expected.as_str() => {
+                matched += 1
+            }
+            (Ok(_), Some("done")) => {
+                violations
+                    .push(format!("job {job}: the thumbnail differs from the local recomputation"));
+            }
+            (Ok(_), _) => violations.push(format!(
+                "job {job} ({}) failed ({}) but converts locally",
+                spec.kind, output["reason"]
+            )),
+            (Err(_), Some("failed")) => failed_as_expected += 1,
+            (Err(why), _) => violations.push(format!(
+                "job {job} ({}) completed but its conversion fails locally: {why}",
+                spec.kind
+            )),
+        }
+    }
+    let figures = BTreeMap::from([
+        ("thumbnails_matched".to_string(), json!(matched)),
+        ("failed_as_expected".to_string(), json!(failed_as_expected)),
+        ("pills_finished".to_string(), json!(pills)),
+    ]);
+    Verdict::from_violations(violations, figures)
+}
+
+/// No job crashes workers more than `max_attempts` times, and each that crashed one ends
+/// failed. Figures: crashes by cause, the most crashes one job caused, and how long every
+/// worker was down at once.
+pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> Verdict {
+    let max_attempts = QueueSettings::from_knobs(knobs).map(|s| s.max_attempts).unwrap_or(1);
+    let ops = ops(events);
+    let finished = finished_jobs(&ops);
+    let mut crashes: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut causes: BTreeMap<String, u64> = BTreeMap::new();
+    let workers: BTreeSet<&str> = workers.iter().map(String::as_str).collect();
+    let mut down: BTreeSet<&str> = BTreeSet::new();
+    let (mut all_down_since, mut all_down_us) = (None, 0u64);
+    for event in events {
+        let EventKind::Internal { node, what, detail } = &event.kind else { continue };
+        if !workers.contains(node.as_str()) {
+            continue;
+        }
+        match what.as_str() {
+            "worker_crash" => {
+                if let Some(job) = detail["job"].as_u64() {
+                    *crashes.entry(job).or_default() += 1;
+                }
+                *causes.entry(detail["cause"].as_str().unwrap_or("?").to_string()).or_default() +=
+                    1;
+                down.insert(node);
+            }
+            "crash" => {
+                down.insert(node);
+            }
+            "restart" => {
+                down.remove(node.as_str());
+            }
+            _ => continue,
+        }
+        let all_down = !workers.is_empty() && down.len() == workers.len();
+        match (all_down, all_down_since) {
+            (true, None) => all_down_since = Some(event.time_us),
+            (false, Some(since)) => {
+                all_down_us += event.time_us - since;
+                all_down_since = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(since), Some(last)) = (all_down_since, events.last()) {
+        all_down_us += last.time_us - since;
+    }
+    let mut violations = Vec::new();
+    for (job, count) in &crashes {
+        if *count > u64::from(max_attempts) {
+            violations.push(format!(
+                "job {job} crashed workers {count} times, more than max_attempts {max_attempts}"
+            ));
+        } else if finished.get(job).and_then(|v| v["status"].as_str()) != Some("failed") {
+            violations
+                .push(format!("job {job} crashed workers {count} times and was never quarantined"));
+        }
+    }
+    let figures = BTreeMap::from([
+        ("worker_crashes".to_string(), json!(crashes.values().sum::<u64>())),
+        ("crashes_by_cause".to_string(), json!(causes)),
+        ("jobs_that_crashed_workers".to_string(), json!(crashes.len())),
+        ("crashes_per_job_max".to_string(), json!(crashes.values().max().copied().unwrap_or(0))),
+        ("max_attempts".to_string(), json!(max_attempts)),
+        ("fleet_down_ms".to_string(), json!(all_down_us / 1000)),
+    ]);
+    Verdict::from_violations(violations, figures)
+}
+
+/// No request accepted with a key never issued, before its creation began, or longer than the
+/// revocation bound after its revocation was acknowledged. Figures: new-key delay (creation
+/// acknowledged to the first accepted probe) and revocation lag (revocation acknowledged to the
+/// first refused probe), p50 / p99 / max in ms.
+pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
+    let bound_ms = AuthSettings::from_knobs(knobs).map(|s| s.revocation_bound_ms()).unwrap_or(0);
+    let ops = ops(events);
+    // Key id -> (the first try of its creation began, its creation acknowledged).
+    let mut created: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut revoked: BTreeMap<String, u64> = BTreeMap::new();
+    let mut call_start: Option<u64> = None;
+    for op in &ops {
+        if op.f != "create_key" {
+            continue;
+        }
+        let start = *call_start.get_or_insert(op.invoke_us);
+        if op.outcome == "ok" {
+            if let (Some(key), Some(done)) = (op.output["key"].as_str(), op.complete_us) {
+                created.entry(key.to_string()).or_insert((start, done));
+            }
+            call_start = None;
+        }
+    }
+    for op in ops.iter().filter(|op| op.f == "revoke_key" && op.outcome == "ok") {
+        if let (Some(key), Some(done)) = (op.input["key"].as_str(), op.complete_us) {
+            revoked.entry(key.to_string()).or_insert(done);
+        }
+    }
+    let mut violations = Vec::new();
+    let (mut accepted, mut unknown_refused) = (0u64, 0u64);
+    let mut first_accept: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut first_refusal: BTreeMap<&str, u64> = BTreeMap::new();
+    for op in &ops {
+        let (key, status) = match op.f {
+            "upload" => (op.input["key"].as_str(), op.output["status"].as_u64()),
+            "probe" => (op.input["key"].as_str(), op.output["status"].as_u64()),
+            _ => continue,
+        };
+        let Some(status) = status else { continue };
+        let Some(done_us) = op.complete_us else { continue };
+        let was_accepted = match op.f {
+            "upload" => status == 202,
+            _ => status == 404,
+        };
+        let refused = status == 401 || status == 403;
+        let Some(key) = key else {
+            // A key that was never issued.
+            if was_accepted {
+                violations.push(format!(
+                    "an upload with a never-issued key was accepted at {} ms",
+                    done_us / 1000
+                ));
+            } else if refused {
+                unknown_refused += 1;
+            }
+            continue;
+        };
+        if refused {
+            first_refusal.entry(key).or_insert(done_us);
+            continue;
+        }
+        if !was_accepted {
+            continue;
+        }
+        accepted += 1;
+        first_accept.entry(key).or_insert(done_us);
+        match created.get(key) {
+            None => {
+                violations.push(format!("key {key} was accepted but its creation never completed"))
+            }
+            Some(&(start, _)) if done_us < start => violations.push(format!(
+                "key {key} was accepted at {} ms, before its creation began at {} ms",
+                done_us / 1000,
+                start / 1000
+            )),
+            _ => {}
+        }
+        if let Some(&revoked_us) = revoked.get(key) {
+            if op.invoke_us > revoked_us + bound_ms * 1000 {
+                violations.push(format!(
+                    "key {key} was accepted {} ms after its revocation, beyond the bound of {bound_ms} ms",
+                    (op.invoke_us - revoked_us) / 1000
+                ));
+            }
+        }
+    }
+    let new_key_ms: Vec<u64> = created
+        .iter()
+        .filter_map(|(key, &(_, done))| {
+            Some(first_accept.get(key.as_str())?.saturating_sub(done) / 1000)
+        })
+        .collect();
+    let revocation_ms: Vec<u64> = revoked
+        .iter()
+        .filter_map(|(key, &done)| {
+            let refused = ops
+                .iter()
+                .filter(|op| {
+                    op.f == "probe" && op.input["key"] == key.as_str() && op.invoke_us >= done
+                })
+                .find(|op| matches!(op.output["status"].as_u64(), Some(401 | 403)))?;
+            Some(refused.complete_us?.saturating_sub(done) / 1000)
+        })
+        .collect();
+    let mut figures = BTreeMap::from([
+        ("keys_created".to_string(), json!(created.len())),
+        ("keys_revoked".to_string(), json!(revoked.len())),
+        ("accepted_requests".to_string(), json!(accepted)),
+        ("never_issued_refused".to_string(), json!(unknown_refused)),
+        ("revocation_bound_ms".to_string(), json!(bound_ms)),
+    ]);
+    percentiles("new_key_delay_ms", new_key_ms, &mut figures);
+    percentiles("revocation_lag_ms", revocation_ms, &mut figures);
+    let _ = first_refusal;
+    Verdict::from_violations(violations, figures)
+}
+
+/// Uploads per window of `window_ms`: the share answered 202 among those the service could
+/// have served (client errors, 4xx other than 429, do not count against it), and the latency
+/// of the accepted ones; the availability inside every fault's window. With a minimum set,
+/// the share after the heal must reach it.
+pub fn service_availability(
+    events: &[Event],
+    window_ms: u64,
+    heal_ok_fraction_min: Option<f64>,
+) -> Verdict {
+    let ops = ops(events);
+    let served = |op: &&Op| {
+        op.f == "upload" && !matches!(op.output["status"].as_u64(), Some(400..=428 | 430..=499))
+    };
+    let uploads: Vec<&Op> = ops.iter().filter(served).collect();
+    let ok = |op: &&Op| op.outcome == "ok";
+    let share = |from_us: u64, to_us: u64| -> (usize, usize) {
+        let inside: Vec<&&Op> =
+            uploads.iter().filter(|op| op.invoke_us >= from_us && op.invoke_us < to_us).collect();
+        (inside.iter().filter(|op| ok(op)).count(), inside.len())
+    };
+    let fraction =
+        |(good, all): (usize, usize)| if all == 0 { 1.0 } else { good as f64 / all as f64 };
+    let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+    let end_us = events.last().map_or(0, |e| e.time_us);
+    let window_us = window_ms.max(1) * 1000;
+    let mut windows = Vec::new();
+    let mut start = 0;
+    while start < end_us {
+        let (good, all) = share(start, start + window_us);
+        if all > 0 {
+            windows.push(good as f64 / all as f64);
+        }
+        start += window_us;
+    }
+    let latencies: Vec<u64> = uploads
+        .iter()
+        .filter(|op| ok(op))
+        .filter_map(|op| Some((op.complete_us? - op.invoke_us) / 1000))
+        .collect();
+    let heal_us = phase_start_us(events, PHASE_HEAL).unwrap_or(u64::MAX);
+    let mut faults = Vec::new();
+    let mut started: BTreeMap<u64, (u64, &str, &Value)> = BTreeMap::new();
+    for event in events {
+        match &event.kind {
+            EventKind::FaultStart { fault, kind, detail } => {
+                started.insert(*fault, (event.time_us, kind, detail));
+            }
+            EventKind::FaultEnd { fault, .. } => {
+                if let Some((from, kind, detail)) = started.remove(fault) {
+                    let counts = share(from, event.time_us);
+                    faults.push(json!({ "fault": fault, "kind": kind, "detail": detail,
+                                        "uploads": counts.1, "ok_fraction": round(fraction(counts)) }));
+                }
+            }
+            _ => {}
+        }
+    }
+    let after_heal = fraction(share(heal_us, u64::MAX));
+    let mut violations = Vec::new();
+    if let Some(minimum) = heal_ok_fraction_min {
+        if after_heal < minimum {
+            violations.push(format!(
+                "after the heal {after_heal:.4} of uploads were accepted, below {minimum}"
+            ));
+        }
+    }
+    let mut figures = BTreeMap::from([
+        ("uploads".to_string(), json!(uploads.len())),
+        ("ok_fraction".to_string(), json!(round(fraction(share(0, u64::MAX))))),
+        ("ok_fraction_during_faults".to_string(), json!(round(fraction(share(0, heal_us))))),
+        ("ok_fraction_after_heal".to_string(), json!(round(after_heal))),
+        ("window_ms".to_string(), json!(window_ms)),
+        ("windows".to_string(), json!(windows.len())),
+        ("windows_below_99_9".to_string(), json!(windows.iter().filter(|&&w| w < 0.999).count())),
+        (
+            "window_ok_fraction_min".to_string(),
+            json!(round(windows.iter().copied().fold(1.0, f64::min))),
+        ),
+        ("per_fault".to_string(), json!(faults)),
+    ]);
+    percentiles("accepted_latency_ms", latencies, &mut figures);
+    Verdict::from_violations(violations, figures)
+}

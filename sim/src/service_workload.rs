@@ -1,0 +1,640 @@
+//! The image service's workload: real HTTP clients of the API servers and the admin endpoints.
+//!
+//! - **The admin** (process 0) creates the accounts and their keys, then every
+//!   `key_rotation_ms` creates a new key for one account, probes it until it works, revokes
+//!   that account's oldest key and probes that until it stops working.
+//! - **Uploaders** (processes 1..) upload images at Poisson times to a random API server, with
+//!   an `Idempotency-Key` and retries on another server when the answer may be transient.
+//!   Images are generated from a recorded spec ([`ImageSpec`]): a photo-like JPEG, or a
+//!   poison pill with probability `pill_fraction`; a share of uploads use a key that never
+//!   existed.
+//! - **Pollers** (one per uploader) poll every accepted job until it is done (the thumbnail)
+//!   or failed, through the drain that follows the heal.
+//!
+//! History shapes ([`crate::service_check`] reads them):
+//! - `create_account` / `create_key` / `revoke_key`: invoke `{account}` / `{account}` /
+//!   `{key}`; ok adds `{account}` / `{key}` / `{key, revoked_ms}`;
+//! - `upload`: invoke `{account, key, image, idempotency}` (`key` is `null` for a key that
+//!   never existed), ok `{status: 202, job, duplicate}`, fail or info `{status}` (0 when no
+//!   HTTP answer came);
+//! - `fetch`: invoke `{job, account}`, ok `{job, status: "done", thumbnail, bytes}` or
+//!   `{job, status: "failed" | "queued" | "running", reason?}`;
+//! - `probe` (the admin checking a key): invoke `{key, want}`, ok `{key, status}`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pessimist_core::history::{EventKind, History};
+use pessimist_core::http::{self, HttpError, HttpResponse};
+use pessimist_core::resize::pills::{self, PillKind};
+use pessimist_core::seams::rng::{rng_for, SeededRng};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The image service workload's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceWorkload {
+    pub accounts: u32,
+    pub keys_per_account: u32,
+    /// Upload processes (each with its poller).
+    pub uploaders: u64,
+    /// Uploads each uploader starts per simulated second, on average (Poisson arrivals).
+    pub uploads_per_s: f64,
+    /// Generated images' sides, drawn uniformly.
+    pub image_side_min: u32,
+    pub image_side_max: u32,
+    /// The bounding box asked for.
+    pub thumbnail_side: u32,
+    /// Share of uploads that are poison pills, of the kinds listed.
+    pub pill_fraction: f64,
+    pub pill_kinds: Vec<PillKind>,
+    /// Share of uploads made with a key that never existed.
+    pub unknown_key_fraction: f64,
+    /// Every this often the admin rotates one account's key (0: never).
+    pub key_rotation_ms: u64,
+    /// How often the admin probes a key it waits on.
+    pub probe_ms: u64,
+    /// One HTTP request's timeout, and tries per upload.
+    pub request_timeout_ms: u64,
+    pub upload_attempts: u32,
+    /// How often a poller polls each pending job.
+    pub poll_ms: u64,
+}
+
+impl Default for ServiceWorkload {
+    fn default() -> Self {
+        ServiceWorkload {
+            accounts: 3,
+            keys_per_account: 2,
+            uploaders: 3,
+            uploads_per_s: 3.0,
+            image_side_min: 48,
+            image_side_max: 160,
+            thumbnail_side: 32,
+            pill_fraction: 0.0,
+            pill_kinds: PillKind::ALL.to_vec(),
+            unknown_key_fraction: 0.02,
+            key_rotation_ms: 5000,
+            probe_ms: 100,
+            request_timeout_ms: 3000,
+            upload_attempts: 3,
+            poll_ms: 500,
+        }
+    }
+}
+
+impl ServiceWorkload {
+    /// Checks the settings; the error names the field.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
+        if !(1..=1000).contains(&self.accounts) {
+            return fail("accounts", "must be between 1 and 1000");
+        }
+        if !(1..=100).contains(&self.keys_per_account) {
+            return fail("keys_per_account", "must be between 1 and 100");
+        }
+        if !(1..=100).contains(&self.uploaders) {
+            return fail("uploaders", "must be between 1 and 100");
+        }
+        if !(self.uploads_per_s > 0.0 && self.uploads_per_s <= 10_000.0) {
+            return fail("uploads_per_s", "must be above 0 and at most 10000");
+        }
+        if self.image_side_min < 8
+            || self.image_side_min > self.image_side_max
+            || self.image_side_max > 2048
+        {
+            return fail("image_side_min", "sides must satisfy 8 <= min <= max <= 2048");
+        }
+        if !(1..=4096).contains(&self.thumbnail_side) {
+            return fail("thumbnail_side", "must be between 1 and 4096");
+        }
+        for (field, fraction) in [
+            ("pill_fraction", self.pill_fraction),
+            ("unknown_key_fraction", self.unknown_key_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&fraction) {
+                return fail(field, "not a fraction in [0, 1]");
+            }
+        }
+        if self.pill_fraction > 0.0 && self.pill_kinds.is_empty() {
+            return fail("pill_kinds", "must name at least one kind when pill_fraction > 0");
+        }
+        if self.key_rotation_ms != 0 && self.key_rotation_ms < 100 {
+            return fail("key_rotation_ms", "must be 0 (off) or at least 100");
+        }
+        for (field, value) in [
+            ("probe_ms", self.probe_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("poll_ms", self.poll_ms),
+        ] {
+            if !(1..=600_000).contains(&value) {
+                return fail(field, "must be between 1 and 600000");
+            }
+        }
+        if !(1..=20).contains(&self.upload_attempts) {
+            return fail("upload_attempts", "must be between 1 and 20");
+        }
+        Ok(())
+    }
+}
+
+/// What an uploaded image is: enough to generate it again, byte for byte.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    /// `photo`, or a pill kind's name.
+    pub kind: String,
+    pub seed: u64,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl ImageSpec {
+    /// The image's bytes. A spec that names no known kind is `None`.
+    pub fn generate(&self) -> Option<Vec<u8>> {
+        let mut rng = rng_for(self.seed, "image");
+        if self.kind == "photo" {
+            return Some(pills::photo_like_jpeg(&mut rng, self.width, self.height, 85));
+        }
+        let kind = PillKind::ALL.into_iter().find(|kind| kind.name() == self.kind)?;
+        Some(pills::generate(kind, &mut rng))
+    }
+
+    pub fn is_pill(&self) -> bool {
+        self.kind != "photo"
+    }
+}
+
+/// Where the workload sends its requests.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub api: Vec<SocketAddr>,
+    pub admin: Vec<SocketAddr>,
+    pub admin_key: String,
+}
+
+/// Keys the admin made, by account: (key id, secret), oldest first. Uploaders take keys from
+/// here; a key leaves it before it is revoked.
+#[derive(Debug, Default)]
+pub struct Keyring {
+    pub accounts: Vec<String>,
+    pub keys: BTreeMap<String, VecDeque<(String, String)>>,
+}
+
+pub type SharedKeyring = Arc<Mutex<Keyring>>;
+
+/// An accepted job a poller follows.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub job: u64,
+    pub account: String,
+}
+
+pub type PendingJobs = Arc<Mutex<VecDeque<Pending>>>;
+
+struct Client {
+    process: u64,
+    history: History,
+    rng: SeededRng,
+    timeout: Duration,
+}
+
+impl Client {
+    fn invoke(&self, f: &str, value: Value) {
+        self.history.record(EventKind::Invoke { process: self.process, f: f.into(), value });
+    }
+    fn ok(&self, f: &str, value: Value) {
+        self.history.record(EventKind::Ok { process: self.process, f: f.into(), value });
+    }
+    fn fail(&self, f: &str, value: Value, error: String) {
+        self.history.record(EventKind::Fail { process: self.process, f: f.into(), value, error });
+    }
+    fn info(&self, f: &str, value: Value, error: String) {
+        self.history.record(EventKind::Info { process: self.process, f: f.into(), value, error });
+    }
+
+    async fn call(
+        &self,
+        address: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<HttpResponse, HttpError> {
+        http::request(address, method, path, headers, body, self.timeout).await
+    }
+}
+
+/// The admin: accounts and keys, then key rotation until `until_us`.
+pub async fn admin(
+    workload: ServiceWorkload,
+    endpoints: Endpoints,
+    keyring: SharedKeyring,
+    history: History,
+    seed: u64,
+    until_us: u64,
+) {
+    let client = Client {
+        process: 0,
+        history: history.clone(),
+        rng: rng_for(seed, "client/admin"),
+        timeout: Duration::from_millis(workload.request_timeout_ms),
+    };
+    let mut admin = Admin { client, endpoints, workload, keyring, serial: 0 };
+    for index in 0..admin.workload.accounts {
+        let account = admin.create_account(&format!("account-{index}")).await;
+        admin.keyring.lock().expect("keyring").accounts.push(account.clone());
+        for _ in 0..admin.workload.keys_per_account {
+            let key = admin.create_key(&account).await;
+            admin
+                .keyring
+                .lock()
+                .expect("keyring")
+                .keys
+                .entry(account.clone())
+                .or_default()
+                .push_back(key);
+        }
+    }
+    if admin.workload.key_rotation_ms == 0 {
+        return;
+    }
+    let mut turn = 0usize;
+    loop {
+        tokio::time::sleep(Duration::from_millis(admin.workload.key_rotation_ms)).await;
+        if history.now_us() >= until_us {
+            return;
+        }
+        let account = {
+            let keyring = admin.keyring.lock().expect("keyring");
+            keyring.accounts[turn % keyring.accounts.len()].clone()
+        };
+        turn += 1;
+        let (key, secret) = admin.create_key(&account).await;
+        admin.probe_until(&key, &secret, "accept", until_us).await;
+        let oldest = {
+            let mut keyring = admin.keyring.lock().expect("keyring");
+            let keys = keyring.keys.entry(account.clone()).or_default();
+            keys.push_back((key, secret));
+            keys.pop_front()
+        };
+        if let Some((old_key, old_secret)) = oldest {
+            admin.revoke_key(&old_key).await;
+            admin.probe_until(&old_key, &old_secret, "refuse", until_us).await;
+        }
+    }
+}
+
+struct Admin {
+    client: Client,
+    endpoints: Endpoints,
+    workload: ServiceWorkload,
+    keyring: SharedKeyring,
+    serial: u64,
+}
+
+impl Admin {
+    /// Sends an admin request until it answers 2xx (retrying with the same idempotency key);
+    /// every try is one operation in the history.
+    async fn until_done(
+        &mut self,
+        f: &str,
+        method: &str,
+        path: &str,
+        body: Value,
+        invoke: Value,
+    ) -> Value {
+        self.serial += 1;
+        let idempotency = format!("admin-{}", self.serial);
+        let bearer = format!("Bearer {}", self.endpoints.admin_key);
+        loop {
+            let target =
+                self.endpoints.admin[self.client.rng.random_range(0..self.endpoints.admin.len())];
+            self.client.invoke(f, invoke.clone());
+            let headers =
+                [("authorization", bearer.as_str()), ("idempotency-key", idempotency.as_str())];
+            let answer = self
+                .client
+                .call(target, method, path, &headers, Bytes::from(body.to_string()))
+                .await;
+            match answer {
+                Ok(response) if (200..300).contains(&response.status) => {
+                    let value = response.body_json().unwrap_or(Value::Null);
+                    let mut done = invoke.clone();
+                    if let (Some(done), Some(got)) = (done.as_object_mut(), value.as_object()) {
+                        done.extend(
+                            got.iter()
+                                .filter(|(k, _)| *k != "api_key")
+                                .map(|(k, v)| (k.clone(), v.clone())),
+                        );
+                    }
+                    self.client.ok(f, done);
+                    return value;
+                }
+                Ok(response) => {
+                    let maybe = response.body_json().is_some_and(|b| b["outcome"] == "unknown");
+                    let error = format!(
+                        "HTTP {}: {}",
+                        response.status,
+                        String::from_utf8_lossy(&response.body)
+                    );
+                    let value = json!({ "status": response.status });
+                    if maybe {
+                        self.client.info(f, value, error);
+                    } else {
+                        self.client.fail(f, value, error);
+                    }
+                }
+                Err(error) => {
+                    let value = json!({ "status": 0 });
+                    if error.may_have_arrived() {
+                        self.client.info(f, value, error.to_string());
+                    } else {
+                        self.client.fail(f, value, error.to_string());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn create_account(&mut self, name: &str) -> String {
+        let answer = self
+            .until_done(
+                "create_account",
+                "POST",
+                "/v1/admin/accounts",
+                json!({ "name": name }),
+                json!({ "name": name }),
+            )
+            .await;
+        answer["account"].as_str().unwrap_or_default().to_string()
+    }
+
+    async fn create_key(&mut self, account: &str) -> (String, String) {
+        let path = format!("/v1/admin/accounts/{account}/keys");
+        let answer = self
+            .until_done("create_key", "POST", &path, json!({}), json!({ "account": account }))
+            .await;
+        let key = answer["key"].as_str().unwrap_or_default().to_string();
+        let secret = answer["api_key"].as_str().unwrap_or_default().to_string();
+        (key, secret)
+    }
+
+    async fn revoke_key(&mut self, key: &str) {
+        let path = format!("/v1/admin/keys/{key}");
+        self.until_done("revoke_key", "DELETE", &path, json!({}), json!({ "key": key })).await;
+    }
+
+    /// Probes `key` on the API servers (a read of a job that does not exist: 404 once the key
+    /// is accepted, 401 or 403 when refused) until it is accepted (`want: accept`) or refused
+    /// (`want: refuse`), or the run ends.
+    async fn probe_until(&mut self, key: &str, secret: &str, want: &str, until_us: u64) {
+        let bearer = format!("Bearer {secret}");
+        loop {
+            if self.client.history.now_us() >= until_us {
+                return;
+            }
+            let target =
+                self.endpoints.api[self.client.rng.random_range(0..self.endpoints.api.len())];
+            self.client.invoke("probe", json!({ "key": key, "want": want }));
+            let answer = self
+                .client
+                .call(
+                    target,
+                    "GET",
+                    "/v1/jobs/0",
+                    &[("authorization", bearer.as_str())],
+                    Bytes::new(),
+                )
+                .await;
+            let status = match &answer {
+                Ok(response) => response.status,
+                Err(_) => 0,
+            };
+            match answer {
+                Ok(_) => self.client.ok("probe", json!({ "key": key, "status": status })),
+                Err(error) => {
+                    self.client.fail("probe", json!({ "key": key, "status": 0 }), error.to_string())
+                }
+            }
+            let done = match want {
+                "accept" => status == 404,
+                _ => status == 401 || status == 403,
+            };
+            if done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(self.workload.probe_ms)).await;
+        }
+    }
+}
+
+/// One uploader: uploads at Poisson times until `until_us`.
+#[allow(clippy::too_many_arguments)]
+pub async fn uploader(
+    process: u64,
+    workload: ServiceWorkload,
+    endpoints: Endpoints,
+    keyring: SharedKeyring,
+    pending: PendingJobs,
+    history: History,
+    seed: u64,
+    until_us: u64,
+) {
+    let mut client = Client {
+        process,
+        history: history.clone(),
+        rng: rng_for(seed, &format!("client/{process}/uploads")),
+        timeout: Duration::from_millis(workload.request_timeout_ms),
+    };
+    let mut counter = 0u64;
+    loop {
+        let uniform: f64 = client.rng.random_range(f64::EPSILON..1.0);
+        let wait_us = (-uniform.ln() / workload.uploads_per_s * 1e6) as u64;
+        tokio::time::sleep(Duration::from_micros(wait_us.max(1000))).await;
+        if history.now_us() >= until_us {
+            return;
+        }
+        let chosen = {
+            let keyring = keyring.lock().expect("keyring");
+            if keyring.accounts.is_empty() {
+                None
+            } else {
+                let account =
+                    keyring.accounts[client.rng.random_range(0..keyring.accounts.len())].clone();
+                let keys = keyring.keys.get(&account).cloned().unwrap_or_default();
+                (!keys.is_empty())
+                    .then(|| (account, keys[client.rng.random_range(0..keys.len())].clone()))
+            }
+        };
+        let Some((account, (key, secret))) = chosen else { continue };
+        counter += 1;
+        let (key, secret) = if client.rng.random_bool(workload.unknown_key_fraction) {
+            (Value::Null, format!("sk_never_issued_{}_{counter}", process))
+        } else {
+            (json!(key), secret)
+        };
+        let kind = if client.rng.random_bool(workload.pill_fraction) {
+            workload.pill_kinds[client.rng.random_range(0..workload.pill_kinds.len())]
+                .name()
+                .to_string()
+        } else {
+            "photo".to_string()
+        };
+        let spec = ImageSpec {
+            kind,
+            seed: client.rng.random(),
+            width: client.rng.random_range(workload.image_side_min..=workload.image_side_max),
+            height: client.rng.random_range(workload.image_side_min..=workload.image_side_max),
+        };
+        let image = Bytes::from(spec.generate().expect("the workload names only known kinds"));
+        let idempotency = format!("u{process}-{counter}");
+        let side = workload.thumbnail_side;
+        let path = format!("/v1/images?width={side}&height={side}");
+        let bearer = format!("Bearer {secret}");
+        let invoke =
+            json!({ "account": account, "key": key, "image": spec, "idempotency": idempotency });
+        for attempt in 0..workload.upload_attempts {
+            let target = endpoints.api[client.rng.random_range(0..endpoints.api.len())];
+            client.invoke("upload", invoke.clone());
+            let headers =
+                [("authorization", bearer.as_str()), ("idempotency-key", idempotency.as_str())];
+            let answer = client.call(target, "POST", &path, &headers, image.clone()).await;
+            let last = attempt + 1 == workload.upload_attempts;
+            match answer {
+                Ok(response) if response.status == 202 => {
+                    let body = response.body_json().unwrap_or(Value::Null);
+                    let job = body["job"].as_u64().unwrap_or(0);
+                    client.ok(
+                        "upload",
+                        json!({ "status": 202, "job": job, "duplicate": body["duplicate"] }),
+                    );
+                    pending
+                        .lock()
+                        .expect("pending")
+                        .push_back(Pending { job, account: account.clone() });
+                    break;
+                }
+                Ok(response) => {
+                    let body = response.body_json().unwrap_or(Value::Null);
+                    let error = format!(
+                        "HTTP {}: {}",
+                        response.status,
+                        body["error"].as_str().unwrap_or("")
+                    );
+                    let value = json!({ "status": response.status });
+                    let transient = matches!(response.status, 429 | 503);
+                    if body["outcome"] == "unknown" {
+                        client.info("upload", value, error);
+                    } else {
+                        client.fail("upload", value, error);
+                    }
+                    if !transient || last {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    let value = json!({ "status": 0 });
+                    if error.may_have_arrived() {
+                        client.info("upload", value, error.to_string());
+                    } else {
+                        client.fail("upload", value, error.to_string());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// One poller: polls its uploader's accepted jobs, round-robin, until each is finished, and
+/// after `until_us` only until `drain_until_us`.
+#[allow(clippy::too_many_arguments)]
+pub async fn poller(
+    process: u64,
+    workload: ServiceWorkload,
+    endpoints: Endpoints,
+    keyring: SharedKeyring,
+    pending: PendingJobs,
+    history: History,
+    seed: u64,
+    until_us: u64,
+    drain_until_us: u64,
+) {
+    let mut client = Client {
+        process,
+        history: history.clone(),
+        rng: rng_for(seed, &format!("client/{process}/polls")),
+        timeout: Duration::from_millis(workload.request_timeout_ms),
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(workload.poll_ms)).await;
+        let now_us = history.now_us();
+        let waiting = pending.lock().expect("pending").len();
+        if now_us >= drain_until_us || (now_us >= until_us && waiting == 0) {
+            return;
+        }
+        for _ in 0..waiting {
+            let Some(job) = pending.lock().expect("pending").pop_front() else { break };
+            let secret = {
+                let keyring = keyring.lock().expect("keyring");
+                keyring.keys.get(&job.account).and_then(|keys| keys.back().cloned())
+            };
+            let Some((_, secret)) = secret else {
+                pending.lock().expect("pending").push_back(job);
+                continue;
+            };
+            let target = endpoints.api[client.rng.random_range(0..endpoints.api.len())];
+            let bearer = format!("Bearer {secret}");
+            client.invoke("fetch", json!({ "job": job.job, "account": job.account }));
+            let path = format!("/v1/jobs/{}", job.job);
+            let answer = client
+                .call(target, "GET", &path, &[("authorization", bearer.as_str())], Bytes::new())
+                .await;
+            let finished = match answer {
+                Ok(response) if response.status == 200 && response.content_type == "image/jpeg" => {
+                    let thumbnail = blake3::hash(&response.body).to_hex().to_string();
+                    let value = json!({ "job": job.job, "status": "done", "thumbnail": thumbnail,
+                                        "bytes": response.body.len() });
+                    client.ok("fetch", value);
+                    true
+                }
+                Ok(response) if response.status == 200 => {
+                    let body = response.body_json().unwrap_or(Value::Null);
+                    let status = body["status"].as_str().unwrap_or("").to_string();
+                    let mut value = json!({ "job": job.job, "status": status });
+                    if let Some(reason) = body.get("reason") {
+                        value["reason"] = reason.clone();
+                    }
+                    client.ok("fetch", value);
+                    status == "failed"
+                }
+                Ok(response) => {
+                    let error = format!(
+                        "HTTP {}: {}",
+                        response.status,
+                        String::from_utf8_lossy(&response.body)
+                    );
+                    client.fail(
+                        "fetch",
+                        json!({ "job": job.job, "status": response.status }),
+                        error,
+                    );
+                    false
+                }
+                Err(error) => {
+                    client.fail("fetch", json!({ "job": job.job, "status": 0 }), error.to_string());
+                    false
+                }
+            };
+            if !finished {
+                pending.lock().expect("pending").push_back(job);
+            }
+        }
+    }
+}
