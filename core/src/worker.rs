@@ -15,12 +15,22 @@
 //! **CPU cost** is charged to simulated time by a cost model (the simulator's CPU is free):
 //! each conversion takes `1 / conversions_per_s_per_core` seconds on the worker's clock.
 //!
+//! **Suspects run alone.** A job leased for the second time or later (its last lease expired:
+//! maybe it crashed a worker) is a suspect: the worker finishes its other jobs, takes no new
+//! one, and converts the suspect alone. One suspect at a time: a loop that leases a second
+//! suspect meanwhile gives it back unused ([`Command::Release`], no attempt spent) rather
+//! than hold it while the first may crash the process. A poison pill then crashes nobody
+//! else's job, so an innocent job that shared a worker with a pill loses one attempt at most
+//! and is never dead-lettered for a pill's crashes.
+//!
 //! **Poison pills.** A decode error is permanent: the job is nacked as such and dead-lettered
 //! at once. An image carrying the crash trigger models an unknown decoder bug: the worker's
 //! process dies ([`crash_process`]), the lease expires, and the queue's `max_attempts` is what
 //! stops the pill from crashing the fleet forever. With decode limits off, an image whose
 //! decode would exceed the memory budget is an out-of-memory kill of the process.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -116,14 +126,18 @@ impl WorkerSettings {
     }
 }
 
+/// How the message of a modelled crash starts, so a runner can keep such expected panics out
+/// of its output.
+pub const CRASH_PANIC_PREFIX: &str = "worker process crashed";
+
 /// Ends the worker's process now, as a crash would: in the simulation a panic, which kills the
 /// node (all its tasks and sockets) and restarts it; in the real build an abort.
 pub fn crash_process(why: &str) -> ! {
     #[cfg(madsim)]
-    panic!("worker process crashed: {why}");
+    panic!("{CRASH_PANIC_PREFIX}: {why}");
     #[cfg(not(madsim))]
     {
-        eprintln!("worker process crashed: {why}");
+        eprintln!("{CRASH_PANIC_PREFIX}: {why}");
         std::process::abort()
     }
 }
@@ -147,6 +161,8 @@ pub async fn serve(context: NodeContext) {
         attempt_timeout: Duration::from_millis(settings.queue_timeout_ms),
         ..ClientOptions::default()
     };
+    let gate = Arc::new(tokio::sync::RwLock::new(()));
+    let suspect_held = Arc::new(AtomicBool::new(false));
     let mut loops = Vec::new();
     for core in 0..settings.cores {
         let client = QueueClient::new(
@@ -163,6 +179,8 @@ pub async fn serve(context: NodeContext) {
             settings: settings.clone(),
             clock: context.clock.clone(),
             recorder: context.recorder.clone(),
+            gate: gate.clone(),
+            suspect_held: suspect_held.clone(),
         };
         loops.push(tokio::spawn(lease_loop.run()));
     }
@@ -177,6 +195,10 @@ struct LeaseLoop {
     settings: WorkerSettings,
     clock: Clock,
     recorder: Recorder,
+    /// Held shared from before a lease to the end of its job; a suspect takes it exclusive.
+    gate: Arc<tokio::sync::RwLock<()>>,
+    /// Whether a loop of this worker holds a suspect.
+    suspect_held: Arc<AtomicBool>,
 }
 
 impl LeaseLoop {
@@ -184,6 +206,8 @@ impl LeaseLoop {
         let poll = Duration::from_millis(self.settings.poll_ms);
         let mut request = 0u64;
         loop {
+            // Taken before leasing, so no job waits leased while a suspect runs.
+            let shared = self.gate.clone().read_owned().await;
             request += 1;
             let lease = Command::Lease {
                 worker: self.name.clone(),
@@ -192,6 +216,21 @@ impl LeaseLoop {
             };
             match self.client.submit(lease).await {
                 Ok(reply) => match reply.response {
+                    Response::Leased { job, lease, payload, attempt, .. } if attempt > 1 => {
+                        drop(shared);
+                        if self.suspect_held.swap(true, Ordering::SeqCst) {
+                            // Another suspect is ahead: give this one back and go on.
+                            let _ = self.client.submit(Command::Release { job, lease }).await;
+                            self.clock.sleep(poll).await;
+                            continue;
+                        }
+                        let alone = self.gate.clone().write_owned().await;
+                        self.recorder
+                            .record("suspect_alone", json!({ "job": job, "attempt": attempt }));
+                        self.work(job, lease, attempt, &payload).await;
+                        self.suspect_held.store(false, Ordering::SeqCst);
+                        drop(alone);
+                    }
                     Response::Leased { job, lease, payload, attempt, .. } => {
                         self.work(job, lease, attempt, &payload).await;
                     }

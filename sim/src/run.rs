@@ -71,6 +71,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> SeedOutcome {
 
 /// Simulates `scenario` under `seed` without checking: the history and the plan played.
 pub fn simulate_seed(scenario: &Scenario, seed: u64) -> (Vec<Event>, FaultPlan) {
+    quiet_modelled_crashes();
     scenario.validate().expect("scenarios are validated before they run");
     let plan = plan_for_seed(scenario, seed);
     let mut runtime =
@@ -81,6 +82,27 @@ pub fn simulate_seed(scenario: &Scenario, seed: u64) -> (Vec<Event>, FaultPlan) 
     runtime.set_time_limit(Duration::from_millis(run_ms));
     let events = runtime.block_on(simulate(scenario.clone(), plan.clone(), seed));
     (events, plan)
+}
+
+/// Keeps the panics that model a worker's crash (a poison pill, an out-of-memory kill) out of
+/// the output: they are the run's expected events, recorded in its history. Every other panic
+/// goes to the hook that was installed before.
+fn quiet_modelled_crashes() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !message.starts_with(pessimist_core::worker::CRASH_PANIC_PREFIX) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Runs every enabled checker of the scenario over a history.

@@ -148,6 +148,9 @@ pub enum Command {
     /// (the job can never succeed, such as an image that does not decode) dead-letters the job
     /// at once instead of spending its remaining attempts.
     Nack { job: JobId, lease: LeaseId, reason: String, permanent: bool },
+    /// Gives a lease back unused: the job is queued again and this lease's attempt does not
+    /// count. A worker that cannot run the job now (it runs suspects one at a time) uses it.
+    Release { job: JobId, lease: LeaseId },
     /// Reads the status of some jobs.
     Status { jobs: Vec<JobId> },
     /// Reads one job's idempotency key and status (the key tells an API server whose it is).
@@ -190,6 +193,9 @@ pub enum Response {
     Nacked {
         job: JobId,
         dead_lettered: bool,
+    },
+    Released {
+        job: JobId,
     },
     /// An ack or nack that did not take effect.
     Rejected {
@@ -372,6 +378,7 @@ impl QueueMachine {
             Command::Nack { job, lease, reason, permanent } => {
                 self.nack(*job, *lease, reason, *permanent)
             }
+            Command::Release { job, lease } => self.release(*job, *lease),
             Command::Status { jobs } => {
                 Response::Statuses(jobs.iter().map(|&job| (job, self.status(job))).collect())
             }
@@ -662,6 +669,23 @@ impl QueueMachine {
         }
         let dead_lettered = self.fail_attempt(job_id, reason, permanent);
         Response::Nacked { job: job_id, dead_lettered }
+    }
+
+    fn release(&mut self, job_id: JobId, lease: LeaseId) -> Response {
+        if let Err(reason) = self.check_current_lease(job_id, lease) {
+            return Response::Rejected { job: job_id, reason };
+        }
+        let job = self.jobs.get_mut(&job_id).expect("queue: a job with a current lease exists");
+        let JobState::Leased { deadline_ms, .. } = job.state else {
+            unreachable!("queue: a job with a current lease is leased");
+        };
+        let removed = self.lease_deadlines.remove(&(deadline_ms, job_id));
+        assert!(removed, "queue: leased job {job_id} is in the deadline index");
+        assert!(job.attempts >= 1, "queue: a leased job has had an attempt");
+        job.attempts -= 1;
+        job.state = JobState::Queued;
+        self.available.insert(job_id);
+        Response::Released { job: job_id }
     }
 
     /// Whether `lease` is `job_id`'s current lease, and if not, why.
@@ -1407,6 +1431,14 @@ mod tests {
                         }
                     }
                 }
+                Command::Release { job, lease } => match self.current_lease(*job, *lease) {
+                    Err(rejection) => rejected(*job, rejection),
+                    Ok(at) => {
+                        self.jobs[at].attempts -= 1;
+                        self.jobs[at].state = ModelState::Queued;
+                        Response::Released { job: *job }
+                    }
+                },
                 Command::Status { jobs } => {
                     Response::Statuses(jobs.iter().map(|&job| (job, self.status(job))).collect())
                 }
@@ -1489,6 +1521,7 @@ mod tests {
         AckRecent { back: usize },
         NackRecent { back: usize },
         FailRecent { back: usize },
+        ReleaseRecent { back: usize },
         Status { jobs: Vec<JobId> },
         Inspect { job: JobId },
     }
@@ -1502,6 +1535,7 @@ mod tests {
             2 => (0usize..3).prop_map(|back| Op::AckRecent { back }),
             2 => (0usize..3).prop_map(|back| Op::NackRecent { back }),
             1 => (0usize..3).prop_map(|back| Op::FailRecent { back }),
+            1 => (0usize..3).prop_map(|back| Op::ReleaseRecent { back }),
             1 => proptest::collection::vec(0u64..10, 0..4).prop_map(|jobs| Op::Status { jobs }),
             1 => (0u64..10).prop_map(|job| Op::Inspect { job }),
         ]
@@ -1530,6 +1564,10 @@ mod tests {
                 let (job, lease) = recent(*back);
                 fail_permanently(job, lease, "cannot succeed")
             }
+            Op::ReleaseRecent { back } => {
+                let (job, lease) = recent(*back);
+                Command::Release { job, lease }
+            }
             Op::Status { jobs } => status(jobs),
             Op::Inspect { job } => Command::Inspect { job: *job },
         }
@@ -1555,6 +1593,7 @@ mod tests {
             let mut now_ms = 1_000;
             let mut leases_given: Vec<(JobId, LeaseId)> = Vec::new();
             let mut first_leased_last: JobId = 0;
+            let mut released: std::collections::BTreeSet<JobId> = std::collections::BTreeSet::new();
 
             for (step, (stamp_delta_ms, op)) in steps.iter().enumerate() {
                 if step == snapshot_step {
@@ -1617,11 +1656,16 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(machine.depth(), depth);
+                if let Response::Released { job } = response {
+                    released.insert(job);
+                }
 
                 if let Response::Leased { job, lease, attempt, .. } = response {
-                    if attempt == 1 {
-                        prop_assert!(job > first_leased_last, "first leases in job id order");
+                    // A released job is leased again with attempt 1: only its first lease counts.
+                    if attempt == 1 && job > first_leased_last {
                         first_leased_last = job;
+                    } else if attempt == 1 {
+                        prop_assert!(released.contains(&job), "first leases in job id order");
                     }
                     leases_given.push((job, lease));
                 }
