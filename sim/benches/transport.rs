@@ -135,10 +135,31 @@ mod simulated {
     fn encode_frame(message: &RequestShape, buffer: &mut Vec<u8>) {
         buffer.clear();
         buffer.extend_from_slice(&[0; 4]);
-        let encoded = postcard::to_extend(message, std::mem::take(buffer)).expect("encodes");
-        *buffer = encoded;
+        postcard::serialize_with_flavor(message, AppendFlavor(buffer)).expect("encodes");
         let length = (buffer.len() - 4) as u32;
         buffer[..4].copy_from_slice(&length.to_be_bytes());
+    }
+
+    /// postcard output appended to a buffer, as the transport encodes (postcard's own
+    /// `to_extend` goes through `Extend` one byte at a time).
+    struct AppendFlavor<'a>(&'a mut Vec<u8>);
+
+    impl postcard::ser_flavors::Flavor for AppendFlavor<'_> {
+        type Output = ();
+
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            self.0.extend_from_slice(data);
+            Ok(())
+        }
+
+        fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+            self.0.push(data);
+            Ok(())
+        }
+
+        fn finalize(self) -> postcard::Result<()> {
+            Ok(())
+        }
     }
 
     /// Reads one length-prefixed postcard frame into `buffer` and decodes it.

@@ -499,28 +499,51 @@ impl<W: AsyncWrite + Unpin> Outgoing<W> {
     }
 }
 
-/// Waits until the frame queued up to `until` is written and flushed, driving the queue.
-struct FrameWrite<'a> {
+/// Queues one frame and waits until it is written and flushed, driving the queue. The frame
+/// is queued and the queue driven under one taking of the lock, in the first poll.
+struct FrameWrite<'a, F> {
     connection: &'a Connection,
+    /// The frame's encoder until it is queued.
+    frame: Option<F>,
+    /// The byte count to wait for, once queued.
     until: u64,
     done: bool,
 }
 
-impl Future for FrameWrite<'_> {
-    type Output = Result<(), ()>;
+/// Why a frame did not go out.
+enum WriteFailure {
+    Encode(NetError),
+    Lost,
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+impl<F: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin> Future for FrameWrite<'_, F> {
+    type Output = Result<(), WriteFailure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WriteFailure>> {
         let this = self.get_mut();
         let mut outgoing = this.connection.outgoing.lock().expect("outgoing lock poisoned");
+        if let Some(frame) = this.frame.take() {
+            if outgoing.failed {
+                this.done = true;
+                return Poll::Ready(Err(WriteFailure::Lost));
+            }
+            match outgoing.queue(frame) {
+                Ok(until) => this.until = until,
+                Err(error) => {
+                    this.done = true;
+                    return Poll::Ready(Err(WriteFailure::Encode(error)));
+                }
+            }
+        }
         let result = ready!(outgoing.poll_drive(cx, this.until));
         this.done = true;
-        Poll::Ready(result)
+        Poll::Ready(result.map_err(|()| WriteFailure::Lost))
     }
 }
 
-impl Drop for FrameWrite<'_> {
+impl<F> Drop for FrameWrite<'_, F> {
     fn drop(&mut self) {
-        if self.done {
+        if self.done || self.frame.is_some() {
             return;
         }
         // This writer may be the one the stream would wake: hand the driving to the others.
@@ -547,28 +570,20 @@ impl Connection {
 
     async fn write_with(
         &self,
-        frame: impl FnOnce(&mut Vec<u8>) -> Result<(), NetError>,
+        frame: impl FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin,
     ) -> Result<(), NetError> {
         if !self.alive.load(Ordering::Acquire) {
             return Err(NetError::ConnectionLost { peer: self.peer.to_string() });
         }
-        let until = {
-            let mut outgoing = self.outgoing.lock().expect("outgoing lock poisoned");
-            if outgoing.failed {
-                None
-            } else {
-                Some(outgoing.queue(frame)?)
+        let write = FrameWrite { connection: self, frame: Some(frame), until: 0, done: false };
+        match write.await {
+            Ok(()) => Ok(()),
+            Err(WriteFailure::Encode(error)) => Err(error),
+            Err(WriteFailure::Lost) => {
+                self.alive.store(false, Ordering::Release);
+                Err(NetError::ConnectionLost { peer: self.peer.to_string() })
             }
-        };
-        let written = match until {
-            Some(until) => FrameWrite { connection: self, until, done: false }.await,
-            None => Err(()),
-        };
-        if written.is_err() {
-            self.alive.store(false, Ordering::Release);
-            return Err(NetError::ConnectionLost { peer: self.peer.to_string() });
         }
-        Ok(())
     }
 
     fn take_reader(&self) -> Option<FrameReader> {
@@ -576,13 +591,14 @@ impl Connection {
     }
 }
 
-/// Per-peer connection state. The open connection sits behind a plain lock so the common
-/// case (connected) costs no await; dialing and its backoff sit behind an async lock so one
-/// task dials at a time.
+/// Per-peer connection state, in the transport's peer table. The open connection sits in the
+/// table itself, behind its plain lock, so the common case (connected) costs one lock and one
+/// reference count, and no await; dialing and its backoff sit behind an async lock of their
+/// own, so one task dials at a time.
 #[derive(Default)]
 struct PeerSlot {
-    open: Mutex<Option<Arc<Connection>>>,
-    dialing: tokio::sync::Mutex<Backoff>,
+    open: Option<Arc<Connection>>,
+    dialing: Arc<tokio::sync::Mutex<Backoff>>,
 }
 
 #[derive(Default)]
@@ -593,8 +609,7 @@ struct Backoff {
 
 impl PeerSlot {
     fn open_connection(&self) -> Option<Arc<Connection>> {
-        let open = self.open.lock().expect("peer lock poisoned");
-        open.as_ref().filter(|connection| connection.alive.load(Ordering::Acquire)).cloned()
+        self.open.as_ref().filter(|connection| connection.alive.load(Ordering::Acquire)).cloned()
     }
 }
 
@@ -875,9 +890,12 @@ impl<M> CallTable<M> {
 /// until it fires, and its late firing wakes the task again): the transport's sweeper task
 /// sleeps until the earliest deadline of the calls waiting, and settles the expired ones.
 struct CallFuture<'a, M> {
-    shared: &'a Shared<M>,
+    shared: &'a Arc<Shared<M>>,
     connection: Arc<Connection>,
     id: u64,
+    /// The call's timeout until its deadline is set, in the first poll after the request
+    /// was written (the timeout counts from the written request).
+    timeout: Option<Duration>,
     /// The connection's reader, while this call holds it.
     reader: Option<FrameReader>,
 }
@@ -888,7 +906,7 @@ impl<M: Message> Future for CallFuture<'_, M> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CallOutcome<M>> {
         let this = self.get_mut();
         loop {
-            {
+            let sweep_sooner = {
                 let mut calls = this.shared.calls.lock().expect("calls lock poisoned");
                 let call = calls
                     .get_mut(this.id)
@@ -902,6 +920,23 @@ impl<M: Message> Future for CallFuture<'_, M> {
                     Some(waker) if waker.will_wake(cx.waker()) => {}
                     _ => call.waker = Some(cx.waker().clone()),
                 }
+                // Under the same lock: the deadline, and whether the sweeper must wake sooner.
+                match this.timeout.take() {
+                    Some(timeout) => {
+                        let deadline = tokio::time::Instant::now() + timeout;
+                        call.deadline = Some(deadline);
+                        let sooner = calls.sweep_at.is_none_or(|at| deadline < at);
+                        if sooner {
+                            calls.sweep_at = Some(deadline);
+                        }
+                        sooner
+                    }
+                    None => false,
+                }
+            };
+            if sweep_sooner {
+                this.shared.start_sweeper();
+                this.shared.sweeper_wake.notify_one();
             }
             if this.reader.is_none() {
                 this.reader = this.connection.take_reader();
@@ -965,7 +1000,7 @@ struct Shared<M> {
     options: TransportOptions,
     faults: LinkFaults,
     rng: Mutex<SeededRng>,
-    peers: Mutex<BTreeMap<String, Arc<PeerSlot>>>,
+    peers: Mutex<BTreeMap<String, PeerSlot>>,
     calls: Mutex<CallTable<M>>,
     next_call_id: AtomicU64,
     next_connection_id: AtomicU64,
@@ -1079,6 +1114,14 @@ impl<M> Shared<M> {
 }
 
 impl<M: Message> Shared<M> {
+    /// Starts the task that times calls out, on the first call that needs it.
+    fn start_sweeper(self: &Arc<Self>) {
+        if self.sweeper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(sweep_calls(Arc::downgrade(self), self.sweeper_wake.clone()));
+    }
+
     /// Reads what a dialed connection already holds, without waiting: replies nobody was
     /// reading, and above all its end, so that a connection the peer closed (it crashed or
     /// restarted) is found dead before it is used, and redialed, rather than after a frame
@@ -1238,25 +1281,14 @@ impl<M: Message> Transport<M> {
         };
         self.shared.calls.lock().expect("calls lock poisoned").insert(id, pending);
         // From here on, dropping the future (at any await) removes the call from the table.
-        let waiting =
-            CallFuture { shared: &self.shared, connection: connection.clone(), id, reader: None };
-        self.write_with_faults(&connection, &Wire::Request { id, body }).await?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let sweep_sooner = {
-            let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
-            if let Some(call) = calls.get_mut(id) {
-                call.deadline = Some(deadline);
-            }
-            let sooner = calls.sweep_at.is_none_or(|at| deadline < at);
-            if sooner {
-                calls.sweep_at = Some(deadline);
-            }
-            sooner
+        let waiting = CallFuture {
+            shared: &self.shared,
+            connection,
+            id,
+            timeout: Some(timeout),
+            reader: None,
         };
-        if sweep_sooner {
-            self.start_sweeper();
-            self.shared.sweeper_wake.notify_one();
-        }
+        self.write_with_faults(&waiting.connection, &Wire::Request { id, body }).await?;
         match waiting.await {
             CallOutcome::Reply(reply) => Ok(reply),
             CallOutcome::ConnectionLost => Err(NetError::ConnectionLost { peer: to.to_string() }),
@@ -1265,15 +1297,6 @@ impl<M: Message> Transport<M> {
                 after_ms: timeout.as_millis() as u64,
             }),
         }
-    }
-
-    /// Starts the task that times calls out, on the first call that needs it.
-    fn start_sweeper(&self) {
-        if self.shared.sweeper_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let (shared, wake) = (Arc::downgrade(&self.shared), self.shared.sweeper_wake.clone());
-        tokio::spawn(sweep_calls(shared, wake));
     }
 
     /// Answers a request received in the inbox. Answering a one-way message does nothing.
@@ -1320,21 +1343,15 @@ impl<M: Message> Transport<M> {
 
     /// The open connection to `to`, opening one when allowed by the backoff.
     async fn connection(&self, to: &str) -> Result<Arc<Connection>, NetError> {
-        let slot = {
-            let mut peers = self.shared.peers.lock().expect("peers lock poisoned");
-            match peers.get(to) {
-                Some(slot) => slot.clone(),
-                None => peers.entry(to.to_string()).or_default().clone(),
-            }
-        };
-        if let Some(connection) = slot.open_connection() {
+        if let Some(connection) = self.with_peer(to, |slot| slot.open_connection()) {
             if self.shared.drain_dialed(&connection) {
                 return Ok(connection);
             }
         }
-        let mut backoff = slot.dialing.lock().await;
+        let dialing = self.with_peer(to, |slot| slot.dialing.clone());
+        let mut backoff = dialing.lock().await;
         // Another task may have dialed while this one waited for the lock.
-        if let Some(connection) = slot.open_connection() {
+        if let Some(connection) = self.with_peer(to, |slot| slot.open_connection()) {
             return Ok(connection);
         }
         let address = self.shared.book.get(to).ok_or_else(|| NetError::UnknownPeer(to.into()))?;
@@ -1351,7 +1368,7 @@ impl<M: Message> Transport<M> {
         let failure = match connect.await {
             Ok(Ok(stream)) => match self.open(to, stream).await {
                 Ok(connection) => {
-                    *slot.open.lock().expect("peer lock poisoned") = Some(connection.clone());
+                    self.with_peer(to, |slot| slot.open = Some(connection.clone()));
                     *backoff = Backoff::default();
                     return Ok(connection);
                 }
@@ -1364,6 +1381,15 @@ impl<M: Message> Transport<M> {
         backoff.delay = (backoff.delay * 2).clamp(options.backoff_min, options.backoff_max);
         backoff.retry_at = Some(now + backoff.delay);
         Err(NetError::Unreachable { peer: to.to_string(), reason: failure })
+    }
+
+    /// Runs `f` on the table entry of peer `to` (created on first use), under the peers lock.
+    fn with_peer<R>(&self, to: &str, f: impl FnOnce(&mut PeerSlot) -> R) -> R {
+        let mut peers = self.shared.peers.lock().expect("peers lock poisoned");
+        match peers.get_mut(to) {
+            Some(slot) => f(slot),
+            None => f(peers.entry(to.to_string()).or_default()),
+        }
     }
 
     /// Greets a freshly dialed peer. What it sends back is read by the calls waiting on the
