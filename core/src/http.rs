@@ -231,3 +231,66 @@ pub async fn request(
         Err(_) => Err(HttpError::Timeout(timeout)),
     }
 }
+
+#[cfg(all(test, madsim))]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A server that echoes what it parsed, on one simulated node; requests from another.
+    #[madsim::test]
+    async fn requests_are_parsed_bounded_and_answered() {
+        let handle = madsim::runtime::Handle::current();
+        let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 8080);
+        handle
+            .create_node()
+            .name("server")
+            .ip(address.ip())
+            .init(move || async move {
+                let listener = TcpListener::bind(address).await.unwrap();
+                serve(listener, 16, |request: HttpRequest| async move {
+                    HttpResponse::json(
+                        200,
+                        &json!({
+                            "method": request.method,
+                            "path": request.path,
+                            "query": request.query,
+                            "key": request.header("x-key"),
+                            "body": String::from_utf8_lossy(&request.body),
+                        }),
+                    )
+                })
+                .await
+            })
+            .build();
+        let client = handle.create_node().name("client").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1))).build();
+        client
+            .spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let timeout = Duration::from_secs(1);
+                let response = request(address, "POST", "/v1/x?a=1&b", &[("X-Key", "k")], Bytes::from("hello"), timeout)
+                    .await
+                    .unwrap();
+                assert_eq!(response.status, 200);
+                assert_eq!(
+                    response.body_json().unwrap(),
+                    json!({ "method": "POST", "path": "/v1/x", "query": { "a": "1", "b": "" },
+                            "key": "k", "body": "hello" })
+                );
+                let too_large = Bytes::from(vec![b'x'; 17]);
+                let response = request(address, "POST", "/", &[], too_large, timeout).await.unwrap();
+                assert_eq!(response.status, 413);
+                assert_eq!(response.body_json().unwrap()["error"], "too_large");
+                let nobody = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), 8080);
+                let error = request(nobody, "GET", "/", &[], Bytes::new(), timeout).await.unwrap_err();
+                assert!(matches!(error, HttpError::Connect(..) | HttpError::Timeout(_)), "{error:?}");
+            })
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,59 @@
+//! The image service's scenarios show what they exist for: the figures behind each verdict.
+
+// These tests drive the simulator, which exists only in the simulation build.
+#![cfg(madsim)]
+
+use pessimist_scenarios::{load_scenario, suite::workspace_root};
+use pessimist_sim::run::{run_seed, SeedOutcome};
+use serde_json::Value;
+
+fn run(name: &str, seed: u64) -> SeedOutcome {
+    let path = workspace_root().join(format!("scenarios/{name}.json"));
+    let scenario = load_scenario(&path).expect("the shipped scenarios load");
+    run_seed(&scenario, seed)
+}
+
+fn figure(outcome: &SeedOutcome, check: &str, name: &str) -> Value {
+    outcome.checks[check].figures.get(name).cloned().unwrap_or(Value::Null)
+}
+
+#[test]
+fn the_baseline_completes_every_job_with_the_recomputed_thumbnail() {
+    let outcome = run("service-baseline", 1);
+    assert!(outcome.passed, "{:?}", outcome.checks);
+    let accepted = figure(&outcome, "jobs_complete", "accepted").as_u64().unwrap();
+    assert!(accepted > 50, "a baseline run accepts real work: {accepted}");
+    assert_eq!(figure(&outcome, "thumbnails", "thumbnails_matched").as_u64(), Some(accepted));
+    assert!(figure(&outcome, "auth_keys", "keys_revoked").as_u64().unwrap() >= 1);
+    assert!(figure(&outcome, "auth_keys", "never_issued_refused").as_u64().unwrap() >= 1);
+    assert!(figure(&outcome, "auth_keys", "revocation_lag_ms_max").as_u64().is_some());
+}
+
+#[test]
+fn a_pill_storm_is_quarantined_and_without_quarantine_the_fleet_goes_down() {
+    let storm = run("service-pill-storm", 1);
+    assert!(storm.passed, "{:?}", storm.checks);
+    assert!(figure(&storm, "pill_quarantine", "worker_crashes").as_u64().unwrap() > 0);
+    assert!(figure(&storm, "pill_quarantine", "crashes_per_job_max").as_u64().unwrap() <= 3);
+    assert!(figure(&storm, "thumbnails", "failed_as_expected").as_u64().unwrap() > 0);
+
+    let unguarded = run("service-pill-storm-no-quarantine", 1);
+    assert!(unguarded.passed, "the scenario's expectations hold: {:?}", unguarded.checks);
+    for check in ["pill_quarantine", "jobs_complete"] {
+        assert_eq!(figure(&unguarded, check, "expected_to_fail"), Value::Bool(true));
+        assert!(!unguarded.checks[check].violations.is_empty(), "{check} reports what failed");
+    }
+    assert!(figure(&unguarded, "pill_quarantine", "fleet_down_ms").as_u64().unwrap() > 0);
+    assert!(figure(&unguarded, "jobs_complete", "unfinished").as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_data_plane_authenticates_from_its_cache_while_the_management_plane_is_cut_off() {
+    let outcome = run("service-auth-partition", 1);
+    assert!(outcome.passed, "{:?}", outcome.checks);
+    let per_fault = figure(&outcome, "availability", "per_fault");
+    let partition = &per_fault.as_array().unwrap()[0];
+    assert_eq!(partition["kind"], "partition");
+    assert!(partition["uploads"].as_u64().unwrap() > 10);
+    assert!(partition["ok_fraction"].as_f64().unwrap() >= 0.99, "{partition}");
+}
