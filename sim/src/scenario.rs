@@ -9,11 +9,13 @@
 use std::collections::BTreeSet;
 
 use pessimist_core::queue::QueueSettings;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::fault::{FaultPlan, SwarmSettings};
 use crate::probe::ProbeWorkload;
 use crate::queue_workload::QueueWorkload;
+use crate::variant::Variant;
 
 /// Server nodes a scenario may declare.
 pub const SERVER_NODES_MAX: usize = 64;
@@ -22,9 +24,12 @@ pub const CLIENT_NODES_MAX: usize = 16;
 /// Longest simulated run, in ms (a day): a bound so a typo cannot run forever.
 pub const RUN_MS_MAX: u64 = 86_400_000;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// The JSON Schema the file follows (for editors; the loader ignores it).
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -41,13 +46,16 @@ pub struct Scenario {
     /// The seeds `run` uses when none is given.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
+    /// Design variants `pessimist compare` runs side by side on the same seeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
 }
 
 fn default_seeds() -> Vec<u64> {
     vec![1, 2, 3]
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     pub nodes: Vec<NodeDeclaration>,
@@ -60,7 +68,7 @@ fn one() -> usize {
     1
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeDeclaration {
     pub name: String,
@@ -68,7 +76,7 @@ pub struct NodeDeclaration {
 }
 
 /// The workload, by kind.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Workload {
     /// The seam probe (see [`crate::probe`]); every node has role `probe`.
@@ -78,7 +86,7 @@ pub enum Workload {
     Queue(QueueWorkload),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Phases {
     /// Length of the fault phase: faults start inside it, and all end when it ends.
@@ -89,7 +97,7 @@ pub struct Phases {
     pub liveness_bound_ms: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Faults {
     /// Faults at fixed times.
@@ -101,7 +109,7 @@ pub struct Faults {
 }
 
 /// Which checkers run, and their thresholds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Checks {
     pub durability: bool,
@@ -268,6 +276,6 @@ impl Scenario {
         if self.seeds.is_empty() {
             return Err(invalid("seeds", "must name at least one seed"));
         }
-        Ok(())
+        crate::variant::validate(self).map_err(|(path, message)| invalid(path, message))
     }
 }
