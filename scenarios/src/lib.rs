@@ -4,6 +4,7 @@
 //! **Invariant:** a bad scenario file is an error that names the file, the line, the column
 //! and the field; it never panics and never runs.
 
+pub mod compare;
 pub mod locate;
 pub mod shrink;
 pub mod suite;

@@ -94,6 +94,28 @@ enum Command {
         #[arg(long, default_value_t = pessimist_scenarios::shrink::RUNS_MAX_DEFAULT)]
         runs_max: usize,
     },
+    /// Write a report of a results directory (one `run`, `sweep`, `merge` or the default suite
+    /// wrote): index.html (self-contained, SVG charts), report.md and report.json.
+    Report {
+        run_dir: PathBuf,
+        /// Where to write the report (default: RUN_DIR).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run every design variant a scenario declares, and the scenario as it is, on the same
+    /// seeds, and put their figures side by side (Markdown and JSON).
+    Compare {
+        scenario: PathBuf,
+        /// Run seeds 1 to N (default: the seeds the scenario lists).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Where to write results (default: reports/out/compare/<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the scenario files' JSON Schema (generated from the scenario types), or write it
     /// to FILE (the checked-in copy is scenarios/schema.json).
     Schema {
@@ -154,6 +176,10 @@ fn main() -> ExitCode {
         Some(Command::Shrink { scenario, seed, out, check, runs_max }) => {
             shrink(&scenario, seed, out, check, runs_max)
         }
+        Some(Command::Report { run_dir, out }) => report(&run_dir, out),
+        Some(Command::Compare { scenario, seeds, jobs, out }) => {
+            compare(&scenario, seeds, jobs, out)
+        }
         Some(Command::Schema { out: None }) => {
             print!("{}", pessimist_scenarios::scenario_schema());
             ExitCode::SUCCESS
@@ -195,6 +221,24 @@ fn replay(_: &Path, _: u64) -> ExitCode {
 #[cfg(not(madsim))]
 fn shrink(_: &Path, _: u64, _: Option<PathBuf>, _: Option<String>, _: usize) -> ExitCode {
     simulation_unavailable()
+}
+
+#[cfg(not(madsim))]
+fn compare(_: &Path, _: Option<u64>, _: Option<usize>, _: Option<PathBuf>) -> ExitCode {
+    simulation_unavailable()
+}
+
+fn report(run_dir: &Path, out: Option<PathBuf>) -> ExitCode {
+    let out = out.unwrap_or_else(|| run_dir.to_path_buf());
+    match pessimist_reports::write_report(run_dir, &out) {
+        Ok(written) => {
+            println!("report: {}", suite::display_path(&written.html));
+            println!("        {}", suite::display_path(&written.markdown));
+            println!("        {}", suite::display_path(&written.json));
+            verdict_code(written.report.passed)
+        }
+        Err(message) => bad_input(message),
+    }
 }
 
 #[cfg(not(madsim))]
@@ -378,7 +422,12 @@ fn run_default_suite() -> ExitCode {
     if let Err(error) = std::fs::write(&summary_path, pessimist_reports::markdown_summary(&runs)) {
         return bad_input(format!("cannot write {}: {error}", summary_path.display()));
     }
+    let written = match pessimist_reports::write_report(&out, &out) {
+        Ok(written) => written,
+        Err(message) => return bad_input(message),
+    };
     println!("results: {}", suite::display_path(&summary_path));
+    println!("report: {}", suite::display_path(&written.html));
     verdict_code(manifest.passed)
 }
 
@@ -512,8 +561,10 @@ fn run_sweep(
     jobs: usize,
     shard: Option<pessimist_scenarios::sweep::Shard>,
     out: &Path,
-) -> Result<(pessimist_scenarios::sweep::SweepManifest, Vec<pessimist_sim::summary::RunSummary>), String>
-{
+) -> Result<
+    (pessimist_scenarios::sweep::SweepManifest, Vec<pessimist_sim::summary::RunSummary>),
+    String,
+> {
     use pessimist_scenarios::sweep::{self, PlannedScenario, SEEDS_MAX};
 
     if !(1..=JOBS_MAX).contains(&jobs) {
@@ -568,8 +619,7 @@ fn sweep(
     out: Option<PathBuf>,
     junit: Option<PathBuf>,
 ) -> ExitCode {
-    let scenarios = match scenario_files(arguments).and_then(|files| load_sweep_scenarios(&files))
-    {
+    let scenarios = match scenario_files(arguments).and_then(|files| load_sweep_scenarios(&files)) {
         Ok(scenarios) => scenarios,
         Err(message) => return bad_input(message),
     };
@@ -640,7 +690,11 @@ fn shrink(
         shrunk.scenario.faults.plan.events.len(),
         shrunk.events_before,
         shrunk.runs,
-        if shrunk.budget_spent { ", budget spent: a larger --runs-max may shrink further" } else { "" }
+        if shrunk.budget_spent {
+            ", budget spent: a larger --runs-max may shrink further"
+        } else {
+            ""
+        }
     );
     for event in &shrunk.scenario.faults.plan.events {
         println!("    {}", serde_json::to_string(event).expect("events serialize"));
@@ -648,4 +702,45 @@ fn shrink(
     println!("shrunk scenario: {written}");
     println!("replay: {}", suite::replay_command(&written, seed));
     ExitCode::SUCCESS
+}
+
+#[cfg(madsim)]
+fn compare(path: &Path, seeds: Option<u64>, jobs: Option<usize>, out: Option<PathBuf>) -> ExitCode {
+    use pessimist_scenarios::compare;
+
+    let scenario = match load_scenario(path) {
+        Ok(scenario) => scenario,
+        Err(error) => return bad_input(error),
+    };
+    if scenario.variants.is_empty() {
+        return bad_input(format!(
+            "{}: declares no variants to compare (add \"variants\": [{{\"name\": ..., \"knobs\": {{...}}}}])",
+            path.display()
+        ));
+    }
+    let file = suite::display_path(path);
+    let designs = compare::designs(&scenario, &file);
+    let out = out.unwrap_or_else(|| {
+        suite::workspace_root().join("reports/out/compare").join(&scenario.name)
+    });
+    let jobs = jobs.unwrap_or_else(default_jobs);
+    let (manifest, runs) = match run_sweep(&designs, seeds, jobs, None, &out) {
+        Ok(done) => done,
+        Err(message) => return bad_input(message),
+    };
+    let comparison = compare::comparison(&scenario, &runs);
+    let markdown = out.join("compare.md");
+    let json = out.join("compare.json");
+    for (path, text) in [
+        (&markdown, compare::comparison_markdown(&comparison)),
+        (&json, serde_json::to_string_pretty(&comparison).expect("comparisons serialize") + "\n"),
+    ] {
+        if let Err(error) = std::fs::write(path, text) {
+            return bad_input(format!("cannot write {}: {error}", path.display()));
+        }
+    }
+    print!("{}", compare::comparison_markdown(&comparison));
+    println!("comparison: {}", suite::display_path(&markdown));
+    println!("            {}", suite::display_path(&json));
+    verdict_code(manifest.passed)
 }

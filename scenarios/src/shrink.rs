@@ -127,18 +127,21 @@ pub fn shrink(
     let mut runs = 1;
     let mut budget_spent = false;
     // Whether `candidate` still fails the checker; `None` once the budget is spent.
-    let fails = |candidate: &Scenario, runs: &mut usize| -> Option<bool> {
-        if *runs >= runs_max {
-            return None;
-        }
-        if candidate.validate().is_err() {
-            return Some(false);
-        }
-        *runs += 1;
-        // A candidate that panics the simulation fails differently: not kept.
-        let outcome = crate::suite::run_one_seed(candidate, seed);
-        Some(outcome.is_ok_and(|outcome| outcome.checks.get(&checker).is_some_and(|check| !check.passed)))
-    };
+    let fails =
+        |candidate: &Scenario, runs: &mut usize| -> Option<bool> {
+            if *runs >= runs_max {
+                return None;
+            }
+            if candidate.validate().is_err() {
+                return Some(false);
+            }
+            *runs += 1;
+            // A candidate that panics the simulation fails differently: not kept.
+            let outcome = crate::suite::run_one_seed(candidate, seed);
+            Some(outcome.is_ok_and(|outcome| {
+                outcome.checks.get(&checker).is_some_and(|check| !check.passed)
+            }))
+        };
     match fails(&current, &mut runs) {
         Some(true) => {}
         Some(false) => {
@@ -292,7 +295,8 @@ mod tests {
 
     #[test]
     fn windows_halve_down_to_the_minimum() {
-        let event = FaultEvent { at_ms: 1000, duration_ms: None, fault: Fault::Pause { node: "a".into() } };
+        let event =
+            FaultEvent { at_ms: 1000, duration_ms: None, fault: Fault::Pause { node: "a".into() } };
         let half = shorter(&event, 9000).unwrap();
         assert_eq!(half.duration_ms, Some(4000));
         let tiny = FaultEvent { duration_ms: Some(150), ..event.clone() };

@@ -38,9 +38,8 @@ impl std::str::FromStr for Shard {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Shard, String> {
-        let wrong = || {
-            format!("{text:?} is not a shard K/N with 1 <= K <= N <= {SHARDS_MAX} (e.g. 2/4)")
-        };
+        let wrong =
+            || format!("{text:?} is not a shard K/N with 1 <= K <= N <= {SHARDS_MAX} (e.g. 2/4)");
         let (index, count) = text.split_once('/').ok_or_else(wrong)?;
         let index: u64 = index.trim().parse().map_err(|_| wrong())?;
         let count: u64 = count.trim().parse().map_err(|_| wrong())?;
@@ -114,22 +113,23 @@ pub fn group_runs(plan: &[PlannedScenario], results: Vec<(usize, SeedSummary)>) 
 }
 
 /// The manifest of runs that cover `plan` (or the shard of it).
-pub fn manifest(plan: &[PlannedScenario], shard: Option<Shard>, runs: &[RunSummary]) -> SweepManifest {
+pub fn manifest(
+    plan: &[PlannedScenario],
+    shard: Option<Shard>,
+    runs: &[RunSummary],
+) -> SweepManifest {
     let seeds_run = runs.iter().map(|run| run.seeds.len()).sum();
-    let seeds_failed =
-        runs.iter().flat_map(|run| &run.seeds).filter(|seed| !seed.passed).count();
-    SweepManifest {
-        plan: plan.to_vec(),
-        shard,
-        seeds_run,
-        seeds_failed,
-        passed: seeds_failed == 0,
-    }
+    let seeds_failed = runs.iter().flat_map(|run| &run.seeds).filter(|seed| !seed.passed).count();
+    SweepManifest { plan: plan.to_vec(), shard, seeds_run, seeds_failed, passed: seeds_failed == 0 }
 }
 
 /// Writes `sweep.json` and each run's `summary.json` under `out` (histories are written as
 /// seeds finish).
-pub fn write_sweep(out: &Path, manifest: &SweepManifest, runs: &[RunSummary]) -> std::io::Result<()> {
+pub fn write_sweep(
+    out: &Path,
+    manifest: &SweepManifest,
+    runs: &[RunSummary],
+) -> std::io::Result<()> {
     std::fs::create_dir_all(out)?;
     for run in runs {
         let directory = out.join(&run.scenario);
@@ -230,7 +230,10 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, String> {
     let mut found: BTreeMap<(usize, u64), (SeedSummary, PathBuf)> = BTreeMap::new();
     for input in inputs {
         if out_canonical.is_some() && input.canonicalize().ok() == out_canonical {
-            return Err(format!("{}: the output directory cannot also be an input", input.display()));
+            return Err(format!(
+                "{}: the output directory cannot also be an input",
+                input.display()
+            ));
         }
         let manifest: SweepManifest = read_json(&input.join("sweep.json"))?;
         match &plan {
@@ -283,7 +286,8 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, String> {
     }
     let plan = plan.expect("at least one input").0;
     let pairs = plan_pairs(&plan);
-    let missing: Vec<&(usize, u64)> = pairs.iter().filter(|pair| !found.contains_key(pair)).collect();
+    let missing: Vec<&(usize, u64)> =
+        pairs.iter().filter(|pair| !found.contains_key(pair)).collect();
     if let Some(&&(index, seed)) = missing.first() {
         return Err(format!(
             "{} of the plan's {} seeds are in no input (the first: {} seed {seed}); is a shard missing?",
@@ -388,8 +392,10 @@ mod tests {
             for index in 1..=count {
                 let shard = shard_pairs(&pairs, Some(Shard { index, count }));
                 // Round-robin: shard sizes differ by at most one.
-                assert!(shard.len() == pairs.len() / count as usize
-                    || shard.len() == pairs.len() / count as usize + 1);
+                assert!(
+                    shard.len() == pairs.len() / count as usize
+                        || shard.len() == pairs.len() / count as usize + 1
+                );
                 union.extend(shard);
             }
             union.sort();
@@ -398,9 +404,6 @@ mod tests {
             assert_eq!(union, expected, "shards of {count} lose or repeat a pair");
         }
         assert_eq!(shard_pairs(&pairs, None), pairs);
-        assert_eq!(
-            shard_pairs(&pairs, Some(Shard { index: 3, count: 3 })),
-            vec![(0, 3), (1, 1)]
-        );
+        assert_eq!(shard_pairs(&pairs, Some(Shard { index: 3, count: 3 })), vec![(0, 3), (1, 1)]);
     }
 }
