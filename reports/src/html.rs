@@ -32,7 +32,12 @@ struct Series {
 }
 
 /// A line chart over simulated time with the fault windows shaded and the heal marked.
-fn chart_svg(title: &str, y_label: &str, series: &[Series], timeline: &Timeline) -> Result<String, String> {
+fn chart_svg(
+    title: &str,
+    y_label: &str,
+    series: &[Series],
+    timeline: &Timeline,
+) -> Result<String, String> {
     let x_max = (timeline.end_ms / 1000.0).max(1.0);
     let y_max = series
         .iter()
@@ -83,7 +88,9 @@ fn chart_svg(title: &str, y_label: &str, series: &[Series], timeline: &Timeline)
                 .draw_series(LineSeries::new(series.points.clone(), colour.stroke_width(2)))
                 .map_err(|error| fail(&error))?
                 .label(series.name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()
@@ -100,8 +107,11 @@ fn chart_svg(title: &str, y_label: &str, series: &[Series], timeline: &Timeline)
 /// The three charts of a timeline: throughput, latency percentiles, availability.
 fn timeline_charts(timeline: &Timeline) -> Result<String, String> {
     let seconds = |start_ms: u64| (start_ms as f64 + timeline.bucket_ms as f64 / 2.0) / 1000.0;
-    let throughput: Vec<(f64, f64)> =
-        timeline.buckets.iter().map(|bucket| (seconds(bucket.start_ms), bucket.throughput_per_s)).collect();
+    let throughput: Vec<(f64, f64)> = timeline
+        .buckets
+        .iter()
+        .map(|bucket| (seconds(bucket.start_ms), bucket.throughput_per_s))
+        .collect();
     let p50: Vec<(f64, f64)> = timeline
         .buckets
         .iter()
@@ -115,7 +125,9 @@ fn timeline_charts(timeline: &Timeline) -> Result<String, String> {
     let availability: Vec<(f64, f64)> = timeline
         .buckets
         .iter()
-        .filter_map(|bucket| bucket.availability.map(|value| (seconds(bucket.start_ms), value * 100.0)))
+        .filter_map(|bucket| {
+            bucket.availability.map(|value| (seconds(bucket.start_ms), value * 100.0))
+        })
         .collect();
     let blue = RGBColor(38, 139, 210);
     let orange = RGBColor(203, 75, 22);
@@ -214,7 +226,11 @@ fn scenario_section(scenario: &ScenarioReport, html: &mut String) -> Result<(), 
         html.push_str("</p>\n<ul>\n");
         for (check, violations) in &failing.violations {
             for violation in violations {
-                html.push_str(&format!("<li>{}: <pre>{}</pre></li>\n", escape(check), escape(violation)));
+                html.push_str(&format!(
+                    "<li>{}: <pre>{}</pre></li>\n",
+                    escape(check),
+                    escape(violation)
+                ));
             }
         }
         html.push_str("</ul>\n");

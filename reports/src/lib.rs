@@ -32,7 +32,8 @@ pub fn write_report(directory: &Path, out: &Path) -> Result<Written, String> {
     let runs = report::load_results(directory)?;
     let report = report::build_report(&runs)?;
     let html = html::report_html(&report)?;
-    std::fs::create_dir_all(out).map_err(|error| format!("{}: cannot create: {error}", out.display()))?;
+    std::fs::create_dir_all(out)
+        .map_err(|error| format!("{}: cannot create: {error}", out.display()))?;
     let written = Written {
         html: out.join("index.html"),
         markdown: out.join("report.md"),
@@ -44,7 +45,8 @@ pub fn write_report(directory: &Path, out: &Path) -> Result<Written, String> {
         (&written.markdown, report::report_markdown(&written.report)),
         (&written.json, report::report_json(&written.report)),
     ] {
-        std::fs::write(path, text).map_err(|error| format!("{}: cannot write: {error}", path.display()))?;
+        std::fs::write(path, text)
+            .map_err(|error| format!("{}: cannot write: {error}", path.display()))?;
     }
     Ok(written)
 }

@@ -270,7 +270,10 @@ pub fn report_markdown(report: &Report) -> String {
         page.push_str(&format!("\n## {}\n\nFile: `{}`\n\n", scenario.scenario, scenario.file));
         page.push_str("| check | passed seeds | failed seeds |\n|---|---|---|\n");
         for (name, check) in &scenario.checks {
-            page.push_str(&format!("| {name} | {} | {} |\n", check.passed_seeds, check.failed_seeds));
+            page.push_str(&format!(
+                "| {name} | {} | {} |\n",
+                check.passed_seeds, check.failed_seeds
+            ));
         }
         page.push_str("\n| figure | seeds | min | mean | max |\n|---|---|---|---|---|\n");
         for (name, check) in &scenario.checks {

@@ -122,7 +122,12 @@ pub fn timeline(events: &[Event], bucket_ms: u64) -> Timeline {
     // A fault never healed by its own end (the heal phase heals everything) ends at the heal.
     let heal_ms = phases.get("heal").copied().unwrap_or(end_us as f64 / 1000.0);
     for (fault, (kind, start_us)) in open_faults {
-        faults.push(FaultWindow { fault, kind, start_ms: start_us as f64 / 1000.0, end_ms: heal_ms });
+        faults.push(FaultWindow {
+            fault,
+            kind,
+            start_ms: start_us as f64 / 1000.0,
+            end_ms: heal_ms,
+        });
     }
     faults.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms).then(a.fault.cmp(&b.fault)));
     let mut all_latencies = Vec::new();
@@ -164,12 +169,29 @@ mod tests {
     fn operations_count_where_they_complete_and_faults_make_windows() {
         let events = vec![
             event(0, 0, invoke(0)),
-            event(1, 100, EventKind::FaultStart { fault: 0, kind: "crash".into(), detail: json!({}) }),
+            event(
+                1,
+                100,
+                EventKind::FaultStart { fault: 0, kind: "crash".into(), detail: json!({}) },
+            ),
             event(2, 300, EventKind::Ok { process: 0, f: "write".into(), value: json!(1) }),
             event(3, 400, invoke(1)),
-            event(4, 1200, EventKind::Info { process: 1, f: "write".into(), value: json!(1), error: "timeout".into() }),
+            event(
+                4,
+                1200,
+                EventKind::Info {
+                    process: 1,
+                    f: "write".into(),
+                    value: json!(1),
+                    error: "timeout".into(),
+                },
+            ),
             event(5, 1500, EventKind::FaultEnd { fault: 0, kind: "crash".into() }),
-            event(6, 1600, EventKind::FaultStart { fault: 1, kind: "pause".into(), detail: json!({}) }),
+            event(
+                6,
+                1600,
+                EventKind::FaultStart { fault: 1, kind: "pause".into(), detail: json!({}) },
+            ),
             event(7, 1700, EventKind::Phase { name: "heal".into(), detail: json!({}) }),
             event(8, 2100, invoke(0)),
             event(9, 2150, EventKind::Ok { process: 0, f: "read".into(), value: json!(1) }),

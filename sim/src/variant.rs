@@ -67,7 +67,10 @@ pub(crate) fn validate(scenario: &Scenario) -> Result<(), (String, String)> {
             && variant.name.len() <= 64
             && variant.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid {
-            return Err((format!("{path}.name"), "must be 1 to 64 letters, digits, '-' or '_'".into()));
+            return Err((
+                format!("{path}.name"),
+                "must be 1 to 64 letters, digits, '-' or '_'".into(),
+            ));
         }
         if !names.insert(variant.name.as_str()) {
             return Err((format!("{path}.name"), format!("duplicate variant {:?}", variant.name)));
@@ -76,7 +79,9 @@ pub(crate) fn validate(scenario: &Scenario) -> Result<(), (String, String)> {
         scenario.with_variant(index).validate().map_err(|invalid| {
             match invalid.path.strip_prefix("knobs") {
                 Some(field) => (format!("{path}.knobs{field}"), invalid.message),
-                None => (invalid.path, format!("under variant {:?}: {}", variant.name, invalid.message)),
+                None => {
+                    (invalid.path, format!("under variant {:?}: {}", variant.name, invalid.message))
+                }
             }
         })?;
     }
@@ -94,7 +99,8 @@ mod tests {
 
     #[test]
     fn overlay_merges_objects_and_replaces_the_rest() {
-        let mut base = object(json!({"queue": {"tick_ms": 10, "election_ticks": 10}, "flag": true}));
+        let mut base =
+            object(json!({"queue": {"tick_ms": 10, "election_ticks": 10}, "flag": true}));
         overlay_knobs(&mut base, &object(json!({"queue": {"election_ticks": 20}, "flag": false})));
         assert_eq!(
             Value::Object(base),
