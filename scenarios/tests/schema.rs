@@ -71,7 +71,8 @@ fn the_schema_rejects_what_the_loader_rejects_by_type() {
     )
     .unwrap();
     assert!(schemas.validate(&good, index).is_ok());
-    let edits: [(&str, fn(&mut serde_json::Value)); 4] = [
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 4] = [
         ("an unknown top-level field", |value| value["colour"] = "blue".into()),
         ("an unknown fault kind", |value| {
             value["faults"]["plan"][0]["fault"]["kind"] = "meteor".into()
