@@ -500,21 +500,17 @@ fn replay(path: &Path, seed: u64) -> ExitCode {
 }
 
 /// The scenario files the arguments name: files as given, directories as their `*.json`
-/// files, sorted.
+/// files (but the schema), sorted.
 #[cfg(madsim)]
 fn scenario_files(arguments: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for argument in arguments {
         if argument.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(argument)
-                .map_err(|error| format!("{}: cannot list: {error}", argument.display()))?
-                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
-                .collect();
+            let found = suite::scenario_files_in(argument)
+                .map_err(|error| format!("{}: cannot list: {error}", argument.display()))?;
             if found.is_empty() {
                 return Err(format!("{}: no scenario files (*.json) in it", argument.display()));
             }
-            found.sort();
             files.extend(found);
         } else {
             files.push(argument.clone());

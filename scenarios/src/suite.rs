@@ -27,15 +27,23 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The scenario files of the default suite: `scenarios/*.json`, sorted.
-pub fn default_suite_files() -> std::io::Result<Vec<PathBuf>> {
-    let directory = workspace_root().join("scenarios");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&directory)?
+/// The name of the scenario files' JSON Schema, which sits among them but is no scenario.
+pub const SCHEMA_FILE: &str = "schema.json";
+
+/// The scenario files in `directory`: its `*.json` files but the schema, sorted.
+pub fn scenario_files_in(directory: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(directory)?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
+        .filter(|path| path.file_name().is_some_and(|name| name != SCHEMA_FILE))
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// The scenario files of the default suite: `scenarios/*.json`, sorted.
+pub fn default_suite_files() -> std::io::Result<Vec<PathBuf>> {
+    scenario_files_in(&workspace_root().join("scenarios"))
 }
 
 /// Shows a path relative to the current directory when it is below it.

@@ -93,3 +93,13 @@ fn the_schema_rejects_what_the_loader_rejects_by_type() {
         );
     }
 }
+
+#[test]
+fn the_schema_sits_among_the_scenarios_but_is_none() {
+    let files = pessimist_scenarios::suite::default_suite_files().unwrap();
+    assert!(files.len() >= 8, "{files:?}");
+    for file in &files {
+        assert_ne!(file.file_name().unwrap(), "schema.json");
+        load_scenario(file).unwrap_or_else(|error| panic!("{error}"));
+    }
+}
