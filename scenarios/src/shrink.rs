@@ -245,7 +245,7 @@ pub fn shrink(
 
 /// The event with its window halved, or `None` when it is instant or already at
 /// [`WINDOW_MS_MIN`]. A window "until the heal" becomes an explicit one first.
-fn shorter(event: &FaultEvent, faults_ms: u64) -> Option<FaultEvent> {
+pub fn shorter(event: &FaultEvent, faults_ms: u64) -> Option<FaultEvent> {
     if event.fault.is_instant() {
         return None;
     }

@@ -15,7 +15,7 @@
 //! order seeds finish in: every seed is a pure function of (scenario, seed), and results are
 //! put back in plan order before anything is written but the per-seed histories.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pessimist_sim::summary::{RunSummary, SeedSummary};
@@ -157,6 +157,8 @@ pub fn run_pairs(
     jobs: usize,
     out: Option<&Path>,
 ) -> Result<Vec<(usize, SeedSummary)>, String> {
+    use std::collections::BTreeSet;
+
     use indicatif::{ProgressBar, ProgressStyle};
     use rayon::prelude::*;
 
