@@ -223,6 +223,18 @@ fn scenario_section(scenario: &ScenarioReport, html: &mut String) -> Result<(), 
         if let Some(shrink) = &failing.shrink {
             html.push_str(&format!("<br>shrink: <code>{}</code>", escape(shrink)));
         }
+        if let (Some(file), Some(plan)) = (&failing.shrunk_file, &failing.shrunk_plan) {
+            html.push_str(&format!(
+                "<br>shrunk plan (<code>{}</code>), {} events:<pre>",
+                escape(file),
+                plan.len()
+            ));
+            for event in plan {
+                html.push_str(&escape(&event.to_string()));
+                html.push('\n');
+            }
+            html.push_str("</pre>");
+        }
         html.push_str("</p>\n<ul>\n");
         for (check, violations) in &failing.violations {
             for violation in violations {

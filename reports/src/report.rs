@@ -19,6 +19,12 @@ pub const BUCKET_MS: u64 = 1000;
 /// Failing seeds listed per scenario (all are counted).
 pub const FAILING_SEEDS_LISTED_MAX: usize = 50;
 
+/// Where `sweep --shrink` writes a failing seed's shrunk scenario, relative to the directory
+/// of the scenario's `summary.json`.
+pub fn shrunk_path(seed: u64) -> String {
+    format!("shrunk/seed-{seed}.json")
+}
+
 /// A results directory read back: the runs and where they are.
 #[derive(Clone, Debug)]
 pub struct LoadedRun {
@@ -87,6 +93,9 @@ pub struct FailingSeed {
     pub violations: BTreeMap<String, Vec<String>>,
     pub replay: String,
     pub shrink: Option<String>,
+    /// The shrunk scenario file, when `sweep --shrink` wrote one, and its fault plan.
+    pub shrunk_file: Option<String>,
+    pub shrunk_plan: Option<Vec<Value>>,
 }
 
 /// One scenario's report.
@@ -194,8 +203,26 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
                     .collect(),
                 replay: seed.replay.clone(),
                 shrink: seed.shrink.clone(),
+                shrunk_file: None,
+                shrunk_plan: None,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut failing = failing;
+        for failing in &mut failing {
+            let path = loaded.directory.join(shrunk_path(failing.seed));
+            if !path.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| format!("{}: cannot read: {error}", path.display()))?;
+            let scenario: Value = serde_json::from_str(&text)
+                .map_err(|error| format!("{}: {error}", path.display()))?;
+            let plan = scenario["faults"]["plan"].as_array().cloned().ok_or_else(|| {
+                format!("{}: a shrunk scenario without faults.plan", path.display())
+            })?;
+            failing.shrunk_file = Some(path.display().to_string());
+            failing.shrunk_plan = Some(plan);
+        }
         let charted = run
             .seeds
             .iter()
@@ -304,6 +331,12 @@ pub fn report_markdown(report: &Report) -> String {
             ));
             if let Some(shrink) = &failing.shrink {
                 page.push_str(&format!("- shrink: `{shrink}`\n"));
+            }
+            if let (Some(file), Some(plan)) = (&failing.shrunk_file, &failing.shrunk_plan) {
+                page.push_str(&format!("- shrunk plan (`{file}`), {} events:\n", plan.len()));
+                for event in plan {
+                    page.push_str(&format!("  - `{event}`\n"));
+                }
             }
             for (name, violations) in &failing.violations {
                 for violation in violations {

@@ -63,6 +63,10 @@ enum Command {
         /// Also write the results as JUnit XML to this file.
         #[arg(long)]
         junit: Option<PathBuf>,
+        /// Then shrink the first failing seeds of each scenario (at most 5) into
+        /// DIR/<name>/shrunk/seed-N.json, which the report shows.
+        #[arg(long)]
+        shrink: bool,
     },
     /// Join the output directories of a sweep's shards into one, checking that together they
     /// cover the sweep exactly once.
@@ -168,8 +172,8 @@ fn main() -> ExitCode {
     match cli.command {
         None => run_default_suite(),
         Some(Command::Run { scenario, seed, seeds, out }) => run(&scenario, seed, seeds, out),
-        Some(Command::Sweep { scenarios, seeds, jobs, shard, out, junit }) => {
-            sweep(&scenarios, seeds, jobs, shard, out, junit)
+        Some(Command::Sweep { scenarios, seeds, jobs, shard, out, junit, shrink }) => {
+            sweep(&scenarios, seeds, jobs, shard, out, junit, shrink)
         }
         Some(Command::Merge { dirs, out, junit }) => merge(&dirs, out, junit),
         Some(Command::Replay { scenario, seed }) => replay(&scenario, seed),
@@ -249,6 +253,7 @@ fn sweep(
     _: Option<pessimist_scenarios::sweep::Shard>,
     _: Option<PathBuf>,
     _: Option<PathBuf>,
+    _: bool,
 ) -> ExitCode {
     simulation_unavailable()
 }
@@ -614,6 +619,7 @@ fn sweep(
     shard: Option<pessimist_scenarios::sweep::Shard>,
     out: Option<PathBuf>,
     junit: Option<PathBuf>,
+    shrink: bool,
 ) -> ExitCode {
     let scenarios = match scenario_files(arguments).and_then(|files| load_sweep_scenarios(&files)) {
         Ok(scenarios) => scenarios,
@@ -630,8 +636,72 @@ fn sweep(
             return bad_input(message);
         }
     }
+    if shrink {
+        if let Err(message) = shrink_failures(&scenarios, &runs, &out) {
+            return bad_input(message);
+        }
+    }
     println!("results: {}", suite::display_path(&out.join("sweep.json")));
     verdict_code(manifest.passed)
+}
+
+/// Failing seeds shrunk per scenario by `sweep --shrink`.
+#[cfg(madsim)]
+const SHRUNK_SEEDS_MAX: usize = 5;
+
+/// Shrinks the first failing seeds of each run into `out/<name>/shrunk/seed-N.json`.
+#[cfg(madsim)]
+fn shrink_failures(
+    scenarios: &[(pessimist_sim::scenario::Scenario, String)],
+    runs: &[pessimist_sim::summary::RunSummary],
+    out: &Path,
+) -> Result<(), String> {
+    for run in runs {
+        let (scenario, file) = scenarios
+            .iter()
+            .find(|(scenario, _)| scenario.name == run.scenario)
+            .expect("every run is of a scenario of the sweep");
+        // A seed without a shrink command panicked: there is no checker's failure to keep.
+        let failing = run.seeds.iter().filter(|seed| seed.shrink.is_some());
+        for seed in failing.take(SHRUNK_SEEDS_MAX) {
+            let shrunk = pessimist_scenarios::shrink::shrink(
+                scenario,
+                file,
+                seed.seed,
+                None,
+                pessimist_scenarios::shrink::RUNS_MAX_DEFAULT,
+                |_| {},
+            );
+            let shrunk = match shrunk {
+                Ok(shrunk) => shrunk,
+                Err(message) => {
+                    eprintln!(
+                        "pessimist: {} seed {}: not shrunk: {message}",
+                        run.scenario, seed.seed
+                    );
+                    continue;
+                }
+            };
+            let path =
+                out.join(&run.scenario).join(pessimist_reports::report::shrunk_path(seed.seed));
+            let parent = path.parent().expect("the path has a directory");
+            std::fs::create_dir_all(parent)
+                .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+            let text =
+                serde_json::to_string_pretty(&shrunk.scenario).expect("scenarios serialize") + "\n";
+            std::fs::write(&path, text)
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+            println!(
+                "{} seed {}: shrunk to {} of {} fault events: {}",
+                run.scenario,
+                seed.seed,
+                shrunk.scenario.faults.plan.events.len(),
+                shrunk.events_before,
+                suite::display_path(&path)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Shrinks a failing seed and writes the minimal scenario: exit 0 when it is written, 2 when

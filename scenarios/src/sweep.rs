@@ -219,7 +219,7 @@ pub struct Merged {
 }
 
 /// Joins the shard directories `inputs` (each written by `sweep --shard`, or by a whole
-/// sweep) into `out`: the summaries merged in plan order, histories copied. Fails when the
+/// sweep) into `out`: the summaries merged in plan order, histories and shrunk plans copied. Fails when the
 /// inputs come from different plans, when two hold the same seed, or when together they do
 /// not cover the plan (a shard is missing).
 pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, String> {
@@ -311,6 +311,15 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, String> {
             std::fs::copy(&source, &target).map_err(|error| {
                 format!("cannot copy {} to {}: {error}", source.display(), target.display())
             })?;
+        }
+        let shrunk = pessimist_reports::report::shrunk_path(pair.1);
+        if directory.join(&shrunk).is_file() {
+            let target = out.join(&plan[pair.0].name).join(&shrunk);
+            let parent = target.parent().expect("the path has a directory");
+            std::fs::create_dir_all(parent)
+                .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+            std::fs::copy(directory.join(&shrunk), &target)
+                .map_err(|error| format!("cannot copy to {}: {error}", target.display()))?;
         }
         results.push((pair.0, summary));
     }

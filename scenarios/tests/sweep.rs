@@ -311,3 +311,34 @@ fn compare_runs_every_design_on_the_same_seeds() {
     assert!(markdown.contains("| durability: failed seeds | "), "{markdown}");
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[test]
+fn sweep_shrink_puts_the_shrunk_plan_in_the_report() {
+    let out = scratch("sweep-shrink");
+    let output = pessimist(&[
+        "sweep",
+        SCENARIOS[1],
+        "--seeds",
+        "1",
+        "--shrink",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("ack-before-fsync seed 1: shrunk to 1 of 3 fault events"),
+        "{}",
+        text(&output)
+    );
+    let shrunk = out.join("ack-before-fsync/shrunk/seed-1.json");
+    let scenario = pessimist_scenarios::load_scenario(&shrunk).expect("the shrunk scenario loads");
+    assert_eq!(scenario.faults.plan.events.len(), 1);
+    let report = pessimist(&["report", out.to_str().unwrap()]);
+    assert_eq!(report.status.code(), Some(1), "{}", text(&report));
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(markdown.contains("- shrunk plan ("), "{markdown}");
+    assert!(markdown.contains("\"kind\":\"crash\""), "{markdown}");
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("shrunk plan (<code>"), "the page shows the shrunk plan");
+    let _ = std::fs::remove_dir_all(out);
+}
