@@ -358,3 +358,71 @@ pub fn report_markdown(report: &Report) -> String {
 pub fn report_json(report: &Report) -> String {
     serde_json::to_string_pretty(report).expect("reports serialize") + "\n"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pessimist_sim::check::Verdict;
+    use pessimist_sim::summary::SeedSummary;
+    use serde_json::json;
+
+    fn seed(seed: u64, passed: bool, figures: Value) -> SeedSummary {
+        let figures = figures.as_object().unwrap().clone().into_iter().collect();
+        let verdict = Verdict { passed, figures, violations: Vec::new() };
+        SeedSummary {
+            seed,
+            history_hash: String::new(),
+            passed,
+            checks: BTreeMap::from([("failover".to_string(), verdict)]),
+            replay: format!("replay {seed}"),
+            shrink: (!passed).then(|| format!("shrink {seed}")),
+            history: None,
+            fault_events: 0,
+            history_events: 0,
+        }
+    }
+
+    #[test]
+    fn figures_flatten_and_aggregate_over_the_seeds() {
+        let run = RunSummary {
+            scenario: "s".into(),
+            file: "s.json".into(),
+            passed: false,
+            seeds: vec![
+                seed(
+                    1,
+                    true,
+                    json!({"failover_ms_max": 1000, "per_kind": {"crash": {"ok_fraction": 0.5}}, "note": "text"}),
+                ),
+                seed(
+                    2,
+                    false,
+                    json!({"failover_ms_max": 3000, "per_kind": {"crash": {"ok_fraction": 1.0}}}),
+                ),
+                seed(3, true, json!({"failover_ms_max": 2000})),
+            ],
+        };
+        let reports = checker_reports(&run);
+        let failover = &reports["failover"];
+        assert_eq!((failover.passed_seeds, failover.failed_seeds), (2, 1));
+        assert_eq!(
+            failover.figures["failover_ms_max"],
+            FigureStats { seeds: 3, min: 1000.0, mean: 2000.0, max: 3000.0 }
+        );
+        assert_eq!(
+            failover.figures["per_kind.crash.ok_fraction"],
+            FigureStats { seeds: 2, min: 0.5, mean: 0.75, max: 1.0 }
+        );
+        assert!(!failover.figures.contains_key("note"), "text is no figure");
+        let report = build_report(&[LoadedRun { run, directory: PathBuf::from("/nonexistent") }])
+            .expect("no history to read");
+        assert_eq!(report.failed_seeds, 1);
+        assert_eq!(report.scenarios[0].failing[0].shrink.as_deref(), Some("shrink 2"));
+        let markdown = report_markdown(&report);
+        assert!(
+            markdown.contains("| failover.failover_ms_max | 3 | 1000 | 2000 | 3000 |"),
+            "{markdown}"
+        );
+        assert!(markdown.contains("- shrink: `shrink 2`"), "{markdown}");
+    }
+}
