@@ -268,14 +268,22 @@ mod tests {
                 .await
             })
             .build();
-        let client = handle.create_node().name("client").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1))).build();
+        let client =
+            handle.create_node().name("client").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1))).build();
         client
             .spawn(async move {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 let timeout = Duration::from_secs(1);
-                let response = request(address, "POST", "/v1/x?a=1&b", &[("X-Key", "k")], Bytes::from("hello"), timeout)
-                    .await
-                    .unwrap();
+                let response = request(
+                    address,
+                    "POST",
+                    "/v1/x?a=1&b",
+                    &[("X-Key", "k")],
+                    Bytes::from("hello"),
+                    timeout,
+                )
+                .await
+                .unwrap();
                 assert_eq!(response.status, 200);
                 assert_eq!(
                     response.body_json().unwrap(),
@@ -283,12 +291,17 @@ mod tests {
                             "key": "k", "body": "hello" })
                 );
                 let too_large = Bytes::from(vec![b'x'; 17]);
-                let response = request(address, "POST", "/", &[], too_large, timeout).await.unwrap();
+                let response =
+                    request(address, "POST", "/", &[], too_large, timeout).await.unwrap();
                 assert_eq!(response.status, 413);
                 assert_eq!(response.body_json().unwrap()["error"], "too_large");
                 let nobody = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), 8080);
-                let error = request(nobody, "GET", "/", &[], Bytes::new(), timeout).await.unwrap_err();
-                assert!(matches!(error, HttpError::Connect(..) | HttpError::Timeout(_)), "{error:?}");
+                let error =
+                    request(nobody, "GET", "/", &[], Bytes::new(), timeout).await.unwrap_err();
+                assert!(
+                    matches!(error, HttpError::Connect(..) | HttpError::Timeout(_)),
+                    "{error:?}"
+                );
             })
             .await
             .unwrap();

@@ -1,9 +1,55 @@
 //! pessimist-reports: renders what runs recorded into documents people read.
 //!
+//! - [`timeline`]: a history as series over simulated time (throughput, latency, availability)
+//!   and fault windows;
+//! - [`report`]: a results directory read back, aggregated per scenario and checker, as JSON
+//!   and Markdown;
+//! - [`html`]: the same as one self-contained HTML page with SVG charts.
+//!
 //! **Invariant:** reports read only run summaries, histories and verdicts; they never run
 //! anything, so a report can be rebuilt from saved results.
 
+pub mod html;
+pub mod report;
+pub mod timeline;
+
+use std::path::{Path, PathBuf};
+
 use pessimist_sim::summary::RunSummary;
+
+/// The files [`write_report`] wrote.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub html: PathBuf,
+    pub markdown: PathBuf,
+    pub json: PathBuf,
+    pub report: report::Report,
+}
+
+/// Reads the results in `directory` and writes `index.html`, `report.md` and `report.json`
+/// into `out`. The error is one line naming the file at fault.
+pub fn write_report(directory: &Path, out: &Path) -> Result<Written, String> {
+    let runs = report::load_results(directory)?;
+    let report = report::build_report(&runs)?;
+    let html = html::report_html(&report)?;
+    std::fs::create_dir_all(out)
+        .map_err(|error| format!("{}: cannot create: {error}", out.display()))?;
+    let written = Written {
+        html: out.join("index.html"),
+        markdown: out.join("report.md"),
+        json: out.join("report.json"),
+        report,
+    };
+    for (path, text) in [
+        (&written.html, html),
+        (&written.markdown, report::report_markdown(&written.report)),
+        (&written.json, report::report_json(&written.report)),
+    ] {
+        std::fs::write(path, text)
+            .map_err(|error| format!("{}: cannot write: {error}", path.display()))?;
+    }
+    Ok(written)
+}
 
 /// A Markdown page: per scenario, per seed, the verdict of each check and its figures, and the
 /// replay command of every failing seed.

@@ -4,8 +4,11 @@
 //! **Invariant:** a bad scenario file is an error that names the file, the line, the column
 //! and the field; it never panics and never runs.
 
+pub mod compare;
 pub mod locate;
+pub mod shrink;
 pub mod suite;
+pub mod sweep;
 
 use std::path::Path;
 
@@ -37,6 +40,14 @@ impl std::fmt::Display for LoadError {
 }
 
 impl std::error::Error for LoadError {}
+
+/// The scenario files' JSON Schema, generated from the scenario types (checked in as
+/// `scenarios/schema.json` so editors can validate scenario files). The loader remains the
+/// authority: the schema cannot say that a node a fault names exists, the loader does.
+pub fn scenario_schema() -> String {
+    let schema = schemars::schema_for!(Scenario);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
+}
 
 /// Reads, parses and validates a scenario file.
 pub fn load_scenario(path: &Path) -> Result<Scenario, LoadError> {

@@ -1,8 +1,9 @@
-//! `pessimist`: run scenarios under faults, replay a seed, check histories for
-//! linearizability.
+//! `pessimist`: run scenarios under faults (one seed, many seeds in parallel, a shard of a
+//! sweep), merge shards, replay and shrink a failing seed, compare design variants, write
+//! reports, check histories for linearizability.
 //!
 //! With no arguments it runs the default suite (every scenario in `scenarios/`, each over its
-//! own seeds) and writes its results under `reports/out/`.
+//! own seeds, in parallel) and writes its results and `reports/out/index.html`.
 //!
 //! Exit status: 0 when every check passed, 1 when a check failed, 2 for bad input.
 
@@ -11,7 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 #[cfg(madsim)]
-use pessimist_scenarios::{load_scenario, suite};
+use pessimist_scenarios::load_scenario;
+use pessimist_scenarios::suite;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,6 +39,90 @@ enum Command {
         #[arg(long)]
         seeds: Option<u64>,
         /// Where to write results (default: reports/out/<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run scenarios over seeds in parallel (or one shard of such a sweep) and write
+    /// DIR/sweep.json, and per scenario DIR/<name>/summary.json and its histories.
+    Sweep {
+        /// Scenario files (JSON), or directories whose *.json files are scenarios.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// Run seeds 1 to N of every scenario (default: the seeds each scenario lists).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Run only shard K of N of the (scenario, seed) pairs, K counted from 1.
+        #[arg(long)]
+        shard: Option<pessimist_scenarios::sweep::Shard>,
+        /// Where to write results (default: reports/out/sweep).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the results as JUnit XML to this file.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Then shrink the first failing seeds of each scenario (at most 5) into
+        /// DIR/<name>/shrunk/seed-N.json, which the report shows.
+        #[arg(long)]
+        shrink: bool,
+    },
+    /// Join the output directories of a sweep's shards into one, checking that together they
+    /// cover the sweep exactly once.
+    Merge {
+        /// Shard output directories (each holds a sweep.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the merged results (default: reports/out/merged).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the merged results as JUnit XML to this file.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
+    /// Shrink a failing seed's fault plan (drop events, shorten windows, weaken faults) while
+    /// the same check still fails, and write the minimal plan as a scenario file.
+    Shrink {
+        scenario: PathBuf,
+        #[arg(long)]
+        seed: u64,
+        /// Where to write the shrunk scenario (default:
+        /// reports/out/shrunk/<scenario>-seed-<seed>.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The check whose failure must persist (default: the first failing one by name).
+        #[arg(long)]
+        check: Option<String>,
+        /// Most simulation runs to spend.
+        #[arg(long, default_value_t = pessimist_scenarios::shrink::RUNS_MAX_DEFAULT)]
+        runs_max: usize,
+    },
+    /// Write a report of a results directory (one `run`, `sweep`, `merge` or the default suite
+    /// wrote): index.html (self-contained, SVG charts), report.md and report.json.
+    Report {
+        run_dir: PathBuf,
+        /// Where to write the report (default: RUN_DIR).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run every design variant a scenario declares, and the scenario as it is, on the same
+    /// seeds, and put their figures side by side (Markdown and JSON).
+    Compare {
+        scenario: PathBuf,
+        /// Run seeds 1 to N (default: the seeds the scenario lists).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Where to write results (default: reports/out/compare/<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print the scenario files' JSON Schema (generated from the scenario types), or write it
+    /// to FILE (the checked-in copy is scenarios/schema.json).
+    Schema {
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -71,7 +157,6 @@ fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-#[cfg(madsim)]
 const EXIT_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 
@@ -87,7 +172,28 @@ fn main() -> ExitCode {
     match cli.command {
         None => run_default_suite(),
         Some(Command::Run { scenario, seed, seeds, out }) => run(&scenario, seed, seeds, out),
+        Some(Command::Sweep { scenarios, seeds, jobs, shard, out, junit, shrink }) => {
+            sweep(&scenarios, seeds, jobs, shard, out, junit, shrink)
+        }
+        Some(Command::Merge { dirs, out, junit }) => merge(&dirs, out, junit),
         Some(Command::Replay { scenario, seed }) => replay(&scenario, seed),
+        Some(Command::Shrink { scenario, seed, out, check, runs_max }) => {
+            shrink(&scenario, seed, out, check, runs_max)
+        }
+        Some(Command::Report { run_dir, out }) => report(&run_dir, out),
+        Some(Command::Compare { scenario, seeds, jobs, out }) => {
+            compare(&scenario, seeds, jobs, out)
+        }
+        Some(Command::Schema { out: None }) => {
+            print!("{}", pessimist_scenarios::scenario_schema());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Schema { out: Some(out) }) => {
+            match std::fs::write(&out, pessimist_scenarios::scenario_schema()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => bad_input(format!("cannot write {}: {error}", out.display())),
+            }
+        }
         Some(Command::Lincheck { files, timeout, json }) => {
             let status = pessimist_sim::lincheck::cli::run(&files, timeout, json);
             ExitCode::from(u8::try_from(status).unwrap_or(EXIT_BAD_INPUT))
@@ -114,6 +220,113 @@ fn run(_: &Path, _: Option<u64>, _: Option<u64>, _: Option<PathBuf>) -> ExitCode
 #[cfg(not(madsim))]
 fn replay(_: &Path, _: u64) -> ExitCode {
     simulation_unavailable()
+}
+
+#[cfg(not(madsim))]
+fn shrink(_: &Path, _: u64, _: Option<PathBuf>, _: Option<String>, _: usize) -> ExitCode {
+    simulation_unavailable()
+}
+
+#[cfg(not(madsim))]
+fn compare(_: &Path, _: Option<u64>, _: Option<usize>, _: Option<PathBuf>) -> ExitCode {
+    simulation_unavailable()
+}
+
+fn report(run_dir: &Path, out: Option<PathBuf>) -> ExitCode {
+    let out = out.unwrap_or_else(|| run_dir.to_path_buf());
+    match pessimist_reports::write_report(run_dir, &out) {
+        Ok(written) => {
+            println!("report: {}", suite::display_path(&written.html));
+            println!("        {}", suite::display_path(&written.markdown));
+            println!("        {}", suite::display_path(&written.json));
+            verdict_code(written.report.passed)
+        }
+        Err(message) => bad_input(message),
+    }
+}
+
+#[cfg(not(madsim))]
+fn sweep(
+    _: &[PathBuf],
+    _: Option<u64>,
+    _: Option<usize>,
+    _: Option<pessimist_scenarios::sweep::Shard>,
+    _: Option<PathBuf>,
+    _: Option<PathBuf>,
+    _: bool,
+) -> ExitCode {
+    simulation_unavailable()
+}
+
+fn bad_input(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("pessimist: {message}");
+    ExitCode::from(EXIT_BAD_INPUT)
+}
+
+fn verdict_code(passed: bool) -> ExitCode {
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+/// Prints each failing seed (its failed checks, replay and shrink commands) and one line
+/// per scenario.
+fn print_failures(runs: &[pessimist_sim::summary::RunSummary]) {
+    for run in runs {
+        for seed in run.seeds.iter().filter(|seed| !seed.passed) {
+            println!("{}  seed {}  FAILED", run.scenario, seed.seed);
+            for (name, check) in seed.checks.iter().filter(|(_, check)| !check.passed) {
+                for violation in check.violations.iter().take(3) {
+                    println!("    {name}: {violation}");
+                }
+                if check.violations.len() > 3 {
+                    println!("    {name}: ... {} more", check.violations.len() - 3);
+                }
+            }
+            println!("    replay: {}", seed.replay);
+            if let Some(shrink) = &seed.shrink {
+                println!("    shrink: {shrink}");
+            }
+        }
+    }
+    for run in runs {
+        let failed = run.seeds.iter().filter(|seed| !seed.passed).count();
+        println!(
+            "{:<32} {:>6} seeds  {}",
+            run.scenario,
+            run.seeds.len(),
+            if failed == 0 { "passed".to_string() } else { format!("{failed} FAILED") }
+        );
+    }
+}
+
+fn write_junit(path: &Path, runs: &[pessimist_sim::summary::RunSummary]) -> Result<(), String> {
+    std::fs::write(path, pessimist_scenarios::sweep::junit_xml(runs))
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
+}
+
+fn merge(dirs: &[PathBuf], out: Option<PathBuf>, junit: Option<PathBuf>) -> ExitCode {
+    let out = out.unwrap_or_else(|| suite::workspace_root().join("reports/out/merged"));
+    let merged = match pessimist_scenarios::sweep::merge(dirs, &out) {
+        Ok(merged) => merged,
+        Err(message) => return bad_input(message),
+    };
+    print_failures(&merged.runs);
+    if let Some(junit) = junit {
+        if let Err(message) = write_junit(&junit, &merged.runs) {
+            return bad_input(message);
+        }
+    }
+    println!(
+        "{} shard directories, {} seeds, {} failed",
+        dirs.len(),
+        merged.manifest.seeds_run,
+        merged.manifest.seeds_failed
+    );
+    println!("results: {}", suite::display_path(&out.join("sweep.json")));
+    verdict_code(merged.manifest.passed)
 }
 
 #[cfg(madsim)]
@@ -147,6 +360,9 @@ fn print_run(run: &pessimist_sim::summary::RunSummary) {
                 }
             }
             println!("    replay: {}", seed.replay);
+            if let Some(shrink) = &seed.shrink {
+                println!("    shrink: {shrink}");
+            }
         }
     }
 }
@@ -191,58 +407,33 @@ fn run_default_suite() -> ExitCode {
     let files = match suite::default_suite_files() {
         Ok(files) if !files.is_empty() => files,
         Ok(_) => {
-            eprintln!(
-                "pessimist: no scenario files in {}",
+            return bad_input(format!(
+                "no scenario files in {}",
                 suite::workspace_root().join("scenarios").display()
-            );
-            return ExitCode::from(EXIT_BAD_INPUT);
+            ));
         }
-        Err(error) => {
-            eprintln!("pessimist: cannot list the scenarios: {error}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+        Err(error) => return bad_input(format!("cannot list the scenarios: {error}")),
+    };
+    let scenarios = match load_sweep_scenarios(&files) {
+        Ok(scenarios) => scenarios,
+        Err(message) => return bad_input(message),
     };
     let out = suite::workspace_root().join("reports/out");
-    let mut runs = Vec::new();
-    for path in &files {
-        let scenario = match load_scenario(path) {
-            Ok(scenario) => scenario,
-            Err(error) => {
-                eprintln!("pessimist: {error}");
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        };
-        let file = suite::display_path(path);
-        let seeds = scenario.seeds.clone();
-        match suite::run_scenario(&scenario, &file, &seeds, Some(&out.join(&scenario.name))) {
-            Ok(run) => {
-                print_run(&run);
-                runs.push(run);
-            }
-            Err(error) => {
-                eprintln!("pessimist: cannot write results to {}: {error}", out.display());
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        }
-    }
+    let (manifest, runs) = match run_sweep(&scenarios, None, default_jobs(), None, &out) {
+        Ok(done) => done,
+        Err(message) => return bad_input(message),
+    };
     let summary_path = out.join("summary.md");
     if let Err(error) = std::fs::write(&summary_path, pessimist_reports::markdown_summary(&runs)) {
-        eprintln!("pessimist: cannot write {}: {error}", summary_path.display());
-        return ExitCode::from(EXIT_BAD_INPUT);
+        return bad_input(format!("cannot write {}: {error}", summary_path.display()));
     }
-    let passed = runs.iter().all(|run| run.passed);
-    let seeds: usize = runs.iter().map(|run| run.seeds.len()).sum();
-    println!(
-        "{} scenarios, {seeds} seeds: {}",
-        runs.len(),
-        if passed { "all checks passed" } else { "some checks FAILED" }
-    );
+    let written = match pessimist_reports::write_report(&out, &out) {
+        Ok(written) => written,
+        Err(message) => return bad_input(message),
+    };
     println!("results: {}", suite::display_path(&summary_path));
-    if passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    }
+    println!("report: {}", suite::display_path(&written.html));
+    verdict_code(manifest.passed)
 }
 
 #[cfg(madsim)]
@@ -311,4 +502,311 @@ fn replay(path: &Path, seed: u64) -> ExitCode {
     } else {
         ExitCode::from(EXIT_FAILED)
     }
+}
+
+/// The scenario files the arguments name: files as given, directories as their `*.json`
+/// files (but the schema), sorted.
+#[cfg(madsim)]
+fn scenario_files(arguments: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for argument in arguments {
+        if argument.is_dir() {
+            let found = suite::scenario_files_in(argument)
+                .map_err(|error| format!("{}: cannot list: {error}", argument.display()))?;
+            if found.is_empty() {
+                return Err(format!("{}: no scenario files (*.json) in it", argument.display()));
+            }
+            files.extend(found);
+        } else {
+            files.push(argument.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Loads scenario files for a sweep: each must load, and names must differ (they name the
+/// output directories).
+#[cfg(madsim)]
+fn load_sweep_scenarios(
+    files: &[PathBuf],
+) -> Result<Vec<(pessimist_sim::scenario::Scenario, String)>, String> {
+    let mut scenarios: Vec<(pessimist_sim::scenario::Scenario, String)> = Vec::new();
+    for path in files {
+        let scenario = load_scenario(path).map_err(|error| error.to_string())?;
+        let file = suite::display_path(path);
+        if let Some((_, other)) = scenarios.iter().find(|(known, _)| known.name == scenario.name) {
+            return Err(format!(
+                "{file}: scenario name {:?} is also the name of {other}; a sweep needs distinct names",
+                scenario.name
+            ));
+        }
+        scenarios.push((scenario, file));
+    }
+    Ok(scenarios)
+}
+
+#[cfg(madsim)]
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|cores| cores.get()).unwrap_or(1)
+}
+
+/// Most worker threads a sweep may start.
+#[cfg(madsim)]
+const JOBS_MAX: usize = 1024;
+
+/// Runs a sweep; returns the manifest and the runs, or a bad-input message.
+#[cfg(madsim)]
+fn run_sweep(
+    scenarios: &[(pessimist_sim::scenario::Scenario, String)],
+    seeds: Option<u64>,
+    jobs: usize,
+    shard: Option<pessimist_scenarios::sweep::Shard>,
+    out: &Path,
+) -> Result<
+    (pessimist_scenarios::sweep::SweepManifest, Vec<pessimist_sim::summary::RunSummary>),
+    String,
+> {
+    use pessimist_scenarios::sweep::{self, PlannedScenario, SEEDS_MAX};
+
+    if !(1..=JOBS_MAX).contains(&jobs) {
+        return Err(format!("--jobs must be between 1 and {JOBS_MAX}"));
+    }
+    if let Some(count) = seeds {
+        if !(1..=SEEDS_MAX).contains(&count) {
+            return Err(format!("--seeds must be between 1 and {SEEDS_MAX}"));
+        }
+    }
+    let plan: Vec<PlannedScenario> = scenarios
+        .iter()
+        .map(|(scenario, file)| PlannedScenario {
+            name: scenario.name.clone(),
+            file: file.clone(),
+            seeds: match seeds {
+                Some(count) => (1..=count).collect(),
+                None => scenario.seeds.clone(),
+            },
+        })
+        .collect();
+    let pairs = sweep::shard_pairs(&sweep::plan_pairs(&plan), shard);
+    let started = std::time::Instant::now();
+    let results = sweep::run_pairs(scenarios, &pairs, jobs, Some(out))?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let runs = sweep::group_runs(&plan, results);
+    let manifest = sweep::manifest(&plan, shard, &runs);
+    sweep::write_sweep(out, &manifest, &runs)
+        .map_err(|error| format!("cannot write results to {}: {error}", out.display()))?;
+    print_failures(&runs);
+    let shard = shard.map(|shard| format!(" (shard {shard})")).unwrap_or_default();
+    println!(
+        "{} scenarios, {} seeds{shard}: {}; {wall_s:.1} s on {jobs} worker threads, {:.0} seeds per hour",
+        runs.len(),
+        manifest.seeds_run,
+        if manifest.passed {
+            "all checks passed".to_string()
+        } else {
+            format!("{} seeds FAILED", manifest.seeds_failed)
+        },
+        manifest.seeds_run as f64 * 3600.0 / wall_s.max(1e-9),
+    );
+    Ok((manifest, runs))
+}
+
+#[cfg(madsim)]
+fn sweep(
+    arguments: &[PathBuf],
+    seeds: Option<u64>,
+    jobs: Option<usize>,
+    shard: Option<pessimist_scenarios::sweep::Shard>,
+    out: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    shrink: bool,
+) -> ExitCode {
+    let scenarios = match scenario_files(arguments).and_then(|files| load_sweep_scenarios(&files)) {
+        Ok(scenarios) => scenarios,
+        Err(message) => return bad_input(message),
+    };
+    let out = out.unwrap_or_else(|| suite::workspace_root().join("reports/out/sweep"));
+    let jobs = jobs.unwrap_or_else(default_jobs);
+    let (manifest, runs) = match run_sweep(&scenarios, seeds, jobs, shard, &out) {
+        Ok(done) => done,
+        Err(message) => return bad_input(message),
+    };
+    if let Some(junit) = junit {
+        if let Err(message) = write_junit(&junit, &runs) {
+            return bad_input(message);
+        }
+    }
+    if shrink {
+        if let Err(message) = shrink_failures(&scenarios, &runs, &out) {
+            return bad_input(message);
+        }
+    }
+    println!("results: {}", suite::display_path(&out.join("sweep.json")));
+    verdict_code(manifest.passed)
+}
+
+/// Failing seeds shrunk per scenario by `sweep --shrink`.
+#[cfg(madsim)]
+const SHRUNK_SEEDS_MAX: usize = 5;
+
+/// Shrinks the first failing seeds of each run into `out/<name>/shrunk/seed-N.json`.
+#[cfg(madsim)]
+fn shrink_failures(
+    scenarios: &[(pessimist_sim::scenario::Scenario, String)],
+    runs: &[pessimist_sim::summary::RunSummary],
+    out: &Path,
+) -> Result<(), String> {
+    for run in runs {
+        let (scenario, file) = scenarios
+            .iter()
+            .find(|(scenario, _)| scenario.name == run.scenario)
+            .expect("every run is of a scenario of the sweep");
+        // A seed without a shrink command panicked: there is no checker's failure to keep.
+        let failing = run.seeds.iter().filter(|seed| seed.shrink.is_some());
+        for seed in failing.take(SHRUNK_SEEDS_MAX) {
+            let shrunk = pessimist_scenarios::shrink::shrink(
+                scenario,
+                file,
+                seed.seed,
+                None,
+                pessimist_scenarios::shrink::RUNS_MAX_DEFAULT,
+                |_| {},
+            );
+            let shrunk = match shrunk {
+                Ok(shrunk) => shrunk,
+                Err(message) => {
+                    eprintln!(
+                        "pessimist: {} seed {}: not shrunk: {message}",
+                        run.scenario, seed.seed
+                    );
+                    continue;
+                }
+            };
+            let path =
+                out.join(&run.scenario).join(pessimist_reports::report::shrunk_path(seed.seed));
+            let parent = path.parent().expect("the path has a directory");
+            std::fs::create_dir_all(parent)
+                .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+            let text =
+                serde_json::to_string_pretty(&shrunk.scenario).expect("scenarios serialize") + "\n";
+            std::fs::write(&path, text)
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+            println!(
+                "{} seed {}: shrunk to {} of {} fault events: {}",
+                run.scenario,
+                seed.seed,
+                shrunk.scenario.faults.plan.events.len(),
+                shrunk.events_before,
+                suite::display_path(&path)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Shrinks a failing seed and writes the minimal scenario: exit 0 when it is written, 2 when
+/// there was nothing to shrink (the seed passes, or bad input).
+#[cfg(madsim)]
+fn shrink(
+    path: &Path,
+    seed: u64,
+    out: Option<PathBuf>,
+    check: Option<String>,
+    runs_max: usize,
+) -> ExitCode {
+    let scenario = match load_scenario(path) {
+        Ok(scenario) => scenario,
+        Err(error) => return bad_input(error),
+    };
+    if runs_max < 2 {
+        return bad_input("--runs-max must be at least 2");
+    }
+    let file = suite::display_path(path);
+    let shrunk = pessimist_scenarios::shrink::shrink(
+        &scenario,
+        &file,
+        seed,
+        check.as_deref(),
+        runs_max,
+        |step| eprintln!("shrink: {step}"),
+    );
+    let shrunk = match shrunk {
+        Ok(shrunk) => shrunk,
+        Err(message) => return bad_input(message),
+    };
+    let out = out.unwrap_or_else(|| {
+        suite::workspace_root()
+            .join("reports/out/shrunk")
+            .join(format!("{}-seed-{seed}.json", scenario.name))
+    });
+    let text = serde_json::to_string_pretty(&shrunk.scenario).expect("scenarios serialize") + "\n";
+    if let Some(parent) = out.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Err(error) = std::fs::create_dir_all(parent) {
+            return bad_input(format!("cannot create {}: {error}", parent.display()));
+        }
+    }
+    if let Err(error) = std::fs::write(&out, text) {
+        return bad_input(format!("cannot write {}: {error}", out.display()));
+    }
+    let written = suite::display_path(&out);
+    println!(
+        "{} seed {seed}: check {} still fails with {} of {} fault events ({} runs{})",
+        scenario.name,
+        shrunk.checker,
+        shrunk.scenario.faults.plan.events.len(),
+        shrunk.events_before,
+        shrunk.runs,
+        if shrunk.budget_spent {
+            ", budget spent: a larger --runs-max may shrink further"
+        } else {
+            ""
+        }
+    );
+    for event in &shrunk.scenario.faults.plan.events {
+        println!("    {}", serde_json::to_string(event).expect("events serialize"));
+    }
+    println!("shrunk scenario: {written}");
+    println!("replay: {}", suite::replay_command(&written, seed));
+    ExitCode::SUCCESS
+}
+
+#[cfg(madsim)]
+fn compare(path: &Path, seeds: Option<u64>, jobs: Option<usize>, out: Option<PathBuf>) -> ExitCode {
+    use pessimist_scenarios::compare;
+
+    let scenario = match load_scenario(path) {
+        Ok(scenario) => scenario,
+        Err(error) => return bad_input(error),
+    };
+    if scenario.variants.is_empty() {
+        return bad_input(format!(
+            "{}: declares no variants to compare (add \"variants\": [{{\"name\": ..., \"knobs\": {{...}}}}])",
+            path.display()
+        ));
+    }
+    let file = suite::display_path(path);
+    let designs = compare::designs(&scenario, &file);
+    let out = out.unwrap_or_else(|| {
+        suite::workspace_root().join("reports/out/compare").join(&scenario.name)
+    });
+    let jobs = jobs.unwrap_or_else(default_jobs);
+    let (manifest, runs) = match run_sweep(&designs, seeds, jobs, None, &out) {
+        Ok(done) => done,
+        Err(message) => return bad_input(message),
+    };
+    let comparison = compare::comparison(&scenario, &runs);
+    let markdown = out.join("compare.md");
+    let json = out.join("compare.json");
+    for (path, text) in [
+        (&markdown, compare::comparison_markdown(&comparison)),
+        (&json, serde_json::to_string_pretty(&comparison).expect("comparisons serialize") + "\n"),
+    ] {
+        if let Err(error) = std::fs::write(path, text) {
+            return bad_input(format!("cannot write {}: {error}", path.display()));
+        }
+    }
+    print!("{}", compare::comparison_markdown(&comparison));
+    println!("comparison: {}", suite::display_path(&markdown));
+    println!("            {}", suite::display_path(&json));
+    verdict_code(manifest.passed)
 }

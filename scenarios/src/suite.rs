@@ -5,12 +5,18 @@ use std::path::{Path, PathBuf};
 
 #[cfg(madsim)]
 use pessimist_sim::scenario::Scenario;
+use pessimist_sim::summary::RunSummary;
 #[cfg(madsim)]
-use pessimist_sim::summary::{RunSummary, SeedSummary};
+use pessimist_sim::summary::SeedSummary;
 
 /// The command that replays `seed` of the scenario in `file`.
 pub fn replay_command(file: &str, seed: u64) -> String {
     format!("cargo run --release -- replay {file} --seed {seed}")
+}
+
+/// The command that shrinks the fault plan of failing `seed` of the scenario in `file`.
+pub fn shrink_command(file: &str, seed: u64) -> String {
+    format!("cargo run --release -- shrink {file} --seed {seed}")
 }
 
 /// The workspace root: where `scenarios/` and `reports/` are.
@@ -21,15 +27,23 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The scenario files of the default suite: `scenarios/*.json`, sorted.
-pub fn default_suite_files() -> std::io::Result<Vec<PathBuf>> {
-    let directory = workspace_root().join("scenarios");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&directory)?
+/// The name of the scenario files' JSON Schema, which sits among them but is no scenario.
+pub const SCHEMA_FILE: &str = "schema.json";
+
+/// The scenario files in `directory`: its `*.json` files but the schema, sorted.
+pub fn scenario_files_in(directory: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(directory)?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
+        .filter(|path| path.file_name().is_some_and(|name| name != SCHEMA_FILE))
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// The scenario files of the default suite: `scenarios/*.json`, sorted.
+pub fn default_suite_files() -> std::io::Result<Vec<PathBuf>> {
+    scenario_files_in(&workspace_root().join("scenarios"))
 }
 
 /// Shows a path relative to the current directory when it is below it.
@@ -57,6 +71,71 @@ pub fn run_one_seed(
     })
 }
 
+/// One seed's summary: runs it and, with `out`, writes its history to
+/// `out/histories/seed-N.jsonl`. A panic of the simulation is a failed seed whose
+/// `simulation` check carries the panic's message.
+#[cfg(madsim)]
+pub fn seed_summary(
+    scenario: &Scenario,
+    file: &str,
+    seed: u64,
+    out: Option<&Path>,
+) -> std::io::Result<SeedSummary> {
+    use std::collections::BTreeMap;
+
+    use pessimist_sim::check::Verdict;
+
+    let summary = match run_one_seed(scenario, seed) {
+        Ok(outcome) => {
+            let history = match out {
+                Some(out) => {
+                    let relative = format!("histories/seed-{seed}.jsonl");
+                    std::fs::write(
+                        out.join(&relative),
+                        pessimist_core::history::to_json_lines(&outcome.events),
+                    )?;
+                    Some(relative)
+                }
+                None => None,
+            };
+            SeedSummary {
+                seed,
+                history_hash: outcome.history_hash,
+                passed: outcome.passed,
+                checks: outcome.checks,
+                replay: replay_command(file, seed),
+                shrink: (!outcome.passed).then(|| shrink_command(file, seed)),
+                history,
+                fault_events: outcome.plan.events.len(),
+                history_events: outcome.events.len(),
+            }
+        }
+        Err(message) => {
+            let verdict =
+                Verdict { passed: false, figures: BTreeMap::new(), violations: vec![message] };
+            SeedSummary {
+                seed,
+                history_hash: String::new(),
+                passed: false,
+                checks: BTreeMap::from([("simulation".to_string(), verdict)]),
+                replay: replay_command(file, seed),
+                // A panic is no checker's verdict: there is nothing for the shrinker to keep.
+                shrink: None,
+                history: None,
+                fault_events: 0,
+                history_events: 0,
+            }
+        }
+    };
+    Ok(summary)
+}
+
+/// Writes `run` as `out/summary.json`.
+pub fn write_run_summary(run: &RunSummary, out: &Path) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(run).expect("summaries serialize");
+    std::fs::write(out.join("summary.json"), text + "\n")
+}
+
 /// Runs `scenario` (loaded from `file`) over `seeds`, writing histories under `out` when given.
 #[cfg(madsim)]
 pub fn run_scenario(
@@ -65,55 +144,12 @@ pub fn run_scenario(
     seeds: &[u64],
     out: Option<&Path>,
 ) -> std::io::Result<RunSummary> {
-    use std::collections::BTreeMap;
-
-    use pessimist_sim::check::Verdict;
-
     if let Some(out) = out {
         std::fs::create_dir_all(out.join("histories"))?;
     }
     let mut summaries = Vec::new();
     for &seed in seeds {
-        let summary = match run_one_seed(scenario, seed) {
-            Ok(outcome) => {
-                let history = match out {
-                    Some(out) => {
-                        let relative = format!("histories/seed-{seed}.jsonl");
-                        std::fs::write(
-                            out.join(&relative),
-                            pessimist_core::history::to_json_lines(&outcome.events),
-                        )?;
-                        Some(relative)
-                    }
-                    None => None,
-                };
-                SeedSummary {
-                    seed,
-                    history_hash: outcome.history_hash,
-                    passed: outcome.passed,
-                    checks: outcome.checks,
-                    replay: replay_command(file, seed),
-                    history,
-                    fault_events: outcome.plan.events.len(),
-                    history_events: outcome.events.len(),
-                }
-            }
-            Err(message) => {
-                let verdict =
-                    Verdict { passed: false, figures: BTreeMap::new(), violations: vec![message] };
-                SeedSummary {
-                    seed,
-                    history_hash: String::new(),
-                    passed: false,
-                    checks: BTreeMap::from([("simulation".to_string(), verdict)]),
-                    replay: replay_command(file, seed),
-                    history: None,
-                    fault_events: 0,
-                    history_events: 0,
-                }
-            }
-        };
-        summaries.push(summary);
+        summaries.push(seed_summary(scenario, file, seed, out)?);
     }
     let run = RunSummary {
         scenario: scenario.name.clone(),
@@ -122,8 +158,7 @@ pub fn run_scenario(
         seeds: summaries,
     };
     if let Some(out) = out {
-        let text = serde_json::to_string_pretty(&run).expect("summaries serialize");
-        std::fs::write(out.join("summary.json"), text + "\n")?;
+        write_run_summary(&run, out)?;
     }
     Ok(run)
 }

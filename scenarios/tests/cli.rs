@@ -92,6 +92,7 @@ fn a_failing_check_exits_1_and_prints_the_replay_command() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("durability: "), "{stdout}");
     assert!(stdout.contains("replay: cargo run --release -- replay scenarios/examples/ack-before-fsync.json --seed 1"), "{stdout}");
+    assert!(stdout.contains("shrink: cargo run --release -- shrink scenarios/examples/ack-before-fsync.json --seed 1"), "{stdout}");
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["passed"], false);

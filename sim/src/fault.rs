@@ -17,13 +17,14 @@ use std::collections::BTreeSet;
 use pessimist_core::seams::rng::SeededRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Largest number of events one plan may hold.
 pub const PLAN_EVENTS_MAX: usize = 1000;
 
 /// One fault. Node fields name nodes of the topology.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
     /// Cut one node off from every other node, both directions.
@@ -233,7 +234,7 @@ impl Fault {
 }
 
 /// A fault and its window.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultEvent {
     /// When the fault starts, in simulated milliseconds from the run's start.
@@ -255,7 +256,7 @@ impl FaultEvent {
 }
 
 /// An ordered list of fault events.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct FaultPlan {
     pub events: Vec<FaultEvent>,
@@ -331,7 +332,7 @@ pub const LEADER: &str = "@leader";
 
 /// Swarm testing: which fault kinds a seed may switch on, and the ranges intensities are
 /// drawn from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SwarmSettings {
     /// Kinds that may be drawn (default: every kind).

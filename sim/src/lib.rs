@@ -9,6 +9,7 @@
 //! - [`queue_workload`]: producers, workers and the drain of the replicated job queue;
 //! - [`check`]: checkers, pure functions from a history to a verdict;
 //! - [`queue_check`]: the job queue's checkers (Raft safety, durability, FIFO order, ...);
+//! - [`variant`]: design variants of a scenario's knobs, for side-by-side comparison;
 //! - [`lincheck`]: the linearizability checker (Wing-Gong/Lowe search, P-compositional).
 //!
 //! **Invariant:** the simulator reaches the service only through `pessimist_core`'s node
@@ -27,5 +28,6 @@ pub mod scenario;
 pub mod service_check;
 pub mod service_workload;
 pub mod summary;
+pub mod variant;
 #[cfg(madsim)]
 pub mod world;

@@ -23,6 +23,7 @@ use pessimist_core::seams::disk::DiskError;
 use pessimist_core::seams::net::{AddressBook, LinkFaults, NetError, Transport, TransportOptions};
 use pessimist_core::seams::rng::SeededRng;
 use rand::Rng;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -177,7 +178,7 @@ fn disk_error_answer(context: &NodeContext, error: DiskError) -> ProbeMessage {
 }
 
 /// The probe workload's settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbeWorkload {
     /// Concurrent client processes.

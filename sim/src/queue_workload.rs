@@ -27,11 +27,12 @@ use pessimist_core::queue::QueueClient;
 use pessimist_core::replica::client::{ClientError, Reply};
 use pessimist_core::seams::rng::SeededRng;
 use rand::Rng;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// The queue workload's settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueWorkload {
     /// Processes that enqueue.

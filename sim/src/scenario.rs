@@ -9,12 +9,14 @@
 use std::collections::BTreeSet;
 
 use pessimist_core::queue::QueueSettings;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::fault::{FaultPlan, SwarmSettings};
 use crate::probe::ProbeWorkload;
 use crate::queue_workload::QueueWorkload;
 use crate::service_workload::ServiceWorkload;
+use crate::variant::Variant;
 
 /// Server nodes a scenario may declare.
 pub const SERVER_NODES_MAX: usize = 64;
@@ -23,9 +25,12 @@ pub const CLIENT_NODES_MAX: usize = 16;
 /// Longest simulated run, in ms (a day): a bound so a typo cannot run forever.
 pub const RUN_MS_MAX: u64 = 86_400_000;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// The JSON Schema the file follows (for editors; the loader ignores it).
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -42,13 +47,16 @@ pub struct Scenario {
     /// The seeds `run` uses when none is given.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
+    /// Design variants `pessimist compare` runs side by side on the same seeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
 }
 
 fn default_seeds() -> Vec<u64> {
     vec![1, 2, 3]
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     pub nodes: Vec<NodeDeclaration>,
@@ -61,7 +69,7 @@ fn one() -> usize {
     1
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeDeclaration {
     pub name: String,
@@ -69,7 +77,7 @@ pub struct NodeDeclaration {
 }
 
 /// The workload, by kind.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Workload {
     /// The seam probe (see [`crate::probe`]); every node has role `probe`.
@@ -90,7 +98,7 @@ pub const SERVICE_ROLES: [&str; 4] = [
     pessimist_core::worker::ROLE,
 ];
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Phases {
     /// Length of the fault phase: faults start inside it, and all end when it ends.
@@ -101,7 +109,7 @@ pub struct Phases {
     pub liveness_bound_ms: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Faults {
     /// Faults at fixed times.
@@ -113,7 +121,7 @@ pub struct Faults {
 }
 
 /// Which checkers run, and their thresholds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Checks {
     pub durability: bool,
@@ -325,6 +333,6 @@ impl Scenario {
         if self.seeds.is_empty() {
             return Err(invalid("seeds", "must name at least one seed"));
         }
-        Ok(())
+        crate::variant::validate(self).map_err(|(path, message)| invalid(path, message))
     }
 }

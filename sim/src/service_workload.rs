@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// The image service workload's settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceWorkload {
     pub accounts: u32,
@@ -52,6 +52,10 @@ pub struct ServiceWorkload {
     pub thumbnail_side: u32,
     /// Share of uploads that are poison pills, of the kinds listed.
     pub pill_fraction: f64,
+    /// Kind names: `png_declares_13000`, `png_declares_50000`, `jpeg_lying_header`,
+    /// `truncated_jpeg`, `corrupted_image`, `crash_trigger` (the service crate has no schema
+    /// support, so the schema describes them as strings).
+    #[schemars(with = "Vec<String>")]
     pub pill_kinds: Vec<PillKind>,
     /// Share of uploads made with a key that never existed.
     pub unknown_key_fraction: f64,

@@ -17,6 +17,9 @@ pub struct SeedSummary {
     pub checks: BTreeMap<String, Verdict>,
     /// The one command that replays this seed.
     pub replay: String,
+    /// The command that shrinks this seed's fault plan (failing seeds only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrink: Option<String>,
     /// The history file, relative to the summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<String>,

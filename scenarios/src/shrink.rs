@@ -1,0 +1,311 @@
+//! Shrinking a failing seed: the smallest fault plan under which the same checker still
+//! fails, written as a scenario file that replays the failure.
+//!
+//! The seed's plan is first *materialized*: a swarm's draw becomes an explicit plan, so the
+//! shrinker works on data (the run under the materialized plan is the same run). Then passes
+//! repeat until none makes progress or the budget of runs is spent: drop chunks of events
+//! (halves, quarters, ... single events, as delta debugging does), shorten each window by
+//! halves, and weaken each fault's intensity step by step. A candidate is kept only when the
+//! same seed still fails the target checker.
+//!
+//! **Invariant:** every candidate is a valid scenario (it is validated before it runs), and
+//! the result is a pure function of the scenario, the seed, the target and the budget.
+
+use pessimist_sim::fault::{Fault, FaultEvent};
+use pessimist_sim::scenario::Scenario;
+
+/// The shortest window the shrinker cuts a fault down to, in ms.
+pub const WINDOW_MS_MIN: u64 = 100;
+/// The default budget of simulation runs for one shrink.
+pub const RUNS_MAX_DEFAULT: usize = 300;
+
+/// The scenario that replays `seed` of `scenario` with the plan the seed played written out:
+/// no swarm, the fixed events plus the swarm's draw, only this seed, no variants.
+#[cfg(madsim)]
+pub fn materialize(scenario: &Scenario, seed: u64) -> Scenario {
+    let mut materialized = scenario.clone();
+    materialized.faults.plan = pessimist_sim::run::plan_for_seed(scenario, seed);
+    materialized.faults.swarm = None;
+    materialized.seeds = vec![seed];
+    materialized.variants = Vec::new();
+    materialized
+}
+
+/// A fault one step weaker, or `None` when it is as weak as the shrinker makes it (or has no
+/// intensity: an isolation, a crash).
+pub fn weaker(fault: &Fault) -> Option<Fault> {
+    let halve_probability = |p: f64| (p >= 0.002).then_some(p / 2.0);
+    let halve_signed = |value: i64, floor: i64| (value.abs() >= 2 * floor).then_some(value / 2);
+    let mut weaker = fault.clone();
+    match &mut weaker {
+        Fault::PacketLoss { rate } => *rate = halve_probability(*rate)?,
+        Fault::Duplicate { probability } | Fault::FrameLoss { probability } => {
+            *probability = halve_probability(*probability)?
+        }
+        Fault::Reorder { probability, window_ms } => {
+            if *window_ms >= 2 {
+                *window_ms /= 2;
+            } else {
+                *probability = halve_probability(*probability)?;
+            }
+        }
+        Fault::LatencySpike { min_ms, max_ms } => {
+            if *max_ms <= 2 {
+                return None;
+            }
+            *min_ms /= 2;
+            *max_ms = (*max_ms / 2).max(*min_ms + 1);
+        }
+        Fault::LinkDelay { delay_ms, jitter_ms, .. } => {
+            if *delay_ms == 0 && *jitter_ms == 0 {
+                return None;
+            }
+            *delay_ms /= 2;
+            *jitter_ms /= 2;
+        }
+        Fault::SlowDisk { factor, .. } => {
+            if *factor <= 10 {
+                return None;
+            }
+            *factor = (*factor / 10).max(10);
+        }
+        Fault::ClockOffset { offset_ms, .. } => *offset_ms = halve_signed(*offset_ms, 10)?,
+        Fault::ClockDrift { drift_ppm, .. } => *drift_ppm = halve_signed(*drift_ppm, 100)?,
+        Fault::ClockJump { delta_ms, .. } => *delta_ms = halve_signed(*delta_ms, 10)?,
+        _ => return None,
+    }
+    assert!(weaker.validate().is_ok(), "a weaker fault stays valid: {weaker:?}");
+    Some(weaker)
+}
+
+/// What a shrink found.
+#[derive(Clone, Debug)]
+pub struct Shrunk {
+    /// The minimal scenario (named `<name>-shrunk-<seed>`), which fails `checker` on `seed`.
+    pub scenario: Scenario,
+    pub seed: u64,
+    pub checker: String,
+    /// Events of the materialized plan, before shrinking.
+    pub events_before: usize,
+    /// Simulation runs spent.
+    pub runs: usize,
+    /// Whether the budget ran out before a pass made no progress.
+    pub budget_spent: bool,
+}
+
+/// Shrinks `seed` of `scenario`, which must fail. `checker` picks the checker whose failure
+/// must persist (default: the first failing one by name). `note` hears every kept step.
+#[cfg(madsim)]
+pub fn shrink(
+    scenario: &Scenario,
+    file: &str,
+    seed: u64,
+    checker: Option<&str>,
+    runs_max: usize,
+    mut note: impl FnMut(&str),
+) -> Result<Shrunk, String> {
+    let original = crate::suite::run_one_seed(scenario, seed)
+        .map_err(|message| format!("seed {seed}: the simulation panicked ({message}); a panic is not a checker's failure, so there is nothing to shrink toward"))?;
+    let failing: Vec<&String> =
+        original.checks.iter().filter(|(_, check)| !check.passed).map(|(name, _)| name).collect();
+    let checker = match checker {
+        None => match failing.first() {
+            Some(name) => name.to_string(),
+            None => return Err(format!("seed {seed} passes every check: nothing to shrink")),
+        },
+        Some(name) if failing.iter().any(|failed| *failed == name) => name.to_string(),
+        Some(name) => {
+            return Err(format!(
+                "check {name:?} does not fail on seed {seed} (failing: {})",
+                failing.iter().map(|name| name.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        }
+    };
+    let mut current = materialize(scenario, seed);
+    current.name = format!("{}-shrunk-{seed}", scenario.name);
+    let events_before = current.faults.plan.events.len();
+    let mut runs = 1;
+    let mut budget_spent = false;
+    // Whether `candidate` still fails the checker; `None` once the budget is spent.
+    let fails =
+        |candidate: &Scenario, runs: &mut usize| -> Option<bool> {
+            if *runs >= runs_max {
+                return None;
+            }
+            if candidate.validate().is_err() {
+                return Some(false);
+            }
+            *runs += 1;
+            // A candidate that panics the simulation fails differently: not kept.
+            let outcome = crate::suite::run_one_seed(candidate, seed);
+            Some(outcome.is_ok_and(|outcome| {
+                outcome.checks.get(&checker).is_some_and(|check| !check.passed)
+            }))
+        };
+    match fails(&current, &mut runs) {
+        Some(true) => {}
+        Some(false) => {
+            return Err(format!(
+                "seed {seed} no longer fails {checker} once its plan is written out; this is a bug of the shrinker"
+            ))
+        }
+        None => return Err("the budget of runs is spent before shrinking began".into()),
+    }
+    let faults_ms = current.phases.faults_ms;
+    'passes: loop {
+        let mut progress = false;
+
+        // Drop chunks of events: halves first, then smaller chunks, down to single events.
+        let mut chunk = current.faults.plan.events.len().div_ceil(2).max(1);
+        while !current.faults.plan.events.is_empty() {
+            let mut start = 0;
+            while start < current.faults.plan.events.len() {
+                let mut candidate = current.clone();
+                let end = (start + chunk).min(candidate.faults.plan.events.len());
+                candidate.faults.plan.events.drain(start..end);
+                match fails(&candidate, &mut runs) {
+                    None => {
+                        budget_spent = true;
+                        break 'passes;
+                    }
+                    Some(true) => {
+                        note(&format!(
+                            "dropped {} event(s): {} left",
+                            end - start,
+                            candidate.faults.plan.events.len()
+                        ));
+                        current = candidate;
+                        progress = true;
+                    }
+                    Some(false) => start += chunk,
+                }
+            }
+            if chunk == 1 {
+                break;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+
+        // Shorten windows by halves, and weaken intensities step by step.
+        for index in 0..current.faults.plan.events.len() {
+            loop {
+                let event = &current.faults.plan.events[index];
+                let Some(shorter) = shorter(event, faults_ms) else { break };
+                let mut candidate = current.clone();
+                candidate.faults.plan.events[index] = shorter;
+                match fails(&candidate, &mut runs) {
+                    None => {
+                        budget_spent = true;
+                        break 'passes;
+                    }
+                    Some(true) => {
+                        let event = &candidate.faults.plan.events[index];
+                        note(&format!(
+                            "event {index} ({}) lasts {} ms",
+                            event.fault.kind(),
+                            event.duration_ms.unwrap_or(0)
+                        ));
+                        current = candidate;
+                        progress = true;
+                    }
+                    Some(false) => break,
+                }
+            }
+            while let Some(weaker) = weaker(&current.faults.plan.events[index].fault) {
+                let mut candidate = current.clone();
+                candidate.faults.plan.events[index].fault = weaker;
+                match fails(&candidate, &mut runs) {
+                    None => {
+                        budget_spent = true;
+                        break 'passes;
+                    }
+                    Some(true) => {
+                        note(&format!(
+                            "event {index} weakened: {}",
+                            serde_json::to_string(&candidate.faults.plan.events[index].fault)
+                                .expect("faults serialize")
+                        ));
+                        current = candidate;
+                        progress = true;
+                    }
+                    Some(false) => break,
+                }
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    current.description = format!(
+        "Shrunk from {file} seed {seed}: a minimal fault plan ({} of {events_before} events, windows and intensities cut) under which the check `{checker}` still fails. Replay: cargo run --release -- replay <this file> --seed {seed}.",
+        current.faults.plan.events.len(),
+    );
+    Ok(Shrunk { scenario: current, seed, checker, events_before, runs, budget_spent })
+}
+
+/// The event with its window halved, or `None` when it is instant or already at
+/// [`WINDOW_MS_MIN`]. A window "until the heal" becomes an explicit one first.
+pub fn shorter(event: &FaultEvent, faults_ms: u64) -> Option<FaultEvent> {
+    if event.fault.is_instant() {
+        return None;
+    }
+    let duration_ms = event.end_ms(faults_ms).saturating_sub(event.at_ms);
+    if duration_ms < 2 * WINDOW_MS_MIN {
+        return None;
+    }
+    Some(FaultEvent { duration_ms: Some(duration_ms / 2), ..event.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weakening_ends_and_every_step_is_valid() {
+        let faults = [
+            Fault::PacketLoss { rate: 0.3 },
+            Fault::Duplicate { probability: 0.2 },
+            Fault::FrameLoss { probability: 0.05 },
+            Fault::Reorder { probability: 0.3, window_ms: 100 },
+            Fault::LatencySpike { min_ms: 100, max_ms: 600 },
+            Fault::LinkDelay { from: "a".into(), to: "b".into(), delay_ms: 400, jitter_ms: 90 },
+            Fault::SlowDisk { node: "a".into(), factor: 1000 },
+            Fault::ClockOffset { node: "a".into(), offset_ms: -30_000 },
+            Fault::ClockDrift { node: "a".into(), drift_ppm: 50_000 },
+            Fault::ClockJump { node: "a".into(), delta_ms: 60_000 },
+        ];
+        for fault in faults {
+            let mut steps = 0;
+            let mut current = fault.clone();
+            while let Some(next) = weaker(&current) {
+                assert_eq!(next.kind(), fault.kind());
+                assert_ne!(next, current, "a step must change the fault");
+                current = next;
+                steps += 1;
+                assert!(steps < 64, "{fault:?} weakens forever");
+            }
+            assert!(steps >= 1, "{fault:?} cannot be weakened at all");
+        }
+        assert_eq!(weaker(&Fault::Crash { node: "a".into() }), None);
+        assert_eq!(
+            weaker(&Fault::SlowDisk { node: "a".into(), factor: 1000 }),
+            Some(Fault::SlowDisk { node: "a".into(), factor: 100 })
+        );
+    }
+
+    #[test]
+    fn windows_halve_down_to_the_minimum() {
+        let event =
+            FaultEvent { at_ms: 1000, duration_ms: None, fault: Fault::Pause { node: "a".into() } };
+        let half = shorter(&event, 9000).unwrap();
+        assert_eq!(half.duration_ms, Some(4000));
+        let tiny = FaultEvent { duration_ms: Some(150), ..event.clone() };
+        assert_eq!(shorter(&tiny, 9000), None);
+        let instant = FaultEvent {
+            at_ms: 1,
+            duration_ms: None,
+            fault: Fault::ClockJump { node: "a".into(), delta_ms: 5 },
+        };
+        assert_eq!(shorter(&instant, 9000), None);
+    }
+}
