@@ -32,13 +32,12 @@ use crate::auth::machine::{self as auth_machine, hash_secret};
 use crate::auth::{self, AuthClient, AuthSettings};
 use crate::history::Recorder;
 use crate::http::{self, HttpRequest, HttpResponse};
-use crate::node::NodeContext;
+use crate::node::{KnobSettings, NodeContext};
 use crate::queue::machine::{Command, JobStatus, Response};
-use crate::queue::{self, QueueClient, QueueMessage};
+use crate::queue::{self, QueueClient};
 use crate::replica::client::{ClientError, ClientOptions};
 use crate::resize::SPEC_SIDE_MAX;
 use crate::seams::clock::Clock;
-use crate::seams::net::{Transport, TransportOptions};
 
 /// The role name of API servers.
 pub const ROLE: &str = "api";
@@ -70,17 +69,10 @@ impl Default for ApiSettings {
     }
 }
 
-impl ApiSettings {
-    pub fn from_knobs(knobs: &serde_json::Value) -> Result<ApiSettings, String> {
-        let settings: ApiSettings = match knobs.get("api") {
-            None => ApiSettings::default(),
-            Some(value) => serde_json::from_value(value.clone()).map_err(|e| e.to_string())?,
-        };
-        settings.validate().map_err(|(field, message)| format!("{field}: {message}"))?;
-        Ok(settings)
-    }
+impl KnobSettings for ApiSettings {
+    const KNOB: &'static str = "api";
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), (String, String)> {
         let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
         if !(1..=(64 << 20)).contains(&self.body_bytes_max) {
             return fail("body_bytes_max", "must be between 1 and 64 MiB");
@@ -119,9 +111,9 @@ impl JobSpec {
 
 /// Runs an API server: its HTTP listener at its address, its cache refresher.
 pub async fn serve(context: NodeContext) {
-    let settings = ApiSettings::from_knobs(&context.knobs);
-    let auth_settings = AuthSettings::from_knobs(&context.knobs);
-    let queue_settings = queue::QueueSettings::from_knobs(&context.knobs);
+    let settings = ApiSettings::from_knobs_line(&context.knobs);
+    let auth_settings = AuthSettings::from_knobs_line(&context.knobs);
+    let queue_settings = queue::QueueSettings::from_knobs_line(&context.knobs);
     let (settings, auth_settings) = match (settings, auth_settings, queue_settings) {
         (Ok(settings), Ok(auth_settings), Ok(_)) => (settings, auth_settings),
         (a, b, c) => {
@@ -170,30 +162,12 @@ struct ApiServer {
 
 impl ApiServer {
     fn new(context: &NodeContext, settings: ApiSettings, auth_settings: AuthSettings) -> ApiServer {
-        let (transport, _) = Transport::<QueueMessage>::unbound(
-            &format!("{}/queue", context.name),
-            context.book.clone(),
-            TransportOptions::default(),
-            context.link_faults.clone(),
-            context.rng("queue-transport"),
-        );
         let options = ClientOptions {
             attempt_timeout: Duration::from_millis(settings.queue_timeout_ms),
             attempts: settings.queue_attempts,
             ..ClientOptions::default()
         };
-        let queue_nodes = context.peers(queue::ROLE);
-        let queue_clients = (0..settings.in_flight_max)
-            .map(|slot| {
-                QueueClient::new(
-                    transport.clone(),
-                    queue_nodes.clone(),
-                    context.clock.clone(),
-                    context.rng(&format!("queue-client/{slot}")),
-                    options.clone(),
-                )
-            })
-            .collect();
+        let queue_clients = queue::clients(context, &options, settings.in_flight_max);
         let lookup_clients = (0..auth_settings.lookups_in_flight_max)
             .map(|slot| {
                 let owner = format!("{}/lookup-{slot}", context.name);

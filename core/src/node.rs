@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::DeserializeOwned;
+
 use crate::history::Recorder;
 use crate::seams::clock::Clock;
 use crate::seams::disk::Disk;
@@ -46,5 +48,35 @@ impl NodeContext {
     /// numbers, as a rebooted machine would, and replays exactly under the same seed.
     pub fn rng(&self, component: &str) -> SeededRng {
         rng_for(self.run_seed, &format!("node/{}/{}/{component}", self.name, self.incarnation))
+    }
+}
+
+/// A service's settings, read from one design knob of the scenario (`knobs.<KNOB>`): absent,
+/// the defaults; present, every field named is checked.
+pub trait KnobSettings: DeserializeOwned + Default {
+    /// The knob's name (`queue`, `auth`, `api`, `worker`).
+    const KNOB: &'static str;
+
+    /// Checks the settings; the error names the field and what is wrong with it.
+    fn validate(&self) -> Result<(), (String, String)>;
+
+    /// The settings under `knobs.<KNOB>`, or the defaults when absent; the error names the
+    /// field.
+    fn from_knobs(knobs: &serde_json::Value) -> Result<Self, (String, String)> {
+        let settings: Self = match knobs.get(Self::KNOB) {
+            None => Self::default(),
+            Some(value) => serde_json::from_value(value.clone())
+                .map_err(|error| (String::new(), error.to_string()))?,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// [`KnobSettings::from_knobs`] with the error as one line: `field: message`.
+    fn from_knobs_line(knobs: &serde_json::Value) -> Result<Self, String> {
+        Self::from_knobs(knobs).map_err(|(field, message)| match field.is_empty() {
+            true => message,
+            false => format!("{field}: {message}"),
+        })
     }
 }

@@ -38,7 +38,7 @@ use serde_json::json;
 
 use crate::api::JobSpec;
 use crate::history::Recorder;
-use crate::node::NodeContext;
+use crate::node::{KnobSettings, NodeContext};
 use crate::queue::machine::{Command, Response};
 use crate::queue::{self, QueueClient, QueueMessage};
 use crate::replica::client::ClientOptions;
@@ -86,17 +86,9 @@ impl Default for WorkerSettings {
     }
 }
 
-impl WorkerSettings {
-    pub fn from_knobs(knobs: &serde_json::Value) -> Result<WorkerSettings, String> {
-        let settings: WorkerSettings = match knobs.get("worker") {
-            None => WorkerSettings::default(),
-            Some(value) => serde_json::from_value(value.clone()).map_err(|e| e.to_string())?,
-        };
-        settings.validate().map_err(|(field, message)| format!("{field}: {message}"))?;
-        Ok(settings)
-    }
-
-    pub fn validate(&self) -> Result<(), (String, String)> {
+impl KnobSettings for WorkerSettings {
+    const KNOB: &'static str = "worker";
+    fn validate(&self) -> Result<(), (String, String)> {
         let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
         if !(1..=256).contains(&self.cores) {
             return fail("cores", "must be between 1 and 256");
@@ -119,7 +111,9 @@ impl WorkerSettings {
         }
         Ok(())
     }
+}
 
+impl WorkerSettings {
     /// The simulated CPU time of one conversion.
     pub fn conversion_time(&self) -> Duration {
         Duration::from_secs_f64(1.0 / self.conversions_per_s_per_core)
@@ -144,7 +138,7 @@ pub fn crash_process(why: &str) -> ! {
 
 /// Runs a worker: `cores` lease loops.
 pub async fn serve(context: NodeContext) {
-    let settings = match WorkerSettings::from_knobs(&context.knobs) {
+    let settings = match WorkerSettings::from_knobs_line(&context.knobs) {
         Ok(settings) => settings,
         Err(reason) => {
             return context.recorder.record("worker_stopped", json!({ "reason": reason }));

@@ -62,19 +62,24 @@ pub(crate) fn phase_start_us(events: &[Event], name: &str) -> Option<u64> {
     })
 }
 
-/// One completed (or unfinished) client operation of the probe.
+/// One completed (or unfinished) client operation: its invoke paired with its completion by
+/// process.
 #[derive(Clone, Debug)]
-struct Operation {
-    f: String,
-    node: String,
-    invoke_us: u64,
-    complete_us: Option<u64>,
-    outcome: &'static str,
-    invoked_value: Value,
-    result: Value,
+pub(crate) struct Operation {
+    pub(crate) f: String,
+    /// The invoke's `node` field, empty when it has none.
+    pub(crate) node: String,
+    pub(crate) invoke_us: u64,
+    pub(crate) complete_us: Option<u64>,
+    /// `ok`, `fail`, `info`, or `open`.
+    pub(crate) outcome: &'static str,
+    pub(crate) invoked_value: Value,
+    /// The completion's value; `null` while open.
+    pub(crate) result: Value,
 }
 
-fn operations(events: &[Event]) -> Vec<Operation> {
+/// The history's client operations, in invoke order.
+pub(crate) fn operations(events: &[Event]) -> Vec<Operation> {
     let mut open: BTreeMap<u64, Operation> = BTreeMap::new();
     let mut done = Vec::new();
     for event in events {

@@ -19,7 +19,7 @@ use pessimist_core::history::{fingerprint, Event, EventKind, History};
 use pessimist_core::seams::rng::{derive_seed, rng_for};
 use serde_json::json;
 
-use pessimist_core::node::NodeContext;
+use pessimist_core::node::{KnobSettings, NodeContext};
 use pessimist_core::queue::machine::JobId;
 use pessimist_core::queue::{self, QueueClient, QueueMessage};
 use pessimist_core::replica::client::ClientOptions;

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+use pessimist_core::node::KnobSettings;
 use pessimist_core::queue::QueueSettings;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -159,6 +160,14 @@ pub struct Invalid {
     pub message: String,
 }
 
+/// Checks the settings of one service's knob, if the scenario sets it.
+fn check_knob<T: KnobSettings>(knobs: &serde_json::Value) -> Result<(), Invalid> {
+    T::from_knobs(knobs).map(drop).map_err(|(field, message)| match field.is_empty() {
+        true => invalid(format!("knobs.{}", T::KNOB), message),
+        false => invalid(format!("knobs.{}.{field}", T::KNOB), message),
+    })
+}
+
 fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
     Invalid { path: path.into(), message: message.into() }
 }
@@ -255,46 +264,11 @@ impl Scenario {
             Workload::Service(service) => service.validate(),
         };
         workload.map_err(|(field, message)| invalid(format!("workload.{field}"), message))?;
-        if let Some(settings) = self.knobs.get("queue") {
-            let settings: QueueSettings = serde_json::from_value(settings.clone())
-                .map_err(|error| invalid("knobs.queue", error.to_string()))?;
-            settings
-                .validate()
-                .map_err(|(field, message)| invalid(format!("knobs.queue.{field}"), message))?;
-        }
-        type KnobCheck = fn(&serde_json::Value) -> Result<(), (String, String)>;
-        let knob_checks: [(&str, KnobCheck); 3] = [
-            ("auth", |value| {
-                let settings: pessimist_core::auth::AuthSettings =
-                    serde_json::from_value(value.clone())
-                        .map_err(|error| (String::new(), error.to_string()))?;
-                settings.validate()
-            }),
-            ("api", |value| {
-                let settings: pessimist_core::api::ApiSettings =
-                    serde_json::from_value(value.clone())
-                        .map_err(|error| (String::new(), error.to_string()))?;
-                settings.validate()
-            }),
-            ("worker", |value| {
-                let settings: pessimist_core::worker::WorkerSettings =
-                    serde_json::from_value(value.clone())
-                        .map_err(|error| (String::new(), error.to_string()))?;
-                settings.validate()
-            }),
-        ];
-        for (knob, check) in knob_checks {
-            if let Some(value) = self.knobs.get(knob) {
-                check(value).map_err(|(field, message)| {
-                    let path = if field.is_empty() {
-                        format!("knobs.{knob}")
-                    } else {
-                        format!("knobs.{knob}.{field}")
-                    };
-                    invalid(path, message)
-                })?;
-            }
-        }
+        let knobs = serde_json::Value::Object(self.knobs.clone());
+        check_knob::<QueueSettings>(&knobs)?;
+        check_knob::<pessimist_core::auth::AuthSettings>(&knobs)?;
+        check_knob::<pessimist_core::api::ApiSettings>(&knobs)?;
+        check_knob::<pessimist_core::worker::WorkerSettings>(&knobs)?;
         let phases = &self.phases;
         if phases.faults_ms == 0 {
             return Err(invalid("phases.faults_ms", "must be positive"));

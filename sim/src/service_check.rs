@@ -17,62 +17,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use pessimist_core::auth::AuthSettings;
 use pessimist_core::history::{Event, EventKind};
+use pessimist_core::node::KnobSettings;
 use pessimist_core::queue::QueueSettings;
 use pessimist_core::resize::{self, DecodeBudget, ResizeError, ResizeSpec};
 use pessimist_core::worker::WorkerSettings;
 use serde_json::{json, Value};
 
-use crate::check::{phase_start_us, Verdict, PHASE_HEAL};
+use crate::check::{operations, phase_start_us, Operation, Verdict, PHASE_HEAL};
 use crate::service_workload::ImageSpec;
-
-/// One client operation: invoke and completion.
-#[derive(Clone, Debug)]
-struct Op<'a> {
-    f: &'a str,
-    invoke_us: u64,
-    complete_us: Option<u64>,
-    /// `ok`, `fail`, `info`, or `open`.
-    outcome: &'static str,
-    input: &'a Value,
-    output: &'a Value,
-}
-
-fn ops(events: &[Event]) -> Vec<Op<'_>> {
-    static NULL: Value = Value::Null;
-    let mut open: BTreeMap<u64, Op<'_>> = BTreeMap::new();
-    let mut done = Vec::new();
-    for event in events {
-        let (process, outcome, value) = match &event.kind {
-            EventKind::Invoke { process, f, value } => {
-                let op = Op {
-                    f,
-                    invoke_us: event.time_us,
-                    complete_us: None,
-                    outcome: "open",
-                    input: value,
-                    output: &NULL,
-                };
-                if let Some(unfinished) = open.insert(*process, op) {
-                    done.push(unfinished);
-                }
-                continue;
-            }
-            EventKind::Ok { process, value, .. } => (process, "ok", value),
-            EventKind::Fail { process, value, .. } => (process, "fail", value),
-            EventKind::Info { process, value, .. } => (process, "info", value),
-            _ => continue,
-        };
-        if let Some(mut op) = open.remove(process) {
-            op.complete_us = Some(event.time_us);
-            op.outcome = outcome;
-            op.output = value;
-            done.push(op);
-        }
-    }
-    done.extend(open.into_values());
-    done.sort_by_key(|op| op.invoke_us);
-    done
-}
 
 fn percentiles(name: &str, mut values: Vec<u64>, figures: &mut BTreeMap<String, Value>) {
     values.sort_unstable();
@@ -87,25 +39,25 @@ fn percentiles(name: &str, mut values: Vec<u64>, figures: &mut BTreeMap<String, 
 }
 
 /// Accepted jobs: job id to the upload's input (account, key, image spec).
-fn accepted_jobs<'a>(ops: &[Op<'a>]) -> BTreeMap<u64, &'a Value> {
+fn accepted_jobs(ops: &[Operation]) -> BTreeMap<u64, &Value> {
     ops.iter()
         .filter(|op| op.f == "upload" && op.outcome == "ok")
-        .filter_map(|op| Some((op.output["job"].as_u64()?, op.input)))
+        .filter_map(|op| Some((op.result["job"].as_u64()?, &op.invoked_value)))
         .collect()
 }
 
 /// The last terminal state a fetch saw per job: (`done` with the thumbnail hash, or `failed`).
-fn finished_jobs<'a>(ops: &[Op<'a>]) -> BTreeMap<u64, &'a Value> {
+fn finished_jobs(ops: &[Operation]) -> BTreeMap<u64, &Value> {
     ops.iter()
         .filter(|op| op.f == "fetch" && op.outcome == "ok")
-        .filter(|op| matches!(op.output["status"].as_str(), Some("done" | "failed")))
-        .filter_map(|op| Some((op.output["job"].as_u64()?, op.output)))
+        .filter(|op| matches!(op.result["status"].as_str(), Some("done" | "failed")))
+        .filter_map(|op| Some((op.result["job"].as_u64()?, &op.result)))
         .collect()
 }
 
 /// Every upload answered 202 ends done or failed, as a fetch saw it.
 pub fn jobs_complete(events: &[Event]) -> Verdict {
-    let ops = ops(events);
+    let ops = operations(events);
     let accepted = accepted_jobs(&ops);
     let finished = finished_jobs(&ops);
     let mut violations = Vec::new();
@@ -153,7 +105,7 @@ fn expected_outcome(
 /// Every finished job agrees with a local recomputation of its input.
 pub fn thumbnails(events: &[Event], knobs: &Value, side: u32) -> Verdict {
     let worker = WorkerSettings::from_knobs(knobs).unwrap_or_default();
-    let ops = ops(events);
+    let ops = operations(events);
     let accepted = accepted_jobs(&ops);
     let finished = finished_jobs(&ops);
     let mut violations = Vec::new();
@@ -200,7 +152,7 @@ pub fn thumbnails(events: &[Event], knobs: &Value, side: u32) -> Verdict {
 /// worker was down at once.
 pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> Verdict {
     let max_attempts = QueueSettings::from_knobs(knobs).map(|s| s.max_attempts).unwrap_or(1);
-    let ops = ops(events);
+    let ops = operations(events);
     let finished = finished_jobs(&ops);
     let mut crashes: BTreeMap<u64, u64> = BTreeMap::new();
     let mut causes: BTreeMap<String, u64> = BTreeMap::new();
@@ -270,7 +222,7 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
 /// first refused probe), p50 / p99 / max in ms.
 pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
     let bound_ms = AuthSettings::from_knobs(knobs).map(|s| s.revocation_bound_ms()).unwrap_or(0);
-    let ops = ops(events);
+    let ops = operations(events);
     // Key id -> (the first try of its creation began, its creation acknowledged).
     let mut created: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut revoked: BTreeMap<String, u64> = BTreeMap::new();
@@ -281,30 +233,29 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
         }
         let start = *call_start.get_or_insert(op.invoke_us);
         if op.outcome == "ok" {
-            if let (Some(key), Some(done)) = (op.output["key"].as_str(), op.complete_us) {
+            if let (Some(key), Some(done)) = (op.result["key"].as_str(), op.complete_us) {
                 created.entry(key.to_string()).or_insert((start, done));
             }
             call_start = None;
         }
     }
     for op in ops.iter().filter(|op| op.f == "revoke_key" && op.outcome == "ok") {
-        if let (Some(key), Some(done)) = (op.input["key"].as_str(), op.complete_us) {
+        if let (Some(key), Some(done)) = (op.invoked_value["key"].as_str(), op.complete_us) {
             revoked.entry(key.to_string()).or_insert(done);
         }
     }
     let mut violations = Vec::new();
     let (mut accepted, mut unknown_refused) = (0u64, 0u64);
     let mut first_accept: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut first_refusal: BTreeMap<&str, u64> = BTreeMap::new();
     for op in &ops {
-        let (key, status) = match op.f {
-            "upload" => (op.input["key"].as_str(), op.output["status"].as_u64()),
-            "probe" => (op.input["key"].as_str(), op.output["status"].as_u64()),
+        let (key, status) = match op.f.as_str() {
+            "upload" => (op.invoked_value["key"].as_str(), op.result["status"].as_u64()),
+            "probe" => (op.invoked_value["key"].as_str(), op.result["status"].as_u64()),
             _ => continue,
         };
         let Some(status) = status else { continue };
         let Some(done_us) = op.complete_us else { continue };
-        let was_accepted = match op.f {
+        let was_accepted = match op.f.as_str() {
             "upload" => status == 202,
             _ => status == 404,
         };
@@ -321,10 +272,6 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
             }
             continue;
         };
-        if refused {
-            first_refusal.entry(key).or_insert(done_us);
-            continue;
-        }
         if !was_accepted {
             continue;
         }
@@ -362,9 +309,11 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
             let refused = ops
                 .iter()
                 .filter(|op| {
-                    op.f == "probe" && op.input["key"] == key.as_str() && op.invoke_us >= done
+                    op.f == "probe"
+                        && op.invoked_value["key"] == key.as_str()
+                        && op.invoke_us >= done
                 })
-                .find(|op| matches!(op.output["status"].as_u64(), Some(401 | 403)))?;
+                .find(|op| matches!(op.result["status"].as_u64(), Some(401 | 403)))?;
             Some(refused.complete_us?.saturating_sub(done) / 1000)
         })
         .collect();
@@ -377,7 +326,6 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
     ]);
     percentiles("new_key_delay_ms", new_key_ms, &mut figures);
     percentiles("revocation_lag_ms", revocation_ms, &mut figures);
-    let _ = first_refusal;
     Verdict::from_violations(violations, figures)
 }
 
@@ -390,14 +338,14 @@ pub fn service_availability(
     window_ms: u64,
     heal_ok_fraction_min: Option<f64>,
 ) -> Verdict {
-    let ops = ops(events);
-    let served = |op: &&Op| {
-        op.f == "upload" && !matches!(op.output["status"].as_u64(), Some(400..=428 | 430..=499))
+    let ops = operations(events);
+    let served = |op: &&Operation| {
+        op.f == "upload" && !matches!(op.result["status"].as_u64(), Some(400..=428 | 430..=499))
     };
-    let uploads: Vec<&Op> = ops.iter().filter(served).collect();
-    let ok = |op: &&Op| op.outcome == "ok";
+    let uploads: Vec<&Operation> = ops.iter().filter(served).collect();
+    let ok = |op: &&Operation| op.outcome == "ok";
     let share = |from_us: u64, to_us: u64| -> (usize, usize) {
-        let inside: Vec<&&Op> =
+        let inside: Vec<&&Operation> =
             uploads.iter().filter(|op| op.invoke_us >= from_us && op.invoke_us < to_us).collect();
         (inside.iter().filter(|op| ok(op)).count(), inside.len())
     };

@@ -208,6 +208,16 @@ struct Client {
 }
 
 impl Client {
+    /// Process `process`'s client, its RNG drawn from the run's seed under `label`.
+    fn new(process: u64, history: &History, seed: u64, label: &str, timeout_ms: u64) -> Client {
+        Client {
+            process,
+            history: history.clone(),
+            rng: rng_for(seed, label),
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
     fn invoke(&self, f: &str, value: Value) {
         self.history.record(EventKind::Invoke { process: self.process, f: f.into(), value });
     }
@@ -242,12 +252,7 @@ pub async fn admin(
     seed: u64,
     until_us: u64,
 ) {
-    let client = Client {
-        process: 0,
-        history: history.clone(),
-        rng: rng_for(seed, "client/admin"),
-        timeout: Duration::from_millis(workload.request_timeout_ms),
-    };
+    let client = Client::new(0, &history, seed, "client/admin", workload.request_timeout_ms);
     let mut admin = Admin { client, endpoints, workload, keyring, serial: 0 };
     for index in 0..admin.workload.accounts {
         let account = admin.create_account(&format!("account-{index}")).await;
@@ -450,12 +455,8 @@ pub async fn uploader(
     seed: u64,
     until_us: u64,
 ) {
-    let mut client = Client {
-        process,
-        history: history.clone(),
-        rng: rng_for(seed, &format!("client/{process}/uploads")),
-        timeout: Duration::from_millis(workload.request_timeout_ms),
-    };
+    let label = format!("client/{process}/uploads");
+    let mut client = Client::new(process, &history, seed, &label, workload.request_timeout_ms);
     let mut counter = 0u64;
     loop {
         let uniform: f64 = client.rng.random_range(f64::EPSILON..1.0);
@@ -570,12 +571,8 @@ pub async fn poller(
     until_us: u64,
     drain_until_us: u64,
 ) {
-    let mut client = Client {
-        process,
-        history: history.clone(),
-        rng: rng_for(seed, &format!("client/{process}/polls")),
-        timeout: Duration::from_millis(workload.request_timeout_ms),
-    };
+    let label = format!("client/{process}/polls");
+    let mut client = Client::new(process, &history, seed, &label, workload.request_timeout_ms);
     loop {
         tokio::time::sleep(Duration::from_millis(workload.poll_ms)).await;
         let now_us = history.now_us();

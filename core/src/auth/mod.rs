@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 use crate::http::{self, HttpRequest, HttpResponse};
-use crate::node::NodeContext;
+use crate::node::{KnobSettings, NodeContext};
 use crate::replica::client::{Client, ClientError, ClientOptions};
 use crate::replica::{self, RaftSettings, ReplicaMessage};
 use crate::seams::net::{Transport, TransportOptions};
@@ -96,19 +96,10 @@ impl Default for AuthSettings {
     }
 }
 
-impl AuthSettings {
-    /// The settings under `knobs.auth`, or the defaults.
-    pub fn from_knobs(knobs: &serde_json::Value) -> Result<AuthSettings, String> {
-        let settings: AuthSettings = match knobs.get("auth") {
-            None => AuthSettings::default(),
-            Some(value) => serde_json::from_value(value.clone()).map_err(|e| e.to_string())?,
-        };
-        settings.validate().map_err(|(field, message)| format!("{field}: {message}"))?;
-        Ok(settings)
-    }
+impl KnobSettings for AuthSettings {
+    const KNOB: &'static str = "auth";
 
-    /// Checks the settings; the error names the field.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), (String, String)> {
         let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
         self.raft().validate()?;
         if !(10..=3_600_000).contains(&self.refresh_ms) {
@@ -128,7 +119,9 @@ impl AuthSettings {
         }
         Ok(())
     }
+}
 
+impl AuthSettings {
     pub fn raft(&self) -> RaftSettings {
         RaftSettings {
             tick_ms: self.tick_ms,
@@ -178,7 +171,7 @@ pub fn admin_address(address: SocketAddr) -> SocketAddr {
 
 /// Runs a management plane node: its Raft replica and its admin endpoints.
 pub async fn serve(context: NodeContext) {
-    let settings = match AuthSettings::from_knobs(&context.knobs) {
+    let settings = match AuthSettings::from_knobs_line(&context.knobs) {
         Ok(settings) => settings,
         Err(reason) => {
             let reason = format!("bad settings: {reason}");

@@ -12,8 +12,10 @@ pub mod machine;
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::NodeContext;
+use crate::node::{KnobSettings, NodeContext};
+use crate::replica::client::ClientOptions;
 use crate::replica::{self, RaftSettings, StateMachine};
+use crate::seams::net::{Transport, TransportOptions};
 use machine::{Command, QueueConfig, QueueMachine, Response};
 
 /// The role name of queue nodes in a cluster's topology.
@@ -28,7 +30,7 @@ pub type QueueClient = replica::client::Client<QueueMachine>;
 
 /// Runs a queue node (settings from the `queue` knob) until its disk fails it or it is killed.
 pub async fn serve(context: NodeContext) {
-    match QueueSettings::from_knobs(&context.knobs) {
+    match QueueSettings::from_knobs_line(&context.knobs) {
         Ok(settings) => {
             let machine = QueueMachine::new(settings.machine());
             replica::node::serve(context, settings.raft(), machine).await
@@ -38,6 +40,30 @@ pub async fn serve(context: NodeContext) {
             serde_json::json!({ "group": ROLE, "reason": format!("bad settings: {reason}") }),
         ),
     }
+}
+
+/// `count` queue clients of a node that only dials out (an API server, a worker): one
+/// transport named `<node>/queue`, shared, and one client per task that needs one.
+pub fn clients(context: &NodeContext, options: &ClientOptions, count: usize) -> Vec<QueueClient> {
+    let (transport, _) = Transport::<QueueMessage>::unbound(
+        &format!("{}/queue", context.name),
+        context.book.clone(),
+        TransportOptions::default(),
+        context.link_faults.clone(),
+        context.rng("queue-transport"),
+    );
+    let nodes = context.peers(ROLE);
+    (0..count)
+        .map(|slot| {
+            QueueClient::new(
+                transport.clone(),
+                nodes.clone(),
+                context.clock.clone(),
+                context.rng(&format!("queue-client/{slot}")),
+                options.clone(),
+            )
+        })
+        .collect()
 }
 
 impl StateMachine for QueueMachine {
@@ -95,19 +121,10 @@ impl Default for QueueSettings {
     }
 }
 
-impl QueueSettings {
-    /// The settings under `knobs.queue`, or the defaults when absent.
-    pub fn from_knobs(knobs: &serde_json::Value) -> Result<QueueSettings, String> {
-        let settings = match knobs.get("queue") {
-            None => QueueSettings::default(),
-            Some(value) => serde_json::from_value(value.clone()).map_err(|e| e.to_string())?,
-        };
-        settings.validate().map_err(|(field, message)| format!("{field}: {message}"))?;
-        Ok(settings)
-    }
+impl KnobSettings for QueueSettings {
+    const KNOB: &'static str = "queue";
 
-    /// Checks the settings; the error names the field.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), (String, String)> {
         let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
         self.raft().validate()?;
         if self.max_attempts == 0 {
@@ -121,7 +138,9 @@ impl QueueSettings {
         }
         Ok(())
     }
+}
 
+impl QueueSettings {
     /// The Raft part of the settings.
     pub fn raft(&self) -> RaftSettings {
         RaftSettings {
