@@ -161,22 +161,48 @@ pub fn fingerprint(events: &[Event]) -> String {
 #[derive(Clone, Debug)]
 pub struct Recorder {
     node: String,
-    history: Option<History>,
+    sink: Sink,
+}
+
+#[derive(Clone, Debug)]
+enum Sink {
+    Nowhere,
+    History(History),
+    /// One JSON object per line on standard output, stamped with the Unix time in
+    /// milliseconds: a real node's log.
+    Stdout,
 }
 
 impl Recorder {
     pub fn new(node: &str, history: History) -> Recorder {
-        Recorder { node: node.to_string(), history: Some(history) }
+        Recorder { node: node.to_string(), sink: Sink::History(history) }
     }
 
     pub fn disabled(node: &str) -> Recorder {
-        Recorder { node: node.to_string(), history: None }
+        Recorder { node: node.to_string(), sink: Sink::Nowhere }
+    }
+
+    /// A recorder that logs each event as a JSON line on standard output (a real node).
+    pub fn stdout(node: &str) -> Recorder {
+        Recorder { node: node.to_string(), sink: Sink::Stdout }
     }
 
     /// Records that `what` happened on this node.
     pub fn record(&self, what: &str, detail: Value) {
-        if let Some(history) = &self.history {
-            history.internal(&self.node, what, detail);
+        match &self.sink {
+            Sink::Nowhere => {}
+            Sink::History(history) => history.internal(&self.node, what, detail),
+            Sink::Stdout => {
+                use std::io::Write;
+                let unix_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_millis() as u64);
+                let line = serde_json::json!({
+                    "unix_ms": unix_ms, "node": self.node, "what": what, "detail": detail,
+                });
+                // A log line that cannot be written (a closed pipe) is dropped, never fatal.
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
         }
     }
 

@@ -19,3 +19,24 @@ pub mod replica;
 pub mod resize;
 pub mod seams;
 pub mod worker;
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A node's program: what runs on it for as long as it lives.
+pub type Program = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The roles [`serve_role`] knows.
+pub const ROLES: [&str; 4] = [queue::ROLE, auth::ROLE, api::ROLE, worker::ROLE];
+
+/// The program of a service role (`queue`, `auth`, `api`, `worker`), or `None` for a role
+/// the service does not have. The simulator and a real node both start nodes through here.
+pub fn serve_role(context: node::NodeContext) -> Option<Program> {
+    Some(match context.role.as_str() {
+        queue::ROLE => Box::pin(queue::serve(context)),
+        auth::ROLE => Box::pin(auth::serve(context)),
+        api::ROLE => Box::pin(api::serve(context)),
+        worker::ROLE => Box::pin(worker::serve(context)),
+        _ => return None,
+    })
+}

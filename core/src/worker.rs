@@ -57,6 +57,10 @@ pub struct WorkerSettings {
     pub cores: u32,
     /// The seed's figure: conversions per second per core.
     pub conversions_per_s_per_core: f64,
+    /// Whether each conversion spends the cost model's time on the clock. On in the
+    /// simulation, where decoding takes no simulated time; off in a real cluster, where the
+    /// real CPU pays.
+    pub charge_cpu: bool,
     /// The memory a decode may use.
     pub memory_bytes_max: u64,
     /// Whether decodes run under `image::Limits` from the budget (off: an over-budget decode
@@ -76,6 +80,7 @@ impl Default for WorkerSettings {
         WorkerSettings {
             cores: 2,
             conversions_per_s_per_core: 10.0,
+            charge_cpu: true,
             memory_bytes_max: 256 << 20,
             decode_limits: true,
             crash_trigger: true,
@@ -248,7 +253,9 @@ impl LeaseLoop {
             crash_process("the decoder hit the crash trigger");
         }
         // The CPU time is spent whether the conversion succeeds or not.
-        self.clock.sleep(self.settings.conversion_time()).await;
+        if self.settings.charge_cpu {
+            self.clock.sleep(self.settings.conversion_time()).await;
+        }
         let budget = DecodeBudget {
             memory_bytes_max: self.settings.memory_bytes_max,
             limits_enabled: self.settings.decode_limits,

@@ -4,6 +4,8 @@
 //! **Invariant:** a bad scenario file is an error that names the file, the line, the column
 //! and the field; it never panics and never runs.
 
+#[cfg(not(madsim))]
+pub mod cluster;
 pub mod compare;
 pub mod locate;
 pub mod shrink;

@@ -126,6 +126,12 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A local cluster of real processes on loopback (the real build: `RUSTFLAGS= cargo run
+    /// --release --target-dir target/real -- cluster ...`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Re-run one seed and print its history readably, then its verdicts.
     Replay {
         scenario: PathBuf,
@@ -145,6 +151,92 @@ enum Command {
         /// One JSON object per file instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Start the scenario's topology as processes under a supervisor that restarts any that
+    /// exits; wait until it is ready; print the API and admin addresses and the admin key.
+    Up {
+        /// The scenario (default: the one DIR was made from, else
+        /// scenarios/service-baseline.json).
+        scenario: Option<PathBuf>,
+        #[arg(long, default_value = "target/cluster")]
+        dir: PathBuf,
+        /// The first node's port on 127.0.0.1; each node takes two.
+        #[arg(long, default_value_t = 17400)]
+        base_port: u16,
+        /// The seed the nodes' random choices derive from.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Delete DIR's data first and start from nothing.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Stop every process of the cluster (SIGTERM, then SIGKILL); the data stays.
+    Down {
+        #[arg(long, default_value = "target/cluster")]
+        dir: PathBuf,
+    },
+    /// Each node's role, address, pid (or down) and boots.
+    Status {
+        #[arg(long, default_value = "target/cluster")]
+        dir: PathBuf,
+    },
+    /// Send SIGKILL to nodes (the supervisor restarts them).
+    Kill {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        #[arg(long, default_value = "target/cluster")]
+        dir: PathBuf,
+    },
+    /// Run the scenario's service workload against the cluster, drain, and check the history
+    /// with the simulator's checkers; write DIR/drive/history.jsonl and summary.json.
+    Drive {
+        #[arg(long, default_value = "target/cluster")]
+        dir: PathBuf,
+        /// How long uploads go on.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// How long accepted jobs then have to finish.
+        #[arg(long, default_value_t = 60)]
+        drain_seconds: u64,
+        /// Uploaders (default: the scenario's).
+        #[arg(long)]
+        uploaders: Option<u64>,
+        /// Uploads per second per uploader (default: the scenario's).
+        #[arg(long)]
+        uploads_per_s: Option<f64>,
+    },
+    /// Uploads per second through a fresh real cluster on loopback, beside the simulated
+    /// figure for the same scenario (run by the simulation build of pessimist).
+    Bench {
+        #[arg(default_value = "scenarios/bench/service-throughput.json")]
+        scenario: PathBuf,
+        #[arg(long, default_value = "target/cluster-bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 17600)]
+        base_port: u16,
+        /// The simulation build of pessimist.
+        #[arg(long, default_value = "target/release/pessimist")]
+        sim_binary: PathBuf,
+    },
+    /// The supervisor (started by `up`).
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// One node's process (started by the supervisor).
+    #[command(hide = true)]
+    Node {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        incarnation: u64,
     },
 }
 
@@ -194,9 +286,68 @@ fn main() -> ExitCode {
                 Err(error) => bad_input(format!("cannot write {}: {error}", out.display())),
             }
         }
+        Some(Command::Cluster { command }) => cluster(command),
         Some(Command::Lincheck { files, timeout, json }) => {
             let status = pessimist_sim::lincheck::cli::run(&files, timeout, json);
             ExitCode::from(u8::try_from(status).unwrap_or(EXIT_BAD_INPUT))
+        }
+    }
+}
+
+#[cfg(madsim)]
+fn cluster(_: ClusterCommand) -> ExitCode {
+    eprintln!("pessimist: the cluster runs real processes, so it needs the real build: `RUSTFLAGS= cargo run --release --target-dir target/real -- cluster ...`");
+    ExitCode::from(EXIT_BAD_INPUT)
+}
+
+#[cfg(not(madsim))]
+fn cluster(command: ClusterCommand) -> ExitCode {
+    use pessimist_scenarios::cluster;
+    let outcome = match command {
+        ClusterCommand::Up { scenario, dir, base_port, seed, fresh } => {
+            cluster::up(&cluster::UpOptions { scenario, dir, base_port, seed, fresh })
+                .map(|text| println!("{text}"))
+        }
+        ClusterCommand::Down { dir } => cluster::down(&dir).map(|text| println!("{text}")),
+        ClusterCommand::Status { dir } => cluster::status(&dir).map(|text| println!("{text}")),
+        ClusterCommand::Kill { nodes, dir } => {
+            cluster::kill_nodes(&dir, &nodes).map(|text| println!("{text}"))
+        }
+        ClusterCommand::Bench { scenario, dir, base_port, sim_binary } => {
+            cluster::bench(&cluster::BenchOptions { scenario, dir, base_port, sim_binary })
+                .map(|text| println!("{text}"))
+        }
+        ClusterCommand::Supervise { dir } => cluster::supervise(&dir),
+        ClusterCommand::Node { dir, name, incarnation } => cluster::node(&dir, &name, incarnation),
+        ClusterCommand::Drive { dir, seconds, drain_seconds, uploaders, uploads_per_s } => {
+            let options =
+                cluster::DriveOptions { dir, seconds, drain_seconds, uploaders, uploads_per_s };
+            match cluster::drive(&options) {
+                Ok(summary) => {
+                    for (name, verdict) in &summary.checks {
+                        let word = if verdict.passed { "passed" } else { "FAILED" };
+                        println!("{name:<14} {word}");
+                        for violation in verdict.violations.iter().take(5) {
+                            println!("    {violation}");
+                        }
+                    }
+                    println!(
+                        "accepted uploads: {} per second over {} s; history and summary in {}",
+                        summary.accepted_per_s,
+                        summary.seconds,
+                        cluster::Layout::new(&options.dir).drive().display()
+                    );
+                    return verdict_code(summary.passed);
+                }
+                Err(failure) => Err(failure),
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("pessimist cluster: {}", failure.message);
+            ExitCode::from(failure.code)
         }
     }
 }

@@ -65,21 +65,21 @@ pub(crate) fn phase_start_us(events: &[Event], name: &str) -> Option<u64> {
 /// One completed (or unfinished) client operation: its invoke paired with its completion by
 /// process.
 #[derive(Clone, Debug)]
-pub(crate) struct Operation {
-    pub(crate) f: String,
+pub struct Operation {
+    pub f: String,
     /// The invoke's `node` field, empty when it has none.
-    pub(crate) node: String,
-    pub(crate) invoke_us: u64,
-    pub(crate) complete_us: Option<u64>,
+    pub node: String,
+    pub invoke_us: u64,
+    pub complete_us: Option<u64>,
     /// `ok`, `fail`, `info`, or `open`.
-    pub(crate) outcome: &'static str,
-    pub(crate) invoked_value: Value,
+    pub outcome: &'static str,
+    pub invoked_value: Value,
     /// The completion's value; `null` while open.
-    pub(crate) result: Value,
+    pub result: Value,
 }
 
 /// The history's client operations, in invoke order.
-pub(crate) fn operations(events: &[Event]) -> Vec<Operation> {
+pub fn operations(events: &[Event]) -> Vec<Operation> {
     let mut open: BTreeMap<u64, Operation> = BTreeMap::new();
     let mut done = Vec::new();
     for event in events {
