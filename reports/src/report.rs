@@ -368,7 +368,8 @@ mod tests {
 
     fn seed(seed: u64, passed: bool, figures: Value) -> SeedSummary {
         let figures = figures.as_object().unwrap().clone().into_iter().collect();
-        let verdict = Verdict { passed, figures, violations: Vec::new() };
+        let verdict =
+            Verdict { passed, figures, violations: Vec::new(), distributions: BTreeMap::new() };
         SeedSummary {
             seed,
             history_hash: String::new(),
