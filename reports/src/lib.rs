@@ -1,7 +1,8 @@
 //! pessimist-reports: renders what runs recorded into documents people read.
 //!
 //! - [`timeline`]: a history as series over simulated time (throughput, latency, availability)
-//!   and fault windows;
+//!   and fault windows, and many seeds' series pooled;
+//! - [`distribution`]: per-event measures (staleness, delays) pooled over seeds;
 //! - [`report`]: a results directory read back, aggregated per scenario and checker, as JSON
 //!   and Markdown;
 //! - [`html`]: the same as one self-contained HTML page with SVG charts.
@@ -9,6 +10,7 @@
 //! **Invariant:** reports read only run summaries, histories and verdicts; they never run
 //! anything, so a report can be rebuilt from saved results.
 
+pub mod distribution;
 pub mod html;
 pub mod report;
 pub mod timeline;

@@ -1,23 +1,36 @@
 //! The report of a results directory: per scenario each checker's verdicts and figures over
-//! the seeds, series over simulated time with the fault windows, and every failing seed with
-//! the commands that replay and shrink it. Written as JSON, Markdown and one self-contained
-//! HTML page (inline CSS, charts as inline SVG).
+//! the seeds; series over simulated time with the fault windows, for one example seed and
+//! pooled over the seeds, and one line per seed; every per-event measure (staleness, delay)
+//! pooled over the seeds; and every failing seed with the commands that replay and shrink it
+//! and, when linearizability failed, its witness. Written as JSON, Markdown and one
+//! self-contained HTML page (inline CSS, charts as inline SVG).
 //!
 //! **Invariant:** built only from `summary.json` files and the histories they point to.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use pessimist_core::history::Event;
+use pessimist_sim::check::Distribution;
+use pessimist_sim::lincheck::{Witness, WitnessCall};
 use pessimist_sim::summary::RunSummary;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::timeline::{timeline, Timeline};
+use crate::distribution::{pool, PooledDistribution};
+use crate::timeline::{timeline, Pool, PooledTimeline, SeedRow, Timeline};
 
 /// Simulated time per bucket of a chart.
 pub const BUCKET_MS: u64 = 1000;
 /// Failing seeds listed per scenario (all are counted).
 pub const FAILING_SEEDS_LISTED_MAX: usize = 50;
+/// Histories read per scenario for the charts and the table across seeds (the first seeds in
+/// the summary's order; the charted seed's always): bounds the report's time and memory on a
+/// sweep of thousands of seeds. Figures and distributions come from the summaries and cover
+/// every seed.
+pub const SEEDS_POOLED_MAX: usize = 200;
+/// Figure keys that hold structures for people, not numbers to aggregate over seeds.
+const FIGURES_NOT_AGGREGATED: [&str; 1] = ["witness"];
 
 /// Where `sweep --shrink` writes a failing seed's shrunk scenario, relative to the directory
 /// of the scenario's `summary.json`.
@@ -96,6 +109,9 @@ pub struct FailingSeed {
     /// The shrunk scenario file, when `sweep --shrink` wrote one, and its fault plan.
     pub shrunk_file: Option<String>,
     pub shrunk_plan: Option<Vec<Value>>,
+    /// Per failed check that has one, the linearizability witness (the figure `witness`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub witnesses: BTreeMap<String, Witness>,
 }
 
 /// One scenario's report.
@@ -111,6 +127,12 @@ pub struct ScenarioReport {
     /// The seed charted: the first failing one, else the first.
     pub charted_seed: Option<u64>,
     pub timeline: Option<Timeline>,
+    /// Every seed read (at most [`SEEDS_POOLED_MAX`]) in one line each, and their timelines
+    /// pooled bucket by bucket.
+    pub seed_rows: Vec<SeedRow>,
+    pub pooled: Option<PooledTimeline>,
+    /// Every per-event measure the checkers reported, pooled over all seeds.
+    pub distributions: Vec<PooledDistribution>,
 }
 
 /// The whole report.
@@ -158,7 +180,9 @@ pub fn checker_reports(run: &RunSummary) -> BTreeMap<String, CheckerReport> {
             }
             let mut leaves = Vec::new();
             for (key, value) in &check.figures {
-                numeric_leaves(key, value, &mut leaves);
+                if !FIGURES_NOT_AGGREGATED.contains(&key.as_str()) {
+                    numeric_leaves(key, value, &mut leaves);
+                }
             }
             let figures = values.entry(name.clone()).or_default();
             for (key, value) in leaves {
@@ -178,7 +202,29 @@ pub fn checker_reports(run: &RunSummary) -> BTreeMap<String, CheckerReport> {
     reports
 }
 
-/// Builds the report of loaded runs, reading the charted seed's history of each.
+/// Per checker and measure, every seed's distribution, pooled.
+pub fn pooled_distributions(run: &RunSummary) -> Vec<PooledDistribution> {
+    let mut measures: BTreeMap<(&str, &str), Vec<&Distribution>> = BTreeMap::new();
+    for seed in &run.seeds {
+        for (check, verdict) in &seed.checks {
+            for (name, distribution) in &verdict.distributions {
+                measures.entry((check, name)).or_default().push(distribution);
+            }
+        }
+    }
+    measures.into_iter().map(|((check, name), seeds)| pool(check, name, &seeds)).collect()
+}
+
+fn read_history(directory: &Path, relative: &str) -> Result<Vec<Event>, String> {
+    let path = directory.join(relative);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|error| format!("{}: cannot read: {error}", path.display()))?;
+    pessimist_core::history::from_json_lines(&text)
+        .map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// Builds the report of loaded runs, reading the histories of each (see
+/// [`SEEDS_POOLED_MAX`]).
 pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
     let mut scenarios = Vec::new();
     for loaded in runs {
@@ -205,6 +251,17 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
                 shrink: seed.shrink.clone(),
                 shrunk_file: None,
                 shrunk_plan: None,
+                // A witness a report cannot read (an older shape) still shows as its
+                // violation's text.
+                witnesses: seed
+                    .checks
+                    .iter()
+                    .filter(|(_, check)| !check.passed)
+                    .filter_map(|(name, check)| {
+                        let witness = check.figures.get("witness")?;
+                        Some((name.clone(), serde_json::from_value(witness.clone()).ok()?))
+                    })
+                    .collect(),
             })
             .collect::<Vec<_>>();
         let mut failing = failing;
@@ -228,17 +285,25 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
             .iter()
             .find(|seed| !seed.passed && seed.history.is_some())
             .or_else(|| run.seeds.iter().find(|seed| seed.history.is_some()));
-        let timeline = match charted.and_then(|seed| seed.history.as_ref()) {
-            Some(history) => {
-                let path = loaded.directory.join(history);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|error| format!("{}: cannot read: {error}", path.display()))?;
-                let events = pessimist_core::history::from_json_lines(&text)
-                    .map_err(|error| format!("{}: {error}", path.display()))?;
-                Some(timeline(&events, BUCKET_MS))
+        let mut timeline_charted = None;
+        let mut pool_of_seeds = Pool::new(BUCKET_MS);
+        let mut seed_rows = Vec::new();
+        for seed in run.seeds.iter().filter(|seed| seed.history.is_some()).take(SEEDS_POOLED_MAX) {
+            let events =
+                read_history(&loaded.directory, seed.history.as_deref().unwrap_or_default())?;
+            let seed_timeline = pool_of_seeds.add(&events);
+            seed_rows.push(SeedRow::new(seed.seed, seed.passed, &seed_timeline));
+            if charted.is_some_and(|charted| charted.seed == seed.seed) {
+                timeline_charted = Some(seed_timeline);
             }
-            None => None,
-        };
+        }
+        if let (None, Some(history)) =
+            (&timeline_charted, charted.and_then(|seed| seed.history.as_deref()))
+        {
+            timeline_charted =
+                Some(timeline(&read_history(&loaded.directory, history)?, BUCKET_MS));
+        }
+        assert!(seed_rows.len() <= SEEDS_POOLED_MAX, "the seeds read are bounded");
         scenarios.push(ScenarioReport {
             scenario: run.scenario.clone(),
             file: run.file.clone(),
@@ -248,7 +313,10 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
             checks: checker_reports(run),
             failing,
             charted_seed: charted.map(|seed| seed.seed),
-            timeline,
+            timeline: timeline_charted,
+            seed_rows,
+            pooled: pool_of_seeds.finish(),
+            distributions: pooled_distributions(run),
         });
     }
     Ok(Report {
@@ -271,6 +339,189 @@ fn number(value: f64) -> String {
 
 fn optional_ms(value: Option<f64>) -> String {
     value.map_or("-".to_string(), |value| format!("{} ms", number(value)))
+}
+
+/// A share as a percentage, or `-`.
+pub fn percent(value: Option<f64>) -> String {
+    value.map_or("-".to_string(), |value| format!("{:.2}%", value * 100.0))
+}
+
+/// A measure's value with its unit, or `-`.
+pub fn with_unit(value: Option<f64>, unit: &str) -> String {
+    value.map_or("-".to_string(), |value| format!("{} {unit}", number(value)))
+}
+
+/// Simulated time in seconds, to the millisecond, or `-`.
+pub fn seconds(time_us: Option<u64>) -> String {
+    time_us.map_or("-".to_string(), |time_us| {
+        format!("{}.{:03} s", time_us / 1_000_000, time_us / 1000 % 1000)
+    })
+}
+
+/// Characters of a value shown in a witness table.
+const VALUE_SHOWN_CHARS_MAX: usize = 80;
+
+/// A value as compact JSON, its middle elided when long (what tells states apart is usually
+/// their end).
+pub fn short_value(value: &Value) -> String {
+    let text = value.to_string();
+    let count = text.chars().count();
+    if count <= VALUE_SHOWN_CHARS_MAX {
+        return text;
+    }
+    let head: String = text.chars().take(20).collect();
+    let tail: String = text.chars().skip(count - 50).collect();
+    format!("{head}...{tail}")
+}
+
+/// A linearizability witness laid out for a table, the same in Markdown and HTML.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WitnessTable {
+    /// What failed and, when known, the point where no linearization exists.
+    pub headline: String,
+    /// That point's call, when known.
+    pub refuted_by: Option<[String; WITNESS_COLUMNS.len()]>,
+    /// Earlier prefix steps not in the table.
+    pub steps_omitted: usize,
+    /// The linearized prefix's last steps, then the state none of `cannot_place` fits.
+    pub steps: Vec<[String; WITNESS_COLUMNS.len()]>,
+    pub state_stuck: String,
+    pub cannot_place: Vec<[String; WITNESS_COLUMNS.len()]>,
+}
+
+/// The columns of a witness table.
+pub const WITNESS_COLUMNS: [&str; 7] =
+    ["history", "process", "call", "returned", "invoked", "completed", "state after"];
+
+fn call_row(call: &WitnessCall, state_after: Option<&Value>) -> [String; WITNESS_COLUMNS.len()] {
+    // JSON cannot tell `Some(null)` from `None`: the outcome says which it was.
+    let returned = match call.outcome.as_str() {
+        "ok" => short_value(call.output.as_ref().unwrap_or(&Value::Null)),
+        "fail" => "failed".to_string(),
+        _ if call.completion_index.is_some() => "? (info)".to_string(),
+        _ => "? (never completed)".to_string(),
+    };
+    [
+        format!("[{}]", call.invoke_index),
+        call.process.to_string(),
+        format!("{} {}", call.f, short_value(&call.input)),
+        returned,
+        seconds(call.invoke_time_us),
+        seconds(call.completion_time_us),
+        state_after.map_or("-".to_string(), short_value),
+    ]
+}
+
+/// The table of `witness`.
+pub fn witness_table(witness: &Witness) -> WitnessTable {
+    let key = witness.key.as_ref().map_or(String::new(), |key| format!(" for key {key:?}"));
+    let mut headline = format!(
+        "Not linearizable as {}{key}: the longest linearizable prefix has {} of {} calls.",
+        witness.model,
+        witness.linearized_len(),
+        witness.calls_in_partition
+    );
+    if let Some(call) = &witness.refuted_by {
+        let returned = match call.outcome.as_str() {
+            "fail" => "failed".to_string(),
+            _ => format!("returned {}", short_value(call.output.as_ref().unwrap_or(&Value::Null))),
+        };
+        headline.push_str(&format!(
+            " No linearization exists from history[{}] at {} on: process {}'s {} {} {returned}, \
+             and no order of the calls before it explains that.",
+            call.completion_index.unwrap_or(call.invoke_index),
+            seconds(call.completion_time_us),
+            call.process,
+            call.f,
+            short_value(&call.input),
+        ));
+    }
+    WitnessTable {
+        headline,
+        refuted_by: witness.refuted_by.as_ref().map(|call| call_row(call, None)),
+        steps_omitted: witness.linearized_omitted,
+        steps: witness
+            .linearized
+            .iter()
+            .map(|step| call_row(&step.call, Some(&step.state_after)))
+            .collect(),
+        state_stuck: short_value(witness.state_stuck()),
+        cannot_place: witness.cannot_place.iter().map(|call| call_row(call, None)).collect(),
+    }
+}
+
+fn markdown_cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+fn markdown_row(cells: &[String]) -> String {
+    let cells: Vec<String> = cells.iter().map(|cell| markdown_cell(cell)).collect();
+    format!("| {} |\n", cells.join(" | "))
+}
+
+/// The seeds in a table: completions, availability and latency per seed.
+pub const SEED_COLUMNS: [&str; 10] = [
+    "seed",
+    "verdict",
+    "completed",
+    "availability",
+    "before heal",
+    "after heal",
+    "latency p50",
+    "latency p99",
+    "latency max",
+    "fault windows",
+];
+
+/// One seed's cells under [`SEED_COLUMNS`].
+pub fn seed_cells(row: &SeedRow) -> [String; SEED_COLUMNS.len()] {
+    [
+        row.seed.to_string(),
+        if row.passed { "passed" } else { "FAILED" }.to_string(),
+        row.completed.to_string(),
+        percent(row.availability),
+        percent(row.availability_before_heal),
+        percent(row.availability_after_heal),
+        optional_ms(row.latency_p50_ms),
+        optional_ms(row.latency_p99_ms),
+        optional_ms(row.latency_max_ms),
+        row.fault_windows.to_string(),
+    ]
+}
+
+/// The seeds worth a look first: the lowest availability and the highest p99 latency.
+pub fn worst_seeds(rows: &[SeedRow]) -> String {
+    let lowest = rows
+        .iter()
+        .filter_map(|row| Some((row.availability?, row.seed)))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    let slowest = rows
+        .iter()
+        .filter_map(|row| Some((row.latency_p99_ms?, row.seed)))
+        .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut text = Vec::new();
+    if let Some((availability, seed)) = lowest {
+        text.push(format!("lowest availability: seed {seed} ({})", percent(Some(availability))));
+    }
+    if let Some((latency, seed)) = slowest {
+        text.push(format!("highest latency p99: seed {seed} ({})", optional_ms(Some(latency))));
+    }
+    text.join("; ")
+}
+
+/// A pooled measure's one-line summary.
+pub fn distribution_line(distribution: &PooledDistribution) -> String {
+    let unit = &distribution.unit;
+    format!(
+        "{} events over {} seeds ({} with events): p50 {}, p90 {}, p99 {}, max {}",
+        distribution.count,
+        distribution.seeds,
+        distribution.seeds_with_events,
+        with_unit(distribution.p50, unit),
+        with_unit(distribution.p90, unit),
+        with_unit(distribution.p99, unit),
+        with_unit(distribution.max, unit)
+    )
 }
 
 /// The report as Markdown.
@@ -322,6 +573,35 @@ pub fn report_markdown(report: &Report) -> String {
                 timeline.faults.len()
             ));
         }
+        if let Some(pooled) = &scenario.pooled {
+            page.push_str(&format!(
+                "\n### Across seeds\n\n{} of {} seeds read: latency p50 {}, p99 {} over all of \
+                 them; {}.\n\n",
+                pooled.seeds,
+                scenario.seeds,
+                optional_ms(pooled.latency_p50_ms),
+                optional_ms(pooled.latency_p99_ms),
+                worst_seeds(&scenario.seed_rows)
+            ));
+            let columns: Vec<String> = SEED_COLUMNS.iter().map(|c| c.to_string()).collect();
+            page.push_str(&markdown_row(&columns));
+            page.push_str(&format!("|{}\n", "---|".repeat(SEED_COLUMNS.len())));
+            for row in &scenario.seed_rows {
+                page.push_str(&markdown_row(&seed_cells(row)));
+            }
+        }
+        if !scenario.distributions.is_empty() {
+            page.push_str("\n### Staleness and delay distributions\n\n");
+            for distribution in &scenario.distributions {
+                page.push_str(&format!(
+                    "- {}.{} ({}): {}\n",
+                    distribution.check,
+                    distribution.name,
+                    distribution.description,
+                    distribution_line(distribution)
+                ));
+            }
+        }
         for failing in scenario.failing.iter().take(FAILING_SEEDS_LISTED_MAX) {
             page.push_str(&format!(
                 "\n### Seed {} failed: {}\n\n- replay: `{}`\n",
@@ -339,8 +619,44 @@ pub fn report_markdown(report: &Report) -> String {
                 }
             }
             for (name, violations) in &failing.violations {
+                if failing.witnesses.contains_key(name) {
+                    continue; // Its witness follows, as a table.
+                }
                 for violation in violations {
                     page.push_str(&format!("- {name}: {violation}\n"));
+                }
+            }
+            for (name, witness) in &failing.witnesses {
+                let table = witness_table(witness);
+                page.push_str(&format!("\n{name} witness. {}\n\n", table.headline));
+                let columns: Vec<String> = WITNESS_COLUMNS.iter().map(|c| c.to_string()).collect();
+                if let Some(row) = &table.refuted_by {
+                    page.push_str("The return no order explains:\n\n");
+                    page.push_str(&markdown_row(&columns));
+                    page.push_str(&format!("|{}\n", "---|".repeat(WITNESS_COLUMNS.len())));
+                    page.push_str(&markdown_row(row));
+                    page.push_str("\nWhere the search for an order got stuck, its last steps:\n\n");
+                }
+                page.push_str(&markdown_row(&columns));
+                page.push_str(&format!("|{}\n", "---|".repeat(WITNESS_COLUMNS.len())));
+                if table.steps_omitted > 0 {
+                    page.push_str(&format!(
+                        "| ... | {} earlier steps |{}\n",
+                        table.steps_omitted,
+                        " |".repeat(WITNESS_COLUMNS.len() - 2)
+                    ));
+                }
+                for row in &table.steps {
+                    page.push_str(&markdown_row(row));
+                }
+                page.push_str(&format!(
+                    "\nNone of these can come next in state `{}`:\n\n",
+                    markdown_cell(&table.state_stuck)
+                ));
+                page.push_str(&markdown_row(&columns));
+                page.push_str(&format!("|{}\n", "---|".repeat(WITNESS_COLUMNS.len())));
+                for row in &table.cannot_place {
+                    page.push_str(&markdown_row(row));
                 }
             }
         }
@@ -368,7 +684,8 @@ mod tests {
 
     fn seed(seed: u64, passed: bool, figures: Value) -> SeedSummary {
         let figures = figures.as_object().unwrap().clone().into_iter().collect();
-        let verdict = Verdict { passed, figures, violations: Vec::new() };
+        let verdict =
+            Verdict { passed, figures, violations: Vec::new(), distributions: BTreeMap::new() };
         SeedSummary {
             seed,
             history_hash: String::new(),

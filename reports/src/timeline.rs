@@ -1,5 +1,6 @@
 //! A run's history as series over simulated time: throughput, latency percentiles and
-//! availability per bucket, and the windows faults were active in.
+//! availability per bucket, and the windows faults were active in; and many runs' timelines
+//! pooled bucket by bucket ([`Pool`]), so a chart can show every seed of a scenario at once.
 //!
 //! **Invariant:** computed from the history alone; an operation is counted in the bucket it
 //! completes in, and an invoke with no completion counts nowhere.
@@ -26,6 +27,31 @@ pub struct Bucket {
     pub availability: Option<f64>,
 }
 
+/// Completions counted over a stretch of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Completions {
+    pub ok: u64,
+    pub fail: u64,
+    pub info: u64,
+}
+
+impl Completions {
+    /// `ok` over all completions; `None` when nothing completed.
+    pub fn availability(&self) -> Option<f64> {
+        let completed = self.ok + self.fail + self.info;
+        (completed > 0).then(|| self.ok as f64 / completed as f64)
+    }
+
+    fn add(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::Ok { .. } => self.ok += 1,
+            EventKind::Fail { .. } => self.fail += 1,
+            EventKind::Info { .. } => self.info += 1,
+            _ => unreachable!("only completions are counted"),
+        }
+    }
+}
+
 /// A fault's active window.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FaultWindow {
@@ -47,6 +73,10 @@ pub struct Timeline {
     /// Latency percentiles over the whole run, in ms.
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
+    pub latency_max_ms: Option<f64>,
+    /// Completions before the heal (the fault phase) and from it on.
+    pub before_heal: Completions,
+    pub after_heal: Completions,
 }
 
 /// The `q` quantile (0..=1) of sorted values, nearest rank.
@@ -60,6 +90,11 @@ pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
 
 /// The timeline of `events` in buckets of `bucket_ms`.
 pub fn timeline(events: &[Event], bucket_ms: u64) -> Timeline {
+    timeline_and_latencies(events, bucket_ms).0
+}
+
+/// The timeline and, per bucket, the sorted latencies (ms) of its `ok` operations.
+fn timeline_and_latencies(events: &[Event], bucket_ms: u64) -> (Timeline, Vec<Vec<f64>>) {
     assert!(bucket_ms > 0, "buckets have a length");
     let end_us = events.last().map_or(0, |event| event.time_us);
     let bucket_count = (end_us / 1000 / bucket_ms + 1) as usize;
@@ -80,8 +115,16 @@ pub fn timeline(events: &[Event], bucket_ms: u64) -> Timeline {
     let mut open_faults: BTreeMap<u64, (String, u64)> = BTreeMap::new();
     let mut faults = Vec::new();
     let mut phases = BTreeMap::new();
+    let (mut before_heal, mut after_heal) = (Completions::default(), Completions::default());
     for event in events {
         let bucket = (event.time_us / 1000 / bucket_ms) as usize;
+        if matches!(
+            event.kind,
+            EventKind::Ok { .. } | EventKind::Fail { .. } | EventKind::Info { .. }
+        ) {
+            let healed = phases.contains_key("heal");
+            if healed { &mut after_heal } else { &mut before_heal }.add(&event.kind);
+        }
         match &event.kind {
             EventKind::Invoke { process, .. } => {
                 invoked.insert(*process, event.time_us);
@@ -131,24 +174,213 @@ pub fn timeline(events: &[Event], bucket_ms: u64) -> Timeline {
     }
     faults.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms).then(a.fault.cmp(&b.fault)));
     let mut all_latencies = Vec::new();
-    for (bucket, mut latencies) in buckets.iter_mut().zip(latencies) {
+    for (bucket, latencies) in buckets.iter_mut().zip(&mut latencies) {
         latencies.sort_by(f64::total_cmp);
         bucket.throughput_per_s = bucket.ok as f64 * 1000.0 / bucket_ms as f64;
-        bucket.latency_p50_ms = quantile(&latencies, 0.5);
-        bucket.latency_p99_ms = quantile(&latencies, 0.99);
+        bucket.latency_p50_ms = quantile(latencies, 0.5);
+        bucket.latency_p99_ms = quantile(latencies, 0.99);
         let completed = bucket.ok + bucket.fail + bucket.info;
         bucket.availability = (completed > 0).then(|| bucket.ok as f64 / completed as f64);
-        all_latencies.extend(latencies);
+        all_latencies.extend_from_slice(latencies);
     }
     all_latencies.sort_by(f64::total_cmp);
-    Timeline {
+    let timeline = Timeline {
         bucket_ms,
         latency_p50_ms: quantile(&all_latencies, 0.5),
         latency_p99_ms: quantile(&all_latencies, 0.99),
+        latency_max_ms: all_latencies.last().copied(),
+        before_heal,
+        after_heal,
         buckets,
         faults,
         phases,
         end_ms: end_us as f64 / 1000.0,
+    };
+    (timeline, latencies)
+}
+
+/// One seed's run in a line: what a reviewer compares across seeds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SeedRow {
+    pub seed: u64,
+    pub passed: bool,
+    pub completed: u64,
+    pub ok: u64,
+    /// `ok` over all completions: over the run, before the heal, from the heal on.
+    pub availability: Option<f64>,
+    pub availability_before_heal: Option<f64>,
+    pub availability_after_heal: Option<f64>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub latency_max_ms: Option<f64>,
+    pub fault_windows: usize,
+}
+
+impl SeedRow {
+    /// The row of `seed`'s timeline.
+    pub fn new(seed: u64, passed: bool, timeline: &Timeline) -> SeedRow {
+        let (before, after) = (timeline.before_heal, timeline.after_heal);
+        let whole = Completions {
+            ok: before.ok + after.ok,
+            fail: before.fail + after.fail,
+            info: before.info + after.info,
+        };
+        SeedRow {
+            seed,
+            passed,
+            completed: whole.ok + whole.fail + whole.info,
+            ok: whole.ok,
+            availability: whole.availability(),
+            availability_before_heal: before.availability(),
+            availability_after_heal: after.availability(),
+            latency_p50_ms: timeline.latency_p50_ms,
+            latency_p99_ms: timeline.latency_p99_ms,
+            latency_max_ms: timeline.latency_max_ms,
+            fault_windows: timeline.faults.len(),
+        }
+    }
+}
+
+/// One bucket of simulated time over many seeds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PooledBucket {
+    pub start_ms: u64,
+    /// Seeds whose run reached this bucket.
+    pub seeds: usize,
+    /// Share of those seeds with a fault active at some point of the bucket, and the mean
+    /// number of faults active in it per seed (overlapping faults count each).
+    pub fault_fraction: f64,
+    pub faults_mean: f64,
+    /// Completed `ok` operations per simulated second: the mean over the seeds, the lowest
+    /// and the highest seed.
+    pub throughput_mean_per_s: f64,
+    pub throughput_min_per_s: f64,
+    pub throughput_max_per_s: f64,
+    /// Latency percentiles of every seed's `ok` operations taken together, in ms.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    /// `ok` over all completions of every seed taken together, and of the worst seed.
+    pub availability: Option<f64>,
+    pub availability_min: Option<f64>,
+}
+
+/// Many seeds' timelines pooled bucket by bucket.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PooledTimeline {
+    pub bucket_ms: u64,
+    pub seeds: usize,
+    pub buckets: Vec<PooledBucket>,
+    /// The latest end of a run and the earliest heal, in ms.
+    pub end_ms: f64,
+    pub heal_ms: Option<f64>,
+    /// Latency percentiles of every `ok` operation of every seed, in ms.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+/// Accumulates seeds' histories into a [`PooledTimeline`]. Memory grows with the operations
+/// added (their latencies are kept for exact pooled percentiles): callers bound the seeds.
+#[derive(Debug)]
+pub struct Pool {
+    bucket_ms: u64,
+    seeds: usize,
+    /// Per bucket: per seed (throughput, ok, completed, faults active), and every latency.
+    per_seed: Vec<Vec<(f64, u64, u64, usize)>>,
+    latencies: Vec<Vec<f64>>,
+    end_ms: f64,
+    heal_ms: Option<f64>,
+}
+
+impl Pool {
+    /// An empty pool of buckets of `bucket_ms`.
+    pub fn new(bucket_ms: u64) -> Pool {
+        assert!(bucket_ms > 0, "buckets have a length");
+        Pool {
+            bucket_ms,
+            seeds: 0,
+            per_seed: Vec::new(),
+            latencies: Vec::new(),
+            end_ms: 0.0,
+            heal_ms: None,
+        }
+    }
+
+    /// Adds one seed's history; returns its timeline.
+    pub fn add(&mut self, events: &[Event]) -> Timeline {
+        let (timeline, latencies) = timeline_and_latencies(events, self.bucket_ms);
+        assert_eq!(timeline.bucket_ms, self.bucket_ms, "one bucket length per pool");
+        self.seeds += 1;
+        if self.per_seed.len() < timeline.buckets.len() {
+            self.per_seed.resize(timeline.buckets.len(), Vec::new());
+            self.latencies.resize(timeline.buckets.len(), Vec::new());
+        }
+        for ((index, bucket), latencies) in timeline.buckets.iter().enumerate().zip(latencies) {
+            let (from_ms, to_ms) =
+                (bucket.start_ms as f64, (bucket.start_ms + self.bucket_ms) as f64);
+            let faulted = timeline
+                .faults
+                .iter()
+                .filter(|window| window.start_ms < to_ms && window.end_ms > from_ms)
+                .count();
+            let completed = bucket.ok + bucket.fail + bucket.info;
+            self.per_seed[index].push((bucket.throughput_per_s, bucket.ok, completed, faulted));
+            self.latencies[index].extend(latencies);
+        }
+        self.end_ms = self.end_ms.max(timeline.end_ms);
+        if let Some(&heal_ms) = timeline.phases.get("heal") {
+            self.heal_ms = Some(self.heal_ms.map_or(heal_ms, |known: f64| known.min(heal_ms)));
+        }
+        timeline
+    }
+
+    /// The pooled timeline; `None` if no seed was added.
+    pub fn finish(self) -> Option<PooledTimeline> {
+        if self.seeds == 0 {
+            return None;
+        }
+        let mut all_latencies = Vec::new();
+        let buckets = self
+            .per_seed
+            .iter()
+            .zip(self.latencies)
+            .enumerate()
+            .map(|(index, (seeds, mut latencies))| {
+                latencies.sort_by(f64::total_cmp);
+                let count = seeds.len().max(1) as f64;
+                let throughputs = seeds.iter().map(|seed| seed.0);
+                let ok: u64 = seeds.iter().map(|seed| seed.1).sum();
+                let completed: u64 = seeds.iter().map(|seed| seed.2).sum();
+                let bucket = PooledBucket {
+                    start_ms: index as u64 * self.bucket_ms,
+                    seeds: seeds.len(),
+                    fault_fraction: seeds.iter().filter(|seed| seed.3 > 0).count() as f64 / count,
+                    faults_mean: seeds.iter().map(|seed| seed.3 as f64).sum::<f64>() / count,
+                    throughput_mean_per_s: throughputs.clone().sum::<f64>() / count,
+                    throughput_min_per_s: throughputs.clone().fold(f64::INFINITY, f64::min),
+                    throughput_max_per_s: throughputs.fold(0.0, f64::max),
+                    latency_p50_ms: quantile(&latencies, 0.5),
+                    latency_p99_ms: quantile(&latencies, 0.99),
+                    availability: (completed > 0).then(|| ok as f64 / completed as f64),
+                    availability_min: seeds
+                        .iter()
+                        .filter(|seed| seed.2 > 0)
+                        .map(|seed| seed.1 as f64 / seed.2 as f64)
+                        .reduce(f64::min),
+                };
+                all_latencies.extend(latencies);
+                bucket
+            })
+            .collect();
+        all_latencies.sort_by(f64::total_cmp);
+        Some(PooledTimeline {
+            bucket_ms: self.bucket_ms,
+            seeds: self.seeds,
+            buckets,
+            end_ms: self.end_ms,
+            heal_ms: self.heal_ms,
+            latency_p50_ms: quantile(&all_latencies, 0.5),
+            latency_p99_ms: quantile(&all_latencies, 0.99),
+        })
     }
 }
 

@@ -111,8 +111,12 @@ pub fn seed_summary(
             }
         }
         Err(message) => {
-            let verdict =
-                Verdict { passed: false, figures: BTreeMap::new(), violations: vec![message] };
+            let verdict = Verdict {
+                passed: false,
+                figures: BTreeMap::new(),
+                violations: vec![message],
+                distributions: BTreeMap::new(),
+            };
             SeedSummary {
                 seed,
                 history_hash: String::new(),

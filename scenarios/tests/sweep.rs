@@ -118,7 +118,14 @@ fn sweep_results_do_not_depend_on_the_number_of_worker_threads() {
     let report = pessimist(&["report", one.to_str().unwrap()]);
     assert_eq!(report.status.code(), Some(1), "{}", text(&report));
     let html = std::fs::read_to_string(one.join("index.html")).unwrap();
-    assert!(html.matches("<svg").count() >= 6, "two scenarios, three charts each");
+    assert_eq!(
+        html.matches("<svg").count(),
+        12,
+        "two scenarios, three charts of an example seed and three of the seeds pooled each"
+    );
+    for expected in ["<h3>Across seeds</h3>", "Every seed read (4)", "Availability, 4 seeds"] {
+        assert!(html.contains(expected), "the page lacks {expected:?}");
+    }
     assert!(!html.contains("<script") && !html.contains("<link"), "the page loads nothing");
     assert!(
         html.contains("fill=\"#DC322F\"") || html.contains("fill-opacity"),
@@ -137,10 +144,102 @@ fn sweep_results_do_not_depend_on_the_number_of_worker_threads() {
     assert!(failing["checks"]["durability"]["failed_seeds"].as_u64().unwrap() >= 1);
     assert!(!failing["timeline"]["buckets"].as_array().unwrap().is_empty());
     assert!(!failing["timeline"]["faults"].as_array().unwrap().is_empty());
+    // Every seed in a line and pooled; three crashes in every seed's plan.
+    let rows = failing["seed_rows"].as_array().unwrap();
+    assert_eq!(
+        rows.iter().map(|row| row["seed"].as_u64().unwrap()).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert!(rows
+        .iter()
+        .all(|row| row["fault_windows"] == 3 && row["completed"].as_u64().unwrap() > 100));
+    assert!(rows.iter().all(|row| row["availability_after_heal"].as_f64().unwrap() > 0.9));
+    assert_eq!(failing["pooled"]["seeds"], 4);
+    // Acknowledged appends lost in a crash: the witness names the read no order explains.
+    let witnesses: Vec<&serde_json::Value> = failing["failing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|seed| seed["witnesses"].get("linearizability"))
+        .collect();
+    assert!(!witnesses.is_empty(), "{failing}");
+    for witness in &witnesses {
+        let refuted = &witness["refuted_by"];
+        assert_eq!(refuted["f"], "get", "{witness}");
+        assert!(refuted["completion_time_us"].as_u64().unwrap() > 0, "{witness}");
+        assert!(witness["linearized"].as_array().unwrap().len() <= 20, "bounded");
+    }
+    assert!(html.contains("<b>linearizability witness.</b>"));
+    assert!(html.contains("The return no order explains:"));
     for directory in [one, two] {
         let _ = std::fs::remove_dir_all(directory);
     }
     let _ = std::fs::remove_file(junit);
+}
+
+#[test]
+fn report_pools_a_queue_scenarios_distributions_over_its_seeds() {
+    let out = scratch("queue-report");
+    let output = pessimist(&[
+        "run",
+        "scenarios/queue-leader-isolated.json",
+        "--seeds",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let report = pessimist(&["report", out.to_str().unwrap()]);
+    assert_eq!(report.status.code(), Some(0), "{}", text(&report));
+    let json = read_json(&out.join("report.json"));
+    let scenario = &json["scenarios"][0];
+    let measures: Vec<(String, &serde_json::Value)> = scenario["distributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|measure| {
+            (
+                format!(
+                    "{}.{}",
+                    measure["check"].as_str().unwrap(),
+                    measure["name"].as_str().unwrap()
+                ),
+                measure,
+            )
+        })
+        .collect();
+    let names: Vec<&str> = measures.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["failover.failover_ms", "leases.first_delivery_wait_ms", "leases.redelivery_after_ms"]
+    );
+    for (name, measure) in &measures {
+        assert_eq!(measure["seeds"], 2, "{name}");
+        let (p50, p99, max) = (
+            measure["p50"].as_f64().unwrap(),
+            measure["p99"].as_f64().unwrap(),
+            measure["max"].as_f64().unwrap(),
+        );
+        assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{name}: {measure}");
+    }
+    // The leader is isolated twice per seed: two failovers each, of a few seconds at most.
+    let failover = measures[0].1;
+    assert_eq!(failover["count"], 4, "{failover}");
+    assert!(failover["max"].as_f64().unwrap() < 10_000.0, "{failover}");
+    assert!(measures[1].1["count"].as_u64().unwrap() > 100, "every job is delivered once");
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 9, "three charts, three pooled, three histograms");
+    for expected in [
+        "<h3>Staleness and delay distributions</h3>",
+        "<h4>failover.failover_ms</h4>",
+        "<h4>leases.first_delivery_wait_ms</h4>",
+        "Every seed read (2)",
+    ] {
+        assert!(html.contains(expected), "the page lacks {expected:?}");
+    }
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(markdown.contains("- failover.failover_ms (failover: "), "{markdown}");
+    let _ = std::fs::remove_dir_all(out);
 }
 
 #[test]

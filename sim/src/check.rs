@@ -1,8 +1,9 @@
 //! Checkers: pure functions from a history to a verdict with its figures.
 //!
 //! A checker sees nothing but the history. Each returns a [`Verdict`]: whether the promise
-//! held, the figures behind the answer, and the first violations found (bounded, with enough
-//! detail to find them in the history).
+//! held, the figures behind the answer, the first violations found (bounded, with enough
+//! detail to find them in the history), and the samples of any per-event measure it takes (a
+//! [`Distribution`]: a staleness, a delay), which reports pool over seeds and chart.
 //!
 //! The probe's checkers live here until the service's own checkers replace the probe:
 //! - `durability`: every acknowledged append is in the node's final read, and in every read
@@ -13,7 +14,8 @@
 //! - `availability`: the share of operations that succeeded during faults and after the heal;
 //! - `linearizability`: each node's log, seen through its appends and reads, behaves as one
 //!   atomic append-only register (checked by [`crate::lincheck`] with the `kv` model, one key
-//!   per node).
+//!   per node); a refutation carries the witness of the shortest failing prefix, named by
+//!   events and simulated times (`lincheck_verdict`, shared with the queue's checker).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +34,60 @@ pub struct Verdict {
     pub figures: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<String>,
+    /// Per-event measures by name (`new_key_delay_ms`): one sample per event measured, so a
+    /// report can pool them over seeds and draw their distribution.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub distributions: BTreeMap<String, Distribution>,
+}
+
+/// Samples kept per distribution per seed: enough for a histogram and a p99 within half a
+/// percent of rank of the truth (and pooling many seeds sharpens it), bounded so a sweep's
+/// summary stays small (about 5 KB per full distribution per seed, pretty-printed).
+pub const DISTRIBUTION_SAMPLES_MAX: usize = 256;
+
+/// The samples of one per-event measure in one run: a staleness (how long a revoked key kept
+/// working), a delay (how long a failover took). The shape reports rely on: `unit` names what
+/// a sample counts (`ms`), `count` how many events were measured, and `samples` holds them
+/// sorted ascending, all of them or, past [`DISTRIBUTION_SAMPLES_MAX`], that many spread
+/// evenly over the sorted measurements (the smallest and the largest always among them), so
+/// each stands for `count / samples.len()` events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distribution {
+    pub unit: String,
+    /// What one sample measures, for a reader of the report.
+    pub description: String,
+    pub count: u64,
+    pub samples: Vec<f64>,
+}
+
+impl Distribution {
+    /// The distribution of `values` (any order), bounded to [`DISTRIBUTION_SAMPLES_MAX`].
+    pub fn from_values(
+        unit: &str,
+        description: &str,
+        values: impl IntoIterator<Item = f64>,
+    ) -> Self {
+        let mut values: Vec<f64> = values.into_iter().collect();
+        assert!(values.iter().all(|value| value.is_finite()), "samples are finite: {values:?}");
+        values.sort_by(f64::total_cmp);
+        let count = values.len();
+        let samples = if count <= DISTRIBUTION_SAMPLES_MAX {
+            values
+        } else {
+            let last = (DISTRIBUTION_SAMPLES_MAX - 1) as f64;
+            (0..DISTRIBUTION_SAMPLES_MAX)
+                .map(|kept| values[(kept as f64 * (count - 1) as f64 / last).round() as usize])
+                .collect()
+        };
+        assert!(samples.len() <= DISTRIBUTION_SAMPLES_MAX, "the samples are bounded");
+        Distribution {
+            unit: unit.to_string(),
+            description: description.to_string(),
+            count: count as u64,
+            samples,
+        }
+    }
 }
 
 impl Verdict {
@@ -45,7 +101,19 @@ impl Verdict {
         figures.insert("violations".into(), json!(violations.len()));
         let mut kept = violations;
         kept.truncate(VIOLATIONS_MAX);
-        Verdict { passed: kept.is_empty(), figures, violations: kept }
+        Verdict {
+            passed: kept.is_empty(),
+            figures,
+            violations: kept,
+            distributions: BTreeMap::new(),
+        }
+    }
+
+    /// The verdict with the distribution `name` attached.
+    pub fn with_distribution(mut self, name: &str, distribution: Distribution) -> Verdict {
+        let replaced = self.distributions.insert(name.to_string(), distribution);
+        assert!(replaced.is_none(), "one distribution per name: {name}");
+        self
     }
 }
 
@@ -316,12 +384,13 @@ pub const LINEARIZABILITY_SEARCH_MAX: std::time::Duration = std::time::Duration:
 /// the `kv` model (append a value's text, get the whole text), one key per node. Nodes that
 /// detected and repaired corruption are left out: repair truncates their log on purpose.
 pub fn linearizability(events: &[Event]) -> Verdict {
-    use crate::lincheck::{self, Op, OpType};
+    use crate::lincheck::{Op, OpType};
 
     let corrupted = nodes_with_internal(events, "corruption_detected");
     let text_of =
         |values: &[u64]| values.iter().map(|value| format!("{value},")).collect::<String>();
     let mut ops = Vec::new();
+    let mut origin = Vec::new();
     let mut open: BTreeMap<u64, (String, String)> = BTreeMap::new(); // process -> (node, f)
     for event in events {
         let (process, op_type, value) = match &event.kind {
@@ -364,36 +433,90 @@ pub fn linearizability(events: &[Event]) -> Verdict {
             _ => continue,
         };
         ops.push(Op { process, op_type, f: f.to_string(), value, key: Some(node) });
+        origin.push((event.index, process));
     }
-    let deadline = std::time::Instant::now() + LINEARIZABILITY_SEARCH_MAX;
-    let mut figures = BTreeMap::from([
+    let figures = BTreeMap::from([
         ("operations".to_string(), json!(ops.len())),
         ("nodes_left_out_for_corruption".to_string(), json!(corrupted.len())),
     ]);
-    match lincheck::check("kv", &json!(""), &ops, Some(deadline)) {
-        Ok(lincheck::Verdict::Linearizable) => {
-            figures.insert("verdict".into(), json!("linearizable"));
-            Verdict::from_violations(Vec::new(), figures)
+    lincheck_verdict("kv", &json!(""), &ops, &origin, events, figures)
+}
+
+/// The simulated time of the event with `index`; 0 if there is none (events are in index
+/// order).
+pub(crate) fn event_time_us(events: &[Event], index: u64) -> u64 {
+    match events.binary_search_by_key(&index, |event| event.index) {
+        Ok(position) => events[position].time_us,
+        Err(_) => 0,
+    }
+}
+
+/// Names a witness's calls as the history does: `origin[i]` is the (event index, client
+/// process) that the engine's history entry `i` came from; the events give the times.
+fn name_by_events(witness: &mut crate::lincheck::Witness, origin: &[(u64, u64)], events: &[Event]) {
+    let calls = witness
+        .linearized
+        .iter_mut()
+        .map(|step| &mut step.call)
+        .chain(witness.cannot_place.iter_mut())
+        .chain(witness.refuted_by.iter_mut());
+    for call in calls {
+        let (invoke_at, process) = origin[call.invoke_index];
+        call.process = process;
+        call.invoke_index = invoke_at as usize;
+        call.invoke_time_us = Some(event_time_us(events, invoke_at));
+        if let Some(index) = call.completion_index {
+            let completed_at = origin[index].0;
+            call.completion_index = Some(completed_at as usize);
+            call.completion_time_us = Some(event_time_us(events, completed_at));
         }
+    }
+}
+
+/// The verdict of the linearizability engine on `ops` (a projection of `events`; `origin`
+/// maps each op back to its event and client process), with `figures` completed: `verdict`
+/// and, when the history is not linearizable, `witness`: the engine's witness narrowed to the
+/// shortest failing prefix ([`crate::lincheck::narrow`]), its calls named by event index,
+/// process and simulated time, and bounded ([`crate::lincheck::Witness::bounded`]).
+///
+/// Each search (the verdict's, then the narrowing's) gets [`LINEARIZABILITY_SEARCH_MAX`]; a
+/// verdict search that gives up proves nothing either way: the verdict passes with `verdict:
+/// unknown` and the reason.
+pub(crate) fn lincheck_verdict(
+    model: &str,
+    init: &Value,
+    ops: &[crate::lincheck::Op],
+    origin: &[(u64, u64)],
+    events: &[Event],
+    mut figures: BTreeMap<String, Value>,
+) -> Verdict {
+    use crate::lincheck;
+
+    assert_eq!(ops.len(), origin.len(), "every op has its origin");
+    let deadline = std::time::Instant::now() + LINEARIZABILITY_SEARCH_MAX;
+    let (name, violations) = match lincheck::check(model, init, ops, Some(deadline)) {
+        Ok(lincheck::Verdict::Linearizable) => ("linearizable", Vec::new()),
         Ok(lincheck::Verdict::NotLinearizable { witness }) => {
-            figures.insert("verdict".into(), json!("not-linearizable"));
-            figures.insert("witness".into(), serde_json::to_value(&witness).unwrap_or(Value::Null));
-            Verdict::from_violations(vec![format!("not linearizable: {witness}")], figures)
+            let deadline = std::time::Instant::now() + LINEARIZABILITY_SEARCH_MAX;
+            let mut witness = lincheck::narrow(model, init, ops, *witness, Some(deadline));
+            name_by_events(&mut witness, origin, events);
+            let witness = witness.bounded();
+            figures.insert("witness".into(), serde_json::to_value(&witness).unwrap_or_default());
+            ("not-linearizable", vec![format!("not linearizable: {witness}")])
         }
         Ok(lincheck::Verdict::Unknown { reason }) => {
             // A search that gives up proves nothing either way: report it, do not fail on it.
-            figures.insert("verdict".into(), json!("unknown"));
-            figures.insert(
-                "unknown_reason".into(),
-                serde_json::to_value(reason).unwrap_or(Value::Null),
-            );
-            Verdict::from_violations(Vec::new(), figures)
+            figures
+                .insert("unknown_reason".into(), serde_json::to_value(reason).unwrap_or_default());
+            ("unknown", Vec::new())
         }
-        Err(error) => Verdict::from_violations(
-            vec![format!("the history does not form a valid lincheck history: {error}")],
-            figures,
+        Err(error) => (
+            "invalid",
+            vec![format!("the projected history is not a valid lincheck history: {error}")],
         ),
-    }
+    };
+    figures.insert("verdict".into(), json!(name));
+    Verdict::from_violations(violations, figures)
 }
 
 #[cfg(test)]
@@ -528,6 +651,47 @@ mod tests {
         let verdict = linearizability(&history.events);
         assert!(!verdict.passed);
         assert_eq!(verdict.figures["verdict"], json!("not-linearizable"));
+        // The witness names the read no order explains by its events and simulated times.
+        let witness = &verdict.figures["witness"];
+        assert_eq!(witness["key"], json!("n1"));
+        let refuted = &witness["refuted_by"];
+        assert_eq!(
+            (refuted["invoke_index"].clone(), refuted["process"].clone()),
+            (json!(8), json!(3))
+        );
+        assert_eq!(refuted["completion_index"], json!(9));
+        assert_eq!(refuted["output"], json!("10,"));
+        assert_eq!(
+            (refuted["invoke_time_us"].clone(), refuted["completion_time_us"].clone()),
+            (json!(9000), json!(10_000))
+        );
+        assert!(
+            verdict.violations[0].contains(
+                "history[8] process 3 get null -> \"10,\" (ok at history[9]) from 0.009 s to 0.010 s"
+            ),
+            "{}",
+            verdict.violations[0]
+        );
+    }
+
+    #[test]
+    fn distributions_keep_every_sample_up_to_their_bound_and_then_an_even_spread() {
+        let small = Distribution::from_values("ms", "d", [3.0, 1.0, 2.0]);
+        assert_eq!((small.count, small.samples.clone()), (3, vec![1.0, 2.0, 3.0]));
+        let values = (0..10 * DISTRIBUTION_SAMPLES_MAX).map(|value| value as f64);
+        let large = Distribution::from_values("ms", "d", values);
+        assert_eq!(large.count, 10 * DISTRIBUTION_SAMPLES_MAX as u64);
+        assert_eq!(large.samples.len(), DISTRIBUTION_SAMPLES_MAX);
+        assert_eq!(large.samples[0], 0.0);
+        assert_eq!(*large.samples.last().unwrap(), (10 * DISTRIBUTION_SAMPLES_MAX - 1) as f64);
+        assert!(large.samples.windows(2).all(|pair| pair[0] < pair[1]), "sorted, spread");
+        // A verdict without distributions reads and writes as before they existed.
+        let verdict = Verdict::from_violations(Vec::new(), BTreeMap::new());
+        let text = serde_json::to_string(&verdict).unwrap();
+        assert!(!text.contains("distributions"), "{text}");
+        let with = verdict.with_distribution("lag_ms", small);
+        let back: Verdict = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
     }
 
     #[test]

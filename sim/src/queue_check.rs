@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use pessimist_core::history::{Event, EventKind};
 use serde_json::{json, Value};
 
-use crate::check::{phase_start_us, Verdict, LINEARIZABILITY_SEARCH_MAX, PHASE_DRAIN, PHASE_HEAL};
+use crate::check::{event_time_us, phase_start_us, Distribution, Verdict, PHASE_DRAIN, PHASE_HEAL};
 
 /// How a client operation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -842,21 +842,6 @@ fn project(operations: &[Operation<'_>]) -> Result<Projection, String> {
     Ok(projection)
 }
 
-/// Names the witness's calls by event index and client process instead of projected ones.
-fn name_by_events(witness: &mut crate::lincheck::Witness, origin: &[(u64, u64)]) {
-    let calls = witness
-        .linearized
-        .iter_mut()
-        .map(|step| &mut step.call)
-        .chain(witness.cannot_place.iter_mut());
-    for call in calls {
-        let (invoke_at, process) = origin[call.invoke_index];
-        call.process = process;
-        call.invoke_index = invoke_at as usize;
-        call.completion_index = call.completion_index.map(|index| origin[index].0 as usize);
-    }
-}
-
 /// The queue is linearizable as a FIFO queue, seen through enqueues and first deliveries.
 ///
 /// Mapping: an ok or info enqueue is `enqueue(payload)` (a fail is dropped; an ok duplicate
@@ -875,44 +860,29 @@ fn name_by_events(witness: &mut crate::lincheck::Witness, origin: &[(u64, u64)])
 /// already left this projected queue.
 ///
 /// Like [`crate::check::linearizability`], a search that runs out of its budget
-/// ([`LINEARIZABILITY_SEARCH_MAX`]) proves nothing either way: the verdict passes with the
-/// figure `verdict: unknown` and the reason.
+/// ([`crate::check::LINEARIZABILITY_SEARCH_MAX`]) proves nothing either way: the verdict passes
+/// with the figure `verdict: unknown` and the reason. A refutation comes with the figure `witness`:
+/// the shortest failing prefix's witness, its calls named by event, client and time.
 pub fn queue_linearizability(events: &[Event]) -> Verdict {
-    use crate::lincheck;
-
     let operations = operations(events);
     let projection = match project(&operations) {
         Ok(projection) => projection,
         Err(malformed) => return Verdict::from_violations(vec![malformed], BTreeMap::new()),
     };
-    let mut figures = BTreeMap::from([
+    let figures = BTreeMap::from([
         ("operations".to_string(), json!(projection.ops.len())),
         ("redeliveries_dropped".to_string(), json!(projection.redeliveries_dropped)),
         ("duplicate_enqueues_dropped".to_string(), json!(projection.duplicates_dropped)),
         ("unseen_lease_tries".to_string(), json!(projection.unseen_tries)),
     ]);
-    let deadline = std::time::Instant::now() + LINEARIZABILITY_SEARCH_MAX;
-    let verdict = lincheck::check("fifo-queue", &Value::Null, &projection.ops, Some(deadline));
-    let (name, violations) = match verdict {
-        Ok(lincheck::Verdict::Linearizable) => ("linearizable", Vec::new()),
-        Ok(lincheck::Verdict::NotLinearizable { mut witness }) => {
-            name_by_events(&mut witness, &projection.origin);
-            figures.insert("witness".into(), serde_json::to_value(&witness).unwrap_or_default());
-            ("not-linearizable", vec![format!("{witness}")])
-        }
-        Ok(lincheck::Verdict::Unknown { reason }) => {
-            // A search that gives up proves nothing either way: report it, do not fail on it.
-            figures
-                .insert("unknown_reason".into(), serde_json::to_value(reason).unwrap_or_default());
-            ("unknown", Vec::new())
-        }
-        Err(error) => (
-            "invalid",
-            vec![format!("the projected history is not a valid lincheck history: {error}")],
-        ),
-    };
-    figures.insert("verdict".into(), json!(name));
-    Verdict::from_violations(violations, figures)
+    crate::check::lincheck_verdict(
+        "fifo-queue",
+        &Value::Null,
+        &projection.ops,
+        &projection.origin,
+        events,
+        figures,
+    )
 }
 
 /// The queue recovers after the heal: the drain finishes every acknowledged job within the
@@ -990,13 +960,31 @@ pub fn queue_liveness(events: &[Event], bound_ms: u64) -> Verdict {
 /// passed in true time. With true clocks that cannot happen (the lease's deadline is stamped
 /// no earlier than the lease was asked for); a leader whose clock runs ahead makes it happen.
 /// Always passes: the scenario that shows the hazard asserts on the figure.
+///
+/// Distributions: `first_delivery_wait_ms`, how old a job was when first delivered (from its
+/// enqueue acknowledged to its first lease granted, 0 if the lease came first), the queue's
+/// staleness; `redelivery_after_ms`, how long a job whose lease was lost waited to be leased
+/// again (from its previous lease granted to the next).
 pub fn leases(events: &[Event]) -> Verdict {
+    let operations = operations(events);
+    // job -> when its enqueue was first acknowledged
+    let mut enqueued_us: BTreeMap<u64, u64> = BTreeMap::new();
+    for operation in operations.iter().filter(|operation| operation.is("enqueue", Outcome::Ok)) {
+        if let Some(job) = operation.output["job"].as_u64() {
+            let acknowledged_us = event_time_us(events, operation.at());
+            let first = enqueued_us.entry(job).or_insert(acknowledged_us);
+            *first = (*first).min(acknowledged_us);
+        }
+    }
     // (job, lease) -> (when the lease was asked for, its visibility timeout)
     let mut granted: BTreeMap<(u64, u64), (u64, u64)> = BTreeMap::new();
+    // job -> when its latest lease was granted
+    let mut last_granted_us: BTreeMap<u64, u64> = BTreeMap::new();
+    let (mut first_wait_ms, mut redelivery_ms) = (Vec::new(), Vec::new());
     let (mut leases, mut redeliveries, mut stale, mut cut_short) = (0u64, 0u64, 0u64, 0u64);
     // In invoke order: a worker's lease is granted before it acks.
-    for operation in operations(events) {
-        let invoked_us = time_us(events, operation.invoke_index);
+    for operation in &operations {
+        let invoked_us = event_time_us(events, operation.invoke_index);
         match (operation.f, operation.outcome) {
             ("lease", Outcome::Ok) => {
                 let output = operation.output;
@@ -1005,9 +993,16 @@ pub fn leases(events: &[Event]) -> Verdict {
                     continue;
                 };
                 leases += 1;
+                let granted_us = event_time_us(events, operation.at());
                 if output["attempt"].as_u64().unwrap_or(1) > 1 {
                     redeliveries += 1;
+                    if let Some(previous_us) = last_granted_us.get(&job) {
+                        redelivery_ms.push(granted_us.saturating_sub(*previous_us) as f64 / 1000.0);
+                    }
+                } else if let Some(enqueued_us) = enqueued_us.get(&job) {
+                    first_wait_ms.push(granted_us.saturating_sub(*enqueued_us) as f64 / 1000.0);
                 }
+                last_granted_us.insert(job, granted_us);
                 let visibility_ms = operation.input["visibility_ms"].as_u64().unwrap_or(0);
                 granted.insert((job, lease), (invoked_us, visibility_ms));
             }
@@ -1034,14 +1029,22 @@ pub fn leases(events: &[Event]) -> Verdict {
         ("leases_cut_short".to_string(), json!(cut_short)),
     ]);
     Verdict::from_violations(Vec::new(), figures)
-}
-
-/// The time of the event with `index` (events are in index order).
-fn time_us(events: &[Event], index: u64) -> u64 {
-    match events.binary_search_by_key(&index, |event| event.index) {
-        Ok(position) => events[position].time_us,
-        Err(_) => 0,
-    }
+        .with_distribution(
+            "first_delivery_wait_ms",
+            Distribution::from_values(
+                "ms",
+                "queue staleness: from a job's enqueue acknowledged to its first lease granted",
+                first_wait_ms,
+            ),
+        )
+        .with_distribution(
+            "redelivery_after_ms",
+            Distribution::from_values(
+                "ms",
+                "redelivery: from a job's previous lease granted to the lease that redelivered it",
+                redelivery_ms,
+            ),
+        )
 }
 
 /// When `event` records a node becoming leader in a term at least as high as `latest`'s:
@@ -1072,7 +1075,8 @@ pub fn latest_leader(events: &[Event]) -> Option<(u64, String)> {
 /// Failover, measured: for each fault that took the leader away (a crash, isolation or pause
 /// aimed at the node leading at that moment), the time from the fault's start to the first
 /// entry of a later term applied anywhere: the first commit under the new leader. A loss
-/// that no later term followed before the run ended counts as `unrecovered`. Figures only.
+/// that no later term followed before the run ended counts as `unrecovered`. Figures only,
+/// and the times as the distribution `failover_ms`.
 pub fn failover(events: &[Event]) -> Verdict {
     let mut leader: Option<(u64, String)> = None; // (term, node) of the latest leader
     let mut waiting: Vec<(u64, u64)> = Vec::new(); // (fault start us, lost leader's term)
@@ -1116,12 +1120,17 @@ pub fn failover(events: &[Event]) -> Verdict {
         ("unrecovered".to_string(), json!(waiting.len())),
         ("failover_ms".to_string(), json!(times_ms)),
     ]);
+    let distribution = Distribution::from_values(
+        "ms",
+        "failover: from a fault taking the leader away to the first commit of a later term",
+        times_ms.iter().map(|&ms| ms as f64),
+    );
     times_ms.sort_unstable();
     if let Some(&max) = times_ms.last() {
         figures.insert("failover_ms_p50".into(), json!(times_ms[times_ms.len() / 2]));
         figures.insert("failover_ms_max".into(), json!(max));
     }
-    Verdict::from_violations(Vec::new(), figures)
+    Verdict::from_violations(Vec::new(), figures).with_distribution("failover_ms", distribution)
 }
 
 /// Availability of enqueues around each fault: for every fault window (start to end, or to
@@ -1137,7 +1146,7 @@ pub fn fault_availability(events: &[Event]) -> Verdict {
         .into_iter()
         .filter(|operation| operation.f == "enqueue" && operation.outcome != Outcome::Open)
         .map(|operation| {
-            (time_us(events, operation.invoke_index), operation.outcome == Outcome::Ok)
+            (event_time_us(events, operation.invoke_index), operation.outcome == Outcome::Ok)
         })
         .collect();
     for event in events {
@@ -1610,8 +1619,21 @@ mod tests {
         history.enqueue(1, 1).enqueue(1, 2).lease(3, 2, 10, 1);
         let verdict = queue_linearizability(&history.events);
         assert_eq!(verdict.figures["verdict"], json!("not-linearizable"));
-        // The witness names calls by event index and client process.
-        check(&verdict, Some("history[4] process 3 dequeue null -> 1002 (ok at history[5])"));
+        // The witness names calls by event index, client process and simulated time.
+        check(
+            &verdict,
+            Some("history[4] process 3 dequeue null -> 1002 (ok at history[5]) from 0.005 s"),
+        );
+        // The history is explainable until the lease returns job 2 while job 1 waits.
+        let refuted = &verdict.figures["witness"]["refuted_by"];
+        assert_eq!(refuted["invoke_index"], json!(4), "{refuted}");
+        assert_eq!(refuted["completion_index"], json!(5));
+        assert_eq!(
+            (refuted["process"].clone(), refuted["output"].clone()),
+            (json!(3), json!(1002))
+        );
+        assert_eq!(refuted["invoke_time_us"], json!(5000));
+        assert_eq!(refuted["completion_time_us"], json!(6000));
     }
 
     #[test]
@@ -1693,6 +1715,10 @@ mod tests {
         assert_eq!(verdict.figures["leases_cut_short"], json!(1));
         assert_eq!(verdict.figures["stale_rejections"], json!(1));
         assert_eq!(verdict.figures["redeliveries"], json!(1));
+        // Acknowledged at 2 ms, first leased at 4 ms, redelivered at 6 ms.
+        let waits = &verdict.distributions["first_delivery_wait_ms"];
+        assert_eq!((waits.unit.as_str(), waits.count, waits.samples.clone()), ("ms", 1, vec![2.0]));
+        assert_eq!(verdict.distributions["redelivery_after_ms"].samples, vec![2.0]);
     }
 
     // --- queue_liveness

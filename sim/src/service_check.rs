@@ -9,7 +9,8 @@
 //!   that crashed a worker ends failed; figures: crashes, time with the whole fleet down.
 //! - [`auth_keys`]: no request is accepted with a key that was never issued, before its
 //!   creation began, or later than the revocation bound after its revocation; figures: time
-//!   for a new key to work and for a revoked key to stop working (p50, p99, max).
+//!   for a new key to work and for a revoked key to stop working (p50, p99, max), and both
+//!   as distributions (`new_key_delay_ms`, `revocation_lag_ms`), one sample per key.
 //! - [`service_availability`]: per-window availability and latency of uploads, and the
 //!   availability inside each fault's window.
 
@@ -23,7 +24,7 @@ use pessimist_core::resize::{self, DecodeBudget, ResizeError, ResizeSpec};
 use pessimist_core::worker::WorkerSettings;
 use serde_json::{json, Value};
 
-use crate::check::{operations, phase_start_us, Operation, Verdict, PHASE_HEAL};
+use crate::check::{operations, phase_start_us, Distribution, Operation, Verdict, PHASE_HEAL};
 use crate::service_workload::ImageSpec;
 
 fn percentiles(name: &str, mut values: Vec<u64>, figures: &mut BTreeMap<String, Value>) {
@@ -324,9 +325,21 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
         ("never_issued_refused".to_string(), json!(unknown_refused)),
         ("revocation_bound_ms".to_string(), json!(bound_ms)),
     ]);
+    let new_key = Distribution::from_values(
+        "ms",
+        "new-key delay: from a key's creation acknowledged to the first request it authenticated",
+        new_key_ms.iter().map(|&ms| ms as f64),
+    );
+    let revocation = Distribution::from_values(
+        "ms",
+        "revocation lag: from a key's revocation acknowledged to the first probe refused with it",
+        revocation_ms.iter().map(|&ms| ms as f64),
+    );
     percentiles("new_key_delay_ms", new_key_ms, &mut figures);
     percentiles("revocation_lag_ms", revocation_ms, &mut figures);
     Verdict::from_violations(violations, figures)
+        .with_distribution("new_key_delay_ms", new_key)
+        .with_distribution("revocation_lag_ms", revocation)
 }
 
 /// Uploads per window of `window_ms`: the share answered 202 among those the service could

@@ -206,8 +206,10 @@ pub fn check_with<M: Model>(
                                 state_after: model.describe_state(state),
                             })
                             .collect(),
+                        linearized_omitted: 0,
                         cannot_place: candidates.iter().map(|&index| describe(index)).collect(),
                         calls_in_partition: partition.calls.len(),
+                        refuted_by: None,
                     };
                     return Ok(Verdict::NotLinearizable { witness: Box::new(witness) });
                 }
@@ -239,9 +241,80 @@ fn describe_call(call: &Call) -> WitnessCall {
         process: call.process,
         f: call.f.to_owned(),
         input: call.input.clone(),
-        outcome,
+        outcome: outcome.to_string(),
         output,
+        invoke_time_us: None,
+        completion_time_us: None,
     }
+}
+
+/// Most prefixes [`narrow`] checks: a binary search over a history of up to 2^64 entries.
+pub const NARROWING_CHECKS_MAX: u32 = 64;
+
+/// Narrows the witness of a history [`check`] found not linearizable to the shortest prefix
+/// of the history that is already not linearizable, and names the point where no
+/// linearization exists ([`Witness::refuted_by`]).
+///
+/// Why a binary search is sound: linearizability is prefix-closed. Take a linearization of a
+/// prefix one entry longer. If that entry is an invoke, the new call comes after every call
+/// completed before it, so cutting the order just before it drops only calls still open in
+/// the shorter prefix, which may take effect or not; if it is a completion, the call is open
+/// in the shorter prefix, where any result, or none, is allowed. So once a prefix is not
+/// linearizable, no longer one is, and the shortest such prefix ends with the completion no
+/// order can explain: an `ok`, or a `fail` (a call that certainly took no effect, where the
+/// shorter prefix could still let it have one).
+///
+/// Each probe is a whole [`check`] under `deadline`; when one gives up (or the history is
+/// invalid, which `witness` says it was not), the search stops and the witness of the
+/// shortest failing prefix found so far is returned, without `refuted_by`.
+pub fn narrow(
+    model: &str,
+    init: &Value,
+    history: &[Op],
+    witness: Witness,
+    deadline: Option<Instant>,
+) -> Witness {
+    // The empty prefix is linearizable; the whole history is not.
+    let (mut linearizable_len, mut failing_len) = (0usize, history.len());
+    let mut narrowest = witness;
+    let mut checks = 0u32;
+    while failing_len - linearizable_len > 1 {
+        checks += 1;
+        assert!(checks <= NARROWING_CHECKS_MAX, "a binary search halves the interval each time");
+        let middle = linearizable_len + (failing_len - linearizable_len) / 2;
+        match check(model, init, &history[..middle], deadline) {
+            Ok(Verdict::Linearizable) => linearizable_len = middle,
+            Ok(Verdict::NotLinearizable { witness }) => {
+                failing_len = middle;
+                narrowest = *witness;
+            }
+            Ok(Verdict::Unknown { .. }) | Err(_) => return narrowest,
+        }
+    }
+    let last = failing_len - 1;
+    let completion = &history[last];
+    assert!(
+        matches!(completion.op_type, OpType::Ok | OpType::Fail),
+        "the shortest non-linearizable prefix ends with an ok or fail completion (history[{last}])"
+    );
+    // Pairing drops failed calls: find the completion's invoke directly.
+    let invoke_index = history[..last]
+        .iter()
+        .rposition(|op| op.process == completion.process && op.op_type == OpType::Invoke)
+        .expect("a completion in a valid history has its invoke");
+    let refuting = WitnessCall {
+        invoke_index,
+        completion_index: Some(last),
+        process: completion.process,
+        f: completion.f.clone(),
+        input: history[invoke_index].value.clone(),
+        outcome: if completion.op_type == OpType::Ok { "ok" } else { "fail" }.to_string(),
+        output: (completion.op_type == OpType::Ok).then(|| completion.value.clone()),
+        invoke_time_us: None,
+        completion_time_us: None,
+    };
+    narrowest.refuted_by = Some(refuting);
+    narrowest
 }
 
 #[cfg(test)]

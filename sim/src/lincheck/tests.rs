@@ -251,6 +251,121 @@ fn fifo_queue() {
     check_verdict("fifo-queue", Value::Null, &invented, "not-linearizable");
 }
 
+/// A register history that goes wrong at history[5] (a read of a value already overwritten)
+/// and goes on for a while.
+fn stale_read_then_more() -> Vec<Op> {
+    let mut history = vec![
+        invoke(0, "write", json!(1)),
+        ok(0, "write", json!(1)),
+        invoke(0, "write", json!(2)),
+        ok(0, "write", json!(2)),
+        invoke(1, "read", Value::Null),
+        ok(1, "read", json!(1)),
+    ];
+    for value in 3..40 {
+        history.push(invoke(0, "write", json!(value)));
+        history.push(ok(0, "write", json!(value)));
+        history.push(invoke(1, "read", Value::Null));
+        history.push(ok(1, "read", json!(value)));
+    }
+    history
+}
+
+#[test]
+fn narrowing_finds_the_completion_no_order_explains() {
+    let history = stale_read_then_more();
+    let Verdict::NotLinearizable { witness } =
+        check_verdict("register", Value::Null, &history, "not-linearizable")
+    else {
+        unreachable!()
+    };
+    let narrowed = narrow("register", &Value::Null, &history, *witness, None);
+    let refuted = narrowed.refuted_by.as_ref().expect("narrowing finished");
+    assert_eq!((refuted.invoke_index, refuted.completion_index), (4, Some(5)));
+    assert_eq!((refuted.process, refuted.f.as_str()), (1, "read"));
+    assert_eq!(refuted.output, Some(json!(1)));
+    // The witness is the six-entry prefix's: both writes placed, the read cannot come next.
+    assert_eq!(narrowed.linearized.len(), 2);
+    assert_eq!(narrowed.state_stuck(), &json!(2));
+    assert_eq!(narrowed.cannot_place[0].invoke_index, 4);
+    let text = narrowed.to_string();
+    assert!(
+        text.contains("no order of the calls explains this return: history[4] process 1 read"),
+        "{text}"
+    );
+}
+
+#[test]
+fn narrowing_finds_a_fail_that_contradicts_a_read() {
+    // The read saw the write, which later failed: certainly never applied.
+    let history = [
+        invoke(0, "write", json!(1)),
+        invoke(1, "read", Value::Null),
+        ok(1, "read", json!(1)),
+        fail(0, "write"),
+    ];
+    let Verdict::NotLinearizable { witness } =
+        check_verdict("register", Value::Null, &history, "not-linearizable")
+    else {
+        unreachable!()
+    };
+    let narrowed = narrow("register", &Value::Null, &history, *witness, None);
+    let refuted = narrowed.refuted_by.expect("narrowing finished");
+    assert_eq!((refuted.outcome.as_str(), refuted.completion_index), ("fail", Some(3)));
+    assert_eq!((refuted.invoke_index, refuted.input.clone(), refuted.output), (0, json!(1), None));
+}
+
+#[test]
+fn narrowing_past_its_deadline_keeps_the_witness_it_has() {
+    let history = stale_read_then_more();
+    let Verdict::NotLinearizable { witness } =
+        check("register", &Value::Null, &history, None).expect("well-formed")
+    else {
+        unreachable!()
+    };
+    let whole = (*witness).clone();
+    let past = Instant::now() - std::time::Duration::from_secs(1);
+    let narrowed = narrow("register", &Value::Null, &history, *witness, Some(past));
+    assert_eq!(narrowed, whole, "no probe could answer: the witness is unchanged");
+}
+
+#[test]
+fn a_bounded_witness_keeps_the_end_of_the_prefix_and_shortens_long_values() {
+    // A kv key whose value grows past the kept length, then a read that loses an append.
+    let mut history = Vec::new();
+    for value in 0..60u64 {
+        let text = format!("{value:0>60},");
+        history.push(keyed(invoke(0, "append", json!(text)), "k"));
+        history.push(keyed(ok(0, "append", Value::Null), "k"));
+    }
+    history.push(keyed(invoke(1, "get", Value::Null), "k"));
+    history.push(keyed(ok(1, "get", json!("")), "k"));
+    let Verdict::NotLinearizable { witness } =
+        check_verdict("kv", json!(""), &history, "not-linearizable")
+    else {
+        unreachable!()
+    };
+    // The search stops a little short of the last append (its lookahead sees the read fail).
+    let steps = witness.linearized.len();
+    assert!(steps > Witness::STEPS_KEPT_MAX + 30, "{steps}");
+    let last_call = witness.linearized.last().unwrap().call.invoke_index;
+    let stuck_chars = witness.state_stuck().to_string().chars().count();
+    assert!(stuck_chars > Witness::VALUE_KEPT_CHARS_MAX, "{stuck_chars}");
+    let bounded = witness.bounded();
+    assert_eq!(bounded.linearized.len(), Witness::STEPS_KEPT_MAX);
+    assert_eq!(bounded.linearized_omitted, steps - Witness::STEPS_KEPT_MAX);
+    assert_eq!(bounded.linearized_len(), steps);
+    // The steps kept are the last ones; the long states are shortened, their length said.
+    assert_eq!(bounded.linearized.last().unwrap().call.invoke_index, last_call);
+    let state = bounded.state_stuck().as_str().unwrap();
+    assert!(state.len() < 1400 && state.ends_with(&format!("({stuck_chars} chars)")), "{state}");
+    let text = bounded.to_string();
+    let hidden = format!("... {} earlier calls", steps - Witness::STEPS_KEPT_MAX);
+    assert!(text.contains(&hidden), "{text}");
+    // Bounded twice is bounded once.
+    assert_eq!(bounded.clone().bounded(), bounded);
+}
+
 #[test]
 fn bad_input_names_its_position() {
     let history = [invoke(0, "read", Value::Null), ok(0, "read", Value::Null)];
@@ -594,6 +709,18 @@ proptest! {
             }
             prop_assert!(witness_replays_by_name(model, &history, &witness), "{}", witness);
             prop_assert!(!witness.cannot_place.is_empty());
+            // Narrowed: the history is linearizable just before the refuting completion and
+            // not with it, and the narrowed witness is a witness of that prefix.
+            let narrowed = narrow(model, &Value::Null, &history, *witness, None);
+            let refuted = narrowed.refuted_by.clone().expect("no deadline: narrowing finishes");
+            let last = refuted.completion_index.expect("a completion refutes");
+            prop_assert!(brute_force_by_name(model, &history[..last]), "{:#?}", history);
+            prop_assert!(!brute_force_by_name(model, &history[..=last]), "{:#?}", history);
+            prop_assert!(
+                witness_replays_by_name(model, &history[..=last], &narrowed),
+                "{}",
+                narrowed
+            );
         }
     }
 }

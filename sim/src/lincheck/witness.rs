@@ -2,16 +2,18 @@
 //!
 //! Role: say why a history is not linearizable in terms a person can check by hand: the
 //! longest prefix the search managed to linearize (calls in order, with the state after each)
-//! and the calls that could come next at that point but that the model rejects. Text for
-//! people (`Display`), JSON for reports (`Serialize`).
+//! and the calls that could come next at that point but that the model rejects; once
+//! [`super::narrow`] has run, also the call whose return makes the history unexplainable.
+//! Text for people (`Display`), JSON for reports (`Serialize`, read back by `Deserialize`).
 //!
 //! Invariants: calls are named by the position of their invoke in the history
 //! (`history[17]`), the same positions malformed-input errors use; `Display` never prints more
-//! than `PREFIX_SHOWN_MAX` prefix steps (JSON carries them all).
+//! than `PREFIX_SHOWN_MAX` prefix steps; JSON carries them all unless [`Witness::bounded`]
+//! cut it down, and then says how many it left out.
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::search::GaveUp;
@@ -46,7 +48,7 @@ impl Verdict {
 }
 
 /// One call, as it appears in the history.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WitnessCall {
     /// Position of the invoke in the history.
     pub invoke_index: usize,
@@ -58,14 +60,21 @@ pub struct WitnessCall {
     pub f: String,
     /// The argument.
     pub input: Value,
-    /// `ok` or `info`.
-    pub outcome: &'static str,
-    /// The observed result; `None` for `info` calls.
+    /// `ok` or `info` (`fail` only in [`Witness::refuted_by`]).
+    pub outcome: String,
+    /// The observed result; `None` for `info` and `fail` calls.
     pub output: Option<Value>,
+    /// When the call was invoked and completed, in microseconds, where the history's owner
+    /// knows (the lincheck format has positions only; the simulator's checkers fill these in
+    /// from the events' simulated time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoke_time_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time_us: Option<u64>,
 }
 
 /// One linearized call and the model's state after it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WitnessStep {
     /// The call.
     pub call: WitnessCall,
@@ -74,7 +83,7 @@ pub struct WitnessStep {
 }
 
 /// Why a history is not linearizable.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Witness {
     /// The model.
     pub model: String,
@@ -82,24 +91,97 @@ pub struct Witness {
     pub key: Option<String>,
     /// The state the partition starts in.
     pub state_initial: Value,
-    /// The longest linearizable prefix found, in order.
+    /// The longest linearizable prefix found, in order (its last steps only, after
+    /// [`Witness::bounded`]).
     pub linearized: Vec<WitnessStep>,
+    /// Steps at the start of `linearized` that [`Witness::bounded`] left out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub linearized_omitted: usize,
     /// The `ok` calls that could come next after that prefix: the model rejects each of them,
     /// or accepts it only into a state from which the call returning first (one of these) can
     /// no longer be satisfied.
     pub cannot_place: Vec<WitnessCall>,
     /// Number of calls in the partition (after dropping `fail` calls and `info` reads).
     pub calls_in_partition: usize,
+    /// The point where no linearization exists, once [`super::narrow`] found it: the call
+    /// whose completion is the last entry of the shortest prefix of the history that is not
+    /// linearizable. Some order explains the history up to just before that completion; none
+    /// explains it with the value the call returned (or, for a `fail`, with the call taking no
+    /// effect). The other fields then describe that prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refuted_by: Option<WitnessCall>,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 impl Witness {
     /// How many prefix steps `Display` shows (the last ones, nearest the failure).
     pub const PREFIX_SHOWN_MAX: usize = 20;
 
+    /// Prefix steps [`Witness::bounded`] keeps by default: the ones nearest the failure.
+    pub const STEPS_KEPT_MAX: usize = 20;
+    /// Calls that cannot come next kept by [`Witness::bounded`]; there are rarely more than
+    /// the clients running at once.
+    pub const CANNOT_PLACE_KEPT_MAX: usize = 20;
+    /// Characters of one value's JSON kept by [`Witness::bounded`]: kv states grow with the
+    /// history, and one per step would make a summary quadratic in the run's length.
+    pub const VALUE_KEPT_CHARS_MAX: usize = 2048;
+
     /// The state after the prefix: the one none of `cannot_place` is accepted in.
     pub fn state_stuck(&self) -> &Value {
         self.linearized.last().map_or(&self.state_initial, |step| &step.state_after)
     }
+
+    /// Total steps of the linearized prefix, including those left out.
+    pub fn linearized_len(&self) -> usize {
+        self.linearized.len() + self.linearized_omitted
+    }
+
+    /// The witness cut to a bounded size for summaries and reports: the last
+    /// [`Self::STEPS_KEPT_MAX`] prefix steps (the count of the others kept), at most
+    /// [`Self::CANNOT_PLACE_KEPT_MAX`] calls that cannot come next, and every value longer
+    /// than [`Self::VALUE_KEPT_CHARS_MAX`] characters of JSON replaced by a string that keeps
+    /// its start and its end.
+    pub fn bounded(mut self) -> Witness {
+        let dropped = self.linearized.len().saturating_sub(Self::STEPS_KEPT_MAX);
+        self.linearized.drain(..dropped);
+        self.linearized_omitted += dropped;
+        self.cannot_place.truncate(Self::CANNOT_PLACE_KEPT_MAX);
+        let bound_call = |call: &mut WitnessCall| {
+            call.input = bounded_value(&call.input);
+            call.output = call.output.as_ref().map(bounded_value);
+        };
+        for step in &mut self.linearized {
+            bound_call(&mut step.call);
+            step.state_after = bounded_value(&step.state_after);
+        }
+        self.cannot_place.iter_mut().for_each(bound_call);
+        self.refuted_by.iter_mut().for_each(bound_call);
+        self.state_initial = bounded_value(&self.state_initial);
+        assert!(self.linearized.len() <= Self::STEPS_KEPT_MAX, "the prefix is bounded");
+        assert!(self.cannot_place.len() <= Self::CANNOT_PLACE_KEPT_MAX, "candidates are bounded");
+        self
+    }
+}
+
+/// `value`, or when its JSON is longer than [`Witness::VALUE_KEPT_CHARS_MAX`] characters, a
+/// string of its start, `...`, its end and its length.
+fn bounded_value(value: &Value) -> Value {
+    let text = value.to_string();
+    let char_count = text.chars().count();
+    if char_count <= Witness::VALUE_KEPT_CHARS_MAX {
+        return value.clone();
+    }
+    let head: String = text.chars().take(256).collect();
+    let tail: String = text.chars().skip(char_count - 1024).collect();
+    Value::String(format!("{head}...{tail} ({char_count} chars)"))
+}
+
+/// Simulated time in seconds, to the millisecond.
+fn seconds(time_us: u64) -> String {
+    format!("{}.{:03} s", time_us / 1_000_000, time_us / 1000 % 1000)
 }
 
 /// Values longer than this many characters are shortened in text (JSON keeps them whole).
@@ -130,10 +212,20 @@ impl fmt::Display for WitnessCall {
         )?;
         match (&self.output, self.completion_index) {
             (Some(output), Some(index)) => {
-                write!(formatter, " -> {} (ok at history[{index}])", shown(output))
+                write!(formatter, " -> {} (ok at history[{index}])", shown(output))?
             }
-            (_, Some(index)) => write!(formatter, " -> ? (info at history[{index}])"),
-            (_, None) => write!(formatter, " -> ? (never completed)"),
+            (_, Some(index)) if self.outcome == "fail" => {
+                write!(formatter, " -> failed (fail at history[{index}])")?
+            }
+            (_, Some(index)) => write!(formatter, " -> ? (info at history[{index}])")?,
+            (_, None) => write!(formatter, " -> ? (never completed)")?,
+        }
+        match (self.invoke_time_us, self.completion_time_us) {
+            (Some(invoked), Some(completed)) => {
+                write!(formatter, " from {} to {}", seconds(invoked), seconds(completed))
+            }
+            (Some(invoked), None) => write!(formatter, " from {}", seconds(invoked)),
+            _ => Ok(()),
         }
     }
 }
@@ -148,13 +240,16 @@ impl fmt::Display for Witness {
             formatter,
             "not linearizable as {}{key}: longest linearizable prefix has {} of {} calls",
             self.model,
-            self.linearized.len(),
+            self.linearized_len(),
             self.calls_in_partition
         )?;
+        if let Some(call) = &self.refuted_by {
+            writeln!(formatter, "  no order of the calls explains this return: {call}")?;
+        }
         writeln!(formatter, "  initial state: {}", shown(&self.state_initial))?;
         let hidden = self.linearized.len().saturating_sub(Witness::PREFIX_SHOWN_MAX);
-        if hidden > 0 {
-            writeln!(formatter, "  ... {hidden} earlier calls")?;
+        if hidden + self.linearized_omitted > 0 {
+            writeln!(formatter, "  ... {} earlier calls", hidden + self.linearized_omitted)?;
         }
         for step in &self.linearized[hidden..] {
             writeln!(formatter, "  {}  => state {}", step.call, shown(&step.state_after))?;
