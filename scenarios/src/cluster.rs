@@ -195,7 +195,8 @@ impl Layout {
 
     /// Appends one line to `actions.jsonl`: what happened to which node, and when.
     fn record_action(&self, node: &str, action: &str, detail: Value) {
-        let line = json!({ "unix_ms": unix_ms(), "node": node, "action": action, "detail": detail });
+        let line =
+            json!({ "unix_ms": unix_ms(), "node": node, "action": action, "detail": detail });
         let appended = OpenOptions::new()
             .create(true)
             .append(true)
@@ -227,9 +228,7 @@ fn is_ours(pid: i32, what: &str, dir: &Path) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
     let dir = dir.as_os_str().as_encoded_bytes();
-    args.iter().any(|arg| *arg == b"cluster")
-        && args.iter().any(|arg| *arg == what.as_bytes())
-        && args.iter().any(|arg| *arg == dir)
+    args.contains(&b"cluster".as_slice()) && args.contains(&what.as_bytes()) && args.contains(&dir)
 }
 
 fn send_signal(pid: i32, signal: Signal) {
@@ -321,7 +320,12 @@ pub fn up(options: &UpOptions) -> Result<String, Failure> {
 /// The cluster file for `scenario`: each node on loopback, two ports apart (an auth node's
 /// admin endpoint takes the second), a fresh admin key, and a worker whose real CPU pays for
 /// its conversions.
-fn plan(scenario: &Scenario, path: &Path, base_port: u16, seed: u64) -> Result<ClusterFile, Failure> {
+fn plan(
+    scenario: &Scenario,
+    path: &Path,
+    base_port: u16,
+    seed: u64,
+) -> Result<ClusterFile, Failure> {
     let file = path.display();
     for node in &scenario.topology.nodes {
         if !pessimist_core::ROLES.contains(&node.role.as_str()) {
@@ -338,7 +342,9 @@ fn plan(scenario: &Scenario, path: &Path, base_port: u16, seed: u64) -> Result<C
         let port = u16::try_from(base_port as usize + 2 * index)
             .ok()
             .filter(|port| port.checked_add(1).is_some())
-            .ok_or_else(|| bad(format!("--base-port {base_port} leaves no room for {} nodes", index + 1)))?;
+            .ok_or_else(|| {
+                bad(format!("--base-port {base_port} leaves no room for {} nodes", index + 1))
+            })?;
         nodes.push(ClusterNode {
             name: node.name.clone(),
             role: node.role.clone(),
@@ -349,7 +355,8 @@ fn plan(scenario: &Scenario, path: &Path, base_port: u16, seed: u64) -> Result<C
     let mut knobs = Value::Object(scenario.knobs.clone());
     knobs["auth"] = merged(&knobs["auth"], json!({ "admin_key": admin_key }));
     knobs["worker"] = merged(&knobs["worker"], json!({ "charge_cpu": false }));
-    AuthSettings::from_knobs_line(&knobs).map_err(|error| bad(format!("{file}: knobs.auth: {error}")))?;
+    AuthSettings::from_knobs_line(&knobs)
+        .map_err(|error| bad(format!("{file}: knobs.auth: {error}")))?;
     WorkerSettings::from_knobs_line(&knobs)
         .map_err(|error| bad(format!("{file}: knobs.worker: {error}")))?;
     Ok(ClusterFile { scenario: scenario.name.clone(), seed, admin_key, knobs, nodes })
@@ -387,7 +394,8 @@ fn check_ports_free(cluster: &ClusterFile) -> Result<(), Failure> {
 }
 
 fn start_supervisor(layout: &Layout) -> Result<Child, Failure> {
-    let exe = std::env::current_exe().map_err(|error| failed(format!("cannot find this program: {error}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|error| failed(format!("cannot find this program: {error}")))?;
     let log_path = layout.log("supervisor");
     let log = OpenOptions::new()
         .create(true)
@@ -412,13 +420,14 @@ fn start_supervisor(layout: &Layout) -> Result<Child, Failure> {
 }
 
 /// Waits until every server listens and every Raft group (queue, auth) has a leader.
-fn wait_ready(layout: &Layout, cluster: &ClusterFile, supervisor: &mut Child) -> Result<(), Failure> {
+fn wait_ready(
+    layout: &Layout,
+    cluster: &ClusterFile,
+    supervisor: &mut Child,
+) -> Result<(), Failure> {
     let deadline = Instant::now() + READY_TIMEOUT;
-    let listening: Vec<&ClusterNode> = cluster
-        .nodes
-        .iter()
-        .filter(|node| node.role != pessimist_core::worker::ROLE)
-        .collect();
+    let listening: Vec<&ClusterNode> =
+        cluster.nodes.iter().filter(|node| node.role != pessimist_core::worker::ROLE).collect();
     let groups: Vec<&str> = [pessimist_core::queue::ROLE, auth::ROLE]
         .into_iter()
         .filter(|role| !cluster.with_role(role).is_empty())
@@ -531,7 +540,11 @@ pub fn supervise(dir: &Path) -> Result<(), Failure> {
                                 child.id(),
                                 RESTART_DELAY.as_millis()
                             ));
-                            layout.record_action(name, "exited", json!({ "status": status.to_string() }));
+                            layout.record_action(
+                                name,
+                                "exited",
+                                json!({ "status": status.to_string() }),
+                            );
                             let _ = fs::remove_file(layout.pid(name));
                             *state = Supervised::Waiting(Instant::now() + RESTART_DELAY);
                         }
@@ -540,7 +553,10 @@ pub fn supervise(dir: &Path) -> Result<(), Failure> {
                         let incarnation = boots.get(name).copied().unwrap_or(0);
                         match start_node(&layout, name, incarnation) {
                             Ok(child) => {
-                                log(&format!("{name} started (pid {}, boot {incarnation})", child.id()));
+                                log(&format!(
+                                    "{name} started (pid {}, boot {incarnation})",
+                                    child.id()
+                                ));
                                 layout.record_action(
                                     name,
                                     "started",
@@ -555,7 +571,8 @@ pub fn supervise(dir: &Path) -> Result<(), Failure> {
                             }
                             Err(failure) => {
                                 log(&format!("{name}: {}; retrying in 1 s", failure.message));
-                                *state = Supervised::Waiting(Instant::now() + Duration::from_secs(1));
+                                *state =
+                                    Supervised::Waiting(Instant::now() + Duration::from_secs(1));
                             }
                         }
                     }
@@ -612,7 +629,8 @@ fn log(message: &str) {
 }
 
 fn start_node(layout: &Layout, name: &str, incarnation: u64) -> Result<Child, Failure> {
-    let exe = std::env::current_exe().map_err(|error| failed(format!("cannot find this program: {error}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|error| failed(format!("cannot find this program: {error}")))?;
     let log_path = layout.log(name);
     let log = OpenOptions::new()
         .create(true)
@@ -637,11 +655,10 @@ fn start_node(layout: &Layout, name: &str, incarnation: u64) -> Result<Child, Fa
 pub fn node(dir: &Path, name: &str, incarnation: u64) -> Result<(), Failure> {
     let layout = Layout::new(dir);
     let cluster = layout.load()?;
-    let spec = cluster
-        .nodes
-        .iter()
-        .find(|node| node.name == name)
-        .ok_or_else(|| bad(format!("{} has no node {name}", layout.cluster_file().display())))?;
+    let spec =
+        cluster.nodes.iter().find(|node| node.name == name).ok_or_else(|| {
+            bad(format!("{} has no node {name}", layout.cluster_file().display()))
+        })?;
     let disk = RealDisk::open(layout.data(name))
         .map_err(|error| failed(format!("{name}'s disk: {error}")))?;
     let context = NodeContext {
@@ -668,7 +685,10 @@ pub fn node(dir: &Path, name: &str, incarnation: u64) -> Result<(), Failure> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut terminate = signal(SignalKind::terminate())
             .map_err(|error| failed(format!("cannot catch SIGTERM: {error}")))?;
-        recorder.record("process_started", json!({ "pid": std::process::id(), "incarnation": incarnation }));
+        recorder.record(
+            "process_started",
+            json!({ "pid": std::process::id(), "incarnation": incarnation }),
+        );
         tokio::select! {
             biased;
             _ = terminate.recv() => {
@@ -716,7 +736,8 @@ pub fn status(dir: &Path) -> Result<String, Failure> {
         Some(pid) => format!("supervisor: pid {pid}"),
         None => "supervisor: not running".to_string(),
     };
-    let mut lines = vec![format!("cluster of {} in {}; {supervisor}", cluster.scenario, dir.display())];
+    let mut lines =
+        vec![format!("cluster of {} in {}; {supervisor}", cluster.scenario, dir.display())];
     lines.push(format!("{:<12} {:<8} {:<21} {:<10} {}", "node", "role", "address", "pid", "boots"));
     for node in &cluster.nodes {
         let pid = layout.running_node(&node.name).map_or("down".to_string(), |pid| pid.to_string());
@@ -818,14 +839,15 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
     let layout = Layout::new(&options.dir);
     let cluster = layout.load()?;
     if layout.running_supervisor().is_none() {
-        return Err(bad(format!("no cluster runs in {}: `pessimist cluster up` first", options.dir.display())));
-    }
-    let scenario = load_scenario(&layout.scenario_file()).map_err(|error| bad(error.to_string()))?;
-    let Workload::Service(mut workload) = scenario.workload.clone() else {
         return Err(bad(format!(
-            "scenario {} has no service workload to drive",
-            scenario.name
+            "no cluster runs in {}: `pessimist cluster up` first",
+            options.dir.display()
         )));
+    }
+    let scenario =
+        load_scenario(&layout.scenario_file()).map_err(|error| bad(error.to_string()))?;
+    let Workload::Service(mut workload) = scenario.workload.clone() else {
+        return Err(bad(format!("scenario {} has no service workload to drive", scenario.name)));
     };
     if let Some(uploaders) = options.uploaders {
         workload.uploaders = uploaders;
@@ -910,7 +932,10 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
         service_check::thumbnails(&events, &knobs, workload.thumbnail_side),
     );
     checks.insert("auth_keys".to_string(), service_check::auth_keys(&events, &knobs));
-    checks.insert("availability".to_string(), service_check::service_availability(&events, 1000, None));
+    checks.insert(
+        "availability".to_string(),
+        service_check::service_availability(&events, 1000, None),
+    );
     let accepted = pessimist_sim::check::operations(&events)
         .iter()
         .filter(|op| op.f == "upload" && op.result["status"] == 202)
@@ -964,7 +989,8 @@ fn with_actions(layout: &Layout, events: Vec<Event>, started_unix_ms: u64) -> Ve
             }
             "started" => {
                 if let Some(fault) = open.remove(node) {
-                    faults.push((at_us(unix_ms), EventKind::FaultEnd { fault, kind: "kill".into() }));
+                    faults
+                        .push((at_us(unix_ms), EventKind::FaultEnd { fault, kind: "kill".into() }));
                 }
             }
             _ => {}
@@ -1019,7 +1045,11 @@ impl Throughput {
     fn line(&self) -> String {
         format!(
             "{:>8.1} accepted/s ({} in {} s), latency p50 {} ms, p99 {} ms",
-            self.accepted_per_s, self.accepted, self.seconds, self.latency_p50_ms, self.latency_p99_ms
+            self.accepted_per_s,
+            self.accepted,
+            self.seconds,
+            self.latency_p50_ms,
+            self.latency_p99_ms
         )
     }
 }
@@ -1069,7 +1099,9 @@ pub fn bench(options: &BenchOptions) -> Result<String, Failure> {
         text += "    (the real run's checks failed: see the drive's summary)\n";
     }
     text += &match &simulated {
-        Ok(simulated) => format!("  simulation, seed 1:       {} (simulated time)", simulated.line()),
+        Ok(simulated) => {
+            format!("  simulation, seed 1:       {} (simulated time)", simulated.line())
+        }
         Err(why) => format!("  simulation: not measured: {why}"),
     };
     let report = json!({
@@ -1102,7 +1134,8 @@ fn simulated_throughput(options: &BenchOptions, seconds: f64) -> Result<Throughp
     let text = fs::read_to_string(&path).map_err(|error| {
         format!("{}: {error} ({})", path.display(), String::from_utf8_lossy(&output.stderr).trim())
     })?;
-    let summary: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let summary: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let seed = summary["seeds"]
         .as_array()
         .and_then(|seeds| seeds.first())

@@ -90,13 +90,22 @@ fn a_real_cluster_loses_no_accepted_job_when_a_queue_node_and_a_worker_are_kille
     assert!(restarted, "the supervisor did not restart the killed nodes");
 
     let output = wait_bounded(drive, Duration::from_secs(120));
-    eprintln!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("drive/summary.json")).expect("the drive wrote a summary"),
+        &std::fs::read_to_string(dir.join("drive/summary.json"))
+            .expect("the drive wrote a summary"),
     )
     .expect("summary is JSON");
     for check in ["jobs_complete", "thumbnails", "auth_keys"] {
-        assert_eq!(summary["checks"][check]["passed"], true, "{check}: {}", summary["checks"][check]);
+        assert_eq!(
+            summary["checks"][check]["passed"], true,
+            "{check}: {}",
+            summary["checks"][check]
+        );
     }
     let complete = &summary["checks"]["jobs_complete"]["figures"];
     assert!(complete["accepted"].as_u64().unwrap_or(0) > 20, "too few accepted jobs: {complete}");

@@ -226,12 +226,11 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
         .map(|node| NodeSpec { name: node.name.clone(), role: node.role.clone() })
         .collect();
     let clients = scenario.client_names();
-    let program: Program = Arc::new(|context: NodeContext| {
-        match pessimist_core::serve_role(context.clone()) {
+    let program: Program =
+        Arc::new(|context: NodeContext| match pessimist_core::serve_role(context.clone()) {
             Some(program) => program,
             None => Box::pin(probe::serve(context)),
-        }
-    });
+        });
     let knobs = serde_json::Value::Object(scenario.knobs.clone());
     let mut world = World::build(seed, history.clone(), &servers, &clients, knobs, program);
     history.record(EventKind::Phase {
