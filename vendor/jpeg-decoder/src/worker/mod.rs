@@ -1,10 +1,4 @@
 mod immediate;
-mod multithreaded;
-#[cfg(all(
-    not(any(target_arch = "asmjs", target_arch = "wasm32")),
-    feature = "rayon"
-))]
-mod rayon;
 
 use crate::decoder::{choose_color_convert_func, ColorTransform};
 use crate::error::Result;
@@ -45,14 +39,11 @@ pub struct WorkerScope {
     inner: core::cell::RefCell<Option<WorkerScopeInner>>,
 }
 
+// Patched for pessimist: only the immediate worker, on the calling thread. Upstream also has
+// a worker that starts a thread per component (without `rayon`) and one that uses rayon's
+// pool, and picks one of them for every image wider than 128 pixels, with no way to ask for
+// the immediate one.
 enum WorkerScopeInner {
-    #[cfg(all(
-        not(any(target_arch = "asmjs", target_arch = "wasm32")),
-        feature = "rayon"
-    ))]
-    Rayon(Box<rayon::Scoped>),
-    #[cfg(not(any(target_arch = "asmjs", target_arch = "wasm32")))]
-    Multithreaded(multithreaded::MpscWorker),
     Immediate(immediate::ImmediateWorker),
 }
 
@@ -65,30 +56,14 @@ impl WorkerScope {
 
     pub fn get_or_init_worker<T>(
         &self,
-        prefer: PreferWorkerKind,
+        _prefer: PreferWorkerKind,
         f: impl FnOnce(&mut dyn Worker) -> T,
     ) -> T {
         let mut inner = self.inner.borrow_mut();
-        let inner = inner.get_or_insert_with(move || match prefer {
-            #[cfg(all(
-                not(any(target_arch = "asmjs", target_arch = "wasm32")),
-                feature = "rayon"
-            ))]
-            PreferWorkerKind::Multithreaded => WorkerScopeInner::Rayon(Default::default()),
-            #[allow(unreachable_patterns)]
-            #[cfg(not(any(target_arch = "asmjs", target_arch = "wasm32")))]
-            PreferWorkerKind::Multithreaded => WorkerScopeInner::Multithreaded(Default::default()),
-            _ => WorkerScopeInner::Immediate(Default::default()),
-        });
+        let inner =
+            inner.get_or_insert_with(|| WorkerScopeInner::Immediate(Default::default()));
 
         f(match &mut *inner {
-            #[cfg(all(
-                not(any(target_arch = "asmjs", target_arch = "wasm32")),
-                feature = "rayon"
-            ))]
-            WorkerScopeInner::Rayon(worker) => worker.as_mut(),
-            #[cfg(not(any(target_arch = "asmjs", target_arch = "wasm32")))]
-            WorkerScopeInner::Multithreaded(worker) => worker,
             WorkerScopeInner::Immediate(worker) => worker,
         })
     }
@@ -100,29 +75,20 @@ pub fn compute_image_parallel(
     output_size: Dimensions,
     color_transform: ColorTransform,
 ) -> Result<Vec<u8>> {
-    #[cfg(all(
-        not(any(target_arch = "asmjs", target_arch = "wasm32")),
-        feature = "rayon"
-    ))]
-    return rayon::compute_image_parallel(components, data, output_size, color_transform);
+    let color_convert_func = choose_color_convert_func(components.len(), color_transform)?;
+    let upsampler = Upsampler::new(components, output_size.width, output_size.height)?;
+    let line_size = output_size.width as usize * components.len();
+    let mut image = vec![0u8; line_size * output_size.height as usize];
 
-    #[allow(unreachable_code)]
-    {
-        let color_convert_func = choose_color_convert_func(components.len(), color_transform)?;
-        let upsampler = Upsampler::new(components, output_size.width, output_size.height)?;
-        let line_size = output_size.width as usize * components.len();
-        let mut image = vec![0u8; line_size * output_size.height as usize];
-
-        for (row, line) in image.chunks_mut(line_size).enumerate() {
-            upsampler.upsample_and_interleave_row(
-                &data,
-                row,
-                output_size.width as usize,
-                line,
-                color_convert_func,
-            );
-        }
-
-        Ok(image)
+    for (row, line) in image.chunks_mut(line_size).enumerate() {
+        upsampler.upsample_and_interleave_row(
+            &data,
+            row,
+            output_size.width as usize,
+            line,
+            color_convert_func,
+        );
     }
+
+    Ok(image)
 }
