@@ -1,15 +1,18 @@
 //! Benchmark: thumbnails per second on one core, 1600x1200 JPEGs of about 256 KB (generated
 //! from fixed seeds by `pills::photo_like_jpeg`) to a JPEG bounded by 256x256 (256x192).
 //!
-//! Rows: the `image`-only path (decode, `imageops` Lanczos3 resize, encode), the worker's path
-//! (`resize::thumbnail`: header probe and budget check, `image` decode under limits,
-//! `fast_image_resize` Lanczos3, encode), the worker's stages alone, and alternative resize
-//! filters measured on the same decoded pixels. Reference figures were measured on this
-//! machine (DESIGN.md section 7); the target is 1.2x libvips' in-process thumbnail.
+//! Rows: the `image`-only path (decode, `imageops` Lanczos3 resize, encode), `image` with
+//! `fast_image_resize` (whole decode, Lanczos3, encode: the worker's path before
+//! shrink-on-load), the worker's path (`resize::thumbnail`: header probe and budget check,
+//! jpeg-decoder's decode at 1/4 scale, `fast_image_resize` Lanczos3 from 400x300, encode), the
+//! worker's stages alone, and alternatives (other decode scales and decoders, other resize
+//! filters on the same decoded pixels). Every row shows its ratio to libvips' in-process
+//! thumbnail and to the target, 1.2x libvips; the reference figures were measured on this
+//! machine (DESIGN.md section 7).
 //!
 //! Run: `cargo bench -p pessimist-core --bench resize` (release build, one thread). Name rows
-//! after `--` to run only those, e.g. `-- worker`. The machine is shared: run it three times
-//! and quote the median.
+//! after `--` to run only those, e.g. `-- worker`. The machine is shared: check its load
+//! (`uptime`), run it three times and quote the median.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -82,7 +85,16 @@ fn image_only(source: &[u8]) -> Vec<u8> {
 }
 
 fn fir_resize(rgb: &[u8], algorithm: fir::ResizeAlg) -> Vec<u8> {
-    let source = fir::images::ImageRef::new(SOURCE_WIDTH, SOURCE_HEIGHT, rgb, fir::PixelType::U8x3)
+    fir_resize_from(rgb, SOURCE_WIDTH, SOURCE_HEIGHT, algorithm)
+}
+
+fn fir_resize_from(
+    rgb: &[u8],
+    from_width: u32,
+    from_height: u32,
+    algorithm: fir::ResizeAlg,
+) -> Vec<u8> {
+    let source = fir::images::ImageRef::new(from_width, from_height, rgb, fir::PixelType::U8x3)
         .expect("source image");
     let (width, height) = ResizeSpec::new(BOUND, BOUND).unwrap().fit(SOURCE_WIDTH, SOURCE_HEIGHT);
     let mut destination = fir::images::Image::new(width, height, fir::PixelType::U8x3);
@@ -113,6 +125,13 @@ fn main() {
         .collect();
     let (width, height) = spec.fit(SOURCE_WIDTH, SOURCE_HEIGHT);
     let small = fir_resize(&decoded[0], fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3));
+    let jpeg_decoder_at = |source: &[u8], denominator: u16| {
+        let mut decoder = jpeg_decoder::Decoder::new(source);
+        let side = |side: u32| side.div_ceil(u32::from(denominator)) as u16;
+        decoder.scale(side(SOURCE_WIDTH), side(SOURCE_HEIGHT)).expect("scale");
+        decoder.decode().expect("decode")
+    };
+    let quarter: Vec<Vec<u8>> = sources.iter().map(|s| jpeg_decoder_at(s, 4)).collect();
 
     println!(
         "resize benchmark: {SOURCES} sources {SOURCE_WIDTH}x{SOURCE_HEIGHT} JPEG q{SOURCE_QUALITY} \
@@ -120,9 +139,19 @@ fn main() {
          build: {}, one thread",
         if cfg!(debug_assertions) { "debug (figures meaningless)" } else { "release" },
     );
-    println!("{:<44} {:>10} {:>12}", "row", "per s", "vs libvips");
+    println!(
+        "{:<50} {:>10} {:>16} {:>17}",
+        "row",
+        "per s",
+        format!("vs libvips {LIBVIPS_REFERENCE_PER_S}/s"),
+        format!("vs target {TARGET_PER_S:.1}/s"),
+    );
     let report = |name: &str, per_s: f64| {
-        println!("{name:<44} {per_s:>10.1} {:>11.2}x", per_s / LIBVIPS_REFERENCE_PER_S);
+        println!(
+            "{name:<50} {per_s:>10.1} {:>15.2}x {:>16.2}x",
+            per_s / LIBVIPS_REFERENCE_PER_S,
+            per_s / TARGET_PER_S
+        );
     };
 
     let mut rows: Vec<Row<'_>> = vec![
@@ -130,6 +159,17 @@ fn main() {
             "image_only (decode + imageops Lanczos3 + encode)",
             Box::new(|i| {
                 black_box(image_only(&sources[i]));
+            }),
+        ),
+        (
+            "image + fir (whole decode, Lanczos3, encode)",
+            Box::new(|i| {
+                let decoded = image::load_from_memory(&sources[i]).expect("decode").into_rgb8();
+                let small = fir_resize(
+                    decoded.as_raw(),
+                    fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3),
+                );
+                black_box(encode_jpeg(&small, width, height));
             }),
         ),
         (
@@ -156,16 +196,18 @@ fn main() {
             }),
         ),
         (
-            "stage: image decode",
+            "stage: jpeg-decoder decode at 1/4 (400x300)",
             Box::new(|i| {
-                black_box(image::load_from_memory(&sources[i]).expect("decode"));
+                black_box(jpeg_decoder_at(&sources[i], 4));
             }),
         ),
         (
-            "stage: fir Convolution(Lanczos3)",
+            "stage: fir Lanczos3 from 400x300",
             Box::new(|i| {
-                black_box(fir_resize(
-                    &decoded[i],
+                black_box(fir_resize_from(
+                    &quarter[i],
+                    SOURCE_WIDTH / 4,
+                    SOURCE_HEIGHT / 4,
                     fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3),
                 ));
             }),
@@ -174,6 +216,33 @@ fn main() {
             "stage: encode 256x192",
             Box::new(|_| {
                 black_box(encode_jpeg(&small, width, height));
+            }),
+        ),
+        (
+            "alt: image decode (whole, zune-jpeg)",
+            Box::new(|i| {
+                black_box(image::load_from_memory(&sources[i]).expect("decode"));
+            }),
+        ),
+        (
+            "alt: jpeg-decoder decode at 1/2",
+            Box::new(|i| {
+                black_box(jpeg_decoder_at(&sources[i], 2));
+            }),
+        ),
+        (
+            "alt: jpeg-decoder decode at 1/8",
+            Box::new(|i| {
+                black_box(jpeg_decoder_at(&sources[i], 8));
+            }),
+        ),
+        (
+            "alt: fir Lanczos3 from 1600x1200",
+            Box::new(|i| {
+                black_box(fir_resize(
+                    &decoded[i],
+                    fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3),
+                ));
             }),
         ),
         (
@@ -270,14 +339,14 @@ fn main() {
         // the image-only row's ratio to its reference estimates the idle figure.
         let scale = IMAGE_ONLY_REFERENCE_PER_S / per_s[image_only];
         println!(
-            "worker (reused) scaled to an idle machine by image_only's ratio: {:.0}/s \
-             (x{scale:.2}); target {TARGET_PER_S:.0}/s",
+            "worker (reused) scaled to an idle machine by image_only's ratio: {:.1}/s \
+             (x{scale:.2}); libvips {LIBVIPS_REFERENCE_PER_S}/s, target {TARGET_PER_S:.1}/s",
             per_s[worker] * scale
         );
     }
     println!(
         "reference (this machine): image alone {IMAGE_ONLY_REFERENCE_PER_S}/s, image + \
          fast_image_resize {IMAGE_FAST_RESIZE_REFERENCE_PER_S}/s, libvips in-process \
-         {LIBVIPS_REFERENCE_PER_S}/s; target for the worker: >= {TARGET_PER_S:.0}/s"
+         {LIBVIPS_REFERENCE_PER_S}/s; target for the worker: >= {TARGET_PER_S:.1}/s"
     );
 }

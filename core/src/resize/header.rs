@@ -222,6 +222,13 @@ pub(super) struct JpegLayout {
     pub(super) scan_data_at: usize,
 }
 
+impl JpegLayout {
+    /// The frame's color components: 1 (gray), 3 (YCbCr or RGB) or 4 (CMYK or YCCK).
+    pub(super) fn components(&self) -> u8 {
+        self.frame.components
+    }
+}
+
 fn jpeg_marker_name(marker: u8) -> String {
     match marker {
         0xc3 => "lossless (SOF3)".to_string(),

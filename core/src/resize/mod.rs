@@ -15,18 +15,24 @@
 //!    kill of its process. The memory is never actually allocated.
 //! 3. A JPEG without an end-of-image marker after its scan is reported corrupt (truncated):
 //!    `image`'s JPEG decoder would otherwise fill the missing part with grey and succeed.
-//! 4. `image` decodes under [`image::Limits`]; `fast_image_resize` shrinks (Lanczos3
-//!    convolution, never upscaling, aspect kept); `image` encodes a JPEG at
-//!    [`THUMBNAIL_JPEG_QUALITY`].
+//! 4. A JPEG at least 4 times the thumbnail's size on both sides is decoded shrunk
+//!    (shrink-on-load, as libvips does): jpeg-decoder inverse-transforms only the low
+//!    frequencies of each 8x8 block, giving the image at 1/4 or 1/8 of its size, the most
+//!    reduction that still leaves the thumbnail's size. Any other image is decoded whole by
+//!    `image` under [`image::Limits`]. Then `fast_image_resize` shrinks (Lanczos3 convolution,
+//!    never upscaling, aspect kept) and `image` encodes a JPEG at [`THUMBNAIL_JPEG_QUALITY`].
+//!    The scaled decode costs less quality than the thumbnail's own JPEG encoding (tested).
 //!
 //! **Invariants:** every failure is a typed [`ResizeError`] with a precise message, never a
-//! panic (fuzzed with random and mutated inputs below). Nothing is allocated in proportion to a
-//! declared size before the budget check accepts it, and the decoder runs under limits that
-//! allow exactly the probed dimensions even when the budget's limits are disabled, so a header
-//! that lies cannot make the process allocate more than the check saw. The same input, spec and
-//! budget give byte-identical output on every run and in both builds (simulated and real): the
-//! decoder, the resizer's fixed-point convolution and the encoder are integer code with no
-//! threads, and the resizer's SIMD paths give the same bytes as its scalar one (tested).
+//! panic (fuzzed with random and mutated inputs below, on both decoders). Nothing is allocated
+//! in proportion to a declared size before the budget check accepts it; the check is for a
+//! whole decode, which bounds a scaled one. Both decoders must read exactly the probed
+//! dimensions (`image`'s runs under limits that allow no more, even when the budget's limits
+//! are disabled), so a header that lies cannot make the process allocate more than the check
+//! saw. The same input, spec and budget give byte-identical output on every run and in both
+//! builds (simulated and real): the decoders, the resizer's fixed-point convolution and the
+//! encoder are integer code with no threads (jpeg-decoder is vendored single-threaded, without
+//! its SIMD paths), and the resizer's SIMD paths give the same bytes as its scalar one (tested).
 //!
 //! The crash trigger ([`CRASH_TRIGGER_MARKER`]) models an unknown decoder bug. This module only
 //! detects it ([`contains_crash_trigger`]); crashing the worker is the worker's business, and
@@ -292,8 +298,15 @@ impl Thumbnailer {
             });
         }
 
-        let pixels = decode(&mut self.decoded, input, &source, budget)?;
         let (width, height) = spec.fit(source.width, source.height);
+        let shrunk = match jpeg_shrink_denominator(input, &source, width, height)? {
+            Some(denominator) => decode_jpeg_shrunk(input, &source, denominator)?,
+            None => None,
+        };
+        let pixels = match shrunk {
+            Some(pixels) => pixels,
+            None => decode(&mut self.decoded, input, &source, budget)?,
+        };
         let jpeg = if (width, height) == (pixels.width, pixels.height) {
             encode(&pixels)?
         } else {
@@ -350,6 +363,106 @@ impl Pixels<'_> {
     fn assert_consistent(&self) {
         let expected = self.width as usize * self.height as usize * self.channels();
         assert_eq!(self.bytes.len(), expected, "pixel buffer does not match its dimensions");
+    }
+}
+
+/// The scales at which a JPEG may be decoded in the DCT domain, as denominators, most reduction
+/// first. 1/2 is not among them: jpeg-decoder's entropy decoding is slower than zune-jpeg's,
+/// and at 1/2 the inverse transforms it saves do not make up for it. `benches/resize.rs`, a
+/// 1600x1200 JPEG on one core: against zune-jpeg's whole decode, jpeg-decoder decodes at 1/2
+/// at 0.65x the speed, at 1/4 at 1.05x, at 1/8 at 1.15x; the gain is in the resize after it
+/// (Lanczos3 to 256x192 takes 0.3 ms from 400x300, 1.9 ms from 1600x1200).
+const JPEG_SHRINK_DENOMINATORS: [u32; 2] = [8, 4];
+
+/// The scale denominator to decode a JPEG at for a `width` x `height` thumbnail: the most
+/// reduction that still leaves at least the thumbnail's size on both sides, so the resize that
+/// follows only ever shrinks. `None` for a PNG, for a JPEG too small for any scale, and for a
+/// four-component JPEG (CMYK or YCCK: jpeg-decoder gives CMYK, `image` converts it to RGB).
+fn jpeg_shrink_denominator(
+    input: &[u8],
+    source: &ImageHeader,
+    width: u32,
+    height: u32,
+) -> Result<Option<u32>, ResizeError> {
+    if source.format != SourceFormat::Jpeg || header::jpeg_layout(input)?.components() == 4 {
+        return Ok(None);
+    }
+    Ok(JPEG_SHRINK_DENOMINATORS.into_iter().find(|&denominator| {
+        // Both sides over the denominator: jpeg-decoder picks the scale at which *either*
+        // side reaches the requested size, and a side of `denominator` pixels or fewer reaches
+        // one pixel at a smaller scale too. Over it, the requested scale is the only one.
+        source.width > denominator
+            && source.height > denominator
+            && source.width.div_ceil(denominator) >= width
+            && source.height.div_ceil(denominator) >= height
+    }))
+}
+
+/// Decodes a JPEG at 1/`denominator` of its size in the DCT domain (shrink-on-load): only the
+/// low-frequency coefficients of each 8x8 block are inverse-transformed, into a 2x2 (1/4) or
+/// 1x1 (1/8) block, so the image is never decoded at full size. `None` when jpeg-decoder does
+/// not support the file (a chroma subsampling ratio, say): the whole decode takes it instead.
+///
+/// The budget check already accepted a full decode, which bounds this one: the output and the
+/// component planes are 1/16 or 1/64 of a full decode's, a progressive image's coefficients are
+/// the working memory the probe counted, and the input is read in place.
+fn decode_jpeg_shrunk(
+    input: &[u8],
+    source: &ImageHeader,
+    denominator: u32,
+) -> Result<Option<Pixels<'static>>, ResizeError> {
+    assert!(JPEG_SHRINK_DENOMINATORS.contains(&denominator), "no DCT scale 1/{denominator}");
+    let mut decoder = jpeg_decoder::Decoder::new(input);
+    match decoder.read_info() {
+        Err(jpeg_decoder::Error::Unsupported(_)) => return Ok(None),
+        result => result.map_err(jpeg_decoder_error)?,
+    }
+    let info = decoder.info().expect("read_info succeeded, so the frame header was read");
+    let (declared_width, declared_height) = (u32::from(info.width), u32::from(info.height));
+    if (declared_width, declared_height) != (source.width, source.height) {
+        return Err(ResizeError::Corrupt {
+            format: SourceFormat::Jpeg,
+            reason: format!(
+                "decoded {declared_width}x{declared_height} but the header declares {}x{}",
+                source.width, source.height
+            ),
+        });
+    }
+    let gray = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => true,
+        jpeg_decoder::PixelFormat::RGB24 => false,
+        _ => return Ok(None),
+    };
+    let (width, height) = (source.width.div_ceil(denominator), source.height.div_ceil(denominator));
+    let side = |side: u32| u16::try_from(side).expect("a JPEG side fits in 16 bits");
+    let scaled = decoder.scale(side(width), side(height)).map_err(jpeg_decoder_error)?;
+    assert_eq!(
+        (u32::from(scaled.0), u32::from(scaled.1)),
+        (width, height),
+        "jpeg-decoder scales to the requested size when both sides exceed the denominator"
+    );
+    let channels = if gray { 1 } else { 3 };
+    decoder.set_max_decoding_buffer_size(width as usize * height as usize * channels);
+    let bytes = match decoder.decode() {
+        Err(jpeg_decoder::Error::Unsupported(_)) => return Ok(None),
+        result => result.map_err(jpeg_decoder_error)?,
+    };
+    let pixels = Pixels { width, height, gray, bytes: std::borrow::Cow::Owned(bytes) };
+    pixels.assert_consistent();
+    Ok(Some(pixels))
+}
+
+fn jpeg_decoder_error(error: jpeg_decoder::Error) -> ResizeError {
+    let format = SourceFormat::Jpeg;
+    match error {
+        jpeg_decoder::Error::Format(reason) => ResizeError::Corrupt { format, reason },
+        jpeg_decoder::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            ResizeError::Corrupt { format, reason: "truncated".to_string() }
+        }
+        jpeg_decoder::Error::Unsupported(feature) => {
+            ResizeError::UnsupportedFormat { detail: format!("{format}: {feature:?}") }
+        }
+        other => ResizeError::Corrupt { format, reason: other.to_string() },
     }
 }
 
