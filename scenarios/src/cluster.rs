@@ -183,6 +183,14 @@ impl Layout {
         serde_json::from_str(&text).map_err(|error| bad(format!("{}: {error}", path.display())))
     }
 
+    /// How many times each node has been started (none recorded: none).
+    fn read_boots(&self) -> BTreeMap<String, u64> {
+        fs::read_to_string(self.boots())
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
     /// The supervisor's pid, when it runs.
     fn running_supervisor(&self) -> Option<i32> {
         read_pid(&self.supervisor_pid()).filter(|&pid| is_ours(pid, "supervise", &self.dir))
@@ -394,29 +402,33 @@ fn check_ports_free(cluster: &ClusterFile) -> Result<(), Failure> {
 }
 
 fn start_supervisor(layout: &Layout) -> Result<Child, Failure> {
-    let exe = std::env::current_exe()
-        .map_err(|error| failed(format!("cannot find this program: {error}")))?;
-    let log_path = layout.log("supervisor");
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| io("cannot open", &log_path, e))?;
-    let log_err = log.try_clone().map_err(|e| io("cannot open", &log_path, e))?;
-    let child = Command::new(exe)
-        .arg("cluster")
-        .arg("supervise")
-        .arg("--dir")
-        .arg(&layout.dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        // Its own process group: a Ctrl-C in the terminal that ran `up` does not reach it.
-        .process_group(0)
-        .spawn()
-        .map_err(|error| failed(format!("cannot start the supervisor: {error}")))?;
+    let mut command = Command::new(this_program()?);
+    command.arg("cluster").arg("supervise").arg("--dir").arg(&layout.dir);
+    // Its own process group: a Ctrl-C in the terminal that ran `up` does not reach it.
+    command.process_group(0);
+    let child = spawn_logged(command, &layout.log("supervisor"), "the supervisor")?;
     write_file(&layout.supervisor_pid(), &format!("{}\n", child.id()))?;
     Ok(child)
+}
+
+fn this_program() -> Result<PathBuf, Failure> {
+    std::env::current_exe().map_err(|error| failed(format!("cannot find this program: {error}")))
+}
+
+/// Starts `command` with no input and its output and errors appended to `log`.
+fn spawn_logged(mut command: Command, log: &Path, what: &str) -> Result<Child, Failure> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| io("cannot open", log, e))?;
+    let errors = file.try_clone().map_err(|e| io("cannot open", log, e))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(errors)
+        .spawn()
+        .map_err(|error| failed(format!("cannot start {what}: {error}")))
 }
 
 /// Waits until every server listens and every Raft group (queue, auth) has a leader.
@@ -521,10 +533,7 @@ pub fn supervise(dir: &Path) -> Result<(), Failure> {
         let mut interrupt = signal(SignalKind::interrupt())
             .map_err(|error| failed(format!("cannot catch SIGINT: {error}")))?;
         write_file(&layout.supervisor_pid(), &format!("{}\n", std::process::id()))?;
-        let mut boots: BTreeMap<String, u64> = fs::read_to_string(layout.boots())
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
+        let mut boots = layout.read_boots();
         let mut nodes: BTreeMap<String, Supervised> = BTreeMap::new();
         for node in &cluster.nodes {
             nodes.insert(node.name.clone(), Supervised::Waiting(Instant::now()));
@@ -629,24 +638,10 @@ fn log(message: &str) {
 }
 
 fn start_node(layout: &Layout, name: &str, incarnation: u64) -> Result<Child, Failure> {
-    let exe = std::env::current_exe()
-        .map_err(|error| failed(format!("cannot find this program: {error}")))?;
-    let log_path = layout.log(name);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| io("cannot open", &log_path, e))?;
-    let log_err = log.try_clone().map_err(|e| io("cannot open", &log_path, e))?;
-    let child = Command::new(exe)
-        .args(["cluster", "node", "--dir"])
-        .arg(&layout.dir)
-        .args(["--name", name, "--incarnation", &incarnation.to_string()])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .spawn()
-        .map_err(|error| failed(format!("cannot start {name}: {error}")))?;
+    let mut command = Command::new(this_program()?);
+    command.args(["cluster", "node", "--dir"]).arg(&layout.dir);
+    command.args(["--name", name, "--incarnation", &incarnation.to_string()]);
+    let child = spawn_logged(command, &layout.log(name), name)?;
     write_file(&layout.pid(name), &format!("{}\n", child.id()))?;
     Ok(child)
 }
@@ -728,10 +723,7 @@ pub fn kill_nodes(dir: &Path, names: &[String]) -> Result<String, Failure> {
 pub fn status(dir: &Path) -> Result<String, Failure> {
     let layout = Layout::new(dir);
     let cluster = layout.load()?;
-    let boots: BTreeMap<String, u64> = fs::read_to_string(layout.boots())
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_default();
+    let boots = layout.read_boots();
     let supervisor = match layout.running_supervisor() {
         Some(pid) => format!("supervisor: pid {pid}"),
         None => "supervisor: not running".to_string(),

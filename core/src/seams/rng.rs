@@ -5,7 +5,9 @@
 //! component does not shift the numbers another component sees, and a seed replays exactly.
 //!
 //! **Invariant:** nothing in pessimist draws from `thread_rng`, `rand::random` or an OS source
-//! (rand 0.8's `thread_rng` is not deterministic under madsim).
+//! (rand 0.8's `thread_rng` is not deterministic under madsim). The one exception is outside
+//! every simulation: the real cluster's admin key (`pessimist cluster up`, real build only),
+//! which must not be guessable from the seed.
 
 use rand::SeedableRng;
 

@@ -280,10 +280,7 @@ impl<R: Read> Decoder<R> {
         let frame = self.frame.as_mut().unwrap();
         let idct_size = crate::idct::choose_idct_size(
             frame.image_size,
-            Dimensions {
-                width: requested_width,
-                height: requested_height,
-            },
+            Dimensions { width: requested_width, height: requested_height },
         );
         frame.update_idct_size(idct_size)?;
         Ok((frame.output_size.width, frame.output_size.height))
@@ -306,26 +303,16 @@ impl<R: Read> Decoder<R> {
             && (read_u8(&mut self.reader)? != 0xFF
                 || Marker::from_u8(read_u8(&mut self.reader)?) != Some(Marker::SOI))
         {
-            return Err(Error::Format(
-                "first two bytes are not an SOI marker".to_owned(),
-            ));
+            return Err(Error::Format("first two bytes are not an SOI marker".to_owned()));
         }
 
         let mut previous_marker = Marker::SOI;
         let mut pending_marker = None;
         let mut scans_processed = 0;
-        let mut planes = vec![
-            Vec::<u8>::new();
-            self.frame
-                .as_ref()
-                .map_or(0, |frame| frame.components.len())
-        ];
-        let mut planes_u16 = vec![
-            Vec::<u16>::new();
-            self.frame
-                .as_ref()
-                .map_or(0, |frame| frame.components.len())
-        ];
+        let mut planes =
+            vec![Vec::<u8>::new(); self.frame.as_ref().map_or(0, |frame| frame.components.len())];
+        let mut planes_u16 =
+            vec![Vec::<u16>::new(); self.frame.as_ref().map_or(0, |frame| frame.components.len())];
 
         loop {
             let marker = match pending_marker.take() {
@@ -414,10 +401,8 @@ impl<R: Read> Decoder<R> {
                     if frame.coding_process == CodingProcess::Lossless {
                         let (marker, data) = self.decode_scan_lossless(&frame, &scan)?;
 
-                        for (i, plane) in data
-                            .into_iter()
-                            .enumerate()
-                            .filter(|(_, plane)| !plane.is_empty())
+                        for (i, plane) in
+                            data.into_iter().enumerate().filter(|(_, plane)| !plane.is_empty())
                         {
                             planes_u16[i] = plane;
                         }
@@ -463,10 +448,8 @@ impl<R: Read> Decoder<R> {
                             })?;
 
                         if let Some(data) = data {
-                            for (i, plane) in data
-                                .into_iter()
-                                .enumerate()
-                                .filter(|(_, plane)| !plane.is_empty())
+                            for (i, plane) in
+                                data.into_iter().enumerate().filter(|(_, plane)| !plane.is_empty())
                             {
                                 if self.coefficients_finished[i] == !0 {
                                     planes[i] = plane;
@@ -518,9 +501,7 @@ impl<R: Read> Decoder<R> {
                 }
                 // Arithmetic conditioning table-specification
                 Marker::DAC => {
-                    return Err(Error::Unsupported(
-                        UnsupportedFeature::ArithmeticEntropyCoding,
-                    ))
+                    return Err(Error::Unsupported(UnsupportedFeature::ArithmeticEntropyCoding))
                 }
                 // Restart interval definition
                 Marker::DRI => self.restart_interval = parse_dri(&mut self.reader)?,
@@ -601,17 +582,14 @@ impl<R: Read> Decoder<R> {
         }
 
         if self.frame.is_none() {
-            return Err(Error::Format(
-                "end of image encountered before frame".to_owned(),
-            ));
+            return Err(Error::Format("end of image encountered before frame".to_owned()));
         }
 
         let frame = self.frame.as_ref().unwrap();
         let preference = Self::select_worker(frame, PreferWorkerKind::Multithreaded);
 
-        worker_scope.get_or_init_worker(preference, |worker| {
-            self.decode_planes(worker, planes, planes_u16)
-        })
+        worker_scope
+            .get_or_init_worker(preference, |worker| self.decode_planes(worker, planes, planes_u16))
     }
 
     fn decode_planes(
@@ -621,9 +599,7 @@ impl<R: Read> Decoder<R> {
         planes_u16: Vec<Vec<u16>>,
     ) -> Result<Vec<u8>> {
         if self.frame.is_none() {
-            return Err(Error::Format(
-                "end of image encountered before frame".to_owned(),
-            ));
+            return Err(Error::Format("end of image encountered before frame".to_owned()));
         }
 
         let frame = self.frame.as_ref().unwrap();
@@ -657,11 +633,8 @@ impl<R: Read> Decoder<R> {
                     };
 
                 // Get the worker prepared
-                let row_data = RowData {
-                    index: i,
-                    component: component.clone(),
-                    quantization_table,
-                };
+                let row_data =
+                    RowData { index: i, component: component.clone(), quantization_table };
                 worker.start(row_data)?;
 
                 // Send the rows over to the worker and collect the result
@@ -790,7 +763,7 @@ impl<R: Read> Decoder<R> {
         }
     }
 
-#[allow(clippy::type_complexity)]
+    #[allow(clippy::type_complexity)]
     fn decode_scan(
         &mut self,
         frame: &FrameInfo,
@@ -800,11 +773,8 @@ impl<R: Read> Decoder<R> {
     ) -> Result<(Option<Marker>, Option<Vec<Vec<u8>>>)> {
         assert!(scan.component_indices.len() <= MAX_COMPONENTS);
 
-        let components: Vec<Component> = scan
-            .component_indices
-            .iter()
-            .map(|&i| frame.components[i].clone())
-            .collect();
+        let components: Vec<Component> =
+            scan.component_indices.iter().map(|&i| frame.components[i].clone()).collect();
 
         // Verify that all required quantization tables has been set.
         if components
@@ -824,24 +794,14 @@ impl<R: Read> Decoder<R> {
 
         // Verify that all required huffman tables has been set.
         if scan.spectral_selection.start == 0
-            && scan
-                .dc_table_indices
-                .iter()
-                .any(|&i| self.dc_huffman_tables[i].is_none())
+            && scan.dc_table_indices.iter().any(|&i| self.dc_huffman_tables[i].is_none())
         {
-            return Err(Error::Format(
-                "scan makes use of unset dc huffman table".to_owned(),
-            ));
+            return Err(Error::Format("scan makes use of unset dc huffman table".to_owned()));
         }
         if scan.spectral_selection.end > 1
-            && scan
-                .ac_table_indices
-                .iter()
-                .any(|&i| self.ac_huffman_tables[i].is_none())
+            && scan.ac_table_indices.iter().any(|&i| self.ac_huffman_tables[i].is_none())
         {
-            return Err(Error::Format(
-                "scan makes use of unset ac huffman table".to_owned(),
-            ));
+            return Err(Error::Format("scan makes use of unset ac huffman table".to_owned()));
         }
 
         // Prepare the worker thread for the work to come.
@@ -901,10 +861,7 @@ impl<R: Read> Decoder<R> {
         let (max_mcu_x, max_mcu_y) = if is_interleaved {
             (frame.mcu_size.width, frame.mcu_size.height)
         } else {
-            (
-                components[0].block_size.width,
-                components[0].block_size.height,
-            )
+            (components[0].block_size.width, components[0].block_size.height)
         };
 
         for mcu_y in 0..max_mcu_y {
@@ -1106,9 +1063,7 @@ fn decode_block<R: Read>(
             _ => {
                 // Section F.1.2.1.1
                 // Table F.1
-                return Err(Error::Format(
-                    "invalid DC difference magnitude category".to_owned(),
-                ));
+                return Err(Error::Format("invalid DC difference magnitude category".to_owned()));
             }
         };
 
@@ -1240,10 +1195,7 @@ fn decode_block_successive_approximation<R: Read>(
                 _ => return Err(Error::Format("unexpected huffman code".to_owned())),
             }
 
-            let range = Range {
-                start: index,
-                end: spectral_selection.end,
-            };
+            let range = Range { start: index, end: spectral_selection.end };
             index = refine_non_zeroes(reader, coefficients, huffman, range, zero_run_length, bit)?;
 
             if value != 0 {
@@ -1343,17 +1295,17 @@ pub(crate) fn choose_color_convert_func(
     match component_count {
         3 => match color_transform {
             ColorTransform::None => Ok(color_no_convert),
-            ColorTransform::Grayscale => Err(Error::Format(
-                "Invalid number of channels (3) for Grayscale data".to_string(),
-            )),
+            ColorTransform::Grayscale => {
+                Err(Error::Format("Invalid number of channels (3) for Grayscale data".to_string()))
+            }
             ColorTransform::RGB => Ok(color_convert_line_rgb),
             ColorTransform::YCbCr => Ok(color_convert_line_ycbcr),
-            ColorTransform::CMYK => Err(Error::Format(
-                "Invalid number of channels (3) for CMYK data".to_string(),
-            )),
-            ColorTransform::YCCK => Err(Error::Format(
-                "Invalid number of channels (3) for YCCK data".to_string(),
-            )),
+            ColorTransform::CMYK => {
+                Err(Error::Format("Invalid number of channels (3) for CMYK data".to_string()))
+            }
+            ColorTransform::YCCK => {
+                Err(Error::Format("Invalid number of channels (3) for YCCK data".to_string()))
+            }
             ColorTransform::JcsBgYcc => Err(Error::Unsupported(
                 UnsupportedFeature::ColorTransform(ColorTransform::JcsBgYcc),
             )),
@@ -1364,15 +1316,15 @@ pub(crate) fn choose_color_convert_func(
         },
         4 => match color_transform {
             ColorTransform::None => Ok(color_no_convert),
-            ColorTransform::Grayscale => Err(Error::Format(
-                "Invalid number of channels (4) for Grayscale data".to_string(),
-            )),
-            ColorTransform::RGB => Err(Error::Format(
-                "Invalid number of channels (4) for RGB data".to_string(),
-            )),
-            ColorTransform::YCbCr => Err(Error::Format(
-                "Invalid number of channels (4) for YCbCr data".to_string(),
-            )),
+            ColorTransform::Grayscale => {
+                Err(Error::Format("Invalid number of channels (4) for Grayscale data".to_string()))
+            }
+            ColorTransform::RGB => {
+                Err(Error::Format("Invalid number of channels (4) for RGB data".to_string()))
+            }
+            ColorTransform::YCbCr => {
+                Err(Error::Format("Invalid number of channels (4) for YCbCr data".to_string()))
+            }
             ColorTransform::CMYK => Ok(color_convert_line_cmyk),
             ColorTransform::YCCK => Ok(color_convert_line_ycck),
 
@@ -1391,11 +1343,7 @@ pub(crate) fn choose_color_convert_func(
 fn color_convert_line_rgb(data: &[Vec<u8>], output: &mut [u8]) {
     assert!(data.len() == 3, "wrong number of components for rgb");
     let [r, g, b]: &[Vec<u8>; 3] = data.try_into().unwrap();
-    for (((chunk, r), g), b) in output
-        .chunks_exact_mut(3)
-        .zip(r.iter())
-        .zip(g.iter())
-        .zip(b.iter())
+    for (((chunk, r), g), b) in output.chunks_exact_mut(3).zip(r.iter()).zip(g.iter()).zip(b.iter())
     {
         chunk[0] = *r;
         chunk[1] = *g;
@@ -1440,12 +1388,8 @@ fn color_convert_line_ycck(data: &[Vec<u8>], output: &mut [u8]) {
     assert!(data.len() == 4, "wrong number of components for ycck");
     let [c, m, y, k]: &[Vec<u8>; 4] = data.try_into().unwrap();
 
-    for ((((chunk, c), m), y), k) in output
-        .chunks_exact_mut(4)
-        .zip(c.iter())
-        .zip(m.iter())
-        .zip(y.iter())
-        .zip(k.iter())
+    for ((((chunk, c), m), y), k) in
+        output.chunks_exact_mut(4).zip(c.iter()).zip(m.iter()).zip(y.iter()).zip(k.iter())
     {
         let (r, g, b) = ycbcr_to_rgb(*c, *m, *y);
         chunk[0] = r;
@@ -1459,12 +1403,8 @@ fn color_convert_line_cmyk(data: &[Vec<u8>], output: &mut [u8]) {
     assert!(data.len() == 4, "wrong number of components for cmyk");
     let [c, m, y, k]: &[Vec<u8>; 4] = data.try_into().unwrap();
 
-    for ((((chunk, c), m), y), k) in output
-        .chunks_exact_mut(4)
-        .zip(c.iter())
-        .zip(m.iter())
-        .zip(y.iter())
-        .zip(k.iter())
+    for ((((chunk, c), m), y), k) in
+        output.chunks_exact_mut(4).zip(c.iter()).zip(m.iter()).zip(y.iter()).zip(k.iter())
     {
         chunk[0] = 255 - c;
         chunk[1] = 255 - m;

@@ -119,14 +119,7 @@ pub unsafe fn dequantize_and_idct_block_8x8(
     // The loop below will write to positions [output_linestride * i, output_linestride * i + 8)
     // for 0<=i<8. Thus, the last accessed position is at an offset of output_linestrade * 7 + 7,
     // and if that position is in-bounds, so are all other accesses.
-    assert!(
-        output.len()
-            > output_linestride
-                .checked_mul(7)
-                .unwrap()
-                .checked_add(7)
-                .unwrap()
-    );
+    assert!(output.len() > output_linestride.checked_mul(7).unwrap().checked_add(7).unwrap());
 
     const SHIFT: i32 = 3;
 
@@ -211,10 +204,7 @@ pub unsafe fn color_convert_line_ycbcr(y: &[u8], cb: &[u8], cr: &[u8], output: &
         let b = vqshrun_n_s16(b, SHIFT);
 
         // Shuffle + store.
-        vst3_u8(
-            output.as_mut_ptr().wrapping_add(24 * i),
-            uint8x8x3_t(r, g, b),
-        );
+        vst3_u8(output.as_mut_ptr().wrapping_add(24 * i), uint8x8x3_t(r, g, b));
     }
 
     num_vecs * 8

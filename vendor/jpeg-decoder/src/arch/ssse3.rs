@@ -130,14 +130,7 @@ pub unsafe fn dequantize_and_idct_block_8x8(
     // The loop below will write to positions [output_linestride * i, output_linestride * i + 8)
     // for 0<=i<8. Thus, the last accessed position is at an offset of output_linestrade * 7 + 7,
     // and if that position is in-bounds, so are all other accesses.
-    assert!(
-        output.len()
-            > output_linestride
-                .checked_mul(7)
-                .unwrap()
-                .checked_add(7)
-                .unwrap()
-    );
+    assert!(output.len() > output_linestride.checked_mul(7).unwrap().checked_add(7).unwrap());
 
     #[cfg(target_arch = "x86")]
     use std::arch::x86::*;
@@ -178,10 +171,7 @@ pub unsafe fn dequantize_and_idct_block_8x8(
 
         _mm_storeu_si128(
             buf.as_mut_ptr() as *mut _,
-            _mm_packus_epi16(
-                _mm_srai_epi16(data_with_offset, SHIFT + 3),
-                _mm_setzero_si128(),
-            ),
+            _mm_packus_epi16(_mm_srai_epi16(data_with_offset, SHIFT + 3), _mm_setzero_si128()),
         );
         std::ptr::copy_nonoverlapping::<u8>(
             buf.as_ptr(),

@@ -18,21 +18,12 @@ impl<R: Read> Decoder<R> {
         assert!(ncomp <= MAX_COMPONENTS);
         let mut results = vec![vec![0u16; npixel]; ncomp];
 
-        let components: Vec<Component> = scan
-            .component_indices
-            .iter()
-            .map(|&i| frame.components[i].clone())
-            .collect();
+        let components: Vec<Component> =
+            scan.component_indices.iter().map(|&i| frame.components[i].clone()).collect();
 
         // Verify that all required huffman tables has been set.
-        if scan
-            .dc_table_indices
-            .iter()
-            .any(|&i| self.dc_huffman_tables[i].is_none())
-        {
-            return Err(Error::Format(
-                "scan makes use of unset dc huffman table".to_owned(),
-            ));
+        if scan.dc_table_indices.iter().any(|&i| self.dc_huffman_tables[i].is_none()) {
+            return Err(Error::Format("scan makes use of unset dc huffman table".to_owned()));
         }
 
         let mut huffman = HuffmanDecoder::new();
@@ -84,9 +75,8 @@ impl<R: Read> Decoder<R> {
                 }
 
                 for (i, _component) in components.iter().enumerate() {
-                    let dc_table = self.dc_huffman_tables[scan.dc_table_indices[i]]
-                        .as_ref()
-                        .unwrap();
+                    let dc_table =
+                        self.dc_huffman_tables[scan.dc_table_indices[i]].as_ref().unwrap();
                     let value = huffman.decode(reader, dc_table)?;
                     let diff = match value {
                         0 => 0,

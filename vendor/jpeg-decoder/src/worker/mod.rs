@@ -49,9 +49,7 @@ enum WorkerScopeInner {
 
 impl WorkerScope {
     pub fn with<T>(with: impl FnOnce(&Self) -> T) -> T {
-        with(&WorkerScope {
-            inner: RefCell::default(),
-        })
+        with(&WorkerScope { inner: RefCell::default() })
     }
 
     pub fn get_or_init_worker<T>(
@@ -60,8 +58,7 @@ impl WorkerScope {
         f: impl FnOnce(&mut dyn Worker) -> T,
     ) -> T {
         let mut inner = self.inner.borrow_mut();
-        let inner =
-            inner.get_or_insert_with(|| WorkerScopeInner::Immediate(Default::default()));
+        let inner = inner.get_or_insert_with(|| WorkerScopeInner::Immediate(Default::default()));
 
         f(match &mut *inner {
             WorkerScopeInner::Immediate(worker) => worker,
