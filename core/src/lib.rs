@@ -18,4 +18,5 @@ pub mod queue;
 pub mod replica;
 pub mod resize;
 pub mod seams;
+pub mod store;
 pub mod worker;

@@ -66,6 +66,7 @@ pub(crate) fn phase_start_us(events: &[Event], name: &str) -> Option<u64> {
 /// process.
 #[derive(Clone, Debug)]
 pub(crate) struct Operation {
+    pub(crate) process: u64,
     pub(crate) f: String,
     /// The invoke's `node` field, empty when it has none.
     pub(crate) node: String,
@@ -88,6 +89,7 @@ pub(crate) fn operations(events: &[Event]) -> Vec<Operation> {
                 let node =
                     value.get("node").and_then(Value::as_str).unwrap_or_default().to_string();
                 let operation = Operation {
+                    process: *process,
                     f: f.clone(),
                     node,
                     invoke_us: event.time_us,
