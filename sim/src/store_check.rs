@@ -620,6 +620,7 @@ pub fn replication(events: &[Event]) -> Verdict {
     let mut violations = Vec::new();
     let (mut handoffs, mut handed_off_keys, mut repairs, mut rounds, mut exchanged, mut torn) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut snapshots, mut recoveries, mut restarts) = (0u64, 0u64, 0u64);
     for event in events {
         let EventKind::Internal { node, what, detail } = &event.kind else { continue };
         match what.as_str() {
@@ -633,8 +634,11 @@ pub fn replication(events: &[Event]) -> Verdict {
                 exchanged +=
                     detail["sent"].as_u64().unwrap_or(0) + detail["received"].as_u64().unwrap_or(0);
             }
+            "store_snapshot_taken" => snapshots += 1,
+            "restart" => restarts += 1,
             "store_recovered" => {
-                torn += u64::from(detail["torn_tail_bytes"].as_u64().unwrap_or(0) > 0)
+                recoveries += 1;
+                torn += u64::from(detail["torn_tail_bytes"].as_u64().unwrap_or(0) > 0);
             }
             "store_stopped" => violations.push(format!("{node} stopped: {}", detail["reason"])),
             _ => {}
@@ -647,6 +651,9 @@ pub fn replication(events: &[Event]) -> Verdict {
         ("read_repairs".to_string(), json!(repairs)),
         ("anti_entropy_rounds_with_differences".to_string(), json!(rounds)),
         ("anti_entropy_states_exchanged".to_string(), json!(exchanged)),
+        ("snapshots".to_string(), json!(snapshots)),
+        ("restarts".to_string(), json!(restarts)),
+        ("recoveries".to_string(), json!(recoveries)),
         ("recoveries_with_torn_tail".to_string(), json!(torn)),
     ]);
     Verdict::from_violations(violations, figures)

@@ -18,8 +18,8 @@
 //! `suspect_ms` (a failure detector), which a sloppy quorum skips at once.
 //!
 //! **Internal events** for the checkers and reports: `store_recovered`, `store_stopped`,
-//! `store_handoff` (hints delivered), `store_read_repair`, `store_anti_entropy` (a round that
-//! found differences).
+//! `store_snapshot_taken`, `store_handoff` (hints delivered), `store_read_repair`,
+//! `store_anti_entropy` (a round that found differences).
 //!
 //! **Invariant:** a write is acknowledged (to a coordinator, then to a client) only after the
 //! replica's log holds it fsynced.
@@ -106,7 +106,8 @@ pub async fn serve(context: NodeContext) {
     });
     let storage_recorder = recorder.clone();
     tokio::spawn(async move {
-        if let Err(reason) = storage_loop(data, durable, job_queue, transport).await {
+        let recorder = storage_recorder.clone();
+        if let Err(reason) = storage_loop(data, durable, job_queue, transport, recorder).await {
             storage_recorder.record("store_stopped", json!({ "reason": reason }));
         }
     });
@@ -190,6 +191,7 @@ async fn storage_loop(
     mut durable: Durable,
     mut queue: mpsc::UnboundedReceiver<Job>,
     transport: Transport<StoreMessage>,
+    recorder: Recorder,
 ) -> Result<(), String> {
     let disk = |error: crate::seams::disk::DiskError| format!("disk: {error}");
     while let Some(first) = queue.recv().await {
@@ -244,7 +246,12 @@ async fn storage_loop(
         if !records.is_empty() {
             durable.append(&records).await.map_err(disk)?;
             durable.sync().await.map_err(disk)?;
-            durable.maybe_snapshot(&data).await.map_err(disk)?;
+            if durable.maybe_snapshot(&data).await.map_err(disk)? {
+                recorder.record(
+                    "store_snapshot_taken",
+                    json!({ "home_keys": data.home_keys(), "hints": data.hints_pending() }),
+                );
+            }
         }
         for (reply, answer) in answers {
             match reply {
