@@ -164,14 +164,18 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
             let nodes = scenario.names_with_role(pessimist_core::store::ROLE);
             let ring = Ring::new(&nodes, settings.vnodes, settings.n);
             checks.insert("no_double_count".to_string(), store_check::no_double_count(events));
-            checks.insert(
-                "no_acknowledged_loss".to_string(),
-                store_check::no_acknowledged_loss(events),
-            );
-            checks.insert(
-                "convergence".to_string(),
-                store_check::convergence(events, &ring, bound_ms),
-            );
+            if wanted.durability {
+                checks.insert(
+                    "no_acknowledged_loss".to_string(),
+                    store_check::no_acknowledged_loss(events),
+                );
+            }
+            if wanted.liveness {
+                checks.insert(
+                    "convergence".to_string(),
+                    store_check::convergence(events, &ring, bound_ms),
+                );
+            }
             checks.insert(
                 "read_your_writes".to_string(),
                 store_check::read_your_writes(events, settings.promises_read_your_writes()),
