@@ -25,7 +25,7 @@
 //! replica's log holds it fsynced.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +47,10 @@ use crate::seams::net::{Incoming, NetError, Transport, TransportOptions};
 
 /// Requests the storage task takes in one batch, at most.
 const STORAGE_BATCH_MAX: usize = 1024;
+/// Requests waiting for the storage task before it refuses more (a slow or stalled disk).
+const STORAGE_QUEUE_MAX: usize = 16_384;
+/// Client requests a node coordinates at once before it refuses more.
+const COORDINATIONS_MAX: usize = 4_096;
 
 /// Runs a store node (settings from the `store` knob) until it is killed, or stops itself on
 /// data it cannot trust (`store_stopped`).
@@ -93,7 +97,7 @@ pub async fn serve(context: NodeContext) {
         Ok(bound) => bound,
         Err(error) => return stop(format!("bind: {error}")),
     };
-    let (jobs, job_queue) = mpsc::unbounded_channel();
+    let (jobs, job_queue) = mpsc::channel(STORAGE_QUEUE_MAX);
     let node = Arc::new(Node {
         me: context.name.clone(),
         ring,
@@ -101,6 +105,7 @@ pub async fn serve(context: NodeContext) {
         transport: transport.clone(),
         jobs,
         suspects: Suspects::default(),
+        coordinating: Arc::new(AtomicUsize::new(0)),
         recorder: recorder.clone(),
         clock: context.clock.clone(),
     });
@@ -122,17 +127,30 @@ pub async fn serve(context: NodeContext) {
             StoreMessage::Replica(request) => {
                 let job =
                     Job { request: LocalRequest::Replica(request), reply: Reply::Remote(incoming) };
-                if let Err(mpsc::error::SendError(job)) = node.jobs.send(job) {
+                if let Err(refused) = node.jobs.try_send(job) {
+                    let (reason, job) = match refused {
+                        mpsc::error::TrySendError::Full(job) => ("storage busy", job),
+                        mpsc::error::TrySendError::Closed(job) => ("storage stopped", job),
+                    };
                     if let Reply::Remote(incoming) = job.reply {
-                        let refused = ReplicaReply::Refused { reason: "storage stopped".into() };
+                        let refused = ReplicaReply::Refused { reason: reason.into() };
                         node.answer(incoming, StoreMessage::ReplicaReply(refused));
                     }
                 }
             }
             StoreMessage::Client(request) => {
+                let Some(slot) = Coordinating::enter(&node.coordinating) else {
+                    let reply = ClientReply::Failed {
+                        reason: format!("{COORDINATIONS_MAX} requests already coordinated"),
+                        may_have_applied: false,
+                    };
+                    node.answer(incoming, StoreMessage::ClientReply(reply));
+                    continue;
+                };
                 let node = node.clone();
                 tokio::spawn(async move {
                     let reply = node.coordinate(request).await;
+                    drop(slot);
                     // A lost answer is the client's timeout to see.
                     let _ = node.transport.reply(&incoming, StoreMessage::ClientReply(reply)).await;
                 });
@@ -189,7 +207,7 @@ struct Job {
 async fn storage_loop(
     mut data: StoreData,
     mut durable: Durable,
-    mut queue: mpsc::UnboundedReceiver<Job>,
+    mut queue: mpsc::Receiver<Job>,
     transport: Transport<StoreMessage>,
     recorder: Recorder,
 ) -> Result<(), String> {
@@ -315,14 +333,38 @@ impl Suspects {
     }
 }
 
+/// One client request being coordinated; counted until dropped.
+struct Coordinating(Arc<AtomicUsize>);
+
+impl Coordinating {
+    /// A slot, unless [`COORDINATIONS_MAX`] requests are already coordinated.
+    fn enter(count: &Arc<AtomicUsize>) -> Option<Coordinating> {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        if before >= COORDINATIONS_MAX {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Coordinating(count.clone()))
+    }
+}
+
+impl Drop for Coordinating {
+    fn drop(&mut self) {
+        let before = self.0.fetch_sub(1, Ordering::AcqRel);
+        assert!(before > 0, "coordinations counted below zero");
+    }
+}
+
 /// What a node's coordinators and timers share.
 struct Node {
     me: String,
     ring: Arc<Ring>,
     settings: StoreSettings,
     transport: Transport<StoreMessage>,
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::Sender<Job>,
     suspects: Suspects,
+    /// Client requests being coordinated.
+    coordinating: Arc<AtomicUsize>,
     recorder: Recorder,
     clock: Clock,
 }
@@ -344,8 +386,12 @@ impl Node {
     async fn local(&self, request: LocalRequest) -> Result<LocalAnswer, CallError> {
         let (sender, receiver) = oneshot::channel();
         let job = Job { request, reply: Reply::Local(sender) };
-        if self.jobs.send(job).is_err() {
-            return Err(CallError { reason: "storage stopped".into(), may_have_arrived: false });
+        if let Err(refused) = self.jobs.try_send(job) {
+            let reason = match refused {
+                mpsc::error::TrySendError::Full(_) => "storage busy",
+                mpsc::error::TrySendError::Closed(_) => "storage stopped",
+            };
+            return Err(CallError { reason: reason.into(), may_have_arrived: false });
         }
         match tokio::time::timeout(self.within(self.settings.replica_timeout_ms), receiver).await {
             Ok(Ok(answer)) => Ok(answer),
