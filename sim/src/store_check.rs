@@ -122,14 +122,12 @@ impl Flushes {
         let mut flushes = Flushes::default();
         for op in ops.iter().filter(|op| op.f == "flush") {
             *flushes.outcomes.entry(op.outcome).or_default() += 1;
-            if let Some(writer) = op.invoked_value["writer"].as_str() {
-                flushes.writer_of.insert(op.process, writer.to_string());
-            }
             flushes.hinted_acks += op.result["hinted"].as_u64().unwrap_or(0);
             let Some(writer) = op.invoked_value["writer"].as_str() else {
                 flushes.problems.push(format!("flush at {} us without a writer", op.invoke_us));
                 continue;
             };
+            flushes.writer_of.insert(op.process, writer.to_string());
             let Some(entries) = op.invoked_value["entries"].as_array() else {
                 flushes.problems.push(format!("flush at {} us without entries", op.invoke_us));
                 continue;
