@@ -57,7 +57,10 @@ pub mod storage;
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::KnobSettings;
+use crate::node::{KnobSettings, NodeContext};
+use crate::seams::net::{Transport, TransportOptions};
+use client::{ClientOptions, StoreClient};
+use msg::StoreMessage;
 
 pub use node::serve;
 
@@ -191,6 +194,45 @@ impl StoreSettings {
     pub fn coordinator_budget_ms(&self) -> u64 {
         self.request_timeout_ms * 3 / 4
     }
+}
+
+/// `count` store clients of a node that only dials out (an API server shipping usage, a
+/// billing job): one transport named `<node>/store`, shared, and one client per task that
+/// needs one. The settings come from the node's `store` knob.
+pub fn clients(
+    context: &NodeContext,
+    options: &ClientOptions,
+    count: usize,
+) -> Result<Vec<StoreClient>, String> {
+    let settings = StoreSettings::from_knobs_line(&context.knobs)?;
+    let nodes = context.peers(ROLE);
+    settings.validate_for(nodes.len()).map_err(|(field, message)| format!("{field}: {message}"))?;
+    let (transport, _) = Transport::<StoreMessage>::unbound(
+        &format!("{}/store", context.name),
+        context.book.clone(),
+        TransportOptions::default(),
+        context.link_faults.clone(),
+        context.rng("store-transport"),
+    );
+    Ok((0..count)
+        .map(|slot| {
+            StoreClient::new(
+                transport.clone(),
+                &nodes,
+                settings.clone(),
+                options.clone(),
+                context.clock.clone(),
+                context.rng(&format!("store-client/{slot}")),
+            )
+        })
+        .collect())
+}
+
+/// The writer id of usage shipper `shipper` on this node: unique across the node's restarts
+/// (the incarnation is part of it), because a restarted node has lost its running totals and
+/// must count from zero under a new id.
+pub fn writer_id(context: &NodeContext, shipper: usize) -> String {
+    format!("{}#{}/{shipper}", context.name, context.incarnation)
 }
 
 #[cfg(test)]
