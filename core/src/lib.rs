@@ -18,6 +18,7 @@ pub mod queue;
 pub mod replica;
 pub mod resize;
 pub mod seams;
+pub mod store;
 pub mod worker;
 
 use std::future::Future;
@@ -27,9 +28,9 @@ use std::pin::Pin;
 pub type Program = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The roles [`serve_role`] knows.
-pub const ROLES: [&str; 4] = [queue::ROLE, auth::ROLE, api::ROLE, worker::ROLE];
+pub const ROLES: [&str; 5] = [queue::ROLE, auth::ROLE, api::ROLE, worker::ROLE, store::ROLE];
 
-/// The program of a service role (`queue`, `auth`, `api`, `worker`), or `None` for a role
+/// The program of a service role (`queue`, `auth`, `api`, `worker`, `store`), or `None` for a role
 /// the service does not have. The simulator and a real node both start nodes through here.
 pub fn serve_role(context: node::NodeContext) -> Option<Program> {
     Some(match context.role.as_str() {
@@ -37,6 +38,7 @@ pub fn serve_role(context: node::NodeContext) -> Option<Program> {
         auth::ROLE => Box::pin(auth::serve(context)),
         api::ROLE => Box::pin(api::serve(context)),
         worker::ROLE => Box::pin(worker::serve(context)),
+        store::ROLE => Box::pin(store::serve(context)),
         _ => return None,
     })
 }

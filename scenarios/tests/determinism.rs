@@ -32,6 +32,7 @@ fn same_seed_same_history_twice_in_one_process() {
         "queue-swarm.json",
         "queue-leader-crash-loop.json",
         "service-swarm.json",
+        "store-swarm.json",
     ] {
         let scenario = scenario(name);
         let first = run_seed(&scenario, 42);
@@ -72,7 +73,7 @@ fn hash_from_a_new_process(name: &str, out: &Path, seed: u64) -> String {
 fn same_seed_same_history_in_two_processes() {
     let scratch =
         std::env::temp_dir().join(format!("pessimist-determinism-{}", std::process::id()));
-    for name in ["probe-swarm.json", "queue-swarm.json", "service-swarm.json"] {
+    for name in ["probe-swarm.json", "queue-swarm.json", "service-swarm.json", "store-swarm.json"] {
         let first = hash_from_a_new_process(name, &scratch.join("first"), 9);
         let second = hash_from_a_new_process(name, &scratch.join("second"), 9);
         assert_eq!(first, second, "{name}");
@@ -85,7 +86,7 @@ fn same_seed_same_history_in_two_processes() {
     let _ = std::fs::remove_dir_all(scratch);
 }
 
-/// Runs the swarms (the probe's, the queue's and the service's) on the seeds the environment names
+/// Runs the swarms (the probe's, the queue's, the service's and the store's) on the seeds the environment names
 /// (`MADSIM_TEST_SEED`, default 1, and `MADSIM_TEST_NUM`, default 20), and prints the command
 /// that replays any failure.
 #[test]
@@ -95,7 +96,7 @@ fn swarm_seeds_from_the_environment() {
     let count: u64 =
         std::env::var("MADSIM_TEST_NUM").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     let mut failed = Vec::new();
-    for name in ["probe-swarm.json", "queue-swarm.json", "service-swarm.json"] {
+    for name in ["probe-swarm.json", "queue-swarm.json", "service-swarm.json", "store-swarm.json"] {
         let scenario = scenario(name);
         for outcome in (first..first + count).map(|seed| run_seed(&scenario, seed)) {
             if outcome.passed {

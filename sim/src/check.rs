@@ -134,6 +134,7 @@ pub(crate) fn phase_start_us(events: &[Event], name: &str) -> Option<u64> {
 /// process.
 #[derive(Clone, Debug)]
 pub struct Operation {
+    pub process: u64,
     pub f: String,
     /// The invoke's `node` field, empty when it has none.
     pub node: String,
@@ -156,6 +157,7 @@ pub fn operations(events: &[Event]) -> Vec<Operation> {
                 let node =
                     value.get("node").and_then(Value::as_str).unwrap_or_default().to_string();
                 let operation = Operation {
+                    process: *process,
                     f: f.clone(),
                     node,
                     invoke_us: event.time_us,

@@ -9,6 +9,9 @@
 //! - [`queue_workload`]: producers, workers and the drain of the replicated job queue;
 //! - [`check`]: checkers, pure functions from a history to a verdict;
 //! - [`queue_check`]: the job queue's checkers (Raft safety, durability, FIFO order, ...);
+//! - [`store_workload`]: usage shippers, readers and the convergence monitor of the usage store;
+//! - [`store_check`]: the usage store's checkers (no double count, no acknowledged loss,
+//!   convergence, read-your-writes, staleness, availability);
 //! - [`variant`]: design variants of a scenario's knobs, for side-by-side comparison;
 //! - [`lincheck`]: the linearizability checker (Wing-Gong/Lowe search, P-compositional).
 //!
@@ -27,6 +30,8 @@ pub mod run;
 pub mod scenario;
 pub mod service_check;
 pub mod service_workload;
+pub mod store_check;
+pub mod store_workload;
 pub mod summary;
 pub mod variant;
 #[cfg(madsim)]

@@ -25,6 +25,10 @@ use pessimist_core::queue::{self, QueueClient, QueueMessage};
 use pessimist_core::replica::client::ClientOptions;
 use pessimist_core::seams::clock::Clock;
 use pessimist_core::seams::net::{Transport, TransportOptions};
+use pessimist_core::store::client::{ClientOptions as StoreClientOptions, StoreClient};
+use pessimist_core::store::msg::StoreMessage;
+use pessimist_core::store::ring::Ring;
+use pessimist_core::store::StoreSettings;
 
 use crate::check::{self, Verdict, PHASE_DRAIN, PHASE_FAULTS, PHASE_FINAL_READS, PHASE_HEAL};
 use crate::fault::{swarm_plan, Fault, FaultPlan, LEADER};
@@ -34,6 +38,8 @@ use crate::queue_workload::{self, Acknowledged, QueueWorkload};
 use crate::scenario::{Phases, Scenario, Workload};
 use crate::service_check;
 use crate::service_workload::{self, Endpoints, PendingJobs, ServiceWorkload, SharedKeyring};
+use crate::store_check::{self, PHASE_CONVERGE};
+use crate::store_workload::{self, StoreWorkload};
 use crate::world::{NodeSpec, Program, World};
 
 /// What one seed of a scenario produced.
@@ -152,6 +158,31 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
             }
         }
         Workload::Service(_) => {} // Its checks follow.
+        Workload::Store(_) => {
+            let knobs = serde_json::Value::Object(scenario.knobs.clone());
+            let settings = StoreSettings::from_knobs(&knobs).expect("validated knobs");
+            let nodes = scenario.names_with_role(pessimist_core::store::ROLE);
+            let ring = Ring::new(&nodes, settings.vnodes, settings.n);
+            checks.insert("no_double_count".to_string(), store_check::no_double_count(events));
+            if wanted.durability {
+                checks.insert(
+                    "no_acknowledged_loss".to_string(),
+                    store_check::no_acknowledged_loss(events),
+                );
+            }
+            if wanted.liveness {
+                checks.insert(
+                    "convergence".to_string(),
+                    store_check::convergence(events, &ring, bound_ms),
+                );
+            }
+            checks.insert(
+                "read_your_writes".to_string(),
+                store_check::read_your_writes(events, settings.promises_read_your_writes()),
+            );
+            checks.insert("staleness".to_string(), store_check::staleness(events));
+            checks.insert("replication".to_string(), store_check::replication(events));
+        }
     }
     if let Workload::Service(workload) = &scenario.workload {
         let knobs = serde_json::Value::Object(scenario.knobs.clone());
@@ -176,6 +207,11 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
         checks.insert(
             "availability".to_string(),
             service_check::service_availability(events, 1000, wanted.heal_ok_fraction_min),
+        );
+    } else if let Workload::Store(_) = &scenario.workload {
+        checks.insert(
+            "availability".to_string(),
+            store_check::store_availability(events, 1000, wanted.heal_ok_fraction_min),
         );
     } else {
         checks.insert(
@@ -246,6 +282,9 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
         }
         Workload::Service(workload) => {
             run_service(&scenario, workload, &plan, &mut world, &history, seed).await
+        }
+        Workload::Store(workload) => {
+            run_store(&scenario, workload, &plan, &mut world, &history, seed).await
         }
     }
     history.events()
@@ -593,4 +632,106 @@ async fn run_service(
     for task in tasks {
         task.await.expect("a client process panicked");
     }
+}
+
+/// The usage store's run: shippers and readers until the end of the heal phase; from the
+/// heal, the monitor dumps every node round after round, and once the shippers stopped
+/// (phase `converge`) until every key's replicas agree, within the liveness bound; then every
+/// node's final dump (phase `final_reads`).
+async fn run_store(
+    scenario: &Scenario,
+    workload: StoreWorkload,
+    plan: &FaultPlan,
+    world: &mut World,
+    history: &History,
+    seed: u64,
+) {
+    let phases = &scenario.phases;
+    let clients = scenario.client_names();
+    let knobs = serde_json::Value::Object(scenario.knobs.clone());
+    let settings = StoreSettings::from_knobs(&knobs).expect("validated knobs");
+    let nodes = scenario.names_with_role(pessimist_core::store::ROLE);
+    let options =
+        StoreClientOptions { attempts: workload.attempts, ..StoreClientOptions::default() };
+    let (book, link_faults) = (world.book().clone(), world.link_faults().clone());
+    let client_for = |process: u64, name: &str| {
+        let (transport, _) = Transport::<StoreMessage>::unbound(
+            name,
+            book.clone(),
+            TransportOptions::default(),
+            link_faults.clone(),
+            rng_for(seed, &format!("client/{process}/transport")),
+        );
+        StoreClient::new(
+            transport,
+            &nodes,
+            settings.clone(),
+            options.clone(),
+            Clock::system(),
+            rng_for(seed, &format!("client/{process}/store")),
+        )
+    };
+    let until_us = (phases.faults_ms + phases.heal_ms) * 1000;
+    let mut tasks = Vec::new();
+    for process in 0..workload.writers {
+        let node = &clients[process as usize % clients.len()];
+        let task = store_workload::writer(
+            process,
+            format!("{node}/w{process}"),
+            workload.clone(),
+            client_for(process, node),
+            history.clone(),
+            rng_for(seed, &format!("client/{process}/workload")),
+            until_us,
+        );
+        tasks.push(world.client(node).spawn(task));
+    }
+    for index in 0..workload.readers {
+        let process = workload.writers + index;
+        let node = &clients[process as usize % clients.len()];
+        let task = store_workload::reader(
+            process,
+            workload.clone(),
+            client_for(process, node),
+            history.clone(),
+            rng_for(seed, &format!("client/{process}/workload")),
+            until_us,
+        );
+        tasks.push(world.client(node).spawn(task));
+    }
+    play_faults(world, plan, phases, history).await;
+    let monitor = workload.writers + workload.readers;
+    let writers_done = Arc::new(AtomicBool::new(false));
+    let watch = store_workload::monitor(
+        monitor,
+        workload.clone(),
+        client_for(monitor, &clients[0]),
+        nodes.clone(),
+        history.clone(),
+        phases.liveness_bound_ms,
+        writers_done.clone(),
+    );
+    let watch = world.client(&clients[0]).spawn(watch);
+    for task in tasks {
+        task.await.expect("a store client process panicked");
+    }
+    history.record(EventKind::Phase {
+        name: PHASE_CONVERGE.into(),
+        detail: json!({ "bound_ms": phases.liveness_bound_ms }),
+    });
+    writers_done.store(true, Ordering::Release);
+    let client = watch.await.expect("the monitor panicked");
+    history.record(EventKind::Phase {
+        name: PHASE_FINAL_READS.into(),
+        detail: json!({ "bound_ms": phases.liveness_bound_ms }),
+    });
+    let dumps = store_workload::final_dumps(
+        monitor,
+        workload,
+        client,
+        nodes,
+        history.clone(),
+        phases.liveness_bound_ms,
+    );
+    world.client(&clients[0]).spawn(dumps).await.expect("the final dumps panicked");
 }

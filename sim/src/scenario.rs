@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use pessimist_core::node::KnobSettings;
 use pessimist_core::queue::QueueSettings;
+use pessimist_core::store::StoreSettings;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,7 @@ use crate::fault::{FaultPlan, SwarmSettings};
 use crate::probe::ProbeWorkload;
 use crate::queue_workload::QueueWorkload;
 use crate::service_workload::ServiceWorkload;
+use crate::store_workload::StoreWorkload;
 use crate::variant::Variant;
 
 /// Server nodes a scenario may declare.
@@ -89,6 +91,9 @@ pub enum Workload {
     /// HTTP clients of the whole image service (see [`crate::service_workload`]); nodes have
     /// the roles `queue`, `auth`, `api` and `worker`, at least one of each.
     Service(ServiceWorkload),
+    /// Usage shippers and readers of the usage store (see [`crate::store_workload`]); every
+    /// node has role `store`.
+    Store(StoreWorkload),
 }
 
 /// The roles of the image service's nodes.
@@ -200,6 +205,7 @@ impl Scenario {
             Workload::Probe(_) => &["probe"],
             Workload::Queue(_) => &[pessimist_core::queue::ROLE],
             Workload::Service(_) => &SERVICE_ROLES,
+            Workload::Store(_) => &[pessimist_core::store::ROLE],
         }
     }
 
@@ -262,6 +268,7 @@ impl Scenario {
             Workload::Probe(probe) => probe.validate(),
             Workload::Queue(queue) => queue.validate(),
             Workload::Service(service) => service.validate(),
+            Workload::Store(store) => store.validate(),
         };
         workload.map_err(|(field, message)| invalid(format!("workload.{field}"), message))?;
         let knobs = serde_json::Value::Object(self.knobs.clone());
@@ -269,6 +276,14 @@ impl Scenario {
         check_knob::<pessimist_core::auth::AuthSettings>(&knobs)?;
         check_knob::<pessimist_core::api::ApiSettings>(&knobs)?;
         check_knob::<pessimist_core::worker::WorkerSettings>(&knobs)?;
+        check_knob::<StoreSettings>(&knobs)?;
+        if let Workload::Store(_) = &self.workload {
+            let store_nodes = self.names_with_role(pessimist_core::store::ROLE).len();
+            let settings = StoreSettings::from_knobs(&knobs).expect("checked just above");
+            settings
+                .validate_for(store_nodes)
+                .map_err(|(field, message)| invalid(format!("knobs.store.{field}"), message))?;
+        }
         let phases = &self.phases;
         if phases.faults_ms == 0 {
             return Err(invalid("phases.faults_ms", "must be positive"));
