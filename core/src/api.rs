@@ -14,6 +14,9 @@
 //! rather than accept and lose. A 503 whose `outcome` is `unknown` may have enqueued the job:
 //! retry with the same `Idempotency-Key`.
 //!
+//! Each new job is counted for its account ([`crate::usage`]) before the `202`, and shipped
+//! to the usage store in batches, when the cluster has one.
+//!
 //! **Bounds.** Body size (`body_bytes_max`), requests in flight (`in_flight_max`: each holds
 //! one of a fixed pool of queue clients; none free is 429), and pending work (the queue's
 //! `max_jobs`: a full queue is 503).
@@ -38,6 +41,7 @@ use crate::queue::{self, QueueClient};
 use crate::replica::client::{ClientError, ClientOptions};
 use crate::resize::SPEC_SIDE_MAX;
 use crate::seams::clock::Clock;
+use crate::usage::Usage;
 
 /// The role name of API servers.
 pub const ROLE: &str = "api";
@@ -133,7 +137,13 @@ pub async fn serve(context: NodeContext) {
             return context.recorder.record("api_stopped", json!({ "reason": reason }));
         }
     };
-    let server = Arc::new(ApiServer::new(&context, settings.clone(), auth_settings));
+    let usage = match crate::usage::start(&context).await {
+        Ok(usage) => usage,
+        Err(reason) => {
+            return context.recorder.record("api_stopped", json!({ "reason": reason }));
+        }
+    };
+    let server = Arc::new(ApiServer::new(&context, settings.clone(), auth_settings, usage));
     tokio::spawn(refresh_loop(
         server.clone(),
         auth::client(
@@ -158,10 +168,17 @@ struct ApiServer {
     queue_clients: std::sync::Mutex<Vec<QueueClient>>,
     lookup_clients: std::sync::Mutex<Vec<AuthClient>>,
     rng: Mutex<crate::seams::rng::SeededRng>,
+    /// Usage counting and shipping, when the cluster has a usage store.
+    usage: Option<Arc<Usage>>,
 }
 
 impl ApiServer {
-    fn new(context: &NodeContext, settings: ApiSettings, auth_settings: AuthSettings) -> ApiServer {
+    fn new(
+        context: &NodeContext,
+        settings: ApiSettings,
+        auth_settings: AuthSettings,
+        usage: Option<Arc<Usage>>,
+    ) -> ApiServer {
         let options = ClientOptions {
             attempt_timeout: Duration::from_millis(settings.queue_timeout_ms),
             attempts: settings.queue_attempts,
@@ -182,6 +199,7 @@ impl ApiServer {
             queue_clients: std::sync::Mutex::new(queue_clients),
             lookup_clients: std::sync::Mutex::new(lookup_clients),
             rng: Mutex::new(context.rng("api")),
+            usage,
         }
     }
 
@@ -267,6 +285,9 @@ impl ApiServer {
         match queue.submit(command).await {
             Ok(reply) => match reply.response {
                 Response::Enqueued { job, duplicate } => {
+                    if let (Some(usage), false) = (&self.usage, duplicate) {
+                        usage.count(&account, job).await;
+                    }
                     HttpResponse::json(202, &json!({ "job": job, "duplicate": duplicate }))
                 }
                 Response::Full { limit } => HttpResponse::json(

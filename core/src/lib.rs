@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod billing;
 pub mod history;
 pub mod http;
 pub mod node;
@@ -19,6 +20,7 @@ pub mod replica;
 pub mod resize;
 pub mod seams;
 pub mod store;
+pub mod usage;
 pub mod worker;
 
 use std::future::Future;
@@ -28,9 +30,18 @@ use std::pin::Pin;
 pub type Program = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The roles [`serve_role`] knows.
-pub const ROLES: [&str; 5] = [queue::ROLE, auth::ROLE, api::ROLE, worker::ROLE, store::ROLE];
+pub const ROLES: [&str; 7] = [
+    queue::ROLE,
+    auth::ROLE,
+    api::ROLE,
+    worker::ROLE,
+    store::ROLE,
+    billing::ROLE,
+    billing::archive::ROLE,
+];
 
-/// The program of a service role (`queue`, `auth`, `api`, `worker`, `store`), or `None` for a role
+/// The program of a service role (`queue`, `auth`, `api`, `worker`, `store`,
+/// `billing`, `archive`), or `None` for a role
 /// the service does not have. The simulator and a real node both start nodes through here.
 pub fn serve_role(context: node::NodeContext) -> Option<Program> {
     Some(match context.role.as_str() {
@@ -39,6 +50,8 @@ pub fn serve_role(context: node::NodeContext) -> Option<Program> {
         api::ROLE => Box::pin(api::serve(context)),
         worker::ROLE => Box::pin(worker::serve(context)),
         store::ROLE => Box::pin(store::serve(context)),
+        billing::ROLE => Box::pin(billing::serve(context)),
+        billing::archive::ROLE => Box::pin(billing::archive::serve(context)),
         _ => return None,
     })
 }

@@ -47,6 +47,8 @@ pub struct Writer {
     next_batch: u64,
     totals: BTreeMap<String, Slot>,
     unacknowledged: BTreeSet<String>,
+    /// Per key, what was counted since the last stage (the open batch).
+    open: BTreeMap<String, u64>,
 }
 
 /// One flush: its id and every key it carries.
@@ -75,34 +77,53 @@ impl Writer {
             next_batch: 1,
             totals: BTreeMap::new(),
             unacknowledged: BTreeSet::new(),
+            open: BTreeMap::new(),
         }
+    }
+
+    /// The writer `id` again after a restart, from the slots it had recorded durably (an API
+    /// server's usage log): every key rides along in the next batch, since nobody knows
+    /// which were acknowledged, and batches go on after the highest recorded.
+    pub fn restore(id: &str, slots: BTreeMap<String, Slot>) -> Writer {
+        let mut writer = Writer::new(id);
+        writer.next_batch = slots.values().map(|slot| slot.batch).max().unwrap_or(0) + 1;
+        writer.unacknowledged = slots.keys().cloned().collect();
+        writer.totals = slots;
+        writer
     }
 
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    /// Adds `increments` as the next batch, and returns it with every unacknowledged key.
-    pub fn stage(&mut self, increments: &[(String, u64)]) -> Batch {
-        let id = self.next_batch;
-        self.next_batch += 1;
-        let mut added: BTreeMap<&str, u64> = BTreeMap::new();
-        for (key, increment) in increments {
-            if *increment > 0 {
-                *added.entry(key).or_default() += increment;
-            }
-        }
-        for (key, increment) in &added {
-            let slot = self.totals.entry(key.to_string()).or_default();
-            slot.total += increment;
-            slot.batch = id;
-            self.unacknowledged.insert(key.to_string());
-        }
+    /// Counts `increment` on `key` in the open batch (the one the next [`Writer::stage`]
+    /// closes), and returns the key's new slot: what a usage log records so the count
+    /// survives a crash.
+    pub fn count(&mut self, key: &str, increment: u64) -> Slot {
         assert!(
-            self.totals.len() <= WRITER_KEYS_MAX,
-            "writer {} keeps totals for more than {WRITER_KEYS_MAX} keys: forget closed ones",
+            self.totals.len() < WRITER_KEYS_MAX || self.totals.contains_key(key),
+            "writer {} keeps totals for {WRITER_KEYS_MAX} keys: forget closed ones",
             self.id
         );
+        let slot = self.totals.entry(key.to_string()).or_default();
+        if increment > 0 {
+            slot.total += increment;
+            slot.batch = self.next_batch;
+            *self.open.entry(key.to_string()).or_default() += increment;
+            self.unacknowledged.insert(key.to_string());
+        }
+        *slot
+    }
+
+    /// Adds `increments` to the open batch, closes it, and returns it with every
+    /// unacknowledged key.
+    pub fn stage(&mut self, increments: &[(String, u64)]) -> Batch {
+        for (key, increment) in increments {
+            self.count(key, *increment);
+        }
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let added = std::mem::take(&mut self.open);
         let entries = self
             .unacknowledged
             .iter()
@@ -115,6 +136,11 @@ impl Writer {
         Batch { id, entries }
     }
 
+    /// Keys in the open batch, counted since the last stage.
+    pub fn open_keys(&self) -> usize {
+        self.open.len()
+    }
+
     /// The store acknowledged `slot` for `key`: the key rides along no more, unless a later
     /// batch changed it since.
     pub fn acknowledge(&mut self, key: &str, slot: Slot) {
@@ -123,14 +149,14 @@ impl Writer {
         }
     }
 
-    /// The state this writer sends for an entry.
-    pub fn update(&self, entry: &BatchEntry) -> Counter {
-        Counter::from_slot(&self.id, entry.slot)
-    }
-
     /// The writer's slot for `key`.
     pub fn slot(&self, key: &str) -> Option<Slot> {
         self.totals.get(key).copied()
+    }
+
+    /// Every key the writer keeps a total for, in key order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.totals.keys().map(String::as_str)
     }
 
     /// Keys whose latest total is acknowledged, in key order.
@@ -406,20 +432,29 @@ impl StoreClient {
         writer: &mut Writer,
         batch: &Batch,
     ) -> Vec<Result<Written, StoreError>> {
-        let plans: Vec<Plan> =
-            batch.entries.iter().map(|entry| self.plan(Some(&entry.key))).collect();
-        let writes = batch
-            .entries
-            .iter()
-            .zip(plans)
-            .map(|(entry, plan)| self.write_planned(plan, &entry.key, writer.update(entry)));
-        let outcomes = futures::future::join_all(writes).await;
+        let outcomes = self.send_as(writer.id(), batch).await;
         for (entry, outcome) in batch.entries.iter().zip(&outcomes) {
             if outcome.is_ok() {
                 writer.acknowledge(&entry.key, entry.slot);
             }
         }
         outcomes
+    }
+
+    /// Writes every key `batch` carries as writer `writer_id`, all at once; the caller
+    /// acknowledges the successes to its [`Writer`] (which it need not lend out meanwhile, so
+    /// counting goes on during a flush). One outcome per entry, in order.
+    pub async fn send_as(
+        &mut self,
+        writer_id: &str,
+        batch: &Batch,
+    ) -> Vec<Result<Written, StoreError>> {
+        let plans: Vec<Plan> =
+            batch.entries.iter().map(|entry| self.plan(Some(&entry.key))).collect();
+        let writes = batch.entries.iter().zip(plans).map(|(entry, plan)| {
+            self.write_planned(plan, &entry.key, Counter::from_slot(writer_id, entry.slot))
+        });
+        futures::future::join_all(writes).await
     }
 }
 
