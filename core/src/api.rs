@@ -263,6 +263,13 @@ impl ApiServer {
             Ok(account) => account,
             Err(response) => return response,
         };
+        if self.usage.as_ref().is_some_and(|usage| usage.failed()) {
+            return HttpResponse::error(
+                503,
+                "usage_log_failed",
+                "this server cannot count usage durably; use another",
+            );
+        }
         let idempotency = match request.header("idempotency-key") {
             Some(key) if key.is_empty() || key.len() > 128 => {
                 return HttpResponse::error(
@@ -286,7 +293,14 @@ impl ApiServer {
             Ok(reply) => match reply.response {
                 Response::Enqueued { job, duplicate } => {
                     if let (Some(usage), false) = (&self.usage, duplicate) {
-                        usage.count(&account, job).await;
+                        if let Err(reason) = usage.count(&account, job).await {
+                            // Enqueued, but maybe not counted: the usage log must be mended.
+                            return HttpResponse::json(
+                                503,
+                                &json!({ "error": "usage_log_failed", "outcome": "applied",
+                                         "job": job, "message": reason }),
+                            );
+                        }
                     }
                     HttpResponse::json(202, &json!({ "job": job, "duplicate": duplicate }))
                 }

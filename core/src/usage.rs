@@ -24,7 +24,9 @@
 //!
 //! History events (internal): `usage_started` (writer, how it recovered), `usage_counted`
 //! (account, key, writer, job, whether it was logged), `usage_flushed` (batch, keys written,
-//! the totals acknowledged), `usage_log_failed`.
+//! the totals acknowledged), `usage_log_lost` (unreadable at a restart: a new writer starts)
+//! and `usage_log_failed` (an append or fsync failed: the server refuses new jobs, as a
+//! database stops on a failed fsync, until a restart recovers what is durable).
 //!
 //! **Invariant:** with the log on, a count is durable before the request it counts is
 //! answered; a writer's totals never decrease, and a writer id is never reused with totals
@@ -193,8 +195,19 @@ fn encode(record: &LogRecord) -> Vec<u8> {
 
 /// The writer's totals and the latest window counted into.
 struct State {
+    /// Totals of the counts made durable (all counts, with the log off): what is shipped.
     writer: Writer,
+    /// With the log on, per key the total the last appended record took (durable or not).
+    logged: BTreeMap<String, u64>,
     latest_window: u64,
+}
+
+impl State {
+    /// The key of a count for `account` now: in the latest window, never an earlier one.
+    fn key_for(&mut self, account: &str, now_window: u64) -> String {
+        self.latest_window = self.latest_window.max(now_window);
+        usage_key(account, self.latest_window)
+    }
 }
 
 /// The log's appends since the last snapshot.
@@ -208,8 +221,10 @@ pub struct Usage {
     writer_id: String,
     clock: Clock,
     recorder: Recorder,
-    /// The log's disk, `None` with the log off or after it failed.
-    disk: std::sync::Mutex<Option<Disk>>,
+    /// The log's disk, `None` with the log off.
+    log: Option<Disk>,
+    /// Set once an append or an fsync of the log failed.
+    failed: std::sync::atomic::AtomicBool,
     state: std::sync::Mutex<State>,
     /// Held while appending (and snapshotting): records reach the log in count order.
     appending: tokio::sync::Mutex<Tail>,
@@ -228,22 +243,22 @@ impl Usage {
         let recorder = context.recorder.clone();
         let fresh_id = crate::store::writer_id(context, 0);
         let mut recovered = Recovered::default();
-        let mut disk = None;
+        let mut log_ready = false;
         let mut how = "fresh";
         if settings.log {
             match recover(&context.disk).await {
                 Ok(found) if found.writer.is_some() => {
                     how = "recovered";
                     recovered = found;
-                    disk = Some(context.disk.clone());
+                    log_ready = true;
                 }
                 outcome => {
                     if let Err(reason) = &outcome {
                         how = "log_lost";
-                        recorder.record("usage_log_failed", json!({ "reason": reason }));
+                        recorder.record("usage_log_lost", json!({ "reason": reason }));
                     }
                     match start_log(&context.disk, &fresh_id).await {
-                        Ok(()) => disk = Some(context.disk.clone()),
+                        Ok(()) => log_ready = true,
                         Err(reason) => {
                             recorder.record("usage_log_failed", json!({ "reason": reason }))
                         }
@@ -264,14 +279,21 @@ impl Usage {
                 "torn_tail_bytes": recovered.torn_tail_bytes,
             }),
         );
+        let logged = recovered.slots.iter().map(|(key, slot)| (key.clone(), slot.total)).collect();
         let writer = Writer::restore(&writer_id, recovered.slots);
         Arc::new(Usage {
-            state: std::sync::Mutex::new(State { writer, latest_window: recovered.latest_window }),
+            state: std::sync::Mutex::new(State {
+                writer,
+                logged,
+                latest_window: recovered.latest_window,
+            }),
             appending: tokio::sync::Mutex::new(Tail { records: recovered.records }),
             syncing: tokio::sync::Mutex::new(()),
             appended: AtomicU64::new(0),
             synced: AtomicU64::new(0),
-            disk: std::sync::Mutex::new(disk),
+            // A log that could not even be started has failed.
+            failed: std::sync::atomic::AtomicBool::new(settings.log && !log_ready),
+            log: settings.log.then(|| context.disk.clone()),
             settings,
             writer_id,
             clock: context.clock.clone(),
@@ -283,73 +305,88 @@ impl Usage {
         &self.settings
     }
 
-    fn log_disk(&self) -> Option<Disk> {
-        self.disk.lock().expect("usage disk lock").clone()
+    /// Whether the log failed: the server then refuses new jobs (it cannot count them
+    /// durably) until a restart recovers from what the log holds.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
-    /// The log failed: counting goes on in memory only, and says so.
-    fn log_failed(&self, error: &DiskError) {
-        if self.disk.lock().expect("usage disk lock").take().is_some() {
-            self.recorder.record("usage_log_failed", json!({ "reason": error.to_string() }));
-        }
-    }
-
-    /// Counts one new job of `account`; with the log on, returns once the count is durable.
-    pub async fn count(&self, account: &str, job: u64) {
+    /// Counts one new job of `account`. With the log on, the count is appended, and it
+    /// returns once an fsync covered it; only then does the count join the totals shipped,
+    /// so the store never holds a total a restart could not recover. An error: the log
+    /// failed, the count may or may not be durable.
+    pub async fn count(&self, account: &str, job: u64) -> Result<(), String> {
         let window_ms = self.settings.window_ms;
         let now_window = (self.clock.wall_ms().max(0) as u64 / window_ms) * window_ms;
-        let mut logged = false;
-        let key;
-        {
-            let mut tail = self.appending.lock().await;
-            let slot = {
+        let Some(disk) = &self.log else {
+            let (key, slot) = {
                 let mut state = self.state.lock().expect("usage state lock");
-                state.latest_window = state.latest_window.max(now_window);
-                key = usage_key(account, state.latest_window);
-                state.writer.count(&key, 1)
+                let key = state.key_for(account, now_window);
+                let slot = state.writer.count(&key, 1);
+                (key, slot)
             };
-            if let Some(disk) = self.log_disk() {
-                match disk
-                    .append(LOG_FILE, &encode(&LogRecord::Counted { key: key.clone(), slot }))
-                    .await
-                {
-                    Ok(()) => {
-                        tail.records += 1;
-                        logged = true;
-                    }
-                    Err(error) => self.log_failed(&error),
-                }
+            self.counted(account, &key, slot.total, job, false);
+            return Ok(());
+        };
+        if self.failed() {
+            return Err("the usage log failed".into());
+        }
+        let (key, seq) = {
+            let mut tail = self.appending.lock().await;
+            let (key, slot) = {
+                let mut state = self.state.lock().expect("usage state lock");
+                let key = state.key_for(account, now_window);
+                let total = state.logged.get(&key).copied().unwrap_or(0) + 1;
+                state.logged.insert(key.clone(), total);
+                (key, Slot { batch: state.writer.next_batch(), total })
+            };
+            let record = encode(&LogRecord::Counted { key: key.clone(), slot });
+            if let Err(error) = disk.append(LOG_FILE, &record).await {
+                return Err(self.fail(&error));
             }
-        }
-        if logged {
-            let seq = self.appended.fetch_add(1, Ordering::AcqRel) + 1;
-            logged = self.sync_through(seq).await;
-        }
+            tail.records += 1;
+            self.counted(account, &key, slot.total, job, true);
+            (key, self.appended.fetch_add(1, Ordering::AcqRel) + 1)
+        };
+        self.sync_through(disk, seq).await?;
+        self.state.lock().expect("usage state lock").writer.count(&key, 1);
+        Ok(())
+    }
+
+    /// Records a count: its key and the writer's running total it took.
+    fn counted(&self, account: &str, key: &str, total: u64, job: u64, logged: bool) {
         self.recorder.record(
             "usage_counted",
-            json!({ "account": account, "key": key, "writer": self.writer_id, "job": job,
-                    "logged": logged }),
+            json!({ "account": account, "key": key, "writer": self.writer_id, "total": total,
+                    "job": job, "logged": logged }),
         );
     }
 
+    /// The log failed: new jobs are refused from now on.
+    fn fail(&self, error: &DiskError) -> String {
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            self.recorder.record("usage_log_failed", json!({ "reason": error.to_string() }));
+        }
+        format!("the usage log failed: {error}")
+    }
+
     /// Makes the log durable through append number `seq`: one fsync serves every append
-    /// made before it began. Whether it is durable.
-    async fn sync_through(&self, seq: u64) -> bool {
+    /// made before it began (a group commit).
+    async fn sync_through(&self, disk: &Disk, seq: u64) -> Result<(), String> {
         let _syncing = self.syncing.lock().await;
         if self.synced.load(Ordering::Acquire) >= seq {
-            return true;
+            return Ok(());
         }
-        let Some(disk) = self.log_disk() else { return false };
+        if self.failed() {
+            return Err("the usage log failed".into());
+        }
         let upto = self.appended.load(Ordering::Acquire);
         match disk.fsync(LOG_FILE).await {
             Ok(()) => {
                 self.synced.fetch_max(upto, Ordering::AcqRel);
-                true
+                Ok(())
             }
-            Err(error) => {
-                self.log_failed(&error);
-                false
-            }
+            Err(error) => Err(self.fail(&error)),
         }
     }
 
@@ -385,7 +422,14 @@ impl Usage {
                 .map(str::to_string)
                 .collect();
             for key in closed {
-                state.writer.forget(&key);
+                // A count appended but not yet durable keeps its key.
+                let in_flight = state
+                    .logged
+                    .get(&key)
+                    .is_some_and(|total| Some(*total) != state.writer.slot(&key).map(|s| s.total));
+                if !in_flight && state.writer.forget(&key) {
+                    state.logged.remove(&key);
+                }
             }
         }
         self.recorder.record(
@@ -400,14 +444,17 @@ impl Usage {
             }),
         );
         if let Err(error) = self.maybe_snapshot().await {
-            self.log_failed(&error);
+            self.fail(&error);
         }
     }
 
     /// After `snapshot_every` log records: the totals to the snapshot, fsynced, then a new
     /// log. Appends wait meanwhile, so the snapshot holds every record of the old log.
     async fn maybe_snapshot(&self) -> Result<(), DiskError> {
-        let Some(disk) = self.log_disk() else { return Ok(()) };
+        let Some(disk) = &self.log else { return Ok(()) };
+        if self.failed() {
+            return Ok(());
+        }
         let mut tail = self.appending.lock().await;
         if tail.records < self.settings.snapshot_every {
             return Ok(());

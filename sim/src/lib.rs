@@ -33,6 +33,9 @@ pub mod service_workload;
 pub mod store_check;
 pub mod store_workload;
 pub mod summary;
+pub mod usage_check;
+#[cfg(madsim)]
+pub mod usage_workload;
 pub mod variant;
 #[cfg(madsim)]
 pub mod world;

@@ -19,6 +19,7 @@ use pessimist_core::history::{fingerprint, Event, EventKind, History};
 use pessimist_core::seams::rng::{derive_seed, rng_for};
 use serde_json::json;
 
+use pessimist_core::billing::BillingMessage;
 use pessimist_core::node::{KnobSettings, NodeContext};
 use pessimist_core::queue::machine::JobId;
 use pessimist_core::queue::{self, QueueClient, QueueMessage};
@@ -29,6 +30,7 @@ use pessimist_core::store::client::{ClientOptions as StoreClientOptions, StoreCl
 use pessimist_core::store::msg::StoreMessage;
 use pessimist_core::store::ring::Ring;
 use pessimist_core::store::StoreSettings;
+use pessimist_core::usage::UsageSettings;
 
 use crate::check::{self, Verdict, PHASE_DRAIN, PHASE_FAULTS, PHASE_FINAL_READS, PHASE_HEAL};
 use crate::fault::{swarm_plan, Fault, FaultPlan, LEADER};
@@ -40,6 +42,8 @@ use crate::service_check;
 use crate::service_workload::{self, Endpoints, PendingJobs, ServiceWorkload, SharedKeyring};
 use crate::store_check::{self, PHASE_CONVERGE};
 use crate::store_workload::{self, StoreWorkload};
+use crate::usage_check;
+use crate::usage_workload::{self, FinalBill, PHASE_BILLING};
 use crate::world::{NodeSpec, Program, World};
 
 /// What one seed of a scenario produced.
@@ -208,6 +212,10 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
             "availability".to_string(),
             service_check::service_availability(events, 1000, wanted.heal_ok_fraction_min),
         );
+        if !scenario.names_with_role(pessimist_core::billing::ROLE).is_empty() {
+            let usage = UsageSettings::from_knobs(&knobs).expect("validated knobs");
+            checks.insert("billing".to_string(), usage_check::billing(events, usage.log));
+        }
     } else if let Workload::Store(_) = &scenario.workload {
         checks.insert(
             "availability".to_string(),
@@ -631,6 +639,42 @@ async fn run_service(
     });
     for task in tasks {
         task.await.expect("a client process panicked");
+    }
+    let (billing, archive) = (
+        scenario.names_with_role(pessimist_core::billing::ROLE),
+        scenario.names_with_role(pessimist_core::billing::archive::ROLE),
+    );
+    if let (Some(billing), Some(archive)) = (billing.first(), archive.first()) {
+        let usage = UsageSettings::from_knobs(&knobs).expect("validated knobs");
+        let store = StoreSettings::from_knobs(&knobs).expect("validated knobs");
+        // The API servers' last flush, its retries included, lands within this.
+        let settle_ms = 2 * usage.flush_interval_ms
+            + u64::from(usage.store_attempts) * store.request_timeout_ms
+            + 1_000;
+        history.record(EventKind::Phase {
+            name: PHASE_BILLING.into(),
+            detail: json!({ "bound_ms": phases.liveness_bound_ms, "settle_ms": settle_ms }),
+        });
+        let process = 2 * workload.uploaders + 1;
+        let (transport, _) = Transport::<BillingMessage>::unbound(
+            &clients[0],
+            world.book().clone(),
+            TransportOptions::default(),
+            world.link_faults().clone(),
+            rng_for(seed, &format!("client/{process}/transport")),
+        );
+        let bill = FinalBill {
+            process,
+            transport,
+            billing: billing.clone(),
+            archive: archive.clone(),
+            settle: Duration::from_millis(settle_ms),
+            pause: Duration::from_millis(usage.flush_interval_ms),
+            bound: Duration::from_millis(phases.liveness_bound_ms),
+        };
+        let task =
+            world.client(&clients[0]).spawn(usage_workload::final_bill(bill, history.clone()));
+        task.await.expect("the billing client panicked");
     }
 }
 

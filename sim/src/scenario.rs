@@ -8,9 +8,11 @@
 
 use std::collections::BTreeSet;
 
+use pessimist_core::billing::BillingSettings;
 use pessimist_core::node::KnobSettings;
 use pessimist_core::queue::QueueSettings;
 use pessimist_core::store::StoreSettings;
+use pessimist_core::usage::UsageSettings;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +97,14 @@ pub enum Workload {
     /// node has role `store`.
     Store(StoreWorkload),
 }
+
+/// The roles the image service's usage pipeline adds, all or none: the usage store's nodes,
+/// one billing node and one archive.
+pub const USAGE_ROLES: [&str; 3] = [
+    pessimist_core::store::ROLE,
+    pessimist_core::billing::ROLE,
+    pessimist_core::billing::archive::ROLE,
+];
 
 /// The roles of the image service's nodes.
 pub const SERVICE_ROLES: [&str; 4] = [
@@ -209,6 +219,14 @@ impl Scenario {
         }
     }
 
+    /// The roles the scenario's workload also allows, none of them required.
+    pub fn optional_roles(&self) -> &'static [&'static str] {
+        match &self.workload {
+            Workload::Service(_) => &USAGE_ROLES,
+            _ => &[],
+        }
+    }
+
     /// Client node names.
     pub fn client_names(&self) -> Vec<String> {
         (1..=self.topology.clients).map(|i| format!("client-{i}")).collect()
@@ -248,7 +266,8 @@ impl Scenario {
                     format!("duplicate node name {:?}", node.name),
                 ));
             }
-            let roles = self.workload_roles();
+            let roles: Vec<&str> =
+                self.workload_roles().iter().chain(self.optional_roles()).copied().collect();
             if !roles.contains(&node.role.as_str()) {
                 return Err(invalid(
                     format!("topology.nodes[{index}].role"),
@@ -264,6 +283,20 @@ impl Scenario {
                 return Err(invalid("topology.nodes", format!("needs at least one {role:?} node")));
             }
         }
+        let usage_roles: Vec<usize> =
+            USAGE_ROLES.iter().map(|role| self.names_with_role(role).len()).collect();
+        if usage_roles.iter().any(|count| *count > 0) {
+            if usage_roles[0] == 0 || usage_roles[1] != 1 || usage_roles[2] != 1 {
+                return Err(invalid(
+                    "topology.nodes",
+                    format!(
+                        "the usage pipeline needs store nodes, one billing node and one archive \
+                         node (found {} store, {} billing, {} archive)",
+                        usage_roles[0], usage_roles[1], usage_roles[2]
+                    ),
+                ));
+            }
+        }
         let workload = match &self.workload {
             Workload::Probe(probe) => probe.validate(),
             Workload::Queue(queue) => queue.validate(),
@@ -277,8 +310,15 @@ impl Scenario {
         check_knob::<pessimist_core::api::ApiSettings>(&knobs)?;
         check_knob::<pessimist_core::worker::WorkerSettings>(&knobs)?;
         check_knob::<StoreSettings>(&knobs)?;
-        if let Workload::Store(_) = &self.workload {
-            let store_nodes = self.names_with_role(pessimist_core::store::ROLE).len();
+        check_knob::<UsageSettings>(&knobs)?;
+        check_knob::<BillingSettings>(&knobs)?;
+        let usage = UsageSettings::from_knobs(&knobs).expect("checked just above");
+        BillingSettings::from_knobs(&knobs)
+            .expect("checked just above")
+            .validate_with(&usage)
+            .map_err(|(field, message)| invalid(format!("knobs.billing.{field}"), message))?;
+        let store_nodes = self.names_with_role(pessimist_core::store::ROLE).len();
+        if store_nodes > 0 {
             let settings = StoreSettings::from_knobs(&knobs).expect("checked just above");
             settings
                 .validate_for(store_nodes)

@@ -6,7 +6,8 @@
 //!   a thumbnail byte-identical to `resize::thumbnail` of the regenerated image, or a failure
 //!   where the recomputation fails (the resize is deterministic).
 //! - [`pill_quarantine`]: no job crashes workers more than `max_attempts` times, and every job
-//!   that crashed a worker ends failed; figures: crashes, time with the whole fleet down.
+//!   that crashed a worker ends failed (where a client knows the job: one whose every upload
+//!   answer was lost is never fetched); figures: crashes, time with the whole fleet down.
 //! - [`auth_keys`]: no request is accepted with a key that was never issued, before its
 //!   creation began, or later than the revocation bound after its revocation; figures: time
 //!   for a new key to work and for a revoked key to stop working (p50, p99, max), and both
@@ -148,8 +149,8 @@ pub fn thumbnails(events: &[Event], knobs: &Value, side: u32) -> Verdict {
     Verdict::from_violations(violations, figures)
 }
 
-/// No job crashes workers more than `max_attempts` times, and each that crashed one ends
-/// failed. Figures: crashes by cause, the most crashes one job caused, and how long every
+/// No job crashes workers more than `max_attempts` times, and each that crashed one, and
+/// that a client knows, ends failed. Figures: crashes by cause, the most crashes one job caused, and how long every
 /// worker was down at once.
 pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> Verdict {
     let max_attempts = QueueSettings::from_knobs(knobs).map(|s| s.max_attempts).unwrap_or(1);
@@ -196,11 +197,17 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
         all_down_us += last.time_us - since;
     }
     let mut violations = Vec::new();
+    // A job no client learned the id of (every answer to its upload lost) is never fetched:
+    // its end cannot be seen, only its crash count.
+    let accepted = accepted_jobs(&ops);
+    let mut unobserved = 0u64;
     for (job, count) in &crashes {
         if *count > u64::from(max_attempts) {
             violations.push(format!(
                 "job {job} crashed workers {count} times, more than max_attempts {max_attempts}"
             ));
+        } else if !accepted.contains_key(job) {
+            unobserved += 1;
         } else if finished.get(job).and_then(|v| v["status"].as_str()) != Some("failed") {
             violations
                 .push(format!("job {job} crashed workers {count} times and was never quarantined"));
@@ -212,6 +219,7 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
         ("jobs_that_crashed_workers".to_string(), json!(crashes.len())),
         ("crashes_per_job_max".to_string(), json!(crashes.values().max().copied().unwrap_or(0))),
         ("max_attempts".to_string(), json!(max_attempts)),
+        ("crashing_jobs_no_client_knew".to_string(), json!(unobserved)),
         ("fleet_down_ms".to_string(), json!(all_down_us / 1000)),
     ]);
     Verdict::from_violations(violations, figures)

@@ -136,6 +136,11 @@ impl Writer {
         Batch { id, entries }
     }
 
+    /// The id of the open batch, the one the next [`Writer::stage`] closes.
+    pub fn next_batch(&self) -> u64 {
+        self.next_batch
+    }
+
     /// Keys in the open batch, counted since the last stage.
     pub fn open_keys(&self) -> usize {
         self.open.len()
