@@ -522,6 +522,130 @@ pub async fn start(context: &NodeContext) -> Result<Option<Arc<Usage>>, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::History;
+    use crate::seams::disk::{DiskControl, DiskTiming, SimDisk};
+    use crate::seams::net::{AddressBook, LinkFaults};
+    use crate::seams::rng::rng_for;
+
+    fn context(disk: &Disk, history: &History, incarnation: u64, log: bool) -> NodeContext {
+        NodeContext {
+            name: "api-1".into(),
+            role: crate::api::ROLE.into(),
+            book: AddressBook::default(),
+            cluster: BTreeMap::new(),
+            disk: disk.clone(),
+            clock: Clock::system(),
+            link_faults: LinkFaults::default(),
+            recorder: Recorder::new("api-1", history.clone()),
+            run_seed: 7,
+            incarnation,
+            knobs: json!({ "usage": { "log": log, "snapshot_every": 3 } }),
+        }
+    }
+
+    fn sim_disk() -> (Disk, DiskControl) {
+        let (disk, control) = SimDisk::new(DiskTiming::default(), rng_for(7, "usage-disk"));
+        (Disk::Sim(disk), control)
+    }
+
+    /// The `usage_counted` totals recorded for `account`, in order.
+    fn totals(history: &History, account: &str) -> Vec<u64> {
+        history.scan(|events| {
+            events
+                .iter()
+                .filter_map(|event| match &event.kind {
+                    crate::history::EventKind::Internal { what, detail, .. }
+                        if what == "usage_counted" && detail["account"] == account =>
+                    {
+                        detail["total"].as_u64()
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    fn started(history: &History) -> Vec<serde_json::Value> {
+        history.scan(|events| {
+            events
+                .iter()
+                .filter_map(|event| match &event.kind {
+                    crate::history::EventKind::Internal { what, detail, .. }
+                        if what == "usage_started" =>
+                    {
+                        Some(detail.clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    #[madsim::test]
+    async fn with_the_log_a_restart_goes_on_as_the_same_writer_from_its_totals() {
+        let (disk, control) = sim_disk();
+        let history = History::new();
+        let settings = |context: &NodeContext| UsageSettings::from_knobs_line(&context.knobs);
+        let first = context(&disk, &history, 0, true);
+        let usage = Usage::start(&first, settings(&first).unwrap()).await;
+        for job in 1..=4 {
+            usage.count("acct-a", job).await.unwrap();
+        }
+        usage.count("acct-b", 5).await.unwrap();
+        // Four records: a snapshot (every 3) happens at the next flush; force one directly.
+        usage.maybe_snapshot().await.unwrap();
+        assert!(disk.list().await.unwrap().contains(&SNAPSHOT_FILE.to_string()));
+        usage.count("acct-a", 6).await.unwrap();
+        drop(usage);
+        control.crash();
+        let second = context(&disk, &history, 1, true);
+        let usage = Usage::start(&second, settings(&second).unwrap()).await;
+        usage.count("acct-a", 7).await.unwrap();
+        usage.count("acct-b", 8).await.unwrap();
+        assert_eq!(totals(&history, "acct-a"), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(totals(&history, "acct-b"), [1, 2]);
+        let started = started(&history);
+        assert_eq!(started[0]["writer"], "api-1#0/0");
+        assert_eq!(started[1]["writer"], "api-1#0/0", "the same writer: {started:?}");
+        assert_eq!(started[1]["how"], "recovered");
+        assert_eq!(started[1]["keys"], 2);
+    }
+
+    #[madsim::test]
+    async fn without_the_log_a_restart_is_a_new_writer_from_zero() {
+        let (disk, control) = sim_disk();
+        let history = History::new();
+        for incarnation in 0..2 {
+            let context = context(&disk, &history, incarnation, false);
+            let settings = UsageSettings::from_knobs_line(&context.knobs).unwrap();
+            let usage = Usage::start(&context, settings).await;
+            usage.count("acct-a", incarnation + 1).await.unwrap();
+            control.crash();
+        }
+        assert_eq!(totals(&history, "acct-a"), [1, 1]);
+        let writers: Vec<_> = started(&history).iter().map(|s| s["writer"].clone()).collect();
+        assert_eq!(writers, [json!("api-1#0/0"), json!("api-1#1/0")]);
+        assert!(disk.list().await.unwrap().is_empty(), "nothing written without the log");
+    }
+
+    #[madsim::test]
+    async fn an_unreadable_log_starts_a_new_writer_and_says_so() {
+        let (disk, control) = sim_disk();
+        let history = History::new();
+        let first = context(&disk, &history, 0, true);
+        let usage =
+            Usage::start(&first, UsageSettings::from_knobs_line(&first.knobs).unwrap()).await;
+        usage.count("acct-a", 1).await.unwrap();
+        assert!(control.corrupt(Some(LOG_FILE)).is_some());
+        let second = context(&disk, &history, 1, true);
+        let usage =
+            Usage::start(&second, UsageSettings::from_knobs_line(&second.knobs).unwrap()).await;
+        usage.count("acct-a", 2).await.unwrap();
+        let started = started(&history);
+        assert_eq!(started[1]["how"], "log_lost");
+        assert_eq!(started[1]["writer"], "api-1#1/0");
+        assert_eq!(totals(&history, "acct-a"), [1, 1]);
+    }
 
     #[test]
     fn keys_name_the_account_and_the_window() {

@@ -244,3 +244,103 @@ pub fn billing(events: &[Event], log: bool) -> Verdict {
     figures.insert("ledger_records".into(), ledger.result["records"].clone());
     Verdict::from_violations(violations, figures)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A history: jobs 1..=3 served to `acct` and counted by writer `w` (totals 1..=3), the
+    /// store acknowledging total `acked`, and a ledger archiving `archived` for `w`.
+    fn history(acked: u64, archived: u64, billed: u64) -> Vec<Event> {
+        let key = pessimist_core::usage::usage_key("acct", 0);
+        let mut kinds = vec![EventKind::Internal {
+            node: "api-1".into(),
+            what: "usage_started".into(),
+            detail: json!({ "writer": "w" }),
+        }];
+        for job in 1..=3u64 {
+            kinds.push(EventKind::Invoke {
+                process: job,
+                f: "upload".into(),
+                value: json!({ "account": "acct" }),
+            });
+            kinds.push(EventKind::Internal {
+                node: "api-1".into(),
+                what: "usage_counted".into(),
+                detail: json!({ "account": "acct", "key": key, "writer": "w", "total": job,
+                                "job": job, "logged": true }),
+            });
+            kinds.push(EventKind::Ok {
+                process: job,
+                f: "upload".into(),
+                value: json!({ "status": 202, "job": job, "duplicate": false }),
+            });
+        }
+        kinds.push(EventKind::Internal {
+            node: "api-1".into(),
+            what: "usage_flushed".into(),
+            detail: json!({ "writer": "w", "keys": 1, "acknowledged": { key.clone(): acked } }),
+        });
+        kinds.push(EventKind::Invoke { process: 9, f: "ledger".into(), value: json!({}) });
+        kinds.push(EventKind::Ok {
+            process: 9,
+            f: "ledger".into(),
+            value: json!({ "records": 1, "billed": { "acct": { "0": billed } },
+                           "archived": [[key, "w", archived]] }),
+        });
+        kinds
+            .into_iter()
+            .enumerate()
+            .map(|(index, kind)| Event { index: index as u64, time_us: index as u64, kind })
+            .collect()
+    }
+
+    #[test]
+    fn the_bill_matches_the_counts_job_by_job() {
+        let verdict = billing(&history(3, 3, 3), true);
+        assert!(verdict.passed, "{verdict:?}");
+        assert_eq!(verdict.figures["billed"], json!(3));
+        assert_eq!(verdict.figures["store_writes_per_request"], json!(0.3333));
+    }
+
+    #[test]
+    fn a_total_beyond_the_counts_is_a_double_count() {
+        let verdict = billing(&history(3, 4, 4), true);
+        assert!(!verdict.passed);
+        assert_eq!(
+            verdict.violations,
+            ["usage/acct/0000000000000: w's archived total 4 exceeds its 3 counts"]
+        );
+    }
+
+    #[test]
+    fn losses_name_the_job_and_what_the_store_acknowledged() {
+        let verdict = billing(&history(3, 2, 2), true);
+        assert_eq!(
+            verdict.violations,
+            [
+                "usage/acct/0000000000000: the store acknowledged w's total 3, 2 were billed",
+                "job 3 of acct, served and counted by w, was not billed",
+            ]
+        );
+        let verdict = billing(&history(2, 2, 3), false);
+        assert_eq!(
+            verdict.violations,
+            [
+                "job 3 of acct, served and counted by w, was not billed",
+                "acct: the ledger bills 3, its archived totals add up to 2",
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_final_ledger_nothing_can_be_said() {
+        let mut events = history(3, 3, 3);
+        events.truncate(events.len() - 2);
+        let verdict = billing(&events, true);
+        assert_eq!(
+            verdict.violations,
+            ["the archive's ledger was never read at the end of the run"]
+        );
+    }
+}
