@@ -315,7 +315,19 @@ impl Usage {
     /// returns once an fsync covered it; only then does the count join the totals shipped,
     /// so the store never holds a total a restart could not recover. An error: the log
     /// failed, the count may or may not be durable.
-    pub async fn count(&self, account: &str, job: u64) -> Result<(), String> {
+    ///
+    /// The count runs in a task of its own: a request abandoned half-way (its client gone)
+    /// must not leave a total taken in the log but never applied, or every later total of
+    /// the key would be shipped one short.
+    pub async fn count(self: &Arc<Self>, account: &str, job: u64) -> Result<(), String> {
+        let (usage, account) = (self.clone(), account.to_string());
+        match tokio::spawn(async move { usage.count_to_the_end(&account, job).await }).await {
+            Ok(outcome) => outcome,
+            Err(error) => Err(format!("the count did not finish: {error}")),
+        }
+    }
+
+    async fn count_to_the_end(&self, account: &str, job: u64) -> Result<(), String> {
         let window_ms = self.settings.window_ms;
         let now_window = (self.clock.wall_ms().max(0) as u64 / window_ms) * window_ms;
         let Some(disk) = &self.log else {
