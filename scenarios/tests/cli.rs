@@ -186,6 +186,34 @@ fn bad_input_exits_2_with_file_line_column_and_field() {
     }
 }
 
+/// The usage pipeline's topology and knobs: each mistake named, exit 2.
+#[test]
+fn a_bad_usage_pipeline_exits_2_naming_what_is_wrong() {
+    let path =
+        pessimist_scenarios::suite::workspace_root().join("scenarios/usage-api-crash-log-on.json");
+    let valid = std::fs::read_to_string(path).unwrap();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "no-archive",
+            valid.replacen("\"role\": \"archive\"", "\"role\": \"store\"", 1),
+            "field `topology.nodes`: the usage pipeline needs store nodes, one billing node and \
+             one archive node (found 4 store, 1 billing, 0 archive)",
+        ),
+        (
+            "period",
+            valid.replacen("\"period_ms\": 60000", "\"period_ms\": 65000", 1),
+            "field `knobs.billing.period_ms`: must be a multiple of usage.window_ms (10000)",
+        ),
+        ("usage-knob", valid.replacen("\"log\": true", "\"wal\": true", 1), "unknown field `wal`"),
+    ];
+    for (name, text, wanted) in cases {
+        assert_ne!(text, valid, "case {name} must change the text");
+        let (code, stderr) = run_text(name, &text);
+        assert_eq!(code, 2, "case {name}: {stderr}");
+        assert!(stderr.contains(wanted), "case {name}: {stderr:?} lacks {wanted:?}");
+    }
+}
+
 #[test]
 fn a_missing_file_or_bad_flags_exit_2() {
     let missing = pessimist(&["run", "scenarios/no-such-file.json"]);

@@ -285,17 +285,16 @@ impl Scenario {
         }
         let usage_roles: Vec<usize> =
             USAGE_ROLES.iter().map(|role| self.names_with_role(role).len()).collect();
-        if usage_roles.iter().any(|count| *count > 0) {
-            if usage_roles[0] == 0 || usage_roles[1] != 1 || usage_roles[2] != 1 {
-                return Err(invalid(
-                    "topology.nodes",
-                    format!(
-                        "the usage pipeline needs store nodes, one billing node and one archive \
-                         node (found {} store, {} billing, {} archive)",
-                        usage_roles[0], usage_roles[1], usage_roles[2]
-                    ),
-                ));
-            }
+        let pipeline_complete = usage_roles[0] > 0 && usage_roles[1] == 1 && usage_roles[2] == 1;
+        if usage_roles.iter().any(|count| *count > 0) && !pipeline_complete {
+            return Err(invalid(
+                "topology.nodes",
+                format!(
+                    "the usage pipeline needs store nodes, one billing node and one archive \
+                     node (found {} store, {} billing, {} archive)",
+                    usage_roles[0], usage_roles[1], usage_roles[2]
+                ),
+            ));
         }
         let workload = match &self.workload {
             Workload::Probe(probe) => probe.validate(),

@@ -105,7 +105,7 @@ impl BillingSettings {
     /// Checks the settings against the usage window: a period holds whole windows.
     pub fn validate_with(&self, usage: &UsageSettings) -> Result<(), (String, String)> {
         self.validate()?;
-        if self.period_ms % usage.window_ms != 0 {
+        if !self.period_ms.is_multiple_of(usage.window_ms) {
             let message = format!("must be a multiple of usage.window_ms ({})", usage.window_ms);
             return Err(("period_ms".to_string(), message));
         }
