@@ -198,7 +198,15 @@ pub struct Pending {
     pub account: String,
 }
 
-pub type PendingJobs = Arc<Mutex<VecDeque<Pending>>>;
+/// An uploader's accepted jobs its poller has yet to see finished, and whether the uploader
+/// is done (its last upload answered): until then more may come, whatever the time.
+#[derive(Debug, Default)]
+pub struct PendingState {
+    pub jobs: VecDeque<Pending>,
+    pub uploads_done: bool,
+}
+
+pub type PendingJobs = Arc<Mutex<PendingState>>;
 
 struct Client {
     process: u64,
@@ -463,6 +471,7 @@ pub async fn uploader(
         let wait_us = (-uniform.ln() / workload.uploads_per_s * 1e6) as u64;
         tokio::time::sleep(Duration::from_micros(wait_us.max(1000))).await;
         if history.now_us() >= until_us {
+            pending.lock().expect("pending").uploads_done = true;
             return;
         }
         let chosen = {
@@ -522,6 +531,7 @@ pub async fn uploader(
                     pending
                         .lock()
                         .expect("pending")
+                        .jobs
                         .push_back(Pending { job, account: account.clone() });
                     break;
                 }
@@ -576,18 +586,21 @@ pub async fn poller(
     loop {
         tokio::time::sleep(Duration::from_millis(workload.poll_ms)).await;
         let now_us = history.now_us();
-        let waiting = pending.lock().expect("pending").len();
-        if now_us >= drain_until_us || (now_us >= until_us && waiting == 0) {
+        let (waiting, uploads_done) = {
+            let pending = pending.lock().expect("pending");
+            (pending.jobs.len(), pending.uploads_done)
+        };
+        if now_us >= drain_until_us || (now_us >= until_us && uploads_done && waiting == 0) {
             return;
         }
         for _ in 0..waiting {
-            let Some(job) = pending.lock().expect("pending").pop_front() else { break };
+            let Some(job) = pending.lock().expect("pending").jobs.pop_front() else { break };
             let secret = {
                 let keyring = keyring.lock().expect("keyring");
                 keyring.keys.get(&job.account).and_then(|keys| keys.back().cloned())
             };
             let Some((_, secret)) = secret else {
-                pending.lock().expect("pending").push_back(job);
+                pending.lock().expect("pending").jobs.push_back(job);
                 continue;
             };
             let target = endpoints.api[client.rng.random_range(0..endpoints.api.len())];
@@ -634,7 +647,7 @@ pub async fn poller(
                 }
             };
             if !finished {
-                pending.lock().expect("pending").push_back(job);
+                pending.lock().expect("pending").jobs.push_back(job);
             }
         }
     }
