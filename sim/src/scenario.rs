@@ -286,7 +286,8 @@ impl Scenario {
         let usage_roles: Vec<usize> =
             USAGE_ROLES.iter().map(|role| self.names_with_role(role).len()).collect();
         let pipeline_complete = usage_roles[0] > 0 && usage_roles[1] == 1 && usage_roles[2] == 1;
-        if usage_roles.iter().any(|count| *count > 0) && !pipeline_complete {
+        let service = matches!(self.workload, Workload::Service(_));
+        if service && usage_roles.iter().any(|count| *count > 0) && !pipeline_complete {
             return Err(invalid(
                 "topology.nodes",
                 format!(
