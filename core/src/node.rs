@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::history::Recorder;
 use crate::seams::clock::Clock;
 use crate::seams::disk::Disk;
-use crate::seams::net::{AddressBook, LinkFaults};
+use crate::seams::net::{AddressBook, Inbox, LinkFaults, Message, Transport, TransportOptions};
 use crate::seams::rng::{rng_for, SeededRng};
 
 /// Everything a node's program needs to run.
@@ -42,6 +42,20 @@ impl NodeContext {
     /// The names of the cluster's nodes with `role`, in name order.
     pub fn peers(&self, role: &str) -> Vec<String> {
         self.cluster.iter().filter(|(_, r)| r.as_str() == role).map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The node's transport, listening at its address, with the default options, the node's
+    /// link faults and its `transport` RNG: how every server role opens its inbox.
+    pub async fn bind<M: Message>(&self) -> Result<(Transport<M>, Inbox<M>), String> {
+        Transport::bind(
+            &self.name,
+            self.book.clone(),
+            TransportOptions::default(),
+            self.link_faults.clone(),
+            self.rng("transport"),
+        )
+        .await
+        .map_err(|error| format!("bind: {error}"))
     }
 
     /// An RNG for one component of this incarnation of the node. A restarted node draws fresh

@@ -23,7 +23,6 @@ use serde_json::json;
 use super::{Amounts, BillingMessage, Ledger, RawRecord};
 use crate::node::NodeContext;
 use crate::seams::disk::Disk;
-use crate::seams::net::{Transport, TransportOptions};
 use crate::usage;
 
 /// The role name of the archive node.
@@ -181,17 +180,9 @@ pub async fn serve(context: NodeContext) {
         json!({ "records": archive.books.records, "keys": archive.books.archived.len(),
                 "torn_tail_bytes": torn_tail_bytes }),
     );
-    let bound = Transport::<BillingMessage>::bind(
-        &context.name,
-        context.book.clone(),
-        TransportOptions::default(),
-        context.link_faults.clone(),
-        context.rng("transport"),
-    )
-    .await;
-    let (transport, mut inbox) = match bound {
+    let (transport, mut inbox) = match context.bind::<BillingMessage>().await {
         Ok(bound) => bound,
-        Err(error) => return stop(format!("bind: {error}")),
+        Err(reason) => return stop(reason),
     };
     while let Some(incoming) = inbox.recv().await {
         let reply = match &incoming.body {

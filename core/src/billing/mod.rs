@@ -36,7 +36,7 @@ use serde_json::json;
 use crate::history::Recorder;
 use crate::node::{KnobSettings, NodeContext};
 use crate::seams::clock::Clock;
-use crate::seams::net::{Incoming, Transport, TransportOptions};
+use crate::seams::net::{Incoming, Transport};
 use crate::store::client::{ClientOptions, StoreClient};
 use crate::store::counter::Counter;
 use crate::usage::{self, UsageSettings};
@@ -364,17 +364,9 @@ pub async fn serve(context: NodeContext) {
             Ok(stores) => stores,
             Err(reason) => return stop(reason),
         };
-    let bound = Transport::<BillingMessage>::bind(
-        &context.name,
-        context.book.clone(),
-        TransportOptions::default(),
-        context.link_faults.clone(),
-        context.rng("transport"),
-    )
-    .await;
-    let (transport, mut inbox) = match bound {
+    let (transport, mut inbox) = match context.bind::<BillingMessage>().await {
         Ok(bound) => bound,
-        Err(error) => return stop(format!("bind: {error}")),
+        Err(reason) => return stop(reason),
     };
     let job = Arc::new(Job {
         window_ms: usage.window_ms,

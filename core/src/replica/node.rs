@@ -46,7 +46,7 @@ use super::{
 use crate::history::Recorder;
 use crate::node::NodeContext;
 use crate::seams::clock::Clock;
-use crate::seams::net::{Incoming, Transport, TransportOptions};
+use crate::seams::net::{Incoming, Transport};
 use crate::seams::rng::SeededRng;
 
 /// Raft messages waiting for one peer before the oldest are dropped (Raft tolerates loss).
@@ -165,15 +165,7 @@ impl<M: StateMachine> Replica<M> {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&config, store, &logger).map_err(|e| format!("raft-rs: {e}"))?;
 
-        let (transport, mut inbox) = Transport::<MessageOf<M>>::bind(
-            &context.name,
-            context.book.clone(),
-            TransportOptions::default(),
-            context.link_faults.clone(),
-            context.rng("transport"),
-        )
-        .await
-        .map_err(|error| format!("bind: {error}"))?;
+        let (transport, mut inbox) = context.bind::<MessageOf<M>>().await?;
 
         // One channel of events: the inbox and the ticker feed it, the loop drains it.
         let (events, receiver) = mpsc::unbounded_channel();

@@ -43,7 +43,7 @@ use super::{StoreSettings, ROLE};
 use crate::history::Recorder;
 use crate::node::{KnobSettings, NodeContext};
 use crate::seams::clock::Clock;
-use crate::seams::net::{Incoming, NetError, Transport, TransportOptions};
+use crate::seams::net::{Incoming, NetError, Transport};
 
 /// Requests the storage task takes in one batch, at most.
 const STORAGE_BATCH_MAX: usize = 1024;
@@ -85,17 +85,9 @@ pub async fn serve(context: NodeContext) {
             "torn_tail_bytes": recovered.torn_tail_bytes,
         }),
     );
-    let bound = Transport::<StoreMessage>::bind(
-        &context.name,
-        context.book.clone(),
-        TransportOptions::default(),
-        context.link_faults.clone(),
-        context.rng("transport"),
-    )
-    .await;
-    let (transport, mut inbox) = match bound {
+    let (transport, mut inbox) = match context.bind::<StoreMessage>().await {
         Ok(bound) => bound,
-        Err(error) => return stop(format!("bind: {error}")),
+        Err(reason) => return stop(reason),
     };
     let (jobs, job_queue) = mpsc::channel(STORAGE_QUEUE_MAX);
     let node = Arc::new(Node {
