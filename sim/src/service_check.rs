@@ -9,8 +9,9 @@
 //!   that crashed a worker ends failed; figures: crashes, time with the whole fleet down.
 //! - [`auth_keys`]: no request is accepted with a key that was never issued, before its
 //!   creation began, or later than the revocation bound after its revocation; figures: time
-//!   for a new key to work and for a revoked key to stop working (p50, p99, max), and both
-//!   as distributions (`new_key_delay_ms`, `revocation_lag_ms`), one sample per key.
+//!   for a new key to work, for a revoked key to be refused, and how long a revoked key kept
+//!   being accepted (p50, p99, max), the first two also as distributions
+//!   (`new_key_delay_ms`, `revocation_lag_ms`), one sample per key.
 //! - [`service_availability`]: per-window availability and latency of uploads, and the
 //!   availability inside each fault's window.
 
@@ -149,8 +150,8 @@ pub fn thumbnails(events: &[Event], knobs: &Value, side: u32) -> Verdict {
 }
 
 /// No job crashes workers more than `max_attempts` times, and each that crashed one ends
-/// failed. Figures: crashes by cause, the most crashes one job caused, and how long every
-/// worker was down at once.
+/// failed. Figures: crashes by cause, the most crashes one job caused, how long every worker
+/// was down at once, how long one worker was down on average, and the time observed.
 pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> Verdict {
     let max_attempts = QueueSettings::from_knobs(knobs).map(|s| s.max_attempts).unwrap_or(1);
     let ops = operations(events);
@@ -158,8 +159,10 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
     let mut crashes: BTreeMap<u64, u64> = BTreeMap::new();
     let mut causes: BTreeMap<String, u64> = BTreeMap::new();
     let workers: BTreeSet<&str> = workers.iter().map(String::as_str).collect();
-    let mut down: BTreeSet<&str> = BTreeSet::new();
+    // Worker -> since when it has been down.
+    let mut down: BTreeMap<&str, u64> = BTreeMap::new();
     let (mut all_down_since, mut all_down_us) = (None, 0u64);
+    let mut worker_down_us = 0u64;
     for event in events {
         let EventKind::Internal { node, what, detail } = &event.kind else { continue };
         if !workers.contains(node.as_str()) {
@@ -172,13 +175,15 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
                 }
                 *causes.entry(detail["cause"].as_str().unwrap_or("?").to_string()).or_default() +=
                     1;
-                down.insert(node);
+                down.entry(node).or_insert(event.time_us);
             }
             "crash" => {
-                down.insert(node);
+                down.entry(node).or_insert(event.time_us);
             }
             "restart" => {
-                down.remove(node.as_str());
+                if let Some(since) = down.remove(node.as_str()) {
+                    worker_down_us += event.time_us - since;
+                }
             }
             _ => continue,
         }
@@ -192,9 +197,11 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
             _ => {}
         }
     }
-    if let (Some(since), Some(last)) = (all_down_since, events.last()) {
-        all_down_us += last.time_us - since;
+    let end_us = events.last().map_or(0, |last| last.time_us);
+    if let Some(since) = all_down_since {
+        all_down_us += end_us - since;
     }
+    worker_down_us += down.values().map(|since| end_us - since).sum::<u64>();
     let mut violations = Vec::new();
     for (job, count) in &crashes {
         if *count > u64::from(max_attempts) {
@@ -213,6 +220,14 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
         ("crashes_per_job_max".to_string(), json!(crashes.values().max().copied().unwrap_or(0))),
         ("max_attempts".to_string(), json!(max_attempts)),
         ("fleet_down_ms".to_string(), json!(all_down_us / 1000)),
+        // With the run's length, what an availability model needs: how long one worker is
+        // down on average (P = worker_down_ms_mean / observed_ms) against how long all are.
+        ("workers".to_string(), json!(workers.len())),
+        (
+            "worker_down_ms_mean".to_string(),
+            json!(worker_down_us / 1000 / (workers.len().max(1) as u64)),
+        ),
+        ("observed_ms".to_string(), json!(end_us / 1000)),
     ]);
     Verdict::from_violations(violations, figures)
 }
@@ -248,6 +263,8 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
     let mut violations = Vec::new();
     let (mut accepted, mut unknown_refused) = (0u64, 0u64);
     let mut first_accept: BTreeMap<&str, u64> = BTreeMap::new();
+    // Revoked key -> the completion of the last request it authenticated after its revocation.
+    let mut last_accept_after_revocation: BTreeMap<&str, u64> = BTreeMap::new();
     for op in &ops {
         let (key, status) = match op.f.as_str() {
             "upload" => (op.invoked_value["key"].as_str(), op.result["status"].as_u64()),
@@ -290,6 +307,10 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
             _ => {}
         }
         if let Some(&revoked_us) = revoked.get(key) {
+            if done_us > revoked_us {
+                let last = last_accept_after_revocation.entry(key).or_insert(done_us);
+                *last = (*last).max(done_us);
+            }
             if op.invoke_us > revoked_us + bound_ms * 1000 {
                 violations.push(format!(
                     "key {key} was accepted {} ms after its revocation, beyond the bound of {bound_ms} ms",
@@ -318,6 +339,15 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
             Some(refused.complete_us?.saturating_sub(done) / 1000)
         })
         .collect();
+    // How long a revoked key kept working: 0 when nothing was accepted with it after its
+    // revocation. Unlike the revocation lag it does not wait for a refusal (401/403): a key
+    // answered 503 while the plane is unreachable has stopped working too.
+    let revoked_working_ms: Vec<u64> = revoked
+        .iter()
+        .map(|(key, &done)| {
+            last_accept_after_revocation.get(key.as_str()).map_or(0, |&last| (last - done) / 1000)
+        })
+        .collect();
     let mut figures = BTreeMap::from([
         ("keys_created".to_string(), json!(created.len())),
         ("keys_revoked".to_string(), json!(revoked.len())),
@@ -337,15 +367,17 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
     );
     percentiles("new_key_delay_ms", new_key_ms, &mut figures);
     percentiles("revocation_lag_ms", revocation_ms, &mut figures);
+    percentiles("revoked_key_working_ms", revoked_working_ms, &mut figures);
     Verdict::from_violations(violations, figures)
         .with_distribution("new_key_delay_ms", new_key)
         .with_distribution("revocation_lag_ms", revocation)
 }
 
 /// Uploads per window of `window_ms`: the share answered 202 among those the service could
-/// have served (client errors, 4xx other than 429, do not count against it), and the latency
-/// of the accepted ones; the availability inside every fault's window. With a minimum set,
-/// the share after the heal must reach it.
+/// have served (client errors, 4xx other than 429, do not count against it, nor do uploads
+/// with a key that was never issued, whatever their answer: no answer serves them), and the
+/// latency of the accepted ones; the availability inside every fault's window. With a minimum
+/// set, the share after the heal must reach it.
 pub fn service_availability(
     events: &[Event],
     window_ms: u64,
@@ -353,7 +385,9 @@ pub fn service_availability(
 ) -> Verdict {
     let ops = operations(events);
     let served = |op: &&Operation| {
-        op.f == "upload" && !matches!(op.result["status"].as_u64(), Some(400..=428 | 430..=499))
+        op.f == "upload"
+            && !op.invoked_value["key"].is_null()
+            && !matches!(op.result["status"].as_u64(), Some(400..=428 | 430..=499))
     };
     let uploads: Vec<&Operation> = ops.iter().filter(served).collect();
     let ok = |op: &&Operation| op.outcome == "ok";
