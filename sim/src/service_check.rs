@@ -1,7 +1,8 @@
 //! Checkers of the image service, pure functions of the history (shapes in
 //! [`crate::service_workload`]).
 //!
-//! - [`jobs_complete`]: every upload answered 202 ends completed or failed (dead-lettered).
+//! - [`jobs_complete`]: every upload answered 202 ends completed or failed (dead-lettered);
+//!   figures: a job's latency to its thumbnail, the largest backlog.
 //! - [`thumbnails`]: every finished job agrees with a local recomputation from the same input:
 //!   a thumbnail byte-identical to `resize::thumbnail` of the regenerated image, or a failure
 //!   where the recomputation fails (the resize is deterministic).
@@ -57,7 +58,10 @@ fn finished_jobs(ops: &[Operation]) -> BTreeMap<u64, &Value> {
         .collect()
 }
 
-/// Every upload answered 202 ends done or failed, as a fetch saw it.
+/// Every upload answered 202 ends done or failed, as a fetch saw it. Figures: how long a job
+/// took from its acceptance to the first fetch that saw it finished (p50, p99, max; a poll
+/// interval coarse), and the most jobs accepted and not yet seen finished at once (the
+/// backlog: the queue's depth plus the jobs being worked on).
 pub fn jobs_complete(events: &[Event]) -> Verdict {
     let ops = operations(events);
     let accepted = accepted_jobs(&ops);
@@ -71,12 +75,43 @@ pub fn jobs_complete(events: &[Event]) -> Verdict {
             None => violations.push(format!("job {job} was accepted (202) but never finished")),
         }
     }
-    let figures = BTreeMap::from([
+    // job -> (accepted at, first seen finished at)
+    let mut spans: BTreeMap<u64, (u64, Option<u64>)> = BTreeMap::new();
+    for op in &ops {
+        let (Some(job), Some(at)) = (op.result["job"].as_u64(), op.complete_us) else { continue };
+        match (op.f.as_str(), op.outcome, op.result["status"].as_str()) {
+            ("upload", "ok", _) => {
+                spans.entry(job).or_insert((at, None));
+            }
+            ("fetch", "ok", Some("done" | "failed")) => {
+                if let Some(span) = spans.get_mut(&job) {
+                    span.1.get_or_insert(at);
+                }
+            }
+            _ => {}
+        }
+    }
+    let latencies: Vec<u64> =
+        spans.values().filter_map(|&(from, to)| Some(to?.saturating_sub(from) / 1000)).collect();
+    // The backlog: +1 at each acceptance, -1 at each first sight of the end, in time order.
+    let mut steps: Vec<(u64, i64)> = spans
+        .values()
+        .flat_map(|&(from, to)| std::iter::once((from, 1)).chain(to.map(|to| (to, -1))))
+        .collect();
+    steps.sort_unstable();
+    let (mut backlog, mut backlog_max) = (0i64, 0i64);
+    for (_, step) in steps {
+        backlog += step;
+        backlog_max = backlog_max.max(backlog);
+    }
+    let mut figures = BTreeMap::from([
         ("accepted".to_string(), json!(accepted.len())),
         ("done".to_string(), json!(done)),
         ("failed".to_string(), json!(failed)),
         ("unfinished".to_string(), json!(violations.len())),
+        ("backlog_max".to_string(), json!(backlog_max)),
     ]);
+    percentiles("job_latency_ms", latencies, &mut figures);
     Verdict::from_violations(violations, figures)
 }
 

@@ -111,7 +111,8 @@ pub struct RaftSettings {
     /// modelled as a follower that campaigns only after `manual_failover_ticks` to
     /// `manual_failover_ticks + election_ticks` ticks without hearing from a leader (the spread
     /// keeps two promotions from colliding); everything else, a leader stepping down when it
-    /// loses its majority included, stays automatic.
+    /// loses its majority included, stays automatic, and so does the group's first election
+    /// (term 0: the operator who bootstraps a cluster is at the console).
     pub manual_failover_ticks: usize,
     /// The alternative to the CP design, for comparison: the leader answers a command as soon
     /// as it is in its own log, before any replica has it and before its own fsync (its
@@ -170,12 +171,20 @@ impl RaftSettings {
         Ok(())
     }
 
-    /// The range a follower's election timeout is drawn from, in ticks: `[min, max)`.
-    pub fn election_timeout_range(&self) -> (usize, usize) {
+    /// The range a follower's election timeout is drawn from in `term`, in ticks:
+    /// `[min, max)`.
+    pub fn election_timeout_range(&self, term: u64) -> (usize, usize) {
         match self.manual_failover_ticks {
-            0 => (self.election_ticks, 2 * self.election_ticks),
-            ticks => (ticks, ticks + self.election_ticks),
+            ticks if ticks > 0 && term > 0 => (ticks, ticks + self.election_ticks),
+            _ => (self.election_ticks, 2 * self.election_ticks),
         }
+    }
+
+    /// The bounds raft-rs is configured with: every range [`Self::election_timeout_range`]
+    /// gives lies within them.
+    pub fn election_timeout_bounds(&self) -> (usize, usize) {
+        let (min, max) = self.election_timeout_range(0);
+        (min, max.max(self.election_timeout_range(1).1))
     }
 }
 
@@ -186,9 +195,13 @@ mod tests {
     #[test]
     fn manual_failover_draws_its_timeout_from_the_operators_reaction() {
         let automatic = RaftSettings::default();
-        assert_eq!(automatic.election_timeout_range(), (10, 20));
+        assert_eq!(automatic.election_timeout_range(0), (10, 20));
+        assert_eq!(automatic.election_timeout_range(7), (10, 20));
+        assert_eq!(automatic.election_timeout_bounds(), (10, 20));
         let manual = RaftSettings { manual_failover_ticks: 3000, ..RaftSettings::default() };
-        assert_eq!(manual.election_timeout_range(), (3000, 3010));
+        assert_eq!(manual.election_timeout_range(0), (10, 20), "the first election is automatic");
+        assert_eq!(manual.election_timeout_range(1), (3000, 3010));
+        assert_eq!(manual.election_timeout_bounds(), (10, 3010));
         assert!(manual.validate().is_ok());
         let too_quick = RaftSettings { manual_failover_ticks: 5, ..RaftSettings::default() };
         assert_eq!(too_quick.validate().unwrap_err().0, "operator_reaction_ms");

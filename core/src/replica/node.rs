@@ -155,7 +155,7 @@ impl<M: StateMachine> Replica<M> {
             let recorder = &context.recorder;
             record_snapshot(recorder, "raft_snapshot_restored", &group, id, &snapshot, chain);
         }
-        let (min_election_tick, max_election_tick) = settings.election_timeout_range();
+        let (min_election_tick, max_election_tick) = settings.election_timeout_bounds();
         let config = Config {
             id,
             election_tick: settings.election_ticks,
@@ -287,7 +287,7 @@ impl<M: StateMachine> Replica<M> {
         }
         self.seen = now;
         self.speculative = None;
-        let (min_ticks, max_ticks) = self.settings.election_timeout_range();
+        let (min_ticks, max_ticks) = self.settings.election_timeout_range(now.0);
         let timeout = self.rng.random_range(min_ticks..max_ticks);
         self.raw.raft.set_randomized_election_timeout(timeout);
         let raft = &self.raw.raft;
