@@ -5,7 +5,8 @@
 //! - [`distribution`]: per-event measures (staleness, delays) pooled over seeds;
 //! - [`report`]: a results directory read back, aggregated per scenario and checker, as JSON
 //!   and Markdown;
-//! - [`html`]: the same as one self-contained HTML page with SVG charts.
+//! - [`html`]: the same as one self-contained HTML page with SVG charts;
+//! - [`review`]: the design review (claims, figures per design, verdicts) as Markdown and HTML.
 //!
 //! **Invariant:** reports read only run summaries, histories and verdicts; they never run
 //! anything, so a report can be rebuilt from saved results.
@@ -13,6 +14,7 @@
 pub mod distribution;
 pub mod html;
 pub mod report;
+pub mod review;
 pub mod timeline;
 
 use std::path::{Path, PathBuf};

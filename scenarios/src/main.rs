@@ -120,6 +120,23 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The design review: run each claim of the design (seed 003) as its scenarios' designs
+    /// on fixed seeds, apply each claim's verdict rule to the figures, and write
+    /// reports/design-review/review.md and index.html (byte-for-byte reproducible).
+    Review {
+        /// Review only this claim (repeatable; default: every claim).
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+        /// Run seeds 1 to N of every design instead of each claim's own count.
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Where to write the review (default: reports/design-review).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the scenario files' JSON Schema (generated from the scenario types), or write it
     /// to FILE (the checked-in copy is scenarios/schema.json).
     Schema {
@@ -276,6 +293,7 @@ fn main() -> ExitCode {
         Some(Command::Compare { scenario, seeds, jobs, out }) => {
             compare(&scenario, seeds, jobs, out)
         }
+        Some(Command::Review { claims, seeds, jobs, out }) => review(claims, seeds, jobs, out),
         Some(Command::Schema { out: None }) => {
             print!("{}", pessimist_scenarios::scenario_schema());
             ExitCode::SUCCESS
@@ -375,6 +393,11 @@ fn replay(_: &Path, _: u64) -> ExitCode {
 
 #[cfg(not(madsim))]
 fn shrink(_: &Path, _: u64, _: Option<PathBuf>, _: Option<String>, _: usize) -> ExitCode {
+    simulation_unavailable()
+}
+
+#[cfg(not(madsim))]
+fn review(_: Vec<String>, _: Option<u64>, _: Option<usize>, _: Option<PathBuf>) -> ExitCode {
     simulation_unavailable()
 }
 
@@ -960,4 +983,41 @@ fn compare(path: &Path, seeds: Option<u64>, jobs: Option<usize>, out: Option<Pat
     println!("comparison: {}", suite::display_path(&markdown));
     println!("            {}", suite::display_path(&json));
     verdict_code(manifest.passed)
+}
+
+#[cfg(madsim)]
+fn review(
+    claims: Vec<String>,
+    seeds: Option<u64>,
+    jobs: Option<usize>,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    use pessimist_scenarios::review;
+
+    let jobs = jobs.unwrap_or_else(default_jobs);
+    if !(1..=JOBS_MAX).contains(&jobs) {
+        return bad_input(format!("--jobs must be between 1 and {JOBS_MAX}"));
+    }
+    let root = suite::workspace_root();
+    let out = out.unwrap_or_else(|| root.join(review::OUT_DIR));
+    let options = review::ReviewOptions { claims, seeds, jobs };
+    let started = std::time::Instant::now();
+    let built = match review::run_review(&options, &root) {
+        Ok(built) => built,
+        Err(message) => return bad_input(message),
+    };
+    if let Err(message) = review::write_review(&built, &out) {
+        return bad_input(message);
+    }
+    for section in &built.sections {
+        println!("claim {} ({}): {}", section.number, section.name, section.verdict);
+    }
+    // The time goes to the terminal only: the review itself holds no wall-clock figure.
+    println!(
+        "review: {} ({:.1} s on {jobs} worker threads)",
+        suite::display_path(&out.join("index.html")),
+        started.elapsed().as_secs_f64()
+    );
+    println!("        {}", suite::display_path(&out.join("review.md")));
+    ExitCode::SUCCESS
 }

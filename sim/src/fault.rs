@@ -289,12 +289,15 @@ impl FaultPlan {
             }
             let network = crate::nemesis::is_network_fault(&event.fault);
             let single = event.fault.clone().single_target_mut().is_some();
+            let partition = matches!(event.fault, Fault::Partition { .. });
             for node in event.fault.nodes() {
                 if node == LEADER {
-                    if single {
+                    if single || partition {
                         continue;
                     }
-                    let message = format!("{LEADER} can only be the target of a one-node fault");
+                    let message = format!(
+                        "{LEADER} can only be the target of a one-node fault or in a partition's groups"
+                    );
                     return Err((format!("[{index}].fault"), message));
                 }
                 if network && clients.contains(node) {
@@ -325,9 +328,10 @@ impl FaultPlan {
     }
 }
 
-/// A target a one-node fault may name instead of a node: the leader of the moment, as the
-/// history's latest `raft_role` events tell it when the fault starts. A fault plan can then
-/// say "isolate the leader" without knowing who will lead.
+/// A target a one-node fault (or a partition's group) may name instead of a node: the leader
+/// of the moment, as the history's latest `raft_role` events tell it when the fault starts. A
+/// fault plan can then say "isolate the leader", or "cut the leader and client-1 off from the
+/// rest", without knowing who will lead.
 pub const LEADER: &str = "@leader";
 
 /// Swarm testing: which fault kinds a seed may switch on, and the ranges intensities are

@@ -489,8 +489,8 @@ fn final_statuses<'a>(
 }
 
 /// No acknowledged enqueue is lost: every job an ok enqueue returned is `done` or
-/// `dead_lettered` in the last status read covering it. A job no completed status read
-/// covers is a violation too: not lost, but not verified.
+/// `dead_lettered` in the last status read covering it, and no job id was acknowledged to two
+/// keys. A job no completed status read covers is a violation too: not lost, but not verified.
 pub fn queue_durability(events: &[Event]) -> Verdict {
     let operations = operations(events);
     let mut violations = Vec::new();
@@ -498,8 +498,24 @@ pub fn queue_durability(events: &[Event]) -> Verdict {
     let (statuses, status_reads) = final_statuses(&operations, &mut violations);
     // job -> its first acknowledgement (duplicates acknowledge the same job again).
     let mut jobs: BTreeMap<u64, &Enqueued<'_>> = BTreeMap::new();
+    // job -> the keys whose enqueues were acknowledged with it: more than one means a job id
+    // was handed out twice, so every acknowledgement but the one that stuck was lost (only a
+    // queue that acknowledges before replicating does that).
+    let mut keys_of_job: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
     for one in &enqueued {
         jobs.entry(one.job).or_insert(one);
+        keys_of_job.entry(one.job).or_default().insert(one.key);
+    }
+    let mut acknowledged_lost = 0u64;
+    for (job, keys) in keys_of_job.iter().filter(|(_, keys)| keys.len() > 1) {
+        acknowledged_lost += keys.len() as u64 - 1;
+        let keys: Vec<&str> = keys.iter().copied().collect();
+        violations.push(format!(
+            "job {job} was acknowledged to the enqueues of {} different keys ({}): all but one \
+             were lost",
+            keys.len(),
+            keys.join(", ")
+        ));
     }
     let mut count = BTreeMap::from([("done", 0u64), ("dead_lettered", 0), ("other", 0)]);
     let mut unread = 0u64;
@@ -541,6 +557,9 @@ pub fn queue_durability(events: &[Event]) -> Verdict {
         ("not_finished".into(), json!(count["other"])),
         ("not_read".into(), json!(unread)),
         ("status_reads".into(), json!(status_reads)),
+        // Acknowledged enqueues known lost: their job id went to another key, or their job
+        // does not end done or dead-lettered.
+        ("acknowledged_lost".into(), json!(acknowledged_lost + count["other"])),
     ]);
     Verdict::from_violations(violations, figures)
 }
@@ -1134,8 +1153,8 @@ pub fn failover(events: &[Event]) -> Verdict {
 }
 
 /// Availability of enqueues around each fault: for every fault window (start to end, or to
-/// the heal), the enqueues invoked inside it and how many were acknowledged; and the same for
-/// the time with no fault active. Figures only: the CP queue is expected to refuse while it
+/// the heal), the enqueues invoked inside it and how many were acknowledged; the same for the
+/// time with no fault active, and for the whole run (`all`: an SLA's figure). Figures only: the CP queue is expected to refuse while it
 /// has no majority.
 pub fn fault_availability(events: &[Event]) -> Verdict {
     let heal_us = phase_start_us(events, PHASE_HEAL).unwrap_or(u64::MAX);
@@ -1184,6 +1203,7 @@ pub fn fault_availability(events: &[Event]) -> Verdict {
     let figures = BTreeMap::from([
         ("per_fault".to_string(), json!(per_fault)),
         ("no_fault_active".to_string(), calm),
+        ("all".to_string(), share(&|_| true)),
     ]);
     Verdict::from_violations(Vec::new(), figures)
 }

@@ -347,6 +347,15 @@ async fn play_faults(world: &mut World, plan: &FaultPlan, phases: &Phases, histo
 /// the highest term); `None` when it names the leader and none is known yet.
 fn resolve_leader(fault: &Fault, history: &History) -> Option<Fault> {
     let mut fault = fault.clone();
+    if let Fault::Partition { groups } = &mut fault {
+        if groups.iter().flatten().any(|node| node == LEADER) {
+            let leader = history.scan(queue_check::latest_leader)?.1;
+            for node in groups.iter_mut().flatten().filter(|node| *node == LEADER) {
+                node.clone_from(&leader);
+            }
+        }
+        return Some(fault);
+    }
     let Some(target) = fault.single_target_mut() else { return Some(fault) };
     if target != LEADER {
         return Some(fault);

@@ -1,7 +1,8 @@
 //! Checkers of the image service, pure functions of the history (shapes in
 //! [`crate::service_workload`]).
 //!
-//! - [`jobs_complete`]: every upload answered 202 ends completed or failed (dead-lettered).
+//! - [`jobs_complete`]: every upload answered 202 ends completed or failed (dead-lettered);
+//!   figures: a job's latency to its thumbnail, the largest backlog.
 //! - [`thumbnails`]: every finished job agrees with a local recomputation from the same input:
 //!   a thumbnail byte-identical to `resize::thumbnail` of the regenerated image, or a failure
 //!   where the recomputation fails (the resize is deterministic).
@@ -10,8 +11,9 @@
 //!   answer was lost is never fetched); figures: crashes, time with the whole fleet down.
 //! - [`auth_keys`]: no request is accepted with a key that was never issued, before its
 //!   creation began, or later than the revocation bound after its revocation; figures: time
-//!   for a new key to work and for a revoked key to stop working (p50, p99, max), and both
-//!   as distributions (`new_key_delay_ms`, `revocation_lag_ms`), one sample per key.
+//!   for a new key to work, for a revoked key to be refused, and how long a revoked key kept
+//!   being accepted (p50, p99, max), the first two also as distributions
+//!   (`new_key_delay_ms`, `revocation_lag_ms`), one sample per key.
 //! - [`service_availability`]: per-window availability and latency of uploads, and the
 //!   availability inside each fault's window.
 
@@ -57,7 +59,10 @@ fn finished_jobs(ops: &[Operation]) -> BTreeMap<u64, &Value> {
         .collect()
 }
 
-/// Every upload answered 202 ends done or failed, as a fetch saw it.
+/// Every upload answered 202 ends done or failed, as a fetch saw it. Figures: how long a job
+/// took from its acceptance to the first fetch that saw it finished (p50, p99, max; a poll
+/// interval coarse), and the most jobs accepted and not yet seen finished at once (the
+/// backlog: the queue's depth plus the jobs being worked on).
 pub fn jobs_complete(events: &[Event]) -> Verdict {
     let ops = operations(events);
     let accepted = accepted_jobs(&ops);
@@ -71,12 +76,43 @@ pub fn jobs_complete(events: &[Event]) -> Verdict {
             None => violations.push(format!("job {job} was accepted (202) but never finished")),
         }
     }
-    let figures = BTreeMap::from([
+    // job -> (accepted at, first seen finished at)
+    let mut spans: BTreeMap<u64, (u64, Option<u64>)> = BTreeMap::new();
+    for op in &ops {
+        let (Some(job), Some(at)) = (op.result["job"].as_u64(), op.complete_us) else { continue };
+        match (op.f.as_str(), op.outcome, op.result["status"].as_str()) {
+            ("upload", "ok", _) => {
+                spans.entry(job).or_insert((at, None));
+            }
+            ("fetch", "ok", Some("done" | "failed")) => {
+                if let Some(span) = spans.get_mut(&job) {
+                    span.1.get_or_insert(at);
+                }
+            }
+            _ => {}
+        }
+    }
+    let latencies: Vec<u64> =
+        spans.values().filter_map(|&(from, to)| Some(to?.saturating_sub(from) / 1000)).collect();
+    // The backlog: +1 at each acceptance, -1 at each first sight of the end, in time order.
+    let mut steps: Vec<(u64, i64)> = spans
+        .values()
+        .flat_map(|&(from, to)| std::iter::once((from, 1)).chain(to.map(|to| (to, -1))))
+        .collect();
+    steps.sort_unstable();
+    let (mut backlog, mut backlog_max) = (0i64, 0i64);
+    for (_, step) in steps {
+        backlog += step;
+        backlog_max = backlog_max.max(backlog);
+    }
+    let mut figures = BTreeMap::from([
         ("accepted".to_string(), json!(accepted.len())),
         ("done".to_string(), json!(done)),
         ("failed".to_string(), json!(failed)),
         ("unfinished".to_string(), json!(violations.len())),
+        ("backlog_max".to_string(), json!(backlog_max)),
     ]);
+    percentiles("job_latency_ms", latencies, &mut figures);
     Verdict::from_violations(violations, figures)
 }
 
@@ -150,8 +186,9 @@ pub fn thumbnails(events: &[Event], knobs: &Value, side: u32) -> Verdict {
 }
 
 /// No job crashes workers more than `max_attempts` times, and each that crashed one, and
-/// that a client knows, ends failed. Figures: crashes by cause, the most crashes one job caused, and how long every
-/// worker was down at once.
+/// that a client knows, ends failed. Figures: crashes by cause, the most crashes one job
+/// caused, how long every worker was down at once, how long one worker was down on average,
+/// and the time observed.
 pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> Verdict {
     let max_attempts = QueueSettings::from_knobs(knobs).map(|s| s.max_attempts).unwrap_or(1);
     let ops = operations(events);
@@ -159,8 +196,10 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
     let mut crashes: BTreeMap<u64, u64> = BTreeMap::new();
     let mut causes: BTreeMap<String, u64> = BTreeMap::new();
     let workers: BTreeSet<&str> = workers.iter().map(String::as_str).collect();
-    let mut down: BTreeSet<&str> = BTreeSet::new();
+    // Worker -> since when it has been down.
+    let mut down: BTreeMap<&str, u64> = BTreeMap::new();
     let (mut all_down_since, mut all_down_us) = (None, 0u64);
+    let mut worker_down_us = 0u64;
     for event in events {
         let EventKind::Internal { node, what, detail } = &event.kind else { continue };
         if !workers.contains(node.as_str()) {
@@ -173,13 +212,15 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
                 }
                 *causes.entry(detail["cause"].as_str().unwrap_or("?").to_string()).or_default() +=
                     1;
-                down.insert(node);
+                down.entry(node).or_insert(event.time_us);
             }
             "crash" => {
-                down.insert(node);
+                down.entry(node).or_insert(event.time_us);
             }
             "restart" => {
-                down.remove(node.as_str());
+                if let Some(since) = down.remove(node.as_str()) {
+                    worker_down_us += event.time_us - since;
+                }
             }
             _ => continue,
         }
@@ -193,9 +234,11 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
             _ => {}
         }
     }
-    if let (Some(since), Some(last)) = (all_down_since, events.last()) {
-        all_down_us += last.time_us - since;
+    let end_us = events.last().map_or(0, |last| last.time_us);
+    if let Some(since) = all_down_since {
+        all_down_us += end_us - since;
     }
+    worker_down_us += down.values().map(|since| end_us - since).sum::<u64>();
     let mut violations = Vec::new();
     // A job no client learned the id of (every answer to its upload lost) is never fetched:
     // its end cannot be seen, only its crash count.
@@ -221,6 +264,14 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
         ("max_attempts".to_string(), json!(max_attempts)),
         ("crashing_jobs_no_client_knew".to_string(), json!(unobserved)),
         ("fleet_down_ms".to_string(), json!(all_down_us / 1000)),
+        // With the run's length, what an availability model needs: how long one worker is
+        // down on average (P = worker_down_ms_mean / observed_ms) against how long all are.
+        ("workers".to_string(), json!(workers.len())),
+        (
+            "worker_down_ms_mean".to_string(),
+            json!(worker_down_us / 1000 / (workers.len().max(1) as u64)),
+        ),
+        ("observed_ms".to_string(), json!(end_us / 1000)),
     ]);
     Verdict::from_violations(violations, figures)
 }
@@ -256,6 +307,8 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
     let mut violations = Vec::new();
     let (mut accepted, mut unknown_refused) = (0u64, 0u64);
     let mut first_accept: BTreeMap<&str, u64> = BTreeMap::new();
+    // Revoked key -> the completion of the last request it authenticated after its revocation.
+    let mut last_accept_after_revocation: BTreeMap<&str, u64> = BTreeMap::new();
     for op in &ops {
         let (key, status) = match op.f.as_str() {
             "upload" => (op.invoked_value["key"].as_str(), op.result["status"].as_u64()),
@@ -298,6 +351,10 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
             _ => {}
         }
         if let Some(&revoked_us) = revoked.get(key) {
+            if done_us > revoked_us {
+                let last = last_accept_after_revocation.entry(key).or_insert(done_us);
+                *last = (*last).max(done_us);
+            }
             if op.invoke_us > revoked_us + bound_ms * 1000 {
                 violations.push(format!(
                     "key {key} was accepted {} ms after its revocation, beyond the bound of {bound_ms} ms",
@@ -326,6 +383,15 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
             Some(refused.complete_us?.saturating_sub(done) / 1000)
         })
         .collect();
+    // How long a revoked key kept working: 0 when nothing was accepted with it after its
+    // revocation. Unlike the revocation lag it does not wait for a refusal (401/403): a key
+    // answered 503 while the plane is unreachable has stopped working too.
+    let revoked_working_ms: Vec<u64> = revoked
+        .iter()
+        .map(|(key, &done)| {
+            last_accept_after_revocation.get(key.as_str()).map_or(0, |&last| (last - done) / 1000)
+        })
+        .collect();
     let mut figures = BTreeMap::from([
         ("keys_created".to_string(), json!(created.len())),
         ("keys_revoked".to_string(), json!(revoked.len())),
@@ -345,15 +411,17 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
     );
     percentiles("new_key_delay_ms", new_key_ms, &mut figures);
     percentiles("revocation_lag_ms", revocation_ms, &mut figures);
+    percentiles("revoked_key_working_ms", revoked_working_ms, &mut figures);
     Verdict::from_violations(violations, figures)
         .with_distribution("new_key_delay_ms", new_key)
         .with_distribution("revocation_lag_ms", revocation)
 }
 
 /// Uploads per window of `window_ms`: the share answered 202 among those the service could
-/// have served (client errors, 4xx other than 429, do not count against it), and the latency
-/// of the accepted ones; the availability inside every fault's window. With a minimum set,
-/// the share after the heal must reach it.
+/// have served (client errors, 4xx other than 429, do not count against it, nor do uploads
+/// with a key that was never issued, whatever their answer: no answer serves them), and the
+/// latency of the accepted ones; the availability inside every fault's window. With a minimum
+/// set, the share after the heal must reach it.
 pub fn service_availability(
     events: &[Event],
     window_ms: u64,
@@ -361,7 +429,9 @@ pub fn service_availability(
 ) -> Verdict {
     let ops = operations(events);
     let served = |op: &&Operation| {
-        op.f == "upload" && !matches!(op.result["status"].as_u64(), Some(400..=428 | 430..=499))
+        op.f == "upload"
+            && !op.invoked_value["key"].is_null()
+            && !matches!(op.result["status"].as_u64(), Some(400..=428 | 430..=499))
     };
     let uploads: Vec<&Operation> = ops.iter().filter(served).collect();
     let ok = |op: &&Operation| op.outcome == "ok";

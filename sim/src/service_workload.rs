@@ -68,6 +68,11 @@ pub struct ServiceWorkload {
     pub upload_attempts: u32,
     /// How often a poller polls each pending job.
     pub poll_ms: u64,
+    /// A burst: from `burst_at_ms` (0: no burst) for `burst_ms`, every uploader uploads
+    /// `burst_factor` times as often.
+    pub burst_at_ms: u64,
+    pub burst_ms: u64,
+    pub burst_factor: f64,
 }
 
 impl Default for ServiceWorkload {
@@ -88,11 +93,24 @@ impl Default for ServiceWorkload {
             request_timeout_ms: 3000,
             upload_attempts: 3,
             poll_ms: 500,
+            burst_at_ms: 0,
+            burst_ms: 0,
+            burst_factor: 1.0,
         }
     }
 }
 
 impl ServiceWorkload {
+    /// Uploads per second of one uploader at simulated time `now_us`: the burst's inside it.
+    pub fn uploads_per_s_at(&self, now_us: u64) -> f64 {
+        let (from_us, to_us) = (self.burst_at_ms * 1000, (self.burst_at_ms + self.burst_ms) * 1000);
+        if self.burst_at_ms > 0 && (from_us..to_us).contains(&now_us) {
+            self.uploads_per_s * self.burst_factor
+        } else {
+            self.uploads_per_s
+        }
+    }
+
     /// Checks the settings; the error names the field.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
@@ -127,6 +145,12 @@ impl ServiceWorkload {
         }
         if self.pill_fraction > 0.0 && self.pill_kinds.is_empty() {
             return fail("pill_kinds", "must name at least one kind when pill_fraction > 0");
+        }
+        if !(1.0..=100.0).contains(&self.burst_factor) {
+            return fail("burst_factor", "must be between 1 and 100");
+        }
+        if self.burst_ms > 3_600_000 {
+            return fail("burst_ms", "must be at most 3600000");
         }
         if self.key_rotation_ms != 0 && self.key_rotation_ms < 100 {
             return fail("key_rotation_ms", "must be 0 (off) or at least 100");
@@ -468,7 +492,8 @@ pub async fn uploader(
     let mut counter = 0u64;
     loop {
         let uniform: f64 = client.rng.random_range(f64::EPSILON..1.0);
-        let wait_us = (-uniform.ln() / workload.uploads_per_s * 1e6) as u64;
+        let rate = workload.uploads_per_s_at(history.now_us());
+        let wait_us = (-uniform.ln() / rate * 1e6) as u64;
         tokio::time::sleep(Duration::from_micros(wait_us.max(1000))).await;
         if history.now_us() >= until_us {
             pending.lock().expect("pending").uploads_done = true;

@@ -103,6 +103,13 @@ pub struct QueueSettings {
     pub retention_ms: i64,
     /// Unfinished jobs the queue holds before it refuses enqueues.
     pub max_jobs: usize,
+    /// 0: automatic failover. Otherwise failover is manual and an operator promotes a new
+    /// leader this long after the old one went silent (see
+    /// [`RaftSettings::manual_failover_ticks`]); rounded up to whole ticks.
+    pub operator_reaction_ms: u64,
+    /// The lossy alternative to the CP queue: acknowledge before replication (see
+    /// [`RaftSettings::ack_before_replication`]). Off by default.
+    pub ack_before_replication: bool,
 }
 
 impl Default for QueueSettings {
@@ -117,6 +124,8 @@ impl Default for QueueSettings {
             max_attempts: machine.max_attempts,
             retention_ms: machine.retention_ms,
             max_jobs: machine.max_jobs,
+            operator_reaction_ms: 0,
+            ack_before_replication: false,
         }
     }
 }
@@ -149,6 +158,12 @@ impl QueueSettings {
             heartbeat_ticks: self.heartbeat_ticks,
             snapshot_every: self.snapshot_every,
             max_pending: self.max_pending,
+            manual_failover_ticks: self
+                .operator_reaction_ms
+                .div_ceil(self.tick_ms.max(1))
+                .try_into()
+                .unwrap_or(usize::MAX),
+            ack_before_replication: self.ack_before_replication,
         }
     }
 

@@ -15,7 +15,9 @@
 //!
 //! **Invariant:** a command is answered `Done` only once a majority has it durably and it was
 //! applied; a node that cannot reach a majority refuses (`NotLeader`, `Busy`) or says
-//! `Uncertain`, never guesses.
+//! `Uncertain`, never guesses. The one exception is a knob that exists to be compared
+//! against: [`RaftSettings::ack_before_replication`], the lossy alternative the design review
+//! measures.
 
 pub mod client;
 pub mod node;
@@ -103,7 +105,26 @@ pub struct RaftSettings {
     pub snapshot_every: u64,
     /// Proposals a leader keeps in flight before it answers `Busy`.
     pub max_pending: usize,
+    /// 0: automatic failover (a follower campaigns after `election_ticks` to
+    /// `2 * election_ticks` without a leader). Otherwise failover is manual: an operator,
+    /// paged when the leader goes silent, promotes a node after this many ticks. It is
+    /// modelled as a follower that campaigns only after `manual_failover_ticks` to
+    /// `manual_failover_ticks + election_ticks` ticks without hearing from a leader (the spread
+    /// keeps two promotions from colliding); everything else, a leader stepping down when it
+    /// loses its majority included, stays automatic, and so does the group's first election
+    /// (term 0: the operator who bootstraps a cluster is at the console).
+    pub manual_failover_ticks: usize,
+    /// The alternative to the CP design, for comparison: the leader answers a command as soon
+    /// as it is in its own log, before any replica has it and before its own fsync (its
+    /// response computed on a speculative copy of the state machine), and keeps leading while
+    /// it cannot reach a majority (no check-quorum step-down). Available on a minority side,
+    /// and lossy: what it acknowledged there is overwritten when a majority's leader takes
+    /// over. Breaks the group's invariant on purpose; off by default.
+    pub ack_before_replication: bool,
 }
+
+/// Most ticks an operator may take to fail over (a day at the default 100 ms tick).
+pub const MANUAL_FAILOVER_TICKS_MAX: usize = 864_000;
 
 impl Default for RaftSettings {
     fn default() -> Self {
@@ -113,6 +134,8 @@ impl Default for RaftSettings {
             heartbeat_ticks: 2,
             snapshot_every: 256,
             max_pending: 4096,
+            manual_failover_ticks: 0,
+            ack_before_replication: false,
         }
     }
 }
@@ -136,6 +159,66 @@ impl RaftSettings {
         if self.max_pending == 0 {
             return fail("max_pending", "must be at least 1");
         }
+        if self.manual_failover_ticks != 0
+            && !(self.election_ticks..=MANUAL_FAILOVER_TICKS_MAX)
+                .contains(&self.manual_failover_ticks)
+        {
+            return fail(
+                "operator_reaction_ms",
+                "must be 0 (automatic failover) or from one election timeout to a day",
+            );
+        }
         Ok(())
+    }
+
+    /// The range a follower's election timeout is drawn from in `term`, in ticks:
+    /// `[min, max)`.
+    pub fn election_timeout_range(&self, term: u64) -> (usize, usize) {
+        match self.manual_failover_ticks {
+            ticks if ticks > 0 && term > 0 => (ticks, ticks + self.election_ticks),
+            _ => (self.election_ticks, 2 * self.election_ticks),
+        }
+    }
+
+    /// The bounds raft-rs is configured with: every range [`Self::election_timeout_range`]
+    /// gives lies within them.
+    pub fn election_timeout_bounds(&self) -> (usize, usize) {
+        let (min, max) = self.election_timeout_range(0);
+        (min, max.max(self.election_timeout_range(1).1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_failover_draws_its_timeout_from_the_operators_reaction() {
+        let automatic = RaftSettings::default();
+        assert_eq!(automatic.election_timeout_range(0), (10, 20));
+        assert_eq!(automatic.election_timeout_range(7), (10, 20));
+        assert_eq!(automatic.election_timeout_bounds(), (10, 20));
+        let manual = RaftSettings { manual_failover_ticks: 3000, ..RaftSettings::default() };
+        assert_eq!(manual.election_timeout_range(0), (10, 20), "the first election is automatic");
+        assert_eq!(manual.election_timeout_range(1), (3000, 3010));
+        assert_eq!(manual.election_timeout_bounds(), (10, 3010));
+        assert!(manual.validate().is_ok());
+        let too_quick = RaftSettings { manual_failover_ticks: 5, ..RaftSettings::default() };
+        assert_eq!(too_quick.validate().unwrap_err().0, "operator_reaction_ms");
+        let too_slow = RaftSettings {
+            manual_failover_ticks: MANUAL_FAILOVER_TICKS_MAX + 1,
+            ..RaftSettings::default()
+        };
+        assert!(too_slow.validate().is_err());
+    }
+
+    #[test]
+    fn the_queue_knob_rounds_the_reaction_up_to_whole_ticks() {
+        let settings = crate::queue::QueueSettings {
+            operator_reaction_ms: 300_050,
+            ..crate::queue::QueueSettings::default()
+        };
+        assert_eq!(settings.raft().manual_failover_ticks, 3001);
+        assert_eq!(crate::queue::QueueSettings::default().raft().manual_failover_ticks, 0);
     }
 }

@@ -97,6 +97,10 @@ struct Replica<M: StateMachine> {
     raw: RawNode<LogStore>,
     durable: Durable,
     machine: M,
+    /// With `ack_before_replication`, while this node leads: the state after every entry of
+    /// its log, committed or not, which answers a command the moment it is proposed. Dropped
+    /// whenever term, role or leader change.
+    speculative: Option<M>,
     /// Chain hash of the applied log: `chain_i = H(chain_{i-1}, i, term_i, data_i)`.
     chain: u64,
     applied: u64,
@@ -151,12 +155,17 @@ impl<M: StateMachine> Replica<M> {
             let recorder = &context.recorder;
             record_snapshot(recorder, "raft_snapshot_restored", &group, id, &snapshot, chain);
         }
+        let (min_election_tick, max_election_tick) = settings.election_timeout_bounds();
         let config = Config {
             id,
             election_tick: settings.election_ticks,
             heartbeat_tick: settings.heartbeat_ticks,
+            min_election_tick,
+            max_election_tick,
             applied,
-            check_quorum: true,
+            // A leader that cannot reach a majority steps down, unless the design under test
+            // is the lossy one that keeps answering on a minority side.
+            check_quorum: !settings.ack_before_replication,
             pre_vote: true,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
@@ -202,6 +211,7 @@ impl<M: StateMachine> Replica<M> {
             raw,
             durable,
             machine,
+            speculative: None,
             chain,
             applied,
             transport,
@@ -268,8 +278,9 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         self.seen = now;
-        let ticks = self.settings.election_ticks;
-        let timeout = self.rng.random_range(ticks..2 * ticks);
+        self.speculative = None;
+        let (min_ticks, max_ticks) = self.settings.election_timeout_range(now.0);
+        let timeout = self.rng.random_range(min_ticks..max_ticks);
         self.raw.raft.set_randomized_election_timeout(timeout);
         let raft = &self.raw.raft;
         self.recorder.record(
@@ -316,11 +327,47 @@ impl<M: StateMachine> Replica<M> {
         };
         let data = postcard::to_stdvec(&proposal).expect("postcard encoding of a proposal");
         match self.raw.propose(Vec::new(), data) {
+            Ok(()) if self.settings.ack_before_replication => {
+                let index = self.raw.raft.raft_log.last_index();
+                match self.speculate(index, &proposal.stamped) {
+                    Ok(response) => self.answer(request, Answer::Done(response)),
+                    Err(reason) => self.answer(request, Answer::Uncertain { reason }),
+                }
+            }
             Ok(()) => {
                 self.pending.insert(self.next_seq, request);
             }
             Err(error) => self.answer(request, Answer::Busy { reason: error.to_string() }),
         }
+    }
+
+    /// The response the command just proposed at `index` will have if it commits: applied to
+    /// the speculative state, built on first use from the applied state and every entry of the
+    /// log after it (the leader's own, committed or not).
+    fn speculate(
+        &mut self,
+        index: u64,
+        stamped: &Stamped<M::Command>,
+    ) -> Result<M::Response, String> {
+        if self.speculative.is_none() {
+            let mut machine = M::restore(&self.machine.snapshot())?;
+            let log = &self.raw.raft.raft_log;
+            let entries = log
+                .entries(self.applied + 1, None, raft::GetEntriesContext::empty(false))
+                .map_err(|error| format!("raft log: {error}"))?;
+            for entry in entries.iter().filter(|entry| entry.index < index) {
+                if entry.get_entry_type() != EntryType::EntryNormal || entry.get_data().is_empty() {
+                    continue;
+                }
+                if let Ok(proposal) = postcard::from_bytes::<Proposal<M::Command>>(entry.get_data())
+                {
+                    machine.apply(entry.index, &proposal.stamped);
+                }
+            }
+            self.speculative = Some(machine);
+        }
+        let machine = self.speculative.as_mut().expect("built above");
+        Ok(machine.apply(index, stamped))
     }
 
     /// Answers a client without holding up the loop.
