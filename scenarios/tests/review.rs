@@ -142,6 +142,24 @@ fn verdicts_follow_their_rules() {
         finding.verdict
     );
 
+    // Usage: the logged design's worst loss, no-log's loss, and the two write rates.
+    let usage = |logged_lost: f64, unlogged_lost: f64, batched: f64, per_request: f64| {
+        vec![
+            design("log", &[("lost_max", logged_lost), ("store_writes_per_request", batched)]),
+            design("no-log", &[("lost", unlogged_lost), ("store_writes_per_request", batched)]),
+            design("flush-10ms", &[("lost_max", 0.0), ("store_writes_per_request", per_request)]),
+        ]
+    };
+    check("usage-batching", &usage(0.0, 0.0, 0.3, 1.0), ClaimVerdict::Holds);
+    check("usage-batching", &usage(1.0, 9.0, 0.3, 1.0), ClaimVerdict::Fails);
+    check("usage-batching", &usage(0.0, 9.0, 0.8, 1.0), ClaimVerdict::Fails);
+    let finding = (claim("usage-batching").verdict)(&usage(0.0, 9.0, 0.3, 1.0));
+    assert!(
+        matches!(finding.verdict, ClaimVerdict::HoldsOnlyWhen(_)),
+        "losses without the log make the claim conditional on it: {:?}",
+        finding.verdict
+    );
+
     let partition = |cp_lost: f64, lossy_lost: f64| {
         vec![
             design(
