@@ -783,12 +783,20 @@ const USAGE_FIGURES: &[Figure] = &[
         unit: "ms",
         source: Source::Knob("/usage/flush_interval_ms"),
     },
-    usage_billing_const("served", "jobs served (answered 202, new)", ""),
-    usage_billing_const("billed", "jobs billed", ""),
-    usage_billing_const("store_writes_per_request", "store writes per request counted", ""),
-    usage_billing_const("writers_replaced", "API crashes that lost a writer's totals", ""),
-    usage_billing_const("lost", "jobs served, never billed (lost at a crash)", ""),
-    usage_billing_const("lost_per_crash", "jobs lost per such crash", ""),
+    billing_mean("served", "/served", "jobs served (answered 202, new)"),
+    billing_mean("billed", "/billed", "jobs billed"),
+    billing_mean(
+        "store_writes_per_request",
+        "/store_writes_per_request",
+        "store writes per request counted",
+    ),
+    billing_mean(
+        "writers_replaced",
+        "/writers_replaced",
+        "API crashes that lost a writer's totals",
+    ),
+    billing_mean("lost", "/lost", "jobs served, never billed (lost at a crash)"),
+    billing_mean("lost_per_crash", "/lost_per_crash", "jobs lost per such crash"),
     Figure {
         key: "lost_per_crash_max",
         label: "most jobs one crash lost, max over seeds",
@@ -801,28 +809,19 @@ const USAGE_FIGURES: &[Figure] = &[
         unit: "",
         source: Source::Check { check: "billing", pointer: "/lost", stat: Stat::Max },
     },
-    usage_billing_const(
+    billing_mean(
         "duplicates_never_counted",
+        "/duplicates_never_counted",
         "jobs served whose first answer was lost and whose retry, a duplicate, was never counted",
-        "",
     ),
 ];
 
-/// A billing figure, combined by its mean.
-const fn usage_billing_const(key: &'static str, label: &'static str, unit: &'static str) -> Figure {
-    let pointer = match key.as_bytes() {
-        b"served" => "/served",
-        b"billed" => "/billed",
-        b"store_writes_per_request" => "/store_writes_per_request",
-        b"writers_replaced" => "/writers_replaced",
-        b"lost" => "/lost",
-        b"lost_per_crash" => "/lost_per_crash",
-        _ => "/duplicates_never_counted",
-    };
+/// A figure of the `billing` check at `pointer`, combined by its mean.
+const fn billing_mean(key: &'static str, pointer: &'static str, label: &'static str) -> Figure {
     Figure {
         key,
         label,
-        unit,
+        unit: "",
         source: Source::Check { check: "billing", pointer, stat: Stat::Mean },
     }
 }

@@ -117,6 +117,20 @@ impl Verdict {
     }
 }
 
+/// Adds `{name}_count`, and with any value `{name}_p50`, `_p99` and `_max` (nearest rank), to
+/// `figures`.
+pub(crate) fn percentiles(name: &str, mut values: Vec<u64>, figures: &mut BTreeMap<String, Value>) {
+    values.sort_unstable();
+    figures.insert(format!("{name}_count"), json!(values.len()));
+    if let Some(&max) = values.last() {
+        let at =
+            |q: f64| values[((values.len() as f64 * q).ceil() as usize).clamp(1, values.len()) - 1];
+        figures.insert(format!("{name}_p50"), json!(at(0.5)));
+        figures.insert(format!("{name}_p99"), json!(at(0.99)));
+        figures.insert(format!("{name}_max"), json!(max));
+    }
+}
+
 /// Phase names the run records, which checkers rely on.
 pub const PHASE_FAULTS: &str = "faults";
 pub const PHASE_HEAL: &str = "heal";

@@ -27,20 +27,10 @@ use pessimist_core::resize::{self, DecodeBudget, ResizeError, ResizeSpec};
 use pessimist_core::worker::WorkerSettings;
 use serde_json::{json, Value};
 
-use crate::check::{operations, phase_start_us, Distribution, Operation, Verdict, PHASE_HEAL};
+use crate::check::{
+    operations, percentiles, phase_start_us, Distribution, Operation, Verdict, PHASE_HEAL,
+};
 use crate::service_workload::ImageSpec;
-
-fn percentiles(name: &str, mut values: Vec<u64>, figures: &mut BTreeMap<String, Value>) {
-    values.sort_unstable();
-    figures.insert(format!("{name}_count"), json!(values.len()));
-    if let Some(&max) = values.last() {
-        let at =
-            |q: f64| values[((values.len() as f64 * q).ceil() as usize).clamp(1, values.len()) - 1];
-        figures.insert(format!("{name}_p50"), json!(at(0.5)));
-        figures.insert(format!("{name}_p99"), json!(at(0.99)));
-        figures.insert(format!("{name}_max"), json!(max));
-    }
-}
 
 /// Accepted jobs: job id to the upload's input (account, key, image spec).
 fn accepted_jobs(ops: &[Operation]) -> BTreeMap<u64, &Value> {

@@ -31,7 +31,9 @@ use pessimist_core::store::counter::{Counter, Slot};
 use pessimist_core::store::ring::Ring;
 use serde_json::{json, Value};
 
-use crate::check::{operations, phase_start_us, Distribution, Operation, Verdict, PHASE_HEAL};
+use crate::check::{
+    operations, percentiles, phase_start_us, Distribution, Operation, Verdict, PHASE_HEAL,
+};
 use crate::store_workload::DumpView;
 
 /// The phase in which writers have stopped and the monitor waits for convergence.
@@ -56,18 +58,6 @@ pub fn disagreeing_keys(ring: &Ring, views: &BTreeMap<String, DumpView>) -> BTre
         })
         .cloned()
         .collect()
-}
-
-fn percentiles(name: &str, mut values: Vec<u64>, figures: &mut BTreeMap<String, Value>) {
-    values.sort_unstable();
-    figures.insert(format!("{name}_count"), json!(values.len()));
-    if let Some(&max) = values.last() {
-        let at =
-            |q: f64| values[((values.len() as f64 * q).ceil() as usize).clamp(1, values.len()) - 1];
-        figures.insert(format!("{name}_p50"), json!(at(0.5)));
-        figures.insert(format!("{name}_p99"), json!(at(0.99)));
-        figures.insert(format!("{name}_max"), json!(max));
-    }
 }
 
 /// A state as the history shows it (see [`crate::store_workload::state_json`]).

@@ -15,7 +15,7 @@
 //! **Invariant:** the ledger holds exactly the records of the fsynced log; a writer's total
 //! is billed at most once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -52,20 +52,33 @@ pub struct Books {
 }
 
 impl Books {
-    /// What `record` newly bills, and the totals that grew: nothing it archived before.
-    fn price(&self, record: &RawRecord) -> Option<Archived> {
+    /// What `record` newly bills in run `run`, and the totals that grew: nothing it, or
+    /// `pending` (records of the same request not applied yet), archived before.
+    fn price(&self, run: u64, record: &RawRecord, pending: &[Archived]) -> Option<Archived> {
         let known = self.archived.get(&record.key);
         let mut totals = Vec::new();
         let mut amount = 0u64;
         for (writer, slot) in &record.counter.slots {
-            let before = known.and_then(|totals| totals.get(writer)).copied().unwrap_or(0);
+            let pending_total = pending
+                .iter()
+                .filter(|archived| archived.key == record.key)
+                .flat_map(|archived| &archived.totals)
+                .filter(|(pending_writer, _)| pending_writer == writer)
+                .map(|(_, total)| *total);
+            let before = known
+                .and_then(|totals| totals.get(writer))
+                .copied()
+                .into_iter()
+                .chain(pending_total)
+                .max()
+                .unwrap_or(0);
             if slot.total > before {
                 amount += slot.total - before;
                 totals.push((writer.clone(), slot.total));
             }
         }
         (amount > 0).then(|| Archived {
-            run: 0,
+            run,
             key: record.key.clone(),
             period: record.period,
             totals,
@@ -134,21 +147,23 @@ impl Archive {
     /// one durable on return. On an error nothing was billed (the books are unchanged; some
     /// records may be in the log, and replaying them later bills what this call would have).
     pub async fn archive(&mut self, run: u64, records: &[RawRecord]) -> Result<Vec<u64>, String> {
-        let mut pending = self.books.clone();
+        if let Some(record) = records.iter().find(|r| usage::parse_key(&r.key).is_none()) {
+            return Err(format!("{:?} is not a usage key", record.key));
+        }
+        let new_keys: BTreeSet<&str> = records
+            .iter()
+            .map(|record| record.key.as_str())
+            .filter(|key| !self.books.archived.contains_key(*key))
+            .collect();
+        if self.books.archived.len() + new_keys.len() > KEYS_MAX {
+            return Err(format!("the archive holds {KEYS_MAX} keys, its bound"));
+        }
         let mut amounts = Vec::with_capacity(records.len());
-        let mut appended = Vec::new();
+        let mut appended: Vec<Archived> = Vec::new();
         for record in records {
-            if usage::parse_key(&record.key).is_none() {
-                return Err(format!("{:?} is not a usage key", record.key));
-            }
-            if !pending.archived.contains_key(&record.key) && pending.archived.len() >= KEYS_MAX {
-                return Err(format!("the archive holds {KEYS_MAX} keys, its bound"));
-            }
-            match pending.price(record) {
+            match self.books.price(run, record, &appended) {
                 Some(archived) => {
-                    let archived = Archived { run, ..archived };
                     amounts.push(archived.amount);
-                    pending.apply(&archived);
                     appended.push(archived);
                 }
                 None => amounts.push(0),
@@ -162,7 +177,9 @@ impl Archive {
             self.disk.append(LOG_FILE, &bytes).await.map_err(|error| error.to_string())?;
         }
         self.disk.fsync(LOG_FILE).await.map_err(|error| error.to_string())?;
-        self.books = pending;
+        for archived in &appended {
+            self.books.apply(archived);
+        }
         Ok(amounts)
     }
 }
