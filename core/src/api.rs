@@ -20,6 +20,14 @@
 //! **Bounds.** Body size (`body_bytes_max`), requests in flight (`in_flight_max`: each holds
 //! one of a fixed pool of queue clients; none free is 429), and pending work (the queue's
 //! `max_jobs`: a full queue is 503).
+//!
+//! **CPU cost model.** With `uploads_per_s_per_core` above 0, an upload first holds one of the
+//! server's `cores` for `1 / uploads_per_s_per_core` s of its clock (reading and checking the
+//! body), waiting its turn in arrival order when every core is busy; the waiting uploads stay
+//! in flight, so a server offered more than `cores * uploads_per_s_per_core` uploads a second
+//! queues them until `in_flight_max` turns the rest away with 429. Status polls cost nothing
+//! modelled. The default, 0, models no CPU: the server is never CPU-bound. A real cluster sets
+//! it to 0, so the real CPU pays.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +36,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::auth::cache::{Decision, IdentityCache, MissPolicy};
 use crate::auth::machine::{self as auth_machine, hash_secret};
@@ -60,6 +68,10 @@ pub struct ApiSettings {
     /// One queue request's timeout, and tries per command.
     pub queue_timeout_ms: u64,
     pub queue_attempts: u32,
+    /// The CPU cost model (see the module comment): cores, and uploads one core handles per
+    /// second (0: no cost modelled).
+    pub cores: u32,
+    pub uploads_per_s_per_core: f64,
 }
 
 impl Default for ApiSettings {
@@ -69,7 +81,17 @@ impl Default for ApiSettings {
             in_flight_max: 64,
             queue_timeout_ms: 1000,
             queue_attempts: 3,
+            cores: 4,
+            uploads_per_s_per_core: 0.0,
         }
+    }
+}
+
+impl ApiSettings {
+    /// The simulated CPU time one upload holds a core, when the cost model is on.
+    pub fn upload_cpu_time(&self) -> Option<Duration> {
+        (self.uploads_per_s_per_core > 0.0)
+            .then(|| Duration::from_secs_f64(1.0 / self.uploads_per_s_per_core))
     }
 }
 
@@ -89,6 +111,15 @@ impl KnobSettings for ApiSettings {
         }
         if !(1..=20).contains(&self.queue_attempts) {
             return fail("queue_attempts", "must be between 1 and 20");
+        }
+        if !(1..=256).contains(&self.cores) {
+            return fail("cores", "must be between 1 and 256");
+        }
+        if !(0.0..=1_000_000.0).contains(&self.uploads_per_s_per_core) {
+            return fail(
+                "uploads_per_s_per_core",
+                "must be from 0 (no CPU cost modelled) to 1000000",
+            );
         }
         Ok(())
     }
@@ -170,6 +201,8 @@ struct ApiServer {
     rng: Mutex<crate::seams::rng::SeededRng>,
     /// Usage counting and shipping, when the cluster has a usage store.
     usage: Option<Arc<Usage>>,
+    /// The CPU cost model's cores and an upload's CPU time, when it is on.
+    cpu: Option<(Semaphore, Duration)>,
 }
 
 impl ApiServer {
@@ -200,6 +233,9 @@ impl ApiServer {
             lookup_clients: std::sync::Mutex::new(lookup_clients),
             rng: Mutex::new(context.rng("api")),
             usage,
+            cpu: settings
+                .upload_cpu_time()
+                .map(|cost| (Semaphore::new(settings.cores as usize), cost)),
         }
     }
 
@@ -234,7 +270,19 @@ impl ApiServer {
         }
     }
 
+    /// Holds a core for an upload's CPU time, after every upload that came first (the
+    /// semaphore is fair). A no-op without the cost model.
+    async fn spend_cpu(&self) {
+        if let Some((cores, cost)) = &self.cpu {
+            // The semaphore is never closed, so the permit always comes.
+            if let Ok(_core) = cores.acquire().await {
+                self.clock.sleep(*cost).await;
+            }
+        }
+    }
+
     async fn upload(&self, request: &HttpRequest, queue: &mut QueueClient) -> HttpResponse {
+        self.spend_cpu().await;
         let side = |name: &str| -> Result<u32, HttpResponse> {
             let value = request.query.get(name).ok_or_else(|| {
                 HttpResponse::error(

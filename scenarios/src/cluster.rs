@@ -123,6 +123,7 @@ impl ClusterFile {
                 .map(|n| auth::admin_address(n.address))
                 .collect(),
             admin_key: self.admin_key.clone(),
+            unreachable: Default::default(),
         }
     }
 }
@@ -326,8 +327,8 @@ pub fn up(options: &UpOptions) -> Result<String, Failure> {
 }
 
 /// The cluster file for `scenario`: each node on loopback, two ports apart (an auth node's
-/// admin endpoint takes the second), a fresh admin key, and a worker whose real CPU pays for
-/// its conversions.
+/// admin endpoint takes the second), a fresh admin key, and workers and API servers whose real
+/// CPU pays for their work (the simulation's CPU cost models are off).
 fn plan(
     scenario: &Scenario,
     path: &Path,
@@ -363,6 +364,7 @@ fn plan(
     let mut knobs = Value::Object(scenario.knobs.clone());
     knobs["auth"] = merged(&knobs["auth"], json!({ "admin_key": admin_key }));
     knobs["worker"] = merged(&knobs["worker"], json!({ "charge_cpu": false }));
+    knobs["api"] = merged(&knobs["api"], json!({ "uploads_per_s_per_core": 0.0 }));
     AuthSettings::from_knobs_line(&knobs)
         .map_err(|error| bad(format!("{file}: knobs.auth: {error}")))?;
     WorkerSettings::from_knobs_line(&knobs)

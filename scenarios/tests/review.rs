@@ -259,6 +259,66 @@ fn verdicts_follow_their_rules() {
         panic!("some TTLs held: {:?}", finding.verdict)
     };
     assert!(condition.contains("30 s or more"), "{condition}");
+
+    // API servers: (servers, cores each, share accepted during the outage, p99 ms); 25
+    // uploads per second per core, 100 offered. The derived figures come from the claim's own
+    // derive step.
+    let api = |rows: &[(f64, f64, f64, f64)]| {
+        let mut designs: Vec<DesignFigures> = rows
+            .iter()
+            .map(|&(servers, cores, accepted, p99)| {
+                design(
+                    &format!("{servers}x{cores}"),
+                    &[
+                        ("api_servers", servers),
+                        ("api_cores", cores),
+                        ("uploads_per_s_per_core", 25.0),
+                        ("uploaders", 20.0),
+                        ("uploads_per_s", 5.0),
+                        ("outage_accepted_fraction", accepted),
+                        ("outage_latency_ms_p99", p99),
+                    ],
+                )
+            })
+            .collect();
+        (claim("api-servers").derive)(&mut designs);
+        designs
+    };
+    assert_eq!(
+        pessimist_scenarios::review::value(
+            &api(&[(3.0, 2.0, 1.0, 100.0)]),
+            "3x2",
+            "utilization_after"
+        ),
+        Some(1.0),
+        "two survivors of 50 a second carry 100 at full utilization"
+    );
+    check(
+        "api-servers",
+        &api(&[(3.0, 2.0, 1.0, 300.0), (2.0, 2.0, 0.5, 1500.0), (4.0, 2.0, 1.0, 200.0)]),
+        ClaimVerdict::Holds,
+    );
+    check(
+        "api-servers",
+        &api(&[(3.0, 2.0, 1.0, 300.0), (2.0, 2.0, 0.9995, 400.0)]),
+        ClaimVerdict::Fails,
+    );
+    check(
+        "api-servers",
+        &api(&[(3.0, 2.0, 0.99, 1200.0), (2.0, 2.0, 0.5, 1500.0), (4.0, 2.0, 0.998, 200.0)]),
+        ClaimVerdict::Fails,
+    );
+    let finding = (claim("api-servers").verdict)(&api(&[
+        (3.0, 2.0, 1.0, 1180.0),
+        (3.0, 3.0, 1.0, 170.0),
+        (2.0, 2.0, 0.51, 1530.0),
+        (4.0, 2.0, 1.0, 210.0),
+    ]));
+    let ClaimVerdict::HoldsOnlyWhen(condition) = finding.verdict else {
+        panic!("only the designs with headroom met the SLA: {:?}", finding.verdict)
+    };
+    assert!(condition.contains("3x3 and 4x2"), "{condition}");
+    assert!(condition.contains("100% of capacity"), "{condition}");
 }
 
 /// The lossy alternative the review measures loses acknowledged enqueues under the partition;

@@ -599,6 +599,7 @@ async fn run_service(
             .map(|name| pessimist_core::auth::admin_address(address(name)))
             .collect(),
         admin_key,
+        unreachable: Default::default(),
     };
     let until_us = (phases.faults_ms + phases.heal_ms) * 1000;
     let drain_until_us = until_us + phases.liveness_bound_ms * 1000;

@@ -410,8 +410,12 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
 /// Uploads per window of `window_ms`: the share answered 202 among those the service could
 /// have served (client errors, 4xx other than 429, do not count against it, nor do uploads
 /// with a key that was never issued, whatever their answer: no answer serves them), and the
-/// latency of the accepted ones; the availability inside every fault's window. With a minimum
-/// set, the share after the heal must reach it.
+/// latency of the accepted ones; the availability inside every fault's window. Those shares
+/// count every try. What a user sees is counted too, per fault and for the run: of the uploads
+/// (an idempotency key, all its tries) whose first try began in the window, the share
+/// accepted by some try (`user_accepted_fraction`) and the time from the first try to the
+/// 202 (`user_latency_ms`). With a minimum set, the share of tries after the heal must reach
+/// it.
 pub fn service_availability(
     events: &[Event],
     window_ms: u64,
@@ -444,11 +448,39 @@ pub fn service_availability(
         }
         start += window_us;
     }
-    let latencies: Vec<u64> = uploads
-        .iter()
-        .filter(|op| ok(op))
-        .filter_map(|op| Some((op.complete_us? - op.invoke_us) / 1000))
-        .collect();
+    let latencies = |from_us: u64, to_us: u64| -> Vec<u64> {
+        uploads
+            .iter()
+            .filter(|op| ok(op) && op.invoke_us >= from_us && op.invoke_us < to_us)
+            .filter_map(|op| Some((op.complete_us? - op.invoke_us) / 1000))
+            .collect()
+    };
+    // Per upload (idempotency key): its first try's start, and when a try was accepted.
+    let mut per_upload: BTreeMap<&str, (u64, Option<u64>)> = BTreeMap::new();
+    for op in &uploads {
+        let Some(key) = op.invoked_value["idempotency"].as_str() else { continue };
+        let entry = per_upload.entry(key).or_insert((op.invoke_us, None));
+        entry.0 = entry.0.min(op.invoke_us);
+        if ok(op) {
+            entry.1 = entry.1.or(op.complete_us);
+        }
+    }
+    let user_figures = |from_us: u64, to_us: u64, figures: &mut BTreeMap<String, Value>| {
+        let started: Vec<&(u64, Option<u64>)> = per_upload
+            .values()
+            .filter(|(first_us, _)| (from_us..to_us).contains(first_us))
+            .collect();
+        let accepted: Vec<u64> = started
+            .iter()
+            .filter_map(|(first_us, done_us)| Some((done_us.as_ref()? - first_us) / 1000))
+            .collect();
+        figures.insert("user_uploads".to_string(), json!(started.len()));
+        figures.insert(
+            "user_accepted_fraction".to_string(),
+            json!(round(fraction((accepted.len(), started.len())))),
+        );
+        percentiles("user_latency_ms", accepted, figures);
+    };
     let heal_us = phase_start_us(events, PHASE_HEAL).unwrap_or(u64::MAX);
     let mut faults = Vec::new();
     let mut started: BTreeMap<u64, (u64, &str, &Value)> = BTreeMap::new();
@@ -460,8 +492,16 @@ pub fn service_availability(
             EventKind::FaultEnd { fault, .. } => {
                 if let Some((from, kind, detail)) = started.remove(fault) {
                     let counts = share(from, event.time_us);
-                    faults.push(json!({ "fault": fault, "kind": kind, "detail": detail,
-                                        "uploads": counts.1, "ok_fraction": round(fraction(counts)) }));
+                    let mut entry = BTreeMap::from([
+                        ("fault".to_string(), json!(fault)),
+                        ("kind".to_string(), json!(kind)),
+                        ("detail".to_string(), (*detail).clone()),
+                        ("uploads".to_string(), json!(counts.1)),
+                        ("ok_fraction".to_string(), json!(round(fraction(counts)))),
+                    ]);
+                    percentiles("accepted_latency_ms", latencies(from, event.time_us), &mut entry);
+                    user_figures(from, event.time_us, &mut entry);
+                    faults.push(Value::Object(entry.into_iter().collect()));
                 }
             }
             _ => {}
@@ -490,6 +530,7 @@ pub fn service_availability(
         ),
         ("per_fault".to_string(), json!(faults)),
     ]);
-    percentiles("accepted_latency_ms", latencies, &mut figures);
+    percentiles("accepted_latency_ms", latencies(0, u64::MAX), &mut figures);
+    user_figures(0, u64::MAX, &mut figures);
     Verdict::from_violations(violations, figures)
 }

@@ -4,7 +4,8 @@
 //!   `key_rotation_ms` creates a new key for one account, probes it until it works, revokes
 //!   that account's oldest key and probes that until it stops working.
 //! - **Uploaders** (processes 1..) upload images at Poisson times to a random API server, with
-//!   an `Idempotency-Key` and retries on another server when the answer may be transient.
+//!   an `Idempotency-Key` and retries on another server when the answer may be transient. In
+//!   open loop each upload is a process of its own (`uploader << 32 | n`), so uploads overlap.
 //!   Images are generated from a recorded spec ([`ImageSpec`]): a photo-like JPEG, or a
 //!   poison pill with probability `pill_fraction`; a share of uploads use a key that never
 //!   existed.
@@ -66,6 +67,14 @@ pub struct ServiceWorkload {
     /// One HTTP request's timeout, and tries per upload.
     pub request_timeout_ms: u64,
     pub upload_attempts: u32,
+    /// After failing to connect to an API server, a client leaves it out of its choices for
+    /// this long, as a load balancer's health check would (0: never; every request picks any
+    /// server at random).
+    pub avoid_unreachable_ms: u64,
+    /// Whether uploads start at their Poisson times whatever the earlier ones are doing (each
+    /// in a process of its own), instead of each uploader awaiting one upload before the next:
+    /// an overloaded service is then offered the full rate, not the rate it can answer.
+    pub open_loop: bool,
     /// How often a poller polls each pending job.
     pub poll_ms: u64,
     /// A burst: from `burst_at_ms` (0: no burst) for `burst_ms`, every uploader uploads
@@ -92,6 +101,8 @@ impl Default for ServiceWorkload {
             probe_ms: 100,
             request_timeout_ms: 3000,
             upload_attempts: 3,
+            avoid_unreachable_ms: 0,
+            open_loop: false,
             poll_ms: 500,
             burst_at_ms: 0,
             burst_ms: 0,
@@ -167,6 +178,9 @@ impl ServiceWorkload {
         if !(1..=20).contains(&self.upload_attempts) {
             return fail("upload_attempts", "must be between 1 and 20");
         }
+        if self.avoid_unreachable_ms > 600_000 {
+            return fail("avoid_unreachable_ms", "must be at most 600000");
+        }
         Ok(())
     }
 }
@@ -203,7 +217,12 @@ pub struct Endpoints {
     pub api: Vec<SocketAddr>,
     pub admin: Vec<SocketAddr>,
     pub admin_key: String,
+    /// The load balancer's passive health check, shared by every client: API servers some
+    /// client failed to connect to, left out until the simulated time (µs) given.
+    pub unreachable: Unreachable,
 }
+
+pub type Unreachable = Arc<Mutex<BTreeMap<SocketAddr, u64>>>;
 
 /// Keys the admin made, by account: (key id, secret), oldest first. Uploaders take keys from
 /// here; a key leaves it before it is revoked.
@@ -237,17 +256,42 @@ struct Client {
     history: History,
     rng: SeededRng,
     timeout: Duration,
+    /// How long a server some client failed to connect to is left out (0: never).
+    avoid_us: u64,
+    unreachable: Unreachable,
 }
 
 impl Client {
     /// Process `process`'s client, its RNG drawn from the run's seed under `label`.
-    fn new(process: u64, history: &History, seed: u64, label: &str, timeout_ms: u64) -> Client {
+    fn new(
+        process: u64,
+        history: &History,
+        seed: u64,
+        label: &str,
+        workload: &ServiceWorkload,
+        endpoints: &Endpoints,
+    ) -> Client {
         Client {
             process,
             history: history.clone(),
             rng: rng_for(seed, label),
-            timeout: Duration::from_millis(timeout_ms),
+            timeout: Duration::from_millis(workload.request_timeout_ms),
+            avoid_us: workload.avoid_unreachable_ms * 1000,
+            unreachable: endpoints.unreachable.clone(),
         }
+    }
+
+    /// A server at random among those the health check has not left out (among all when it
+    /// left out every one).
+    fn pick(&mut self, servers: &[SocketAddr]) -> SocketAddr {
+        let healthy: Vec<SocketAddr> = {
+            let now_us = self.history.now_us();
+            let mut unreachable = self.unreachable.lock().expect("unreachable");
+            unreachable.retain(|_, until_us| *until_us > now_us);
+            servers.iter().copied().filter(|server| !unreachable.contains_key(server)).collect()
+        };
+        let choices = if healthy.is_empty() { servers } else { &healthy };
+        choices[self.rng.random_range(0..choices.len())]
     }
 
     fn invoke(&self, f: &str, value: Value) {
@@ -264,14 +308,19 @@ impl Client {
     }
 
     async fn call(
-        &self,
+        &mut self,
         address: SocketAddr,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<HttpResponse, HttpError> {
-        http::request(address, method, path, headers, body, self.timeout).await
+        let answer = http::request(address, method, path, headers, body, self.timeout).await;
+        if let (Err(HttpError::Connect(..)), true) = (&answer, self.avoid_us > 0) {
+            let until_us = self.history.now_us() + self.avoid_us;
+            self.unreachable.lock().expect("unreachable").insert(address, until_us);
+        }
+        answer
     }
 }
 
@@ -284,7 +333,7 @@ pub async fn admin(
     seed: u64,
     until_us: u64,
 ) {
-    let client = Client::new(0, &history, seed, "client/admin", workload.request_timeout_ms);
+    let client = Client::new(0, &history, seed, "client/admin", &workload, &endpoints);
     let mut admin = Admin { client, endpoints, workload, keyring, serial: 0 };
     for index in 0..admin.workload.accounts {
         let account = admin.create_account(&format!("account-{index}")).await;
@@ -440,8 +489,7 @@ impl Admin {
             if self.client.history.now_us() >= until_us {
                 return;
             }
-            let target =
-                self.endpoints.api[self.client.rng.random_range(0..self.endpoints.api.len())];
+            let target = self.client.pick(&self.endpoints.api);
             self.client.invoke("probe", json!({ "key": key, "want": want }));
             let answer = self
                 .client
@@ -475,7 +523,10 @@ impl Admin {
     }
 }
 
-/// One uploader: uploads at Poisson times until `until_us`.
+/// One uploader: uploads at Poisson times until `until_us`. Closed loop (the default), each
+/// upload is awaited before the next is drawn, so a slow service slows the uploader too; open
+/// loop (`open_loop`), each upload runs in a task of its own, started on time whatever the
+/// earlier ones are doing, as independent users would.
 #[allow(clippy::too_many_arguments)]
 pub async fn uploader(
     process: u64,
@@ -488,18 +539,65 @@ pub async fn uploader(
     until_us: u64,
 ) {
     let label = format!("client/{process}/uploads");
-    let mut client = Client::new(process, &history, seed, &label, workload.request_timeout_ms);
+    let mut client = Client::new(process, &history, seed, &label, &workload, &endpoints);
     let mut counter = 0u64;
+    let mut in_flight = Vec::new();
     loop {
         let uniform: f64 = client.rng.random_range(f64::EPSILON..1.0);
         let rate = workload.uploads_per_s_at(history.now_us());
         let wait_us = (-uniform.ln() / rate * 1e6) as u64;
         tokio::time::sleep(Duration::from_micros(wait_us.max(1000))).await;
         if history.now_us() >= until_us {
-            pending.lock().expect("pending").uploads_done = true;
-            return;
+            break;
         }
-        let chosen = {
+        let Some(upload) = Upload::draw(&mut client, &workload, &keyring, &mut counter) else {
+            continue;
+        };
+        if workload.open_loop {
+            let id = open_loop_process(process, counter);
+            let label = format!("client/{id}/upload");
+            let mut client = Client::new(id, &history, seed, &label, &workload, &endpoints);
+            let (workload, endpoints, pending) =
+                (workload.clone(), endpoints.clone(), pending.clone());
+            in_flight.push(tokio::spawn(async move {
+                upload.send(&mut client, &workload, &endpoints, &pending).await
+            }));
+        } else {
+            upload.send(&mut client, &workload, &endpoints, &pending).await;
+        }
+    }
+    for upload in in_flight {
+        // An upload task ends on its own: its tries are bounded by timeouts.
+        let _ = upload.await;
+    }
+    pending.lock().expect("pending").uploads_done = true;
+}
+
+/// The process id of uploader `uploader`'s `counter`-th upload in open loop: each upload is a
+/// process of its own, as each has its own invoke and completion, numbered above every
+/// closed-loop process.
+fn open_loop_process(uploader: u64, counter: u64) -> u64 {
+    (uploader << 32) | counter
+}
+
+/// One upload, drawn: whose, with which key, which image, under which idempotency key.
+struct Upload {
+    account: String,
+    bearer: String,
+    invoke: Value,
+    image: Bytes,
+    idempotency: String,
+}
+
+impl Upload {
+    /// Draws the next upload from `client`'s RNG; `None` while the admin has made no key.
+    fn draw(
+        client: &mut Client,
+        workload: &ServiceWorkload,
+        keyring: &SharedKeyring,
+        counter: &mut u64,
+    ) -> Option<Upload> {
+        let (account, (key, secret)) = {
             let keyring = keyring.lock().expect("keyring");
             if keyring.accounts.is_empty() {
                 None
@@ -510,11 +608,10 @@ pub async fn uploader(
                 (!keys.is_empty())
                     .then(|| (account, keys[client.rng.random_range(0..keys.len())].clone()))
             }
-        };
-        let Some((account, (key, secret))) = chosen else { continue };
-        counter += 1;
+        }?;
+        *counter += 1;
         let (key, secret) = if client.rng.random_bool(workload.unknown_key_fraction) {
-            (Value::Null, format!("sk_never_issued_{}_{counter}", process))
+            (Value::Null, format!("sk_never_issued_{}_{counter}", client.process))
         } else {
             (json!(key), secret)
         };
@@ -532,18 +629,31 @@ pub async fn uploader(
             height: client.rng.random_range(workload.image_side_min..=workload.image_side_max),
         };
         let image = Bytes::from(spec.generate().expect("the workload names only known kinds"));
-        let idempotency = format!("u{process}-{counter}");
-        let side = workload.thumbnail_side;
-        let path = format!("/v1/images?width={side}&height={side}");
-        let bearer = format!("Bearer {secret}");
+        let idempotency = format!("u{}-{counter}", client.process);
         let invoke =
             json!({ "account": account, "key": key, "image": spec, "idempotency": idempotency });
+        Some(Upload { account, bearer: format!("Bearer {secret}"), invoke, image, idempotency })
+    }
+
+    /// Tries the upload up to `upload_attempts` times, each on a server `client` picks; an
+    /// accepted job goes to `pending` for the poller.
+    async fn send(
+        self,
+        client: &mut Client,
+        workload: &ServiceWorkload,
+        endpoints: &Endpoints,
+        pending: &PendingJobs,
+    ) {
+        let side = workload.thumbnail_side;
+        let path = format!("/v1/images?width={side}&height={side}");
         for attempt in 0..workload.upload_attempts {
-            let target = endpoints.api[client.rng.random_range(0..endpoints.api.len())];
-            client.invoke("upload", invoke.clone());
-            let headers =
-                [("authorization", bearer.as_str()), ("idempotency-key", idempotency.as_str())];
-            let answer = client.call(target, "POST", &path, &headers, image.clone()).await;
+            let target = client.pick(&endpoints.api);
+            client.invoke("upload", self.invoke.clone());
+            let headers = [
+                ("authorization", self.bearer.as_str()),
+                ("idempotency-key", self.idempotency.as_str()),
+            ];
+            let answer = client.call(target, "POST", &path, &headers, self.image.clone()).await;
             let last = attempt + 1 == workload.upload_attempts;
             match answer {
                 Ok(response) if response.status == 202 => {
@@ -553,11 +663,8 @@ pub async fn uploader(
                         "upload",
                         json!({ "status": 202, "job": job, "duplicate": body["duplicate"] }),
                     );
-                    pending
-                        .lock()
-                        .expect("pending")
-                        .jobs
-                        .push_back(Pending { job, account: account.clone() });
+                    let account = self.account.clone();
+                    pending.lock().expect("pending").jobs.push_back(Pending { job, account });
                     break;
                 }
                 Ok(response) => {
@@ -607,7 +714,7 @@ pub async fn poller(
     drain_until_us: u64,
 ) {
     let label = format!("client/{process}/polls");
-    let mut client = Client::new(process, &history, seed, &label, workload.request_timeout_ms);
+    let mut client = Client::new(process, &history, seed, &label, &workload, &endpoints);
     loop {
         tokio::time::sleep(Duration::from_millis(workload.poll_ms)).await;
         let now_us = history.now_us();
@@ -628,7 +735,7 @@ pub async fn poller(
                 pending.lock().expect("pending").jobs.push_back(job);
                 continue;
             };
-            let target = endpoints.api[client.rng.random_range(0..endpoints.api.len())];
+            let target = client.pick(&endpoints.api);
             let bearer = format!("Bearer {secret}");
             client.invoke("fetch", json!({ "job": job.job, "account": job.account }));
             let path = format!("/v1/jobs/{}", job.job);
