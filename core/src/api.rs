@@ -521,3 +521,21 @@ async fn refresh_loop(server: Arc<ApiServer>, mut client: AuthClient) {
         server.clock.sleep(period).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_cost_model_is_off_by_default_and_validated() {
+        let settings = ApiSettings::default();
+        assert_eq!(settings.upload_cpu_time(), None);
+        let modelled = ApiSettings { cores: 2, uploads_per_s_per_core: 25.0, ..settings.clone() };
+        assert_eq!(modelled.upload_cpu_time(), Some(Duration::from_millis(40)));
+        assert!(modelled.validate().is_ok());
+        let no_cores = ApiSettings { cores: 0, ..settings.clone() };
+        assert_eq!(no_cores.validate().unwrap_err().0, "cores");
+        let negative = ApiSettings { uploads_per_s_per_core: -1.0, ..settings };
+        assert_eq!(negative.validate().unwrap_err().0, "uploads_per_s_per_core");
+    }
+}

@@ -3,7 +3,7 @@
 // These tests drive the simulator, which exists only in the simulation build.
 #![cfg(madsim)]
 
-use pessimist_scenarios::{load_scenario, suite::workspace_root};
+use pessimist_scenarios::{load_scenario, parse_scenario, suite::workspace_root};
 use pessimist_sim::run::{run_seed, SeedOutcome};
 use serde_json::Value;
 
@@ -56,4 +56,39 @@ fn the_data_plane_authenticates_from_its_cache_while_the_management_plane_is_cut
     assert_eq!(partition["kind"], "partition");
     assert!(partition["uploads"].as_u64().unwrap() > 10);
     assert!(partition["ok_fraction"].as_f64().unwrap() >= 0.99, "{partition}");
+}
+
+/// Claim 1's scenarios, shortened (a 10 s loss): API servers of 50 uploads a second against
+/// 100 offered in open loop. With two, the one left takes half the uploads, queues the rest up
+/// to its in-flight bound and turns the others away with 429; with four, the three left carry
+/// the load at two thirds of their capacity, fast, and the shared health check keeps clients
+/// off the dead one after their first refused connection.
+#[test]
+fn losing_one_of_two_api_servers_halves_what_is_accepted_and_one_of_four_costs_nothing() {
+    let outage = |servers: u32| {
+        let file = match servers {
+            2 => "scenarios/review/api-servers-2.json",
+            _ => "scenarios/review/api-servers-4.json",
+        };
+        let text = std::fs::read_to_string(workspace_root().join(file)).unwrap();
+        let mut json: Value = serde_json::from_str(&text).unwrap();
+        json["phases"] = serde_json::json!({ "faults_ms": 15000, "heal_ms": 3000,
+                                             "liveness_bound_ms": 60000 });
+        json["faults"]["plan"][0]["at_ms"] = 5000.into();
+        json["faults"]["plan"][0]["duration_ms"] = 10000.into();
+        let scenario = parse_scenario(file, &json.to_string()).expect("the shortened file loads");
+        let outcome = run_seed(&scenario, 1);
+        assert!(outcome.passed, "{servers} servers: {:?}", outcome.checks);
+        figure(&outcome, "availability", "per_fault")[0].clone()
+    };
+    let two = outage(2);
+    let accepted = two["user_accepted_fraction"].as_f64().unwrap();
+    assert!((0.3..0.8).contains(&accepted), "one server of 50/s takes about half of 100/s: {two}");
+    assert!(two["user_latency_ms_p50"].as_u64().unwrap() > 1000, "queued to the bound: {two}");
+    let four = outage(4);
+    assert!(four["user_accepted_fraction"].as_f64().unwrap() >= 0.999, "{four}");
+    assert!(four["user_latency_ms_p99"].as_u64().unwrap() < 500, "{four}");
+    let refused =
+        four["uploads"].as_u64().unwrap() - four["accepted_latency_ms_count"].as_u64().unwrap();
+    assert!(refused <= 10, "the health check keeps clients off the dead server: {four}");
 }

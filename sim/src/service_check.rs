@@ -15,7 +15,7 @@
 //!   being accepted (p50, p99, max), the first two also as distributions
 //!   (`new_key_delay_ms`, `revocation_lag_ms`), one sample per key.
 //! - [`service_availability`]: per-window availability and latency of uploads, and the
-//!   availability inside each fault's window.
+//!   availability inside each fault's window, per try and per upload with its retries.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -533,4 +533,60 @@ pub fn service_availability(
     percentiles("accepted_latency_ms", latencies(0, u64::MAX), &mut figures);
     user_figures(0, u64::MAX, &mut figures);
     Verdict::from_violations(violations, figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events at the given times (ms).
+    fn at(kinds: Vec<(u64, EventKind)>) -> Vec<Event> {
+        kinds
+            .into_iter()
+            .enumerate()
+            .map(|(index, (ms, kind))| Event { index: index as u64, time_us: ms * 1000, kind })
+            .collect()
+    }
+
+    fn upload(process: u64, idempotency: &str) -> EventKind {
+        let value = json!({ "account": "a", "key": "k", "idempotency": idempotency });
+        EventKind::Invoke { process, f: "upload".into(), value }
+    }
+
+    fn answered(process: u64, status: u64) -> EventKind {
+        let value = json!({ "status": status, "job": 1, "duplicate": false });
+        match status {
+            202 => EventKind::Ok { process, f: "upload".into(), value },
+            _ => EventKind::Fail { process, f: "upload".into(), value, error: "HTTP".into() },
+        }
+    }
+
+    /// Inside a fault: upload `u1` refused once (429) then accepted 300 ms after its first
+    /// try; `u2` refused on its only try; `u3` accepted at once. Per try 2 of 4 were
+    /// accepted; per upload, as a user sees it, 2 of 3, the retried one taking 300 ms.
+    #[test]
+    fn a_fault_counts_tries_and_uploads_with_their_retries() {
+        let fault = json!({ "kind": "crash", "node": "api-1" });
+        let events = at(vec![
+            (0, EventKind::FaultStart { fault: 0, kind: "crash".into(), detail: fault }),
+            (10, upload(1, "u1")),
+            (20, answered(1, 429)),
+            (120, upload(1, "u1")),
+            (310, answered(1, 202)),
+            (400, upload(2, "u2")),
+            (410, answered(2, 503)),
+            (500, upload(3, "u3")),
+            (550, answered(3, 202)),
+            (1000, EventKind::FaultEnd { fault: 0, kind: "crash".into() }),
+        ]);
+        let verdict = service_availability(&events, 1000, None);
+        let fault = &verdict.figures["per_fault"][0];
+        assert_eq!(fault["uploads"], json!(4));
+        assert_eq!(fault["ok_fraction"], json!(0.5));
+        assert_eq!(fault["user_uploads"], json!(3));
+        assert_eq!(fault["user_accepted_fraction"], json!(0.6667));
+        assert_eq!(fault["user_latency_ms_max"], json!(300));
+        assert_eq!(fault["accepted_latency_ms_max"], json!(190));
+        assert_eq!(verdict.figures["user_latency_ms_p50"], json!(50));
+    }
 }
