@@ -36,16 +36,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use pessimist_core::auth::{self, AuthSettings};
+use pessimist_core::billing::{self, BillingMessage};
 use pessimist_core::history::{self, Event, EventKind, History, Recorder};
 use pessimist_core::node::{KnobSettings, NodeContext};
 use pessimist_core::seams::clock::Clock;
 use pessimist_core::seams::disk::{Disk, RealDisk};
-use pessimist_core::seams::net::{AddressBook, LinkFaults};
+use pessimist_core::seams::net::{AddressBook, LinkFaults, Transport, TransportOptions};
+use pessimist_core::seams::rng::rng_for;
+use pessimist_core::store::StoreSettings;
+use pessimist_core::usage::UsageSettings;
 use pessimist_core::worker::WorkerSettings;
 use pessimist_sim::check::{Verdict, PHASE_DRAIN, PHASE_FAULTS};
 use pessimist_sim::scenario::{Scenario, Workload};
 use pessimist_sim::service_check;
 use pessimist_sim::service_workload::{self, Endpoints, PendingJobs, SharedKeyring};
+use pessimist_sim::usage_check;
+use pessimist_sim::usage_workload::{self, FinalBill, PHASE_BILLING};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -111,6 +117,12 @@ impl ClusterFile {
 
     fn with_role(&self, role: &str) -> Vec<&ClusterNode> {
         self.nodes.iter().filter(|node| node.role == role).collect()
+    }
+
+    /// Whether the cluster runs the usage pipeline's billing.
+    fn has_billing(&self) -> bool {
+        !self.with_role(billing::ROLE).is_empty()
+            && !self.with_role(billing::archive::ROLE).is_empty()
     }
 
     /// Where clients send requests: every API server and every auth node's admin port.
@@ -915,9 +927,17 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
         if tokio::time::timeout(grace, all).await.is_err() {
             history.internal("driver", "drive_cut_short", json!({ "after_s": grace.as_secs() }));
         }
+        if let Some((bill, settle_ms)) = final_bill(&cluster, workload.uploaders, seed) {
+            history.record(EventKind::Phase {
+                name: PHASE_BILLING.into(),
+                detail: json!({ "bound_ms": BILL_BOUND.as_millis() as u64, "settle_ms": settle_ms }),
+            });
+            usage_workload::final_bill(bill, history.clone()).await;
+        }
         (history.events(), started_unix_ms)
     });
-    let events = with_actions(&layout, events, started_unix_ms);
+    let events = merge_timed(events, actions_as_faults(&layout, started_unix_ms));
+    let events = merge_timed(events, usage_events(&layout, &cluster, started_unix_ms));
     let knobs = cluster.knobs.clone();
     let mut checks = BTreeMap::new();
     checks.insert("jobs_complete".to_string(), service_check::jobs_complete(&events));
@@ -930,6 +950,9 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
         "availability".to_string(),
         service_check::service_availability(&events, 1000, None),
     );
+    if let (true, Ok(usage)) = (cluster.has_billing(), UsageSettings::from_knobs(&knobs)) {
+        checks.insert("billing".to_string(), usage_check::billing(&events, usage.log));
+    }
     let accepted = pessimist_sim::check::operations(&events)
         .iter()
         .filter(|op| op.f == "upload" && op.result["status"] == 202)
@@ -950,10 +973,74 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
     Ok(summary)
 }
 
-/// `events` with each kill (until the node's next start) as a fault window, in time order.
-fn with_actions(layout: &Layout, events: Vec<Event>, started_unix_ms: u64) -> Vec<Event> {
-    let Ok(text) = fs::read_to_string(layout.actions()) else { return events };
-    let end_us = events.last().map_or(0, |event| event.time_us);
+/// How long the final bill may take, its settling included.
+const BILL_BOUND: Duration = Duration::from_secs(60);
+
+/// The final bill of a cluster with a usage pipeline (a billing and an archive node), asked
+/// over real TCP, and how long it first waits for the API servers' last flush.
+fn final_bill(cluster: &ClusterFile, uploaders: u64, seed: u64) -> Option<(FinalBill, u64)> {
+    let billing = cluster.with_role(billing::ROLE).first()?.name.clone();
+    let archive = cluster.with_role(billing::archive::ROLE).first()?.name.clone();
+    let usage = UsageSettings::from_knobs(&cluster.knobs).ok()?;
+    let store = StoreSettings::from_knobs(&cluster.knobs).ok()?;
+    let settle_ms = usage_workload::settle_ms(&usage, &store);
+    // The process after the admin, the uploaders and the pollers, as in a simulated run.
+    let process = 2 * uploaders + 1;
+    let (transport, _) = Transport::<BillingMessage>::unbound(
+        "driver",
+        cluster.book(),
+        TransportOptions::default(),
+        LinkFaults::default(),
+        rng_for(seed, &format!("client/{process}/transport")),
+    );
+    let bill = FinalBill {
+        process,
+        transport,
+        billing,
+        archive,
+        settle: Duration::from_millis(settle_ms),
+        pause: Duration::from_millis(usage.flush_interval_ms),
+        bound: BILL_BOUND,
+    };
+    Some((bill, settle_ms))
+}
+
+/// The API servers' usage events (`usage_*`), read from their logs, at their times relative
+/// to the drive's start: the billing check pairs them with the uploads and the ledger. Every
+/// line of a log counts, those of earlier drives too, as the archive bills those counts as
+/// well; lines from before this drive are placed at its start.
+fn usage_events(
+    layout: &Layout,
+    cluster: &ClusterFile,
+    started_unix_ms: u64,
+) -> Vec<(u64, EventKind)> {
+    let mut found = Vec::new();
+    for node in cluster.with_role(pessimist_core::api::ROLE) {
+        let Ok(text) = fs::read_to_string(layout.log(&node.name)) else { continue };
+        for line in text.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()) {
+            let (Some(what), Some(unix_ms)) = (line["what"].as_str(), line["unix_ms"].as_u64())
+            else {
+                continue;
+            };
+            if what.starts_with("usage_") {
+                let at_us = unix_ms.saturating_sub(started_unix_ms) * 1000;
+                let kind = EventKind::Internal {
+                    node: node.name.clone(),
+                    what: what.to_string(),
+                    detail: line["detail"].clone(),
+                };
+                found.push((at_us, kind));
+            }
+        }
+    }
+    found.sort_by_key(|(at_us, _)| *at_us);
+    found
+}
+
+/// Each kill recorded in `actions.jsonl` during the drive, until the node's next start, as a
+/// fault window.
+fn actions_as_faults(layout: &Layout, started_unix_ms: u64) -> Vec<(u64, EventKind)> {
+    let Ok(text) = fs::read_to_string(layout.actions()) else { return Vec::new() };
     let at_us = |unix_ms: u64| unix_ms.saturating_sub(started_unix_ms) * 1000;
     let mut faults: Vec<(u64, EventKind)> = Vec::new();
     let mut open: BTreeMap<String, u64> = BTreeMap::new();
@@ -964,7 +1051,7 @@ fn with_actions(layout: &Layout, events: Vec<Event>, started_unix_ms: u64) -> Ve
         else {
             continue;
         };
-        if unix_ms < started_unix_ms || at_us(unix_ms) > end_us {
+        if unix_ms < started_unix_ms {
             continue;
         }
         match what {
@@ -990,9 +1077,16 @@ fn with_actions(layout: &Layout, events: Vec<Event>, started_unix_ms: u64) -> Ve
             _ => {}
         }
     }
+    faults
+}
+
+/// `events` with `extra` (time-ordered) merged in by time, each after the events of its
+/// time, renumbered; extra events after the history's end are left out.
+fn merge_timed(events: Vec<Event>, extra: Vec<(u64, EventKind)>) -> Vec<Event> {
+    let end_us = events.last().map_or(0, |event| event.time_us);
     let mut merged: Vec<(u64, EventKind)> =
         events.into_iter().map(|event| (event.time_us, event.kind)).collect();
-    for (time_us, kind) in faults {
+    for (time_us, kind) in extra.into_iter().filter(|(time_us, _)| *time_us <= end_us) {
         let at = merged.partition_point(|(time, _)| *time <= time_us);
         merged.insert(at, (time_us, kind));
     }

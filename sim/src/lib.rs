@@ -34,7 +34,6 @@ pub mod store_check;
 pub mod store_workload;
 pub mod summary;
 pub mod usage_check;
-#[cfg(madsim)]
 pub mod usage_workload;
 pub mod variant;
 #[cfg(madsim)]

@@ -657,10 +657,7 @@ async fn run_service(
     if let (Some(billing), Some(archive)) = (billing.first(), archive.first()) {
         let usage = UsageSettings::from_knobs(&knobs).expect("validated knobs");
         let store = StoreSettings::from_knobs(&knobs).expect("validated knobs");
-        // The API servers' last flush, its retries included, lands within this.
-        let settle_ms = 2 * usage.flush_interval_ms
-            + u64::from(usage.store_attempts) * store.request_timeout_ms
-            + 1_000;
+        let settle_ms = usage_workload::settle_ms(&usage, &store);
         history.record(EventKind::Phase {
             name: PHASE_BILLING.into(),
             detail: json!({ "bound_ms": phases.liveness_bound_ms, "settle_ms": settle_ms }),

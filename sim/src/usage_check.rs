@@ -124,6 +124,25 @@ pub fn billing(events: &[Event], log: bool) -> Verdict {
             answered_new.insert(job, account.to_string());
         }
     }
+    // The final bill stops at a run that read everything and billed nothing new: only then is
+    // the ledger known to hold every count the store had.
+    let settled = ops.iter().any(|op| {
+        op.f == "bill"
+            && op.outcome == "ok"
+            && op.result["complete"] == json!(true)
+            && op.result["billed"].as_object().is_some_and(|billed| billed.is_empty())
+    });
+    figures.insert(
+        "final_runs_answered".into(),
+        json!(ops.iter().filter(|op| op.f == "bill" && op.outcome == "ok").count()),
+    );
+    if !settled {
+        violations.push(
+            "no final billing run settled (read every range, billed nothing new) before the \
+             ledger was read"
+                .into(),
+        );
+    }
     let Some(ledger) = ops.iter().rev().find(|op| op.f == "ledger" && op.outcome == "ok") else {
         violations.push("the archive's ledger was never read at the end of the run".into());
         return Verdict::from_violations(violations, figures);
@@ -281,6 +300,12 @@ mod tests {
             what: "usage_flushed".into(),
             detail: json!({ "writer": "w", "keys": 1, "acknowledged": { key.clone(): acked } }),
         });
+        kinds.push(EventKind::Invoke { process: 9, f: "bill".into(), value: json!({}) });
+        kinds.push(EventKind::Ok {
+            process: 9,
+            f: "bill".into(),
+            value: json!({ "run": 1, "complete": true, "billed": {}, "errors": [] }),
+        });
         kinds.push(EventKind::Invoke { process: 9, f: "ledger".into(), value: json!({}) });
         kinds.push(EventKind::Ok {
             process: 9,
@@ -301,6 +326,23 @@ mod tests {
         assert!(verdict.passed, "{verdict:?}");
         assert_eq!(verdict.figures["billed"], json!(3));
         assert_eq!(verdict.figures["store_writes_per_request"], json!(0.3333));
+    }
+
+    #[test]
+    fn a_ledger_read_before_any_final_run_settled_is_not_final() {
+        let unsettled: Vec<Event> = history(3, 3, 3)
+            .into_iter()
+            .filter(|event| match &event.kind {
+                EventKind::Invoke { f, .. } | EventKind::Ok { f, .. } => f != "bill",
+                _ => true,
+            })
+            .collect();
+        let verdict = billing(&unsettled, true);
+        assert_eq!(
+            verdict.violations,
+            ["no final billing run settled (read every range, billed nothing new) before the \
+              ledger was read"]
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! too, until a run completes and bills nothing new, then reads the archive's ledger
 //! ([`crate::usage_check`] compares it with what the API servers counted).
 //!
+//! It runs in the simulation and, over real TCP, against a real cluster (`cluster drive`).
+//!
 //! History shapes:
 //! - `bill`: invoke `{close_all: true}`, ok with the run's report
 //!   ([`pessimist_core::billing::RunReport`]), fail or info with the reason;
@@ -13,6 +15,8 @@ use std::time::Duration;
 use pessimist_core::billing::BillingMessage;
 use pessimist_core::history::{EventKind, History};
 use pessimist_core::seams::net::{NetError, Transport};
+use pessimist_core::store::StoreSettings;
+use pessimist_core::usage::UsageSettings;
 use serde_json::{json, Value};
 
 /// The phase in which the final bill is drawn.
@@ -20,6 +24,12 @@ pub const PHASE_BILLING: &str = "billing";
 /// How long one final run may take before the client gives up on it.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 const LEDGER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long after the clients' last request the API servers' last flush, its retries
+/// included, has surely landed: two flush intervals, every try's timeout, and a second.
+pub fn settle_ms(usage: &UsageSettings, store: &StoreSettings) -> u64 {
+    2 * usage.flush_interval_ms + u64::from(usage.store_attempts) * store.request_timeout_ms + 1_000
+}
 
 /// Where the final bill is asked for.
 pub struct FinalBill {

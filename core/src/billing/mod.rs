@@ -141,7 +141,8 @@ pub struct RunReport {
     pub billed: Amounts,
     /// Every range scanned and archived, every archived key deleted.
     pub complete: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always written, even empty: postcard, which carries this report, is not
+    /// self-describing, so a field left out cannot be read back.
     pub errors: Vec<String>,
 }
 
@@ -412,6 +413,19 @@ async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the billing node answers crosses the transport in postcard: a report with no
+    /// errors, and one with some, read back as written.
+    #[test]
+    fn run_reports_cross_the_wire() {
+        for errors in [vec![], vec!["range 2: timeout".to_string()]] {
+            let report =
+                RunReport { run: 3, complete: errors.is_empty(), errors, ..RunReport::default() };
+            let message = BillingMessage::Ran(report);
+            let bytes = postcard::to_stdvec(&message).unwrap();
+            assert_eq!(postcard::from_bytes::<BillingMessage>(&bytes).unwrap(), message);
+        }
+    }
 
     #[test]
     fn ranges_cover_the_usage_keys_in_order() {
