@@ -10,6 +10,12 @@
 //! Run: `cargo bench -p pessimist-sim --bench transport`; name workloads after `--` to run
 //! only those (for profiling), e.g. `-- call`. Target: the transport keeps at least 0.7 of
 //! raw madsim's rate.
+//!
+//! What bounds the ratio (callgrind, instructions per round trip, call workload): raw madsim
+//! TCP spends about 11.5k. The message is postcard's worst case, seven `u64`s of nine varint
+//! bytes each: about 810 instructions to encode and 850 to decode, 3.3k per round trip for
+//! its two encodes and two decodes. A transport that encodes and decodes at all is therefore
+//! held to about 0.78 of raw by instruction count before any framing or bookkeeping.
 
 // madsim's runtime and simulated TCP exist only in the simulation build (the default).
 #[cfg(madsim)]

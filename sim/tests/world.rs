@@ -130,6 +130,44 @@ async fn nothing_is_delivered_across_a_partition() {
     assert!(received(&deliveries, "c", "b").iter().all(|(_, at)| *at < heal_ms));
 }
 
+/// A peer that crashed and came back gets the next message: the sender finds its old
+/// connection ended before writing into it (even one it only ever sent on, whose reader it
+/// looks at only when the stream stirs it), and dials again.
+#[madsim::test]
+async fn a_message_sent_after_the_peer_restarted_reaches_it() {
+    let deliveries: Deliveries = Arc::default();
+    let mut world = build(&["a", "b"], &deliveries);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (transport, _inbox) = Transport::<u64>::unbound(
+        "a",
+        world.book().clone(),
+        TransportOptions::default(),
+        world.link_faults().clone(),
+        rng_for(1, "a"),
+    );
+    let sending = transport.clone();
+    let before = world.spawn_on_server("a", async move {
+        for value in 0..5 {
+            sending.send("b", value).await.expect("b is up");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    before.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(received(&deliveries, "b", "a").len(), 5);
+
+    world.crash("b");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    world.restart("b");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = world.spawn_on_server("a", async move { transport.send("b", 100).await });
+    assert_eq!(after.await.unwrap(), Ok(()), "sent on a fresh connection");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let values: Vec<u64> =
+        received(&deliveries, "b", "a").into_iter().map(|(value, _)| value).collect();
+    assert_eq!(values, [0, 1, 2, 3, 4, 100], "the message after the restart arrives");
+}
+
 #[madsim::test]
 async fn a_one_way_partition_blocks_one_direction_only() {
     let deliveries: Deliveries = Arc::default();

@@ -131,11 +131,17 @@ impl QueueConfig {
     }
 }
 
-/// What a client asks of the queue.
+/// What a client asks of the queue. Payloads and results (job specs, thumbnails) are byte
+/// strings to serde (`serde_bytes`), so postcard copies them whole rather than a `u8` at a time;
+/// the encoded bytes are the same either way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Adds a job, once per idempotency `key` (within the retention window).
-    Enqueue { key: String, payload: Vec<u8> },
+    Enqueue {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
     /// Leases the oldest available job for `visibility_ms`. `request` numbers the worker's
     /// lease requests and must grow per worker name (a worker that restarts takes a new name
     /// or higher numbers): a retry of the last request gets the same lease back while it is
@@ -143,7 +149,12 @@ pub enum Command {
     Lease { worker: String, visibility_ms: u64, request: u64 },
     /// Completes a job with its `result` (at most [`RESULT_BYTES_MAX`] bytes, kept for as long
     /// as the job is remembered); takes effect only with the job's current lease.
-    Ack { job: JobId, lease: LeaseId, result: Vec<u8> },
+    Ack {
+        job: JobId,
+        lease: LeaseId,
+        #[serde(with = "serde_bytes")]
+        result: Vec<u8>,
+    },
     /// Fails an attempt; takes effect only with the job's current lease. A `permanent` failure
     /// (the job can never succeed, such as an image that does not decode) dead-letters the job
     /// at once instead of spending its remaining attempts.
@@ -176,6 +187,7 @@ pub enum Response {
     Leased {
         job: JobId,
         lease: LeaseId,
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
         attempt: u32,
         deadline_ms: i64,
@@ -243,6 +255,7 @@ pub enum JobStatus {
     },
     Done {
         attempts: u32,
+        #[serde(with = "serde_bytes")]
         result: Vec<u8>,
     },
     DeadLettered {
@@ -307,8 +320,10 @@ pub struct QueueMachine {
 struct Job {
     key: String,
     /// Emptied when the job finishes.
+    #[serde(with = "serde_bytes")]
     payload: Vec<u8>,
     /// What the ack brought; empty until the job is done.
+    #[serde(with = "serde_bytes")]
     result: Vec<u8>,
     attempts: u32,
     state: JobState,

@@ -18,7 +18,8 @@
 //! Cost model: under madsim every task wake, timer and channel hop costs wall time, so the
 //! common paths avoid them. The inbox reads accepted connections in the receiving task; a
 //! caller reads the reply off its dialed connection itself (no reader task in between); call
-//! timeouts are kept by one sweeper task per transport instead of a timer per call.
+//! timeouts are kept by one sweeper task per transport instead of a timer per call; a dialed
+//! connection's idle reader is looked at before use only when its stream woke it.
 //!
 //! **Invariant:** a frame is appended whole to its connection's queue under the connection's
 //! lock, and the queue goes to the stream in order and is flushed before a writer returns, so
@@ -387,6 +388,27 @@ struct Connection {
     /// takes it and reads (see [`CallFuture`]). Always `None` on an accepted connection,
     /// which the inbox reads.
     reader: Mutex<Option<FrameReader>>,
+    /// Whether the idle reader may hold something (a frame, or the connection's end) that
+    /// nobody has looked at. See [`Shared::drain_dialed`].
+    reader_stirred: Arc<ReaderStir>,
+    /// Wakes [`Connection::reader_stirred`]: what the idle reader is polled with.
+    reader_stir_waker: Waker,
+}
+
+/// Set when a dialed connection's idle reader has something to read. The reader is left
+/// polled with this as its waker, so the stream itself says when it needs another look.
+struct ReaderStir {
+    stirred: AtomicBool,
+}
+
+impl std::task::Wake for ReaderStir {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.stirred.store(true, Ordering::Release);
+    }
 }
 
 /// What a connection's writers share: the stream's writing half and the frames queued for
@@ -969,7 +991,10 @@ impl<M> Drop for CallFuture<'_, M> {
         let reader = self.reader.take();
         let reading = reader.is_some();
         if let Some(reader) = reader {
-            *self.connection.reader.lock().expect("reader lock poisoned") = Some(reader);
+            let mut slot = self.connection.reader.lock().expect("reader lock poisoned");
+            *slot = Some(reader);
+            // Last polled with this call's waker, not the stir waker: the next user looks.
+            self.connection.reader_stirred.stirred.store(true, Ordering::Release);
         }
         let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
         calls.remove(self.id);
@@ -1103,12 +1128,16 @@ impl<M> Shared<M> {
         writer: WriteHalf<TcpStream>,
         reader: Option<FrameReader>,
     ) -> Arc<Connection> {
+        // Stirred from the start: the reader has never been polled.
+        let reader_stirred = Arc::new(ReaderStir { stirred: AtomicBool::new(true) });
         Arc::new(Connection {
             id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
             peer,
             outgoing: Mutex::new(Outgoing::new(writer)),
             alive: AtomicBool::new(true),
             reader: Mutex::new(reader),
+            reader_stir_waker: Waker::from(reader_stirred.clone()),
+            reader_stirred,
         })
     }
 }
@@ -1126,6 +1155,11 @@ impl<M: Message> Shared<M> {
     /// reading, and above all its end, so that a connection the peer closed (it crashed or
     /// restarted) is found dead before it is used, and redialed, rather than after a frame
     /// was written into it and lost. Returns whether the connection is still open.
+    ///
+    /// The reader is polled only when stirred: it is left polled with the connection's stir
+    /// waker, so the stream wakes that when anything arrives, the end included. A connection
+    /// used only to send (Raft peers' one-way messages) is then not polled before every
+    /// frame; one a call has just read is (the call polled it with its own waker).
     fn drain_dialed(&self, connection: &Arc<Connection>) -> bool {
         // Read in place, under the reader's lock: no call waits for the reader meanwhile (it
         // is never seen missing), so none has to be woken afterwards.
@@ -1134,7 +1168,11 @@ impl<M: Message> Shared<M> {
             // A call holds the reader and sees the end when it comes.
             return connection.alive.load(Ordering::Acquire);
         };
-        let mut context = Context::from_waker(Waker::noop());
+        // Cleared before the poll: whatever arrives after it stirs the reader again.
+        if !connection.reader_stirred.stirred.swap(false, Ordering::AcqRel) {
+            return connection.alive.load(Ordering::Acquire);
+        }
+        let mut context = Context::from_waker(&connection.reader_stir_waker);
         let open = loop {
             match reader.poll_frame(&mut context) {
                 Poll::Pending => break true,
