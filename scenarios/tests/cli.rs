@@ -4,24 +4,10 @@
 // These tests drive the simulator, which exists only in the simulation build.
 #![cfg(madsim)]
 
-use std::process::{Command, Output};
+mod common;
+use common::{pessimist, scratch};
 
 use pessimist_scenarios::suite::workspace_root;
-
-fn pessimist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pessimist"))
-        .args(args)
-        .current_dir(workspace_root())
-        .output()
-        .expect("the pessimist binary runs")
-}
-
-fn scratch(name: &str) -> std::path::PathBuf {
-    let directory =
-        std::env::temp_dir().join(format!("pessimist-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&directory).unwrap();
-    directory
-}
 
 /// Writes `text` as a scenario file and runs it; returns (exit code, stderr).
 fn run_text(name: &str, text: &str) -> (i32, String) {

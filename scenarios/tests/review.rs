@@ -5,29 +5,15 @@
 // These tests drive the simulator, which exists only in the simulation build.
 #![cfg(madsim)]
 
+mod common;
+use common::{pessimist, scratch};
+
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
 
 use pessimist_reports::review::{ClaimVerdict, DesignFigures};
 use pessimist_scenarios::review::{claim_designs, select_claims, CLAIMS};
 use pessimist_scenarios::suite::workspace_root;
 use pessimist_sim::run::run_seed;
-
-fn pessimist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pessimist"))
-        .args(args)
-        .current_dir(workspace_root())
-        .output()
-        .expect("the pessimist binary runs")
-}
-
-fn scratch(name: &str) -> std::path::PathBuf {
-    let directory =
-        std::env::temp_dir().join(format!("pessimist-review-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    std::fs::create_dir_all(&directory).unwrap();
-    directory
-}
 
 /// The claim the reproducibility test generates: the lightest to simulate.
 const LIGHT_CLAIM: &str = "queue-consistency";

@@ -3,29 +3,17 @@
 // These tests drive the simulator, which exists only in the simulation build.
 #![cfg(madsim)]
 
+mod common;
+use common::{pessimist, scratch};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use pessimist_scenarios::suite::workspace_root;
 
 /// Two cheap scenarios: one that passes and one that fails on purpose.
 const SCENARIOS: [&str; 2] =
     ["scenarios/seams/probe-crashes.json", "scenarios/examples/ack-before-fsync.json"];
-
-fn pessimist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pessimist"))
-        .args(args)
-        .current_dir(workspace_root())
-        .output()
-        .expect("the pessimist binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let directory =
-        std::env::temp_dir().join(format!("pessimist-sweep-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    directory
-}
 
 fn text(output: &Output) -> String {
     format!(

@@ -126,16 +126,12 @@ pub fn billing(events: &[Event], log: bool) -> Verdict {
     }
     // The final bill stops at a run that read everything and billed nothing new: only then is
     // the ledger known to hold every count the store had.
-    let settled = ops.iter().any(|op| {
-        op.f == "bill"
-            && op.outcome == "ok"
-            && op.result["complete"] == json!(true)
-            && op.result["billed"].as_object().is_some_and(|billed| billed.is_empty())
+    let final_runs: Vec<_> = ops.iter().filter(|op| op.f == "bill" && op.outcome == "ok").collect();
+    let settled = final_runs.iter().any(|run| {
+        run.result["complete"] == json!(true)
+            && run.result["billed"].as_object().is_some_and(|billed| billed.is_empty())
     });
-    figures.insert(
-        "final_runs_answered".into(),
-        json!(ops.iter().filter(|op| op.f == "bill" && op.outcome == "ok").count()),
-    );
+    figures.insert("final_runs_answered".into(), json!(final_runs.len()));
     if !settled {
         violations.push(
             "no final billing run settled (read every range, billed nothing new) before the \
