@@ -15,10 +15,35 @@ const PESSIMIST: &str = env!("CARGO_BIN_EXE_pessimist");
 /// One cluster at a time: each takes a dozen processes on a small machine.
 static ONE_CLUSTER: Mutex<()> = Mutex::new(());
 
-/// A base port from the process id, so two runs on one machine do not collide; `slot` keeps
-/// this binary's clusters apart (40 ports each).
-fn base_port(slot: u32) -> String {
-    (20_000 + (std::process::id() % 500) * 80 + slot * 40).to_string()
+/// The clusters' ports lie below Linux's ephemeral range (32768 and up by default), where
+/// no outgoing connection of this or any other process can hold one of them.
+const PORTS_LOW: u32 = 20_000;
+const PORTS_HIGH: u32 = 32_000;
+/// Ports one cluster takes: two per node and the auth nodes' admin ports, rounded up.
+const PORTS_PER_CLUSTER: u32 = 40;
+
+/// Starts `scenario` as a fresh cluster in `dir`. The first base port is drawn from the
+/// process id, so two test runs on one machine start apart; a range someone holds is
+/// skipped for the next one, a few times.
+fn cluster_up(scenario: &str, dir: &Path) -> Output {
+    let ranges = (PORTS_HIGH - PORTS_LOW) / PORTS_PER_CLUSTER;
+    let first = std::process::id() % ranges;
+    let mut up = None;
+    for attempt in 0..5 {
+        let base = PORTS_LOW + (first + attempt * 37) % ranges * PORTS_PER_CLUSTER;
+        let output = pessimist(
+            &["cluster", "up", scenario, "--fresh", "--base-port", &base.to_string()],
+            dir,
+        );
+        let taken = String::from_utf8_lossy(&output.stderr).contains("cannot be bound");
+        up = Some(output);
+        if !taken {
+            break;
+        }
+    }
+    let up = up.expect("at least one attempt");
+    assert!(up.status.success(), "cluster up failed");
+    up
 }
 
 /// Starts `cluster drive` for `seconds` in the background.
@@ -126,18 +151,7 @@ fn a_real_cluster_loses_no_accepted_job_when_a_queue_node_and_a_worker_are_kille
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cluster-kill-9");
     let cluster = Cluster { dir: dir.clone() };
-    let up = pessimist(
-        &[
-            "cluster",
-            "up",
-            "scenarios/service-baseline.json",
-            "--fresh",
-            "--base-port",
-            &base_port(0),
-        ],
-        &cluster.dir,
-    );
-    assert!(up.status.success(), "cluster up failed");
+    let up = cluster_up("scenarios/service-baseline.json", &cluster.dir);
     assert!(String::from_utf8_lossy(&up.stdout).contains("admin key: adm-"));
 
     let drive = start_drive(&dir, "12");
@@ -176,18 +190,7 @@ fn a_real_cluster_bills_every_accepted_job_once_when_an_api_server_is_killed() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cluster-billing");
     let cluster = Cluster { dir: dir.clone() };
-    let up = pessimist(
-        &[
-            "cluster",
-            "up",
-            "scenarios/usage-api-crash-log-on.json",
-            "--fresh",
-            "--base-port",
-            &base_port(1),
-        ],
-        &cluster.dir,
-    );
-    assert!(up.status.success(), "cluster up failed");
+    cluster_up("scenarios/usage-api-crash-log-on.json", &cluster.dir);
 
     let drive = start_drive(&dir, "10");
     std::thread::sleep(Duration::from_secs(4));
