@@ -42,18 +42,18 @@ mod simulated {
 
     use madsim::runtime::Runtime;
     use pessimist_core::api::JobSpec;
-    use pessimist_core::queue::QueueMessage;
     use pessimist_core::queue::machine::Command;
+    use pessimist_core::queue::QueueMessage;
     use pessimist_core::replica::{Proposal, ProposalOrigin, ReplicaMessage, Stamped};
     use pessimist_core::resize::pills;
     use pessimist_core::seams::net::{
         AddressBook, LinkFaults, LinkRule, Message, Transport, TransportOptions,
     };
     use pessimist_core::seams::rng::rng_for;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
     use protobuf::Message as _;
     use raft::eraftpb::{Entry, Message as RaftMessage, MessageType};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
 
     const SERVERS: usize = 2;
     const CLIENTS: usize = 2;
@@ -136,7 +136,10 @@ mod simulated {
             origin: ProposalOrigin { node: 1, incarnation: 2, seq: 1_733 },
             stamped: Stamped {
                 now_ms: 1_764_000_000_000,
-                command: Command::Enqueue { key: "acct-7/upload-1733".into(), payload: spec.encode() },
+                command: Command::Enqueue {
+                    key: "acct-7/upload-1733".into(),
+                    payload: spec.encode(),
+                },
             },
         };
         let mut entry = Entry::default();
@@ -144,10 +147,8 @@ mod simulated {
         entry.data = postcard::to_stdvec(&proposal).expect("postcard encodes").into();
         let mut append = header(MessageType::MsgAppend, first);
         append.entries.push(entry);
-        let mut exchanges = vec![(
-            raft(append),
-            raft(answer(MessageType::MsgAppendResponse, first + 1)),
-        )];
+        let mut exchanges =
+            vec![(raft(append), raft(answer(MessageType::MsgAppendResponse, first + 1)))];
         for step in 1..6 {
             let index = first + 1 + step / 2;
             exchanges.push(if step % 2 == 1 {
@@ -482,7 +483,10 @@ mod simulated {
                 .unwrap();
                 // One exchange in flight per server, as in the other workloads.
                 for server in 0..SERVERS {
-                    transport.send(&format!("server-{server}"), traffic.request(0).clone()).await.unwrap();
+                    transport
+                        .send(&format!("server-{server}"), traffic.request(0).clone())
+                        .await
+                        .unwrap();
                 }
                 let mut rounds: BTreeMap<Arc<str>, u64> = BTreeMap::new();
                 let mut answers = 0;
