@@ -181,6 +181,7 @@ pub async fn serve(context: NodeContext) {
             &context,
             &format!("{}/refresh", context.name),
             server.auth.refresh_timeout_ms,
+            None,
         ),
     ));
     let handler = move |request| {
@@ -221,7 +222,10 @@ impl ApiServer {
         let lookup_clients = (0..auth_settings.lookups_in_flight_max)
             .map(|slot| {
                 let owner = format!("{}/lookup-{slot}", context.name);
-                auth::client(context, &owner, auth_settings.refresh_timeout_ms)
+                // A lookup holds an upload: it answers within the one timeout, so the
+                // client hears 503 rather than its own timeout while the plane is away.
+                let timeout_ms = auth_settings.refresh_timeout_ms;
+                auth::client(context, &owner, timeout_ms, Some(Duration::from_millis(timeout_ms)))
             })
             .collect();
         ApiServer {

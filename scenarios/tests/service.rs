@@ -3,6 +3,7 @@
 // These tests drive the simulator, which exists only in the simulation build.
 #![cfg(madsim)]
 
+use pessimist_core::history::EventKind;
 use pessimist_scenarios::{load_scenario, parse_scenario, suite::workspace_root};
 use pessimist_sim::run::{run_seed, SeedOutcome};
 use serde_json::Value;
@@ -91,4 +92,42 @@ fn losing_one_of_two_api_servers_halves_what_is_accepted_and_one_of_four_costs_n
     let refused =
         four["uploads"].as_u64().unwrap() - four["accepted_latency_ms_count"].as_u64().unwrap();
     assert!(refused <= 10, "the health check keeps clients off the dead server: {four}");
+}
+
+/// Claim 5's scenario (the management plane cut off from the API servers from 5 s to 20 s,
+/// a TTL of 2 s): once the cache is stale, an upload waits at most one refresh timeout for its
+/// key lookup and is answered 503 `auth_unavailable`, well within the client's own timeout,
+/// rather than held until the client gives up.
+#[test]
+fn a_key_lookup_with_the_management_plane_away_answers_within_its_budget() {
+    let path = workspace_root().join("scenarios/review/auth-ttl.json");
+    let scenario = load_scenario(&path).expect("the review's scenarios load");
+    let outcome = run_seed(&scenario, 1);
+    let (cut_from_us, cut_until_us) = (5_000_000, 20_000_000);
+    let mut invoked: std::collections::BTreeMap<u64, u64> = Default::default();
+    let (mut refused, mut timed_out) = (Vec::new(), 0);
+    for event in &outcome.events {
+        match &event.kind {
+            EventKind::Invoke { process, f, .. } if f == "upload" => {
+                invoked.insert(*process, event.time_us);
+            }
+            EventKind::Fail { process, f, error, .. } if f == "upload" => {
+                let began = invoked[process];
+                if (cut_from_us..cut_until_us).contains(&began)
+                    && error.contains("auth_unavailable")
+                {
+                    refused.push(event.time_us - began);
+                }
+            }
+            EventKind::Info { process, f, .. } if f == "upload" => {
+                timed_out += u32::from((cut_from_us..cut_until_us).contains(&invoked[process]));
+            }
+            _ => {}
+        }
+    }
+    assert!(refused.len() >= 10, "uploads refused for want of auth: {refused:?}");
+    // The lookup's budget is the refresh timeout (1 s), plus the request's own round trip.
+    let slowest = refused.iter().max().copied().unwrap_or(0);
+    assert!(slowest <= 1_200_000, "the slowest refusal took {slowest} µs");
+    assert_eq!(timed_out, 0, "uploads begun during the cut that ended unknown");
 }

@@ -66,7 +66,8 @@ pub struct AuthSettings {
     pub snapshot_every: u64,
     /// The data plane pulls changes this often.
     pub refresh_ms: u64,
-    /// A pull or lookup gives up after this long.
+    /// Each try of a pull gives up after this long; a lookup (on an upload's request path)
+    /// gives up after this long in all, its tries and their backoff included.
     pub refresh_timeout_ms: u64,
     /// The cache is trusted this long after its last successful pull.
     pub ttl_ms: u64,
@@ -139,8 +140,14 @@ impl AuthSettings {
     }
 }
 
-/// A client of the management plane for `owner` (its name on the wire).
-pub fn client(context: &NodeContext, owner: &str, timeout_ms: u64) -> AuthClient {
+/// A client of the management plane for `owner` (its name on the wire): three tries of
+/// `timeout_ms` each, all within `budget` when one is given.
+pub fn client(
+    context: &NodeContext,
+    owner: &str,
+    timeout_ms: u64,
+    budget: Option<Duration>,
+) -> AuthClient {
     let (transport, _) = Transport::<AuthMessage>::unbound(
         owner,
         context.book.clone(),
@@ -153,6 +160,7 @@ pub fn client(context: &NodeContext, owner: &str, timeout_ms: u64) -> AuthClient
         attempts: 3,
         backoff_min: Duration::from_millis(10),
         backoff_max: Duration::from_millis(100),
+        budget,
     };
     let nodes = context.peers(ROLE);
     Client::new(
@@ -184,7 +192,12 @@ pub async fn serve(context: NodeContext) {
         match TcpListener::bind(admin_address(address)).await {
             Ok(listener) => {
                 let admin = Arc::new(Admin {
-                    client: Mutex::new(client(&context, &format!("{}/admin", context.name), 1000)),
+                    client: Mutex::new(client(
+                        &context,
+                        &format!("{}/admin", context.name),
+                        1000,
+                        None,
+                    )),
                     rng: Mutex::new(context.rng("admin")),
                     settings: settings.clone(),
                 });

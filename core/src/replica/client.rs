@@ -30,6 +30,9 @@ pub struct ClientOptions {
     pub attempts: u32,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// How long one command may take in all, tries and backoff included: a client on a
+    /// request path answers within it. `None`: bounded by the tries alone.
+    pub budget: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -39,6 +42,7 @@ impl Default for ClientOptions {
             attempts: 6,
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_millis(500),
+            budget: None,
         }
     }
 }
@@ -97,13 +101,30 @@ impl<M: StateMachine> Client<M> {
         let mut uncertain = 0u32;
         let mut last_error = String::from("no try made");
         let mut failures = 0u32;
+        // The transport's timeouts run on the runtime's monotonic time: so does the budget.
+        let deadline = self.options.budget.map(|budget| tokio::time::Instant::now() + budget);
+        let left = || {
+            deadline.map(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now()))
+        };
         for _ in 0..self.options.attempts {
+            let timeout = left().map_or(self.options.attempt_timeout, |left| {
+                left.min(self.options.attempt_timeout)
+            });
             let target = match &self.leader {
                 Some(leader) => leader.clone(),
                 None => self.nodes[self.rng.random_range(0..self.nodes.len())].clone(),
             };
             let message = ReplicaMessage::Submit(command.clone());
-            let outcome = self.transport.call(&target, message, self.options.attempt_timeout).await;
+            let call = self.transport.call(&target, message, timeout);
+            // A try's timeout counts from its written request; the budget also covers the
+            // connect before it.
+            let outcome = match left() {
+                None => call.await,
+                Some(left) => tokio::time::timeout(left, call).await.unwrap_or_else(|_| {
+                    let after_ms = left.as_millis() as u64;
+                    Err(NetError::Timeout { peer: target.clone(), after_ms })
+                }),
+            };
             match outcome {
                 Ok(ReplicaMessage::Answer(Answer::Done(response))) => {
                     self.leader = Some(target);
@@ -140,7 +161,13 @@ impl<M: StateMachine> Client<M> {
                 }
             }
             failures += 1;
-            self.backoff(failures).await;
+            let left = left();
+            if left.is_some_and(|left| left.is_zero()) {
+                let budget_ms = self.options.budget.unwrap_or_default().as_millis();
+                last_error = format!("{last_error}; its budget of {budget_ms} ms is spent");
+                break;
+            }
+            self.backoff(failures, left).await;
         }
         if uncertain > 0 {
             Err(ClientError::Unknown { reason: last_error, uncertain_tries: uncertain })
@@ -149,10 +176,12 @@ impl<M: StateMachine> Client<M> {
         }
     }
 
-    async fn backoff(&mut self, failures: u32) {
+    /// Waits before the next try; never longer than `left` of the budget.
+    async fn backoff(&mut self, failures: u32, left: Option<Duration>) {
         let (min, max) = (self.options.backoff_min, self.options.backoff_max);
         let ceiling = min.saturating_mul(1 << failures.min(16)).min(max).max(min);
         let wait = self.rng.random_range(min.as_micros() as u64..=ceiling.as_micros() as u64);
+        let wait = left.map_or(wait, |left| wait.min(left.as_micros() as u64));
         self.clock.sleep(Duration::from_micros(wait)).await;
     }
 }
@@ -162,5 +191,93 @@ fn may_have_arrived(error: &NetError) -> bool {
     match error {
         NetError::Timeout { .. } | NetError::ConnectionLost { .. } => true,
         NetError::UnknownPeer(_) | NetError::Unreachable { .. } | NetError::Encode(_) => false,
+    }
+}
+
+#[cfg(all(test, madsim))]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use super::*;
+    use crate::auth::machine::{AuthMachine, Command};
+    use crate::seams::net::{AddressBook, LinkFaults, TransportOptions};
+    use crate::seams::rng::rng_for;
+
+    /// A client of a one-node group whose node takes requests and never answers, with tries
+    /// of 1 s and `budget`; returns how long a command took and how it ended.
+    async fn against_a_silent_node(budget: Option<Duration>) -> (Duration, ClientError) {
+        let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 7000);
+        let book = AddressBook::new([("silent".to_string(), address)].into());
+        let handle = madsim::runtime::Handle::current();
+        let node = handle.create_node().name("silent").ip(address.ip()).build();
+        let silent_book = book.clone();
+        node.spawn(async move {
+            let options = TransportOptions::default();
+            let faults = LinkFaults::default();
+            let bound = Transport::<ReplicaMessage<Command, <AuthMachine as StateMachine>::Response>>::bind(
+                "silent",
+                silent_book,
+                options,
+                faults,
+                rng_for(1, "silent"),
+            )
+            .await;
+            let (_transport, _inbox) = bound.expect("binds");
+            // Holds the inbox without reading it: every request waits for its timeout.
+            std::future::pending::<()>().await;
+        });
+        let client_node = handle.create_node().name("client").ip([10, 0, 0, 2].into()).build();
+        client_node
+            .spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let (transport, _) = Transport::unbound(
+                    "client",
+                    book,
+                    TransportOptions::default(),
+                    LinkFaults::default(),
+                    rng_for(1, "client"),
+                );
+                let options = ClientOptions {
+                    attempt_timeout: Duration::from_millis(1000),
+                    attempts: 3,
+                    backoff_min: Duration::from_millis(10),
+                    backoff_max: Duration::from_millis(100),
+                    budget,
+                };
+                let (clock, _) = Clock::simulated();
+                let mut client = Client::<AuthMachine>::new(
+                    transport,
+                    vec!["silent".to_string()],
+                    clock,
+                    rng_for(1, "client/rng"),
+                    options,
+                );
+                let started = tokio::time::Instant::now();
+                let command = Command::Lookup { secret_hash: "h".into() };
+                let error = client.submit(command).await.expect_err("nobody answers");
+                (started.elapsed(), error)
+            })
+            .await
+            .expect("the client task ends")
+    }
+
+    #[madsim::test]
+    async fn a_budget_bounds_a_command_tries_and_backoff_included() {
+        let (took, error) = against_a_silent_node(Some(Duration::from_millis(1000))).await;
+        // Within the budget, up to the simulated timer's resolution.
+        assert!(took <= Duration::from_millis(1001), "took {took:?}");
+        assert!(took >= Duration::from_millis(990), "the one try waited its timeout: {took:?}");
+        let ClientError::Unknown { reason, uncertain_tries } = error else {
+            panic!("a timed-out try may have arrived: {error:?}");
+        };
+        assert_eq!(uncertain_tries, 1, "{reason}");
+        assert!(reason.contains("budget of 1000 ms is spent"), "{reason}");
+    }
+
+    #[madsim::test]
+    async fn without_a_budget_every_try_waits_its_timeout() {
+        let (took, error) = against_a_silent_node(None).await;
+        assert!(took >= Duration::from_millis(3000), "took {took:?}");
+        assert!(matches!(error, ClientError::Unknown { uncertain_tries: 3, .. }), "{error:?}");
     }
 }
