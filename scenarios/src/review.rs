@@ -152,6 +152,10 @@ fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> Option<f64> {
     }
 }
 
+fn product(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? * b?)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Claim 1: at least three API servers, plus headroom.
 
@@ -163,24 +167,15 @@ pub const API_LATENCY_P99_MS_MAX: f64 = 500.0;
 
 fn api_derive(designs: &mut [DesignFigures]) {
     each(designs, |values| {
-        let capacity = match (get(values, "api_cores"), get(values, "uploads_per_s_per_core")) {
-            (Some(cores), Some(each)) => Some(cores * each),
-            _ => None,
-        };
-        let rate = match (get(values, "uploaders"), get(values, "uploads_per_s")) {
-            (Some(uploaders), Some(each)) => Some(uploaders * each),
-            _ => None,
-        };
+        let capacity = product(get(values, "api_cores"), get(values, "uploads_per_s_per_core"));
+        let rate = product(get(values, "uploaders"), get(values, "uploads_per_s"));
         let survivors = get(values, "api_servers").map(|servers| servers - 1.0);
-        let left = match (survivors, capacity) {
-            (Some(survivors), Some(capacity)) => Some(survivors * capacity),
-            _ => None,
-        };
+        let left = product(survivors, capacity);
         values.insert("capacity_per_server".into(), capacity);
         values.insert("rate_per_s".into(), rate);
         values.insert(
             "utilization_before".into(),
-            ratio(rate, get(values, "api_servers").zip(capacity).map(|(n, c)| n * c)),
+            ratio(rate, product(get(values, "api_servers"), capacity)),
         );
         values.insert("utilization_after".into(), ratio(rate, left));
     });
@@ -1128,15 +1123,9 @@ pub const CAPACITY_LATENCY_P99_MS_MAX: f64 = 10_000.0;
 
 fn capacity_derive(designs: &mut [DesignFigures]) {
     each(designs, |values| {
-        let cores = match (get(values, "cores_per_worker"), get(values, "workers")) {
-            (Some(cores), Some(workers)) => Some(cores * workers),
-            _ => None,
-        };
+        let cores = product(get(values, "cores_per_worker"), get(values, "workers"));
         // The steady rate the uploaders offer, the burst apart.
-        let rate = match (get(values, "uploaders"), get(values, "uploads_per_s")) {
-            (Some(uploaders), Some(each)) => Some(uploaders * each),
-            _ => None,
-        };
+        let rate = product(get(values, "uploaders"), get(values, "uploads_per_s"));
         let needed = ratio(rate, get(values, "conversions_per_s_per_core"));
         values.insert("cores".into(), cores);
         values.insert("rate_per_s".into(), rate);

@@ -101,20 +101,17 @@ impl<M: StateMachine> Client<M> {
         let mut uncertain = 0u32;
         let mut last_error = String::from("no try made");
         let mut failures = 0u32;
-        // The transport's timeouts run on the runtime's monotonic time: so does the budget.
-        let deadline = self.options.budget.map(|budget| tokio::time::Instant::now() + budget);
-        let left = || {
-            deadline.map(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now()))
-        };
+        let deadline = self.options.budget.map(|budget| self.clock.deadline_in(budget));
+        let left = || deadline.map(|deadline| deadline.left());
         for _ in 0..self.options.attempts {
-            let timeout = left().map_or(self.options.attempt_timeout, |left| {
-                left.min(self.options.attempt_timeout)
-            });
             let target = match &self.leader {
                 Some(leader) => leader.clone(),
                 None => self.nodes[self.rng.random_range(0..self.nodes.len())].clone(),
             };
             let message = ReplicaMessage::Submit(command.clone());
+            let timeout = left().map_or(self.options.attempt_timeout, |left| {
+                left.min(self.options.attempt_timeout)
+            });
             let call = self.transport.call(&target, message, timeout);
             // A try's timeout counts from its written request; the budget also covers the
             // connect before it.

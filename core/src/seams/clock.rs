@@ -54,6 +54,17 @@ impl Skew {
     }
 }
 
+/// A moment on the runtime's monotonic time, from [`Clock::deadline_in`].
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(tokio::time::Instant);
+
+impl Deadline {
+    /// What is left until the deadline; zero once it passed.
+    pub fn left(&self) -> Duration {
+        self.0.saturating_duration_since(tokio::time::Instant::now())
+    }
+}
+
 impl Clock {
     /// The machine's own wall clock, for the real build.
     pub fn system() -> Clock {
@@ -90,6 +101,12 @@ impl Clock {
     /// fast wakes early in true time, a slow one late. Jumps do not affect it.
     pub async fn sleep(&self, duration: Duration) {
         tokio::time::sleep(self.true_duration(duration)).await
+    }
+
+    /// The moment `duration` from now on the runtime's monotonic time: the time the
+    /// transport's timeouts run on, which the node's drift does not stretch.
+    pub fn deadline_in(&self, duration: Duration) -> Deadline {
+        Deadline(tokio::time::Instant::now() + duration)
     }
 
     /// The true (simulated) duration that this node's monotonic clock measures as `duration`.
