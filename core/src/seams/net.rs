@@ -1358,34 +1358,57 @@ impl<M: Message> Transport<M> {
         match verdict {
             Verdict::Pass => connection.write(wire).await,
             Verdict::Drop => Ok(()),
+            // Boxed, as dialing is (see `connection`): a faulty link's path stays out of the
+            // common path's future.
             Verdict::Deliver { after, copies } => {
-                if after.is_zero() {
-                    for _ in 0..copies {
-                        connection.write(wire).await?;
-                    }
-                } else {
-                    let frame = encode(wire)?;
-                    let connection = connection.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(after).await;
-                        for _ in 0..copies {
-                            // A connection lost meanwhile loses the frame, as TCP would.
-                            let _ = connection.write_frame(&frame).await;
-                        }
-                    });
-                }
-                Ok(())
+                Box::pin(Self::deliver(connection, wire, after, copies)).await
             }
         }
     }
 
+    /// Writes a frame `copies` times, at once or after `after` (in a task of its own, so
+    /// the sender does not wait and later frames overtake it).
+    async fn deliver(
+        connection: &Arc<Connection>,
+        wire: &Wire<M>,
+        after: Duration,
+        copies: u8,
+    ) -> Result<(), NetError> {
+        if after.is_zero() {
+            for _ in 0..copies {
+                connection.write(wire).await?;
+            }
+            return Ok(());
+        }
+        let frame = encode(wire)?;
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            for _ in 0..copies {
+                // A connection lost meanwhile loses the frame, as TCP would.
+                let _ = connection.write_frame(&frame).await;
+            }
+        });
+        Ok(())
+    }
+
     /// The open connection to `to`, opening one when allowed by the backoff.
+    ///
+    /// Dialing is boxed: an `async fn`'s future is as large as its largest state, and the
+    /// dialing states (connect, greet, the backoff lock) would make every `send`, `call` and
+    /// `reply` future about 2 KB, which each message then writes to and evicts from the
+    /// cache. The common case, already connected, awaits nothing.
     async fn connection(&self, to: &str) -> Result<Arc<Connection>, NetError> {
         if let Some(connection) = self.with_peer(to, |slot| slot.open_connection()) {
             if self.shared.drain_dialed(&connection) {
                 return Ok(connection);
             }
         }
+        Box::pin(self.dial(to)).await
+    }
+
+    /// Opens a connection to `to` when the backoff allows, unless another task just did.
+    async fn dial(&self, to: &str) -> Result<Arc<Connection>, NetError> {
         let dialing = self.with_peer(to, |slot| slot.dialing.clone());
         let mut backoff = dialing.lock().await;
         // Another task may have dialed while this one waited for the lock.
