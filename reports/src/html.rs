@@ -100,6 +100,18 @@ const ORANGE: RGBColor = RGBColor(203, 75, 22);
 const GREEN: RGBColor = RGBColor(133, 153, 0);
 const VIOLET: RGBColor = RGBColor(108, 113, 196);
 
+/// Draws a chart's legend, the same box in the same corner on every chart.
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+}
+
 /// A line chart over simulated time with shaded stretches and the heal marked.
 fn chart_svg(
     title: &str,
@@ -174,13 +186,7 @@ fn chart_svg(
                     PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|error| fail(&error))?;
+        draw_legend(&mut chart).map_err(|error| fail(&error))?;
         root.present().map_err(|error| fail(&error))?;
     }
     Ok(svg)
@@ -360,13 +366,7 @@ fn distribution_svg(distribution: &PooledDistribution) -> Result<String, String>
                     PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|error| fail(&error))?;
+        draw_legend(&mut chart).map_err(|error| fail(&error))?;
         root.present().map_err(|error| fail(&error))?;
     }
     Ok(svg)

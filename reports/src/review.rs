@@ -295,12 +295,7 @@ fn bar_chart_svg(section: &Section, chart: &ChartSpec) -> Result<String, String>
             root.draw(&Text::new(design.label.clone(), (x, y + 6), label_style.clone()))
                 .map_err(|error| fail(&error))?;
         }
-        plot.configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|error| fail(&error))?;
+        crate::html::draw_legend(&mut plot).map_err(|error| fail(&error))?;
         root.present().map_err(|error| fail(&error))?;
     }
     Ok(svg)
