@@ -16,9 +16,10 @@
 //!   (`service-baseline`, seed 1) sent 16,246 frames of median 17 bytes, 8% of them over
 //!   1 KB: these exchanges follow that mix (one message in twelve is large).
 //! - **postcard's worst case**, a reference: a message of seven `u64`s near `u64::MAX / 3`,
-//!   nine varint bytes each. Encoding and decoding it costs about 3.3k instructions per round
-//!   trip against raw TCP's 11.5k, so even raw TCP plus postcard keeps only about 0.66 of raw's
-//!   rate: any transport that serializes stays under 0.7 on it.
+//!   nine varint bytes each. Encoding and decoding it costs about 3.6k instructions per round
+//!   trip against raw TCP's 11.8k (cachegrind), an instruction ratio of 0.77 for raw TCP plus
+//!   postcard: serialization alone takes most of what the 0.7 target leaves, so this traffic
+//!   is shown, not held to it.
 //!
 //! What bounds the ratio on the queue's traffic (cachegrind, 400k messages): raw TCP executes
 //! about 6.0k instructions per message, raw TCP plus postcard 7.0k (an instruction ratio of
@@ -605,17 +606,20 @@ mod simulated {
             frames(raw_frames(&queue_raft())),
             frames(raw_frames(&worst_case())),
         );
-        let (best, middle): (Vec<f64>, Vec<f64>) = rates
+        let (best, typical): (Vec<f64>, Vec<f64>) = rates
             .iter()
             .map(|rates| (rates.iter().copied().fold(0.0, f64::max), median(rates.clone())))
             .unzip();
         let rate_of = |wanted: &str| {
-            workloads.iter().position(|(name, ..)| *name == wanted).map(|at| (best[at], middle[at]))
+            workloads
+                .iter()
+                .position(|(name, ..)| *name == wanted)
+                .map(|at| (best[at], typical[at]))
         };
         let mut worst: Option<f64> = None;
         for (at, (name, label, targeted)) in workloads.iter().enumerate() {
             let label = format!("{label}:");
-            let (rate, typical) = (best[at], middle[at]);
+            let (rate, typical) = (best[at], typical[at]);
             let baseline = if name.starts_with("worst-") { "worst-raw" } else { "raw" };
             match rate_of(baseline) {
                 Some((raw, raw_typical)) if *name != baseline => {
