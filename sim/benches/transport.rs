@@ -365,6 +365,28 @@ mod simulated {
         }
     }
 
+    /// Exchanges so far per sender, for a loop that serves several senders. Raw TCP's servers
+    /// count in a local variable, one task per connection; this bookkeeping should cost the
+    /// transport's side no more than that, so a sender is found by the address of its name
+    /// first (the transport shares one `Arc<str>` among a connection's messages), and by the
+    /// name itself only when that misses.
+    #[derive(Default)]
+    struct Rounds(Vec<(Arc<str>, u64)>);
+
+    impl Rounds {
+        fn of(&mut self, from: &Arc<str>) -> &mut u64 {
+            let known = |(name, _): &(Arc<str>, u64)| Arc::ptr_eq(name, from) || **name == **from;
+            let at = match self.0.iter().position(known) {
+                Some(at) => at,
+                None => {
+                    self.0.push((from.clone(), 0));
+                    self.0.len() - 1
+                }
+            };
+            &mut self.0[at].1
+        }
+    }
+
     /// pessimist's transport: `call` and `reply`, with the fault layer consulted on every frame.
     /// The server answers each sender's requests in turn with the exchanges' answers.
     async fn transport_ping_pong<M: Message + Clone + Sync>(
@@ -393,9 +415,9 @@ mod simulated {
                     )
                     .await
                     .unwrap();
-                    let mut rounds: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+                    let mut rounds = Rounds::default();
                     while let Some(request) = inbox.recv().await {
-                        let round = rounds.entry(request.from.clone()).or_default();
+                        let round = rounds.of(&request.from);
                         let answer = traffic.answer(*round).clone();
                         *round += 1;
                         transport.reply(&request, answer).await.unwrap();
@@ -462,9 +484,9 @@ mod simulated {
                     )
                     .await
                     .unwrap();
-                    let mut rounds: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+                    let mut rounds = Rounds::default();
                     while let Some(message) = inbox.recv().await {
-                        let round = rounds.entry(message.from.clone()).or_default();
+                        let round = rounds.of(&message.from);
                         let answer = traffic.answer(*round).clone();
                         *round += 1;
                         transport.send(&message.from, answer).await.unwrap();
@@ -495,12 +517,12 @@ mod simulated {
                         .await
                         .unwrap();
                 }
-                let mut rounds: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+                let mut rounds = Rounds::default();
                 let mut answers = 0;
                 while answers < ROUND_TRIPS_PER_PAIR * SERVERS as u64 {
                     let message = inbox.recv().await.unwrap();
                     answers += 1;
-                    let round = rounds.entry(message.from.clone()).or_default();
+                    let round = rounds.of(&message.from);
                     *round += 1;
                     if *round < ROUND_TRIPS_PER_PAIR {
                         let request = traffic.request(*round).clone();

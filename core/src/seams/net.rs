@@ -39,7 +39,7 @@ use futures::task::AtomicWaker;
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 
@@ -227,11 +227,17 @@ impl LinkFaults {
         self.active.store(false, Ordering::Release);
     }
 
-    /// The rule in force from `from` to `to`, if any.
+    /// The rule in force from `from` to `to`, if any. (Inlined: with no rule anywhere, the
+    /// common case, it is one atomic load on every frame.)
+    #[inline]
     pub fn rule(&self, from: &str, to: &str) -> Option<LinkRule> {
         if !self.active.load(Ordering::Acquire) {
             return None;
         }
+        self.rule_in_table(from, to)
+    }
+
+    fn rule_in_table(&self, from: &str, to: &str) -> Option<LinkRule> {
         let table = self.table.lock().expect("link faults lock poisoned");
         let link = table.links.get(from).and_then(|receivers| receivers.get(to)).copied();
         match (table.every_link, link) {
@@ -289,14 +295,17 @@ fn encode<M: Serialize>(wire: &Wire<M>) -> Result<Vec<u8>, NetError> {
 /// one byte at a time, which showed in profiles.)
 struct AppendFlavor<'a>(&'a mut Vec<u8>);
 
+// Inlined into the encoder, which is instantiated in the crate that names the message type.
 impl postcard::ser_flavors::Flavor for AppendFlavor<'_> {
     type Output = ();
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         self.0.extend_from_slice(data);
         Ok(())
     }
 
+    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.0.push(data);
         Ok(())
@@ -307,10 +316,10 @@ impl postcard::ser_flavors::Flavor for AppendFlavor<'_> {
     }
 }
 
-/// Splits a stream into length-prefixed frames, reusing one buffer: a read may bring several
-/// frames, or part of one.
+/// Splits what a stream brings into length-prefixed frames, reusing one buffer: a read may
+/// bring several frames, or part of one. (The stream is passed in: it sits beside the write
+/// queue in the connection's [`Io`], under one lock.)
 struct FrameReader {
-    stream: ReadHalf<TcpStream>,
     /// Initialized bytes; `start..end` holds what was read and not yet handed out.
     buffer: Vec<u8>,
     start: usize,
@@ -318,14 +327,18 @@ struct FrameReader {
 }
 
 impl FrameReader {
-    fn new(stream: ReadHalf<TcpStream>) -> FrameReader {
-        FrameReader { stream, buffer: vec![0; READ_BUFFER_BYTES], start: 0, end: 0 }
+    fn new() -> FrameReader {
+        FrameReader { buffer: vec![0; READ_BUFFER_BYTES], start: 0, end: 0 }
     }
 
-    /// The next whole frame, as a range of [`FrameReader::buffer`] valid until the next poll;
-    /// `None` once the stream ended, failed, or announced a frame longer than
-    /// [`FRAME_BYTES_MAX`]: the stream cannot be read further in any of those cases.
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Range<usize>>> {
+    /// The next whole frame read from `stream`, as a range of [`FrameReader::buffer`] valid
+    /// until the next poll; `None` once the stream ended, failed, or announced a frame longer
+    /// than [`FRAME_BYTES_MAX`]: the stream cannot be read further in any of those cases.
+    fn poll_frame<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Range<usize>>> {
         loop {
             let available = self.end - self.start;
             let mut needed = LENGTH_PREFIX_BYTES;
@@ -360,7 +373,7 @@ impl FrameReader {
             }
             debug_assert!(self.end < self.buffer.len(), "no room to read into");
             let mut read = ReadBuf::new(&mut self.buffer[self.end..]);
-            match Pin::new(&mut self.stream).poll_read(cx, &mut read) {
+            match Pin::new(&mut *stream).poll_read(cx, &mut read) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(_)) => return Poll::Ready(None),
                 Poll::Ready(Ok(())) => {
@@ -381,13 +394,10 @@ struct Connection {
     id: u64,
     /// Shared with every message received on the connection (`Incoming::from`).
     peer: Arc<str>,
-    /// Under a plain lock, never held across an await: see [`Outgoing`].
-    outgoing: Mutex<Outgoing>,
+    /// The stream, its write queue and its reader, under one plain lock that is never held
+    /// across an await: see [`Io`].
+    io: Mutex<Io>,
     alive: AtomicBool,
-    /// On a connection this node dialed, its reader while no task reads it: a waiting call
-    /// takes it and reads (see [`CallFuture`]). Always `None` on an accepted connection,
-    /// which the inbox reads.
-    reader: Mutex<Option<FrameReader>>,
     /// Whether the idle reader may hold something (a frame, or the connection's end) that
     /// nobody has looked at. See [`Shared::drain_dialed`].
     reader_stirred: Arc<ReaderStir>,
@@ -411,18 +421,31 @@ impl std::task::Wake for ReaderStir {
     }
 }
 
-/// What a connection's writers share: the stream's writing half and the frames queued for
-/// it.
+/// A connection's stream with what its writers and its reader keep: the frames queued for
+/// writing, and the frame reader.
 ///
-/// A writer appends its whole frame to `queue` under the lock, then drives the queue out
-/// (write, flush) while it holds the lock, in one poll; it never holds the lock across an
+/// One lock covers both directions, rather than splitting the stream into halves behind a
+/// lock of their own (`tokio::io::split`) and locking the queue and the reader besides: a
+/// message then takes one lock per end. Reading and writing under the same lock do not wait
+/// on each other, as a lock is only ever held for one poll: a tokio stream keeps the reader's
+/// and the writer's wakers apart, and madsim's writes never wait.
+///
+/// Writing: a writer appends its whole frame to `queue` under the lock, then drives the queue
+/// out (write, flush) while it holds the lock, in one poll; it never holds the lock across an
 /// await. When the stream cannot take more (real TCP with a full socket buffer; madsim's
 /// stream always takes everything), the writer waits, and whichever writer is polled next
 /// drives the queue on. Frames therefore never interleave, and nothing is allocated per
-/// frame: the queue's memory is reused. (Generic over the stream only so that tests can
+/// frame: the queue's memory is reused.
+///
+/// Reading: one task at a time reads, the one that holds the reader (`reader_held`): the
+/// inbox on an accepted connection, always; on a dialed connection, a call waiting for its
+/// reply (see [`CallFuture`]), or nobody. (Generic over the stream only so that tests can
 /// stand in a stream that takes a few bytes at a time.)
-struct Outgoing<W = WriteHalf<TcpStream>> {
+struct Io<W = TcpStream> {
     stream: W,
+    reader: FrameReader,
+    /// Whether a task reads the connection, or nobody may any more (its end was read).
+    reader_held: bool,
     /// Whole frames not yet written; `written..` is what the stream has not taken.
     queue: Vec<u8>,
     written: usize,
@@ -439,10 +462,12 @@ struct Outgoing<W = WriteHalf<TcpStream>> {
 /// What a connection's queue keeps after a large frame passed.
 const WRITE_BUFFER_BYTES: usize = 8 << 10;
 
-impl<W: AsyncWrite + Unpin> Outgoing<W> {
-    fn new(stream: W) -> Outgoing<W> {
-        Outgoing {
+impl<W: AsyncWrite + Unpin> Io<W> {
+    fn new(stream: W, reader: FrameReader, reader_held: bool) -> Io<W> {
+        Io {
             stream,
+            reader,
+            reader_held,
             queue: Vec::new(),
             written: 0,
             queued_total: 0,
@@ -515,14 +540,19 @@ impl<W: AsyncWrite + Unpin> Outgoing<W> {
     }
 
     fn wake_waiting(&mut self) {
-        for waker in self.waiting.drain(..) {
-            waker.wake();
+        // Usually nobody waits: skip the drain's own bookkeeping then.
+        if !self.waiting.is_empty() {
+            for waker in self.waiting.drain(..) {
+                waker.wake();
+            }
         }
     }
 }
 
 /// Queues one frame and waits until it is written and flushed, driving the queue. The frame
-/// is queued and the queue driven under one taking of the lock, in the first poll.
+/// is queued and the queue driven under one taking of the lock, in the first poll. (A future
+/// written out rather than an `async fn` over one: each layer of `async fn` adds a state
+/// machine that every message goes through.)
 struct FrameWrite<'a, F> {
     connection: &'a Connection,
     /// The frame's encoder until it is queued.
@@ -532,34 +562,40 @@ struct FrameWrite<'a, F> {
     done: bool,
 }
 
-/// Why a frame did not go out.
-enum WriteFailure {
-    Encode(NetError),
-    Lost,
-}
-
 impl<F: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin> Future for FrameWrite<'_, F> {
-    type Output = Result<(), WriteFailure>;
+    type Output = Result<(), NetError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WriteFailure>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), NetError>> {
         let this = self.get_mut();
-        let mut outgoing = this.connection.outgoing.lock().expect("outgoing lock poisoned");
+        let connection = this.connection;
+        let lost = || {
+            connection.alive.store(false, Ordering::Release);
+            NetError::ConnectionLost { peer: connection.peer.to_string() }
+        };
+        if this.frame.is_some() && !connection.alive.load(Ordering::Acquire) {
+            this.frame = None;
+            this.done = true;
+            return Poll::Ready(Err(NetError::ConnectionLost {
+                peer: connection.peer.to_string(),
+            }));
+        }
+        let mut io = connection.io.lock().expect("connection lock poisoned");
         if let Some(frame) = this.frame.take() {
-            if outgoing.failed {
+            if io.failed {
                 this.done = true;
-                return Poll::Ready(Err(WriteFailure::Lost));
+                return Poll::Ready(Err(lost()));
             }
-            match outgoing.queue(frame) {
+            match io.queue(frame) {
                 Ok(until) => this.until = until,
                 Err(error) => {
                     this.done = true;
-                    return Poll::Ready(Err(WriteFailure::Encode(error)));
+                    return Poll::Ready(Err(error));
                 }
             }
         }
-        let result = ready!(outgoing.poll_drive(cx, this.until));
+        let result = ready!(io.poll_drive(cx, this.until));
         this.done = true;
-        Poll::Ready(result.map_err(|()| WriteFailure::Lost))
+        Poll::Ready(result.map_err(|()| lost()))
     }
 }
 
@@ -570,46 +606,31 @@ impl<F> Drop for FrameWrite<'_, F> {
         }
         // This writer may be the one the stream would wake: hand the driving to the others.
         // Its frame stays queued, whole, and goes out with theirs (or the next write).
-        let mut outgoing = self.connection.outgoing.lock().expect("outgoing lock poisoned");
-        outgoing.wake_waiting();
+        let mut io = self.connection.io.lock().expect("connection lock poisoned");
+        io.wake_waiting();
     }
 }
 
+/// A frame's encoder, as [`FrameWrite`] takes it.
+trait Encoder: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin {}
+impl<F: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin> Encoder for F {}
+
 impl Connection {
     /// Encodes `wire` into the connection's queue and waits until it is written and flushed.
-    async fn write<M: Serialize>(&self, wire: &Wire<M>) -> Result<(), NetError> {
-        self.write_with(|queue| encode_into(wire, queue)).await
+    fn write<'a, M: Serialize>(&'a self, wire: &'a Wire<M>) -> FrameWrite<'a, impl Encoder + 'a> {
+        self.write_with(move |queue: &mut Vec<u8>| encode_into(wire, queue))
     }
 
     /// Writes a frame encoded earlier.
-    async fn write_frame(&self, frame: &[u8]) -> Result<(), NetError> {
-        self.write_with(|queue| {
+    fn write_frame<'a>(&'a self, frame: &'a [u8]) -> FrameWrite<'a, impl Encoder + 'a> {
+        self.write_with(move |queue: &mut Vec<u8>| {
             queue.extend_from_slice(frame);
             Ok(())
         })
-        .await
     }
 
-    async fn write_with(
-        &self,
-        frame: impl FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin,
-    ) -> Result<(), NetError> {
-        if !self.alive.load(Ordering::Acquire) {
-            return Err(NetError::ConnectionLost { peer: self.peer.to_string() });
-        }
-        let write = FrameWrite { connection: self, frame: Some(frame), until: 0, done: false };
-        match write.await {
-            Ok(()) => Ok(()),
-            Err(WriteFailure::Encode(error)) => Err(error),
-            Err(WriteFailure::Lost) => {
-                self.alive.store(false, Ordering::Release);
-                Err(NetError::ConnectionLost { peer: self.peer.to_string() })
-            }
-        }
-    }
-
-    fn take_reader(&self) -> Option<FrameReader> {
-        self.reader.lock().expect("reader lock poisoned").take()
+    fn write_with<F: Encoder>(&self, frame: F) -> FrameWrite<'_, F> {
+        FrameWrite { connection: self, frame: Some(frame), until: 0, done: false }
     }
 }
 
@@ -657,10 +678,9 @@ impl<M> std::fmt::Debug for Incoming<M> {
     }
 }
 
-/// One accepted connection and its reader, read by the inbox.
+/// One accepted connection, read by the inbox (which holds its reader for good).
 struct AcceptedConnection {
     connection: Arc<Connection>,
-    reader: FrameReader,
     /// Polls the reader with this, so a frame arriving marks this connection ready.
     source: InboxSource,
 }
@@ -668,7 +688,7 @@ struct AcceptedConnection {
 /// What reaches the inbox besides the frames of the connections it reads: a connection just
 /// accepted, or a message that came in on a connection this node dialed.
 enum InboxEvent<M> {
-    Accepted(Arc<Connection>, FrameReader),
+    Accepted(Arc<Connection>),
     Forwarded(Incoming<M>),
 }
 
@@ -759,9 +779,9 @@ impl<M: Message> Inbox<M> {
                     Poll::Ready(Some(event)) => {
                         self.events_source.keep_ready();
                         match event {
-                            InboxEvent::Accepted(connection, reader) => {
+                            InboxEvent::Accepted(connection) => {
                                 let source = InboxSource::new(&self.task);
-                                let accepted = AcceptedConnection { connection, reader, source };
+                                let accepted = AcceptedConnection { connection, source };
                                 self.connections.push(accepted);
                                 continue;
                             }
@@ -804,18 +824,25 @@ fn poll_connections<M: Message>(
     next_connection: &mut usize,
 ) -> Poll<(Arc<Connection>, Option<Wire<M>>)> {
     let count = connections.len();
+    // At most `count`: it is one past the connection that last gave a frame, or where one
+    // was removed.
+    let start = if *next_connection < count { *next_connection } else { 0 };
     for turn in 0..count {
-        let index = (*next_connection + turn) % count;
+        // A subtraction rather than `%`: a division on every message showed in profiles.
+        let index = if start + turn < count { start + turn } else { start + turn - count };
         let accepted = &mut connections[index];
         if !accepted.source.take_ready() {
             continue;
         }
         let mut context = Context::from_waker(&accepted.source.waker);
-        let Poll::Ready(frame) = accepted.reader.poll_frame(&mut context) else {
+        let mut io = accepted.connection.io.lock().expect("connection lock poisoned");
+        let Io { stream, reader, .. } = &mut *io;
+        let Poll::Ready(frame) = reader.poll_frame(stream, &mut context) else {
             continue;
         };
-        let wire = frame
-            .and_then(|frame| postcard::from_bytes::<Wire<M>>(&accepted.reader.buffer[frame]).ok());
+        let wire =
+            frame.and_then(|frame| postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]).ok());
+        drop(io);
         if wire.is_some() {
             accepted.source.keep_ready();
             *next_connection = index + 1;
@@ -908,6 +935,12 @@ impl<M> CallTable<M> {
 /// to their callers. When the caller is done, it puts the reader back and wakes another call
 /// waiting on that connection, which takes over.
 ///
+/// A caller usually takes the reader before its request leaves, when it looks at what the
+/// connection holds (see [`Shared::look_before_call`]). That look leaves the stream polled
+/// with the caller's waker, so when the request then goes out in the same poll, the first
+/// poll here need not read again: nothing can have arrived unseen. (Under madsim every poll
+/// of a simulated stream costs wall time; this one was a second per call.)
+///
 /// Timeouts do not arm a timer per call (under madsim every timer stays in the timer heap
 /// until it fires, and its late firing wakes the task again): the transport's sweeper task
 /// sleeps until the earliest deadline of the calls waiting, and settles the expired ones.
@@ -918,8 +951,11 @@ struct CallFuture<'a, M> {
     /// The call's timeout until its deadline is set, in the first poll after the request
     /// was written (the timeout counts from the written request).
     timeout: Option<Duration>,
-    /// The connection's reader, while this call holds it.
-    reader: Option<FrameReader>,
+    /// Whether this call holds the connection's reader.
+    reading: bool,
+    /// Set when the reader was polled with this call's waker, within the poll that wrote the
+    /// request: the next poll need not read.
+    looked: bool,
 }
 
 impl<M: Message> Future for CallFuture<'_, M> {
@@ -945,7 +981,7 @@ impl<M: Message> Future for CallFuture<'_, M> {
                 // Under the same lock: the deadline, and whether the sweeper must wake sooner.
                 match this.timeout.take() {
                     Some(timeout) => {
-                        let deadline = tokio::time::Instant::now() + timeout;
+                        let deadline = this.shared.now() + timeout;
                         call.deadline = Some(deadline);
                         let sooner = calls.sweep_at.is_none_or(|at| deadline < at);
                         if sooner {
@@ -960,25 +996,30 @@ impl<M: Message> Future for CallFuture<'_, M> {
                 this.shared.start_sweeper();
                 this.shared.sweeper_wake.notify_one();
             }
-            if this.reader.is_none() {
-                this.reader = this.connection.take_reader();
+            if std::mem::take(&mut this.looked) {
+                return Poll::Pending; // The stream wakes this call when anything arrives.
             }
-            let Some(reader) = this.reader.as_mut() else {
-                return Poll::Pending; // Another caller reads, and hands this call its reply.
-            };
-            let Some(frame) = ready!(reader.poll_frame(cx)) else {
-                this.reader = None; // The connection is over; nobody reads it again.
-                this.shared.connection_ended(&this.connection);
-                continue;
-            };
-            match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
-                Ok(Wire::Reply { id, body }) if id == this.id => {
+            let mut io = this.connection.io.lock().expect("connection lock poisoned");
+            if !this.reading {
+                if io.reader_held {
+                    return Poll::Pending; // Another caller reads, and hands this call its reply.
+                }
+                io.reader_held = true;
+                this.reading = true;
+            }
+            let Io { stream, reader, .. } = &mut *io;
+            let wire = ready!(reader.poll_frame(stream, cx))
+                .and_then(|frame| postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]).ok());
+            match wire {
+                Some(Wire::Reply { id, body }) if id == this.id => {
                     return Poll::Ready(CallOutcome::Reply(body))
                 }
-                Ok(wire) => this.shared.dispatch_on_dialed(&this.connection, wire),
-                Err(_) => {
-                    // A frame that does not decode: the stream cannot be trusted further.
-                    this.reader = None;
+                Some(wire) => this.shared.dispatch_on_dialed(&this.connection, wire),
+                None => {
+                    // The connection is over, or sent a frame that does not decode (the stream
+                    // cannot be trusted further): nobody reads it again.
+                    this.reading = false;
+                    drop(io);
                     this.shared.connection_ended(&this.connection);
                 }
             }
@@ -988,17 +1029,14 @@ impl<M: Message> Future for CallFuture<'_, M> {
 
 impl<M> Drop for CallFuture<'_, M> {
     fn drop(&mut self) {
-        let reader = self.reader.take();
-        let reading = reader.is_some();
-        if let Some(reader) = reader {
-            let mut slot = self.connection.reader.lock().expect("reader lock poisoned");
-            *slot = Some(reader);
+        if self.reading {
+            self.connection.io.lock().expect("connection lock poisoned").reader_held = false;
             // Last polled with this call's waker, not the stir waker: the next user looks.
             self.connection.reader_stirred.stirred.store(true, Ordering::Release);
         }
         let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
         calls.remove(self.id);
-        if reading {
+        if self.reading {
             let next_reader = next_waiter(&mut calls, self.connection.id);
             drop(calls);
             if let Some(waker) = next_reader {
@@ -1033,6 +1071,11 @@ struct Shared<M> {
     /// the transport is gone.
     sweeper_wake: Arc<Notify>,
     sweeper_started: AtomicBool,
+    /// The simulation's clock, read directly: the same time as `tokio::time::Instant::now`,
+    /// which under madsim reaches it through an intercepted `clock_gettime` at several times
+    /// the cost, once per call.
+    #[cfg(madsim)]
+    time: madsim::time::TimeHandle,
     /// To the inbox: connections accepted, messages that came on dialed connections.
     inbox_events: mpsc::UnboundedSender<InboxEvent<M>>,
 }
@@ -1044,6 +1087,14 @@ impl<M> Drop for Shared<M> {
 }
 
 impl<M> Shared<M> {
+    /// Now, on the clock timeouts count on.
+    fn now(&self) -> tokio::time::Instant {
+        #[cfg(madsim)]
+        return self.time.now_instant();
+        #[cfg(not(madsim))]
+        return tokio::time::Instant::now();
+    }
+
     /// Routes a decoded frame: a reply to its waiting call, a message to the caller of this.
     fn dispatch(&self, connection: &Arc<Connection>, wire: Wire<M>) -> Option<Incoming<M>> {
         match wire {
@@ -1125,17 +1176,17 @@ impl<M> Shared<M> {
     fn new_connection(
         &self,
         peer: Arc<str>,
-        writer: WriteHalf<TcpStream>,
-        reader: Option<FrameReader>,
+        stream: TcpStream,
+        reader: FrameReader,
+        reader_held: bool,
     ) -> Arc<Connection> {
         // Stirred from the start: the reader has never been polled.
         let reader_stirred = Arc::new(ReaderStir { stirred: AtomicBool::new(true) });
         Arc::new(Connection {
             id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
             peer,
-            outgoing: Mutex::new(Outgoing::new(writer)),
+            io: Mutex::new(Io::new(stream, reader, reader_held)),
             alive: AtomicBool::new(true),
-            reader: Mutex::new(reader),
             reader_stir_waker: Waker::from(reader_stirred.clone()),
             reader_stirred,
         })
@@ -1161,25 +1212,59 @@ impl<M: Message> Shared<M> {
     /// used only to send (Raft peers' one-way messages) is then not polled before every
     /// frame; one a call has just read is (the call polled it with its own waker).
     fn drain_dialed(&self, connection: &Arc<Connection>) -> bool {
-        // Read in place, under the reader's lock: no call waits for the reader meanwhile (it
-        // is never seen missing), so none has to be woken afterwards.
-        let mut slot = connection.reader.lock().expect("reader lock poisoned");
-        let Some(reader) = slot.as_mut() else {
+        // Read in place, under the connection's lock: no call waits for the reader meanwhile
+        // (it is never seen held), so none has to be woken afterwards.
+        let io = connection.io.lock().expect("connection lock poisoned");
+        if io.reader_held {
             // A call holds the reader and sees the end when it comes.
             return connection.alive.load(Ordering::Acquire);
-        };
+        }
         // Cleared before the poll: whatever arrives after it stirs the reader again.
         if !connection.reader_stirred.stirred.swap(false, Ordering::AcqRel) {
             return connection.alive.load(Ordering::Acquire);
         }
         let mut context = Context::from_waker(&connection.reader_stir_waker);
+        self.read_until_pending(connection, io, &mut context)
+    }
+
+    /// What a call does before its request leaves, in place of [`Shared::drain_dialed`]: takes
+    /// the connection's reader, unless another call holds it, and reads what it holds with
+    /// the call's own waker, so that the same poll of the stream also waits for the reply.
+    fn look_before_call(&self, connection: &Arc<Connection>, cx: &mut Context<'_>) -> Look {
+        let mut io = connection.io.lock().expect("connection lock poisoned");
+        if io.reader_held {
+            return Look::Held;
+        }
+        io.reader_held = true;
+        // From here on the stream wakes the call, which marks the reader stirred again when it
+        // puts it back.
+        connection.reader_stirred.stirred.store(false, Ordering::Release);
+        if self.read_until_pending(connection, io, cx) {
+            Look::Taken
+        } else {
+            Look::Ended
+        }
+    }
+
+    /// Reads a dialed connection's frames until the stream has nothing more (they are
+    /// dispatched), with `io` locked and its reader held; returns whether the connection is
+    /// still open. One that ended, or sent a frame that does not decode, is over: its reader
+    /// stays held for good, and the calls waiting on it fail.
+    fn read_until_pending(
+        &self,
+        connection: &Arc<Connection>,
+        mut io: std::sync::MutexGuard<'_, Io>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let Io { stream, reader, .. } = &mut *io;
         let open = loop {
-            match reader.poll_frame(&mut context) {
+            match reader.poll_frame(stream, cx) {
                 Poll::Pending => break true,
                 Poll::Ready(None) => break false,
                 Poll::Ready(Some(frame)) => {
                     match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
-                        // Takes the calls lock, never the reader's: no lock order to invert.
+                        // Takes the calls lock under the connection's, as a call reading
+                        // does; nothing takes them the other way round.
                         Ok(wire) => self.dispatch_on_dialed(connection, wire),
                         Err(_) => break false,
                     }
@@ -1187,12 +1272,34 @@ impl<M: Message> Shared<M> {
             }
         };
         if !open {
-            *slot = None; // The connection is over; nobody reads it again.
-            drop(slot);
+            io.reader_held = true;
+            drop(io);
             self.connection_ended(connection);
         }
         open
     }
+}
+
+/// Runs `future` to its end, and says whether it ended in its first poll.
+async fn in_first_poll<F: Future>(future: F) -> (F::Output, bool) {
+    let mut future = std::pin::pin!(future);
+    let mut polls = 0u32;
+    let output = std::future::poll_fn(|cx| {
+        polls += 1;
+        future.as_mut().poll(cx)
+    })
+    .await;
+    (output, polls == 1)
+}
+
+/// What [`Shared::look_before_call`] found.
+enum Look {
+    /// The call holds the reader, and the stream is polled with its waker.
+    Taken,
+    /// Another call holds the reader.
+    Held,
+    /// The connection is over.
+    Ended,
 }
 
 /// Times out calls: sleeps until the earliest deadline of the calls waiting, settles those
@@ -1274,6 +1381,8 @@ impl<M: Message> Transport<M> {
             next_connection_id: AtomicU64::new(1),
             sweeper_wake: Arc::new(Notify::new()),
             sweeper_started: AtomicBool::new(false),
+            #[cfg(madsim)]
+            time: madsim::time::TimeHandle::current(),
             inbox_events,
         });
         let task = Arc::new(AtomicWaker::new());
@@ -1308,7 +1417,7 @@ impl<M: Message> Transport<M> {
     /// Sends a request to `to` and waits up to `timeout` for its reply.
     pub async fn call(&self, to: &str, body: M, timeout: Duration) -> Result<M, NetError> {
         let id = self.shared.next_call_id.fetch_add(1, Ordering::Relaxed);
-        let connection = self.connection(to).await?;
+        let (connection, reading) = self.connection_to_call(to).await?;
         // In the table before the request leaves: another caller reading this connection
         // may read the reply first.
         let pending = PendingCall {
@@ -1318,15 +1427,23 @@ impl<M: Message> Transport<M> {
             waker: None,
         };
         self.shared.calls.lock().expect("calls lock poisoned").insert(id, pending);
-        // From here on, dropping the future (at any await) removes the call from the table.
-        let waiting = CallFuture {
+        // From here on, dropping the future (at any await) removes the call from the table and
+        // puts the reader back.
+        let mut waiting = CallFuture {
             shared: &self.shared,
             connection,
             id,
             timeout: Some(timeout),
-            reader: None,
+            reading,
+            looked: false,
         };
-        self.write_with_faults(&waiting.connection, &Wire::Request { id, body }).await?;
+        let (written, at_once) = {
+            let request = Wire::Request { id, body };
+            in_first_poll(self.write_with_faults(&waiting.connection, &request)).await
+        };
+        written?;
+        // Looked and wrote in one poll of this task: nothing arrived since the look.
+        waiting.looked = reading && at_once;
         match waiting.await {
             CallOutcome::Reply(reply) => Ok(reply),
             CallOutcome::ConnectionLost => Err(NetError::ConnectionLost { peer: to.to_string() }),
@@ -1335,6 +1452,25 @@ impl<M: Message> Transport<M> {
                 after_ms: timeout.as_millis() as u64,
             }),
         }
+    }
+
+    /// The open connection to `to` for a call, as [`Transport::connection`] gives it, and
+    /// whether the call now holds its reader (see [`Shared::look_before_call`]).
+    async fn connection_to_call(&self, to: &str) -> Result<(Arc<Connection>, bool), NetError> {
+        if let Some(connection) = self.with_peer(to, |slot| slot.open_connection()) {
+            let look = std::future::poll_fn(|cx| {
+                Poll::Ready(self.shared.look_before_call(&connection, cx))
+            })
+            .await;
+            match look {
+                Look::Taken => return Ok((connection, true)),
+                Look::Held if connection.alive.load(Ordering::Acquire) => {
+                    return Ok((connection, false))
+                }
+                Look::Held | Look::Ended => {}
+            }
+        }
+        Ok((Box::pin(self.dial(to)).await?, false))
     }
 
     /// Answers a request received in the inbox. Answering a one-way message does nothing.
@@ -1456,9 +1592,7 @@ impl<M: Message> Transport<M> {
     /// Greets a freshly dialed peer. What it sends back is read by the calls waiting on the
     /// connection (see [`CallFuture`]), so no task is spawned to read it.
     async fn open(&self, peer: &str, stream: TcpStream) -> Result<Arc<Connection>, NetError> {
-        let (read_half, write_half) = tokio::io::split(stream);
-        let reader = FrameReader::new(read_half);
-        let connection = self.shared.new_connection(peer.into(), write_half, Some(reader));
+        let connection = self.shared.new_connection(peer.into(), stream, FrameReader::new(), false);
         connection.write(&Wire::<M>::Hello { from: self.shared.me.clone() }).await?;
         Ok(connection)
     }
@@ -1474,20 +1608,20 @@ impl<M: Message> Transport<M> {
         }
     }
 
-    async fn serve_accepted(self, stream: TcpStream) {
-        let (read_half, write_half) = tokio::io::split(stream);
-        let mut reader = FrameReader::new(read_half);
+    async fn serve_accepted(self, mut stream: TcpStream) {
+        let mut reader = FrameReader::new();
         // The first frame names the peer; anything else is a stranger, and is hung up on.
-        let Some(frame) = std::future::poll_fn(|cx| reader.poll_frame(cx)).await else {
+        let Some(frame) = std::future::poll_fn(|cx| reader.poll_frame(&mut stream, cx)).await
+        else {
             return;
         };
         let peer = match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
             Ok(Wire::Hello { from }) => from,
             _ => return,
         };
-        let connection = self.shared.new_connection(peer.into(), write_half, None);
         // The inbox reads it from here on; a transport whose inbox is gone hangs up.
-        let _ = self.shared.inbox_events.send(InboxEvent::Accepted(connection, reader));
+        let connection = self.shared.new_connection(peer.into(), stream, reader, true);
+        let _ = self.shared.inbox_events.send(InboxEvent::Accepted(connection));
     }
 }
 
@@ -1561,7 +1695,7 @@ mod tests {
 
     #[test]
     fn frames_queued_by_waiting_writers_go_out_whole_and_in_order() {
-        let mut outgoing = Outgoing::new(SlowStream::default());
+        let mut outgoing = Io::new(SlowStream::default(), FrameReader::new(), true);
         let mut context = Context::from_waker(Waker::noop());
         let frame =
             |value: u64| move |queue: &mut Vec<u8>| encode_into(&Wire::OneWay(value), queue);
@@ -1585,7 +1719,7 @@ mod tests {
 
     #[test]
     fn a_frame_that_fails_to_encode_leaves_the_queue_as_it_was() {
-        let mut outgoing = Outgoing::new(SlowStream::default());
+        let mut outgoing = Io::new(SlowStream::default(), FrameReader::new(), true);
         outgoing.queue(|queue| encode_into(&Wire::OneWay(7u8), queue)).unwrap();
         let before = outgoing.queue.clone();
         let too_long = vec![0u8; FRAME_BYTES_MAX + 1];
