@@ -177,6 +177,9 @@ pub struct LinkFaults {
     table: Arc<Mutex<LinkFaultTable>>,
     /// Set while any rule exists, so a healthy network costs one atomic load per frame.
     active: Arc<AtomicBool>,
+    /// Counts the table's changes, so a connection can keep the rule of its link until the
+    /// next change rather than look it up on every frame.
+    generation: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -192,6 +195,7 @@ impl LinkFaults {
         let mut table = self.table.lock().expect("link faults lock poisoned");
         table.links.entry(from.to_string()).or_default().insert(to.to_string(), rule);
         self.active.store(true, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Sets a rule for every link.
@@ -199,6 +203,7 @@ impl LinkFaults {
         let mut table = self.table.lock().expect("link faults lock poisoned");
         table.every_link = Some(rule);
         self.active.store(true, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes the rule of one link.
@@ -211,6 +216,7 @@ impl LinkFaults {
             }
         }
         self.active.store(table.every_link.is_some() || !table.links.is_empty(), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes the every-link rule.
@@ -218,6 +224,7 @@ impl LinkFaults {
         let mut table = self.table.lock().expect("link faults lock poisoned");
         table.every_link = None;
         self.active.store(!table.links.is_empty(), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes every rule.
@@ -225,6 +232,7 @@ impl LinkFaults {
         let mut table = self.table.lock().expect("link faults lock poisoned");
         *table = LinkFaultTable::default();
         self.active.store(false, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The rule in force from `from` to `to`, if any. (Inlined: with no rule anywhere, the
@@ -235,6 +243,20 @@ impl LinkFaults {
             return None;
         }
         self.rule_in_table(from, to)
+    }
+
+    /// The rule in force on `connection`'s link from `from`: while rules exist, the one the
+    /// connection kept, looked up again only after the table changed.
+    fn rule_on(&self, from: &str, connection: &Connection) -> Option<LinkRule> {
+        if !self.active.load(Ordering::Acquire) {
+            return None;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut kept = connection.link_rule.lock().expect("link rule lock poisoned");
+        if kept.0 != Some(generation) {
+            *kept = (Some(generation), self.rule_in_table(from, &connection.peer));
+        }
+        kept.1
     }
 
     fn rule_in_table(&self, from: &str, to: &str) -> Option<LinkRule> {
@@ -398,6 +420,8 @@ struct Connection {
     /// across an await: see [`Io`].
     io: Mutex<Io>,
     alive: AtomicBool,
+    /// The rule of this connection's link, as of a generation of the [`LinkFaults`] table.
+    link_rule: Mutex<(Option<u64>, Option<LinkRule>)>,
     /// Whether the idle reader may hold something (a frame, or the connection's end) that
     /// nobody has looked at. See [`Shared::drain_dialed`].
     reader_stirred: Arc<ReaderStir>,
@@ -648,6 +672,37 @@ struct PeerSlot {
 struct Backoff {
     delay: Duration,
     retry_at: Option<tokio::time::Instant>,
+}
+
+/// The peers this node dialed or was dialed by, in the address book: their names and slots.
+///
+/// A list rather than a map: a node has few peers, and the name asked for is often the very
+/// string the table holds (a message's sender, answered), found by its address before any
+/// name is compared. A map compared names on every message.
+#[derive(Default)]
+struct PeerTable {
+    peers: Vec<(Arc<str>, PeerSlot)>,
+}
+
+impl PeerTable {
+    /// The entry of `name`, created on first use.
+    fn entry(&mut self, name: &str) -> (&Arc<str>, &mut PeerSlot) {
+        let same = |known: &Arc<str>| std::ptr::eq(known.as_ptr(), name.as_ptr());
+        let at =
+            match self.peers.iter().position(|(known, _)| same(known) && known.len() == name.len())
+            {
+                Some(at) => at,
+                None => match self.peers.iter().position(|(known, _)| **known == *name) {
+                    Some(at) => at,
+                    None => {
+                        self.peers.push((name.into(), PeerSlot::default()));
+                        self.peers.len() - 1
+                    }
+                },
+            };
+        let (name, slot) = &mut self.peers[at];
+        (name, slot)
+    }
 }
 
 impl PeerSlot {
@@ -1063,7 +1118,7 @@ struct Shared<M> {
     options: TransportOptions,
     faults: LinkFaults,
     rng: Mutex<SeededRng>,
-    peers: Mutex<BTreeMap<String, PeerSlot>>,
+    peers: Mutex<PeerTable>,
     calls: Mutex<CallTable<M>>,
     next_call_id: AtomicU64,
     next_connection_id: AtomicU64,
@@ -1187,6 +1242,7 @@ impl<M> Shared<M> {
             peer,
             io: Mutex::new(Io::new(stream, reader, reader_held)),
             alive: AtomicBool::new(true),
+            link_rule: Mutex::new((None, None)),
             reader_stir_waker: Waker::from(reader_stirred.clone()),
             reader_stirred,
         })
@@ -1375,7 +1431,7 @@ impl<M: Message> Transport<M> {
             options,
             faults,
             rng: Mutex::new(rng),
-            peers: Mutex::new(BTreeMap::new()),
+            peers: Mutex::new(PeerTable::default()),
             calls: Mutex::new(CallTable { pending: Vec::new(), sweep_at: None }),
             next_call_id: AtomicU64::new(1),
             next_connection_id: AtomicU64::new(1),
@@ -1487,7 +1543,7 @@ impl<M: Message> Transport<M> {
         connection: &Arc<Connection>,
         wire: &Wire<M>,
     ) -> Result<(), NetError> {
-        let Some(rule) = self.shared.faults.rule(&self.shared.me, &connection.peer) else {
+        let Some(rule) = self.shared.faults.rule_on(&self.shared.me, connection) else {
             return connection.write(wire).await;
         };
         let verdict = rule.judge(&mut *self.shared.rng.lock().expect("rng lock poisoned"));
@@ -1583,16 +1639,25 @@ impl<M: Message> Transport<M> {
     /// Runs `f` on the table entry of peer `to` (created on first use), under the peers lock.
     fn with_peer<R>(&self, to: &str, f: impl FnOnce(&mut PeerSlot) -> R) -> R {
         let mut peers = self.shared.peers.lock().expect("peers lock poisoned");
-        match peers.get_mut(to) {
-            Some(slot) => f(slot),
-            None => f(peers.entry(to.to_string()).or_default()),
+        f(peers.entry(to).1)
+    }
+
+    /// The name a connection with `peer` carries: the peer table's own copy for a peer in the
+    /// address book, so that answering a message (`send(&message.from, ..)`) finds the peer's
+    /// entry by address.
+    fn peer_name(&self, peer: &str) -> Arc<str> {
+        if self.shared.book.get(peer).is_none() {
+            return peer.into(); // Not a peer this node can dial: kept out of the table.
         }
+        let mut peers = self.shared.peers.lock().expect("peers lock poisoned");
+        peers.entry(peer).0.clone()
     }
 
     /// Greets a freshly dialed peer. What it sends back is read by the calls waiting on the
     /// connection (see [`CallFuture`]), so no task is spawned to read it.
     async fn open(&self, peer: &str, stream: TcpStream) -> Result<Arc<Connection>, NetError> {
-        let connection = self.shared.new_connection(peer.into(), stream, FrameReader::new(), false);
+        let peer = self.peer_name(peer);
+        let connection = self.shared.new_connection(peer, stream, FrameReader::new(), false);
         connection.write(&Wire::<M>::Hello { from: self.shared.me.clone() }).await?;
         Ok(connection)
     }
@@ -1620,7 +1685,7 @@ impl<M: Message> Transport<M> {
             _ => return,
         };
         // The inbox reads it from here on; a transport whose inbox is gone hangs up.
-        let connection = self.shared.new_connection(peer.into(), stream, reader, true);
+        let connection = self.shared.new_connection(self.peer_name(&peer), stream, reader, true);
         let _ = self.shared.inbox_events.send(InboxEvent::Accepted(connection));
     }
 }
