@@ -22,12 +22,14 @@
 //!   is shown, not held to it.
 //!
 //! What bounds the ratio on the queue's traffic (cachegrind, 400k messages): raw TCP executes
-//! about 6.0k instructions per message, raw TCP plus postcard 7.0k (an instruction ratio of
-//! 0.85), the transport 8.4k one-way (0.71) and 8.9k with calls (0.67). The wall-clock ratio is
+//! about 6.1k instructions per message, raw TCP plus postcard 7.1k (an instruction ratio of
+//! 0.85), the transport 8.0k one-way (0.76) and 8.2k with calls (0.74). The wall-clock ratio is
 //! lower than the instruction ratio because the transport's larger working set (a write queue
 //! and a read buffer per connection, the decoded message, the peer and call tables) misses the
-//! L1 data cache 76 to 79 times per message, against raw's 18 and raw plus postcard's 46; about
-//! a third of those misses are the copies of the large frames.
+//! L1 data cache 71 to 75 times per message, against raw's 17 and raw plus postcard's 46, and
+//! because its locks and reference counts are atomic operations that cost more cycles than
+//! their instruction count says (a call's round trip takes about fifteen locks across its two
+//! ends).
 //!
 //! Wall-clock rates on a shared machine vary by about 15% from run to run, and interference
 //! only ever adds time: each row reports its best run of 9 (`cargo bench`), the one closest to

@@ -25,6 +25,7 @@
 //! lock, and the queue goes to the stream in order and is flushed before a writer returns, so
 //! frames never interleave on a stream (an unflushed write would also stall the simulation).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -247,10 +248,15 @@ impl LinkFaults {
 
     /// The rule in force on `connection`'s link from `from`: while rules exist, the one the
     /// connection kept, looked up again only after the table changed.
+    #[inline]
     fn rule_on(&self, from: &str, connection: &Connection) -> Option<LinkRule> {
         if !self.active.load(Ordering::Acquire) {
             return None;
         }
+        self.rule_kept(from, connection)
+    }
+
+    fn rule_kept(&self, from: &str, connection: &Connection) -> Option<LinkRule> {
         let generation = self.generation.load(Ordering::Acquire);
         let mut kept = connection.link_rule.lock().expect("link rule lock poisoned");
         if kept.0 != Some(generation) {
@@ -861,7 +867,7 @@ impl<M: Message> Inbox<M> {
             if !connection.alive.load(Ordering::Acquire) {
                 continue;
             }
-            if let Some(incoming) = self.shared.dispatch(&connection, wire) {
+            if let Some(incoming) = self.shared.dispatch(Cow::Owned(connection), wire) {
                 return Poll::Ready(Some(incoming));
             }
         }
@@ -1151,7 +1157,10 @@ impl<M> Shared<M> {
     }
 
     /// Routes a decoded frame: a reply to its waiting call, a message to the caller of this.
-    fn dispatch(&self, connection: &Arc<Connection>, wire: Wire<M>) -> Option<Incoming<M>> {
+    ///
+    /// Takes the connection owned when the caller has a reference count to give (a request
+    /// keeps one to be answered on), borrowed otherwise.
+    fn dispatch(&self, connection: Cow<'_, Arc<Connection>>, wire: Wire<M>) -> Option<Incoming<M>> {
         match wire {
             Wire::Hello { .. } => None,
             Wire::OneWay(body) => {
@@ -1160,7 +1169,7 @@ impl<M> Shared<M> {
             Wire::Request { id, body } => Some(Incoming {
                 from: connection.peer.clone(),
                 body,
-                reply_to: Some((connection.clone(), id)),
+                reply_to: Some((connection.into_owned(), id)),
             }),
             Wire::Reply { id, body } => {
                 let waker = {
@@ -1183,7 +1192,7 @@ impl<M> Shared<M> {
     /// a peer's message is still passed on to the inbox. If nobody reads the inbox (a pure
     /// client), it is dropped.
     fn dispatch_on_dialed(&self, connection: &Arc<Connection>, wire: Wire<M>) {
-        if let Some(incoming) = self.dispatch(connection, wire) {
+        if let Some(incoming) = self.dispatch(Cow::Borrowed(connection), wire) {
             let _ = self.inbox_events.send(InboxEvent::Forwarded(incoming));
         }
     }
