@@ -359,6 +359,18 @@ impl FrameReader {
         FrameReader { buffer: vec![0; READ_BUFFER_BYTES], start: 0, end: 0 }
     }
 
+    /// The next frame read from `stream`, decoded; `None` once the stream cannot be read
+    /// further (see [`FrameReader::poll_frame`]) or sent a frame that does not decode, after
+    /// which it cannot be trusted further.
+    fn poll_wire<M: DeserializeOwned, S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Wire<M>>> {
+        let frame = ready!(self.poll_frame(stream, cx));
+        Poll::Ready(frame.and_then(|frame| postcard::from_bytes(&self.buffer[frame]).ok()))
+    }
+
     /// The next whole frame read from `stream`, as a range of [`FrameReader::buffer`] valid
     /// until the next poll; `None` once the stream ended, failed, or announced a frame longer
     /// than [`FRAME_BYTES_MAX`]: the stream cannot be read further in any of those cases.
@@ -605,9 +617,7 @@ impl<F: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin> Future for FrameWr
         if this.frame.is_some() && !connection.alive.load(Ordering::Acquire) {
             this.frame = None;
             this.done = true;
-            return Poll::Ready(Err(NetError::ConnectionLost {
-                peer: connection.peer.to_string(),
-            }));
+            return Poll::Ready(Err(lost()));
         }
         let mut io = connection.io.lock().expect("connection lock poisoned");
         if let Some(frame) = this.frame.take() {
@@ -898,11 +908,9 @@ fn poll_connections<M: Message>(
         let mut context = Context::from_waker(&accepted.source.waker);
         let mut io = accepted.connection.io.lock().expect("connection lock poisoned");
         let Io { stream, reader, .. } = &mut *io;
-        let Poll::Ready(frame) = reader.poll_frame(stream, &mut context) else {
+        let Poll::Ready(wire) = reader.poll_wire(stream, &mut context) else {
             continue;
         };
-        let wire =
-            frame.and_then(|frame| postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]).ok());
         drop(io);
         if wire.is_some() {
             accepted.source.keep_ready();
@@ -1069,9 +1077,7 @@ impl<M: Message> Future for CallFuture<'_, M> {
                 this.reading = true;
             }
             let Io { stream, reader, .. } = &mut *io;
-            let wire = ready!(reader.poll_frame(stream, cx))
-                .and_then(|frame| postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]).ok());
-            match wire {
+            match ready!(reader.poll_wire(stream, cx)) {
                 Some(Wire::Reply { id, body }) if id == this.id => {
                     return Poll::Ready(CallOutcome::Reply(body))
                 }
@@ -1323,17 +1329,12 @@ impl<M: Message> Shared<M> {
     ) -> bool {
         let Io { stream, reader, .. } = &mut *io;
         let open = loop {
-            match reader.poll_frame(stream, cx) {
+            match reader.poll_wire(stream, cx) {
                 Poll::Pending => break true,
                 Poll::Ready(None) => break false,
-                Poll::Ready(Some(frame)) => {
-                    match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
-                        // Takes the calls lock under the connection's, as a call reading
-                        // does; nothing takes them the other way round.
-                        Ok(wire) => self.dispatch_on_dialed(connection, wire),
-                        Err(_) => break false,
-                    }
-                }
+                // Takes the calls lock under the connection's, as a call reading does;
+                // nothing takes them the other way round.
+                Poll::Ready(Some(wire)) => self.dispatch_on_dialed(connection, wire),
             }
         };
         if !open {
@@ -1685,13 +1686,9 @@ impl<M: Message> Transport<M> {
     async fn serve_accepted(self, mut stream: TcpStream) {
         let mut reader = FrameReader::new();
         // The first frame names the peer; anything else is a stranger, and is hung up on.
-        let Some(frame) = std::future::poll_fn(|cx| reader.poll_frame(&mut stream, cx)).await
-        else {
+        let hello = std::future::poll_fn(|cx| reader.poll_wire::<M, _>(&mut stream, cx)).await;
+        let Some(Wire::Hello { from: peer }) = hello else {
             return;
-        };
-        let peer = match postcard::from_bytes::<Wire<M>>(&reader.buffer[frame]) {
-            Ok(Wire::Hello { from }) => from,
-            _ => return,
         };
         // The inbox reads it from here on; a transport whose inbox is gone hangs up.
         let connection = self.shared.new_connection(self.peer_name(&peer), stream, reader, true);
