@@ -1815,6 +1815,142 @@ mod tests {
         assert_eq!(table.calls_mut().count(), 4);
     }
 
+    /// Calls from a client node to a server node whose inbox task runs `serve`.
+    mod calls {
+        use super::*;
+        use crate::seams::rng::rng_for;
+        use madsim::runtime::Handle;
+        use std::net::{IpAddr, Ipv4Addr};
+
+        const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1));
+
+        fn book() -> AddressBook {
+            AddressBook::new([("server".to_string(), SocketAddr::new(SERVER, 7000))].into())
+        }
+
+        /// Starts the server node, its inbox handed to `serve`.
+        async fn server<F, S>(serve: S) -> madsim::runtime::NodeHandle
+        where
+            S: FnOnce(Transport<u64>, Inbox<u64>) -> F + Send + 'static,
+            F: Future<Output = ()> + Send + 'static,
+        {
+            let node = Handle::current().create_node().name("server").ip(SERVER).build();
+            node.spawn(async move {
+                let rng = rng_for(1, "server");
+                let options = TransportOptions::default();
+                let bound =
+                    Transport::bind("server", book(), options, LinkFaults::default(), rng).await;
+                let (transport, inbox) = bound.expect("binds");
+                serve(transport, inbox).await;
+            });
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            node
+        }
+
+        /// Runs `test` on a client node of its own (the test's own node has no address).
+        async fn on_client<F: Future<Output = ()> + Send + 'static>(test: F) {
+            let client_ip = IpAddr::V4(Ipv4Addr::new(10, 9, 1, 1));
+            let node = Handle::current().create_node().name("client").ip(client_ip).build();
+            node.spawn(test).await.expect("the test's task ends");
+        }
+
+        fn client(name: &str) -> Transport<u64> {
+            let options = TransportOptions::default();
+            Transport::unbound(name, book(), options, LinkFaults::default(), rng_for(1, name)).0
+        }
+
+        #[madsim::test]
+        async fn concurrent_calls_each_get_their_own_reply() {
+            // Eight requests in, answered in reverse order: whichever caller reads a reply
+            // hands it to its own caller.
+            server(|transport, mut inbox| async move {
+                let mut requests = Vec::new();
+                while requests.len() < 8 {
+                    requests.push(inbox.recv().await.expect("a request"));
+                }
+                for request in requests.iter().rev() {
+                    transport.reply(request, request.body * 10).await.expect("replies");
+                }
+                std::future::pending::<()>().await;
+            })
+            .await;
+            on_client(async move {
+                let client = client("client");
+                let calls = (0..8u64).map(|body| {
+                    let client = client.clone();
+                    async move { client.call("server", body, Duration::from_secs(5)).await }
+                });
+                let replies = futures::future::join_all(calls).await;
+                let replies: Vec<u64> =
+                    replies.into_iter().map(|reply| reply.expect("a reply")).collect();
+                assert_eq!(replies, (0..8).map(|body| body * 10).collect::<Vec<_>>());
+            })
+            .await;
+        }
+
+        #[madsim::test]
+        async fn a_late_reply_times_out_and_confuses_no_later_call() {
+            // Request 0 is answered after a second; the others at once.
+            server(|transport, mut inbox| async move {
+                while let Some(request) = inbox.recv().await {
+                    let transport = transport.clone();
+                    tokio::spawn(async move {
+                        if request.body == 0 {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        let _ = transport.reply(&request, request.body * 10).await;
+                    });
+                }
+            })
+            .await;
+            on_client(async move {
+                let client = client("client");
+                let started = tokio::time::Instant::now();
+                let late = client.call("server", 0, Duration::from_millis(300)).await;
+                let waited = started.elapsed();
+                assert!(
+                    matches!(late, Err(NetError::Timeout { after_ms: 300, .. })),
+                    "the late call times out: {late:?}"
+                );
+                assert!(
+                    waited >= Duration::from_millis(300) && waited < Duration::from_millis(400),
+                    "it times out when its timeout runs out, not later: {waited:?}"
+                );
+                assert_eq!(client.call("server", 2, Duration::from_secs(5)).await.unwrap(), 20);
+                tokio::time::sleep(Duration::from_millis(1500)).await; // The late reply arrives.
+                assert_eq!(client.call("server", 3, Duration::from_secs(5)).await.unwrap(), 30);
+            })
+            .await;
+        }
+
+        #[madsim::test]
+        async fn a_call_to_a_killed_peer_fails_before_its_timeout() {
+            let server = server(|_transport, mut inbox| async move {
+                while inbox.recv().await.is_some() {} // Never answers.
+            })
+            .await;
+            on_client(async move {
+                let client = client("client");
+                let waiting = {
+                    let client = client.clone();
+                    tokio::spawn(
+                        async move { client.call("server", 1, Duration::from_secs(30)).await },
+                    )
+                };
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let started = tokio::time::Instant::now();
+                Handle::current().kill(server.id());
+                let outcome = waiting.await.expect("the call's task ends");
+                assert!(
+                    matches!(outcome, Err(NetError::ConnectionLost { .. })),
+                    "the call fails as lost: {outcome:?}"
+                );
+                assert!(started.elapsed() < Duration::from_secs(5), "long before its timeout");
+            })
+            .await;
+        }
+    }
+
     #[test]
     fn link_rules_merge_and_clear() {
         let faults = LinkFaults::default();
