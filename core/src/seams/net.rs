@@ -249,14 +249,14 @@ impl LinkFaults {
     /// The rule in force on `connection`'s link from `from`: while rules exist, the one the
     /// connection kept, looked up again only after the table changed.
     #[inline]
-    fn rule_on(&self, from: &str, connection: &Connection) -> Option<LinkRule> {
+    fn rule_on<M>(&self, from: &str, connection: &Connection<M>) -> Option<LinkRule> {
         if !self.active.load(Ordering::Acquire) {
             return None;
         }
         self.rule_kept(from, connection)
     }
 
-    fn rule_kept(&self, from: &str, connection: &Connection) -> Option<LinkRule> {
+    fn rule_kept<M>(&self, from: &str, connection: &Connection<M>) -> Option<LinkRule> {
         let generation = self.generation.load(Ordering::Acquire);
         let mut kept = connection.link_rule.lock().expect("link rule lock poisoned");
         if kept.0 != Some(generation) {
@@ -429,14 +429,12 @@ impl FrameReader {
 }
 
 /// One TCP connection, either opened by this node or accepted from a peer.
-struct Connection {
-    /// Unique within the transport: calls remember which connection their reply comes on.
-    id: u64,
+struct Connection<M> {
     /// Shared with every message received on the connection (`Incoming::from`).
     peer: Arc<str>,
-    /// The stream, its write queue and its reader, under one plain lock that is never held
-    /// across an await: see [`Io`].
-    io: Mutex<Io>,
+    /// The stream, its write queue, its reader and the calls waiting for a reply on it, under
+    /// one plain lock that is never held across an await: see [`Io`].
+    io: Mutex<Io<M>>,
     alive: AtomicBool,
     /// The rule of this connection's link, as of a generation of the [`LinkFaults`] table.
     link_rule: Mutex<(Option<u64>, Option<LinkRule>)>,
@@ -463,14 +461,15 @@ impl std::task::Wake for ReaderStir {
     }
 }
 
-/// A connection's stream with what its writers and its reader keep: the frames queued for
-/// writing, and the frame reader.
+/// A connection's stream with what its writers, its reader and its callers keep: the frames
+/// queued for writing, the frame reader, and the calls waiting for their reply.
 ///
-/// One lock covers both directions, rather than splitting the stream into halves behind a
-/// lock of their own (`tokio::io::split`) and locking the queue and the reader besides: a
-/// message then takes one lock per end. Reading and writing under the same lock do not wait
-/// on each other, as a lock is only ever held for one poll: a tokio stream keeps the reader's
-/// and the writer's wakers apart, and madsim's writes never wait.
+/// One lock covers all of it, rather than splitting the stream into halves behind a lock of
+/// their own (`tokio::io::split`) and locking the queue, the reader and a call table besides:
+/// a message then takes one lock per end, and a call starts (looks at the stream, enters the
+/// table, writes its request) under one taking of it. Reading and writing under the same lock
+/// do not wait on each other, as a lock is only ever held for one poll: a tokio stream keeps
+/// the reader's and the writer's wakers apart, and madsim's writes never wait.
 ///
 /// Writing: a writer appends its whole frame to `queue` under the lock, then drives the queue
 /// out (write, flush) while it holds the lock, in one poll; it never holds the lock across an
@@ -481,9 +480,10 @@ impl std::task::Wake for ReaderStir {
 ///
 /// Reading: one task at a time reads, the one that holds the reader (`reader_held`): the
 /// inbox on an accepted connection, always; on a dialed connection, a call waiting for its
-/// reply (see [`CallFuture`]), or nobody. (Generic over the stream only so that tests can
-/// stand in a stream that takes a few bytes at a time.)
-struct Io<W = TcpStream> {
+/// reply (see [`CallFuture`]), or nobody. Replies read are settled in `calls` on the spot.
+/// (Generic over the stream only so that tests can stand in a stream that takes a few bytes
+/// at a time.)
+struct Io<M, W = TcpStream> {
     stream: W,
     reader: FrameReader,
     /// Whether a task reads the connection, or nobody may any more (its end was read).
@@ -499,13 +499,16 @@ struct Io<W = TcpStream> {
     /// itself wakes only the last writer that polled it).
     waiting: Vec<Waker>,
     failed: bool,
+    /// The calls whose request went out on this connection (only dialed connections carry
+    /// requests), until their futures are dropped.
+    calls: CallTable<M>,
 }
 
 /// What a connection's queue keeps after a large frame passed.
 const WRITE_BUFFER_BYTES: usize = 8 << 10;
 
-impl<W: AsyncWrite + Unpin> Io<W> {
-    fn new(stream: W, reader: FrameReader, reader_held: bool) -> Io<W> {
+impl<M, W: AsyncWrite + Unpin> Io<M, W> {
+    fn new(stream: W, reader: FrameReader, reader_held: bool) -> Io<M, W> {
         Io {
             stream,
             reader,
@@ -516,6 +519,7 @@ impl<W: AsyncWrite + Unpin> Io<W> {
             flushed_total: 0,
             waiting: Vec::new(),
             failed: false,
+            calls: CallTable { pending: Vec::new(), closed: false },
         }
     }
 
@@ -573,10 +577,26 @@ impl<W: AsyncWrite + Unpin> Io<W> {
                     return Poll::Pending;
                 }
                 Err(()) => {
+                    // Nothing more goes out: the calls waiting on the connection fail now.
                     self.failed = true;
+                    self.calls.close();
                     self.wake_waiting();
                     return Poll::Ready(Err(()));
                 }
+            }
+        }
+    }
+
+    /// Takes call `id` out of the table. A call that read puts the reader back, and hands it
+    /// to the next call waiting, if any.
+    fn leave(&mut self, id: u64, reading: bool, stir: &ReaderStir) {
+        self.calls.remove(id);
+        if reading {
+            self.reader_held = false;
+            // Last polled with the call's waker, not the stir waker: the next user looks.
+            stir.stirred.store(true, Ordering::Release);
+            if let Some(next_reader) = self.calls.next_waiter() {
+                next_reader.wake();
             }
         }
     }
@@ -595,8 +615,8 @@ impl<W: AsyncWrite + Unpin> Io<W> {
 /// is queued and the queue driven under one taking of the lock, in the first poll. (A future
 /// written out rather than an `async fn` over one: each layer of `async fn` adds a state
 /// machine that every message goes through.)
-struct FrameWrite<'a, F> {
-    connection: &'a Connection,
+struct FrameWrite<'a, M, F> {
+    connection: &'a Connection<M>,
     /// The frame's encoder until it is queued.
     frame: Option<F>,
     /// The byte count to wait for, once queued.
@@ -604,7 +624,7 @@ struct FrameWrite<'a, F> {
     done: bool,
 }
 
-impl<F: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin> Future for FrameWrite<'_, F> {
+impl<M, F: Encoder> Future for FrameWrite<'_, M, F> {
     type Output = Result<(), NetError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), NetError>> {
@@ -639,7 +659,7 @@ impl<F: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin> Future for FrameWr
     }
 }
 
-impl<F> Drop for FrameWrite<'_, F> {
+impl<M, F> Drop for FrameWrite<'_, M, F> {
     fn drop(&mut self) {
         if self.done || self.frame.is_some() {
             return;
@@ -655,21 +675,21 @@ impl<F> Drop for FrameWrite<'_, F> {
 trait Encoder: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin {}
 impl<F: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin> Encoder for F {}
 
-impl Connection {
+impl<M: Serialize> Connection<M> {
     /// Encodes `wire` into the connection's queue and waits until it is written and flushed.
-    fn write<'a, M: Serialize>(&'a self, wire: &'a Wire<M>) -> FrameWrite<'a, impl Encoder + 'a> {
+    fn write<'a>(&'a self, wire: &'a Wire<M>) -> FrameWrite<'a, M, impl Encoder + 'a> {
         self.write_with(move |queue: &mut Vec<u8>| encode_into(wire, queue))
     }
 
     /// Writes a frame encoded earlier.
-    fn write_frame<'a>(&'a self, frame: &'a [u8]) -> FrameWrite<'a, impl Encoder + 'a> {
+    fn write_frame<'a>(&'a self, frame: &'a [u8]) -> FrameWrite<'a, M, impl Encoder + 'a> {
         self.write_with(move |queue: &mut Vec<u8>| {
             queue.extend_from_slice(frame);
             Ok(())
         })
     }
 
-    fn write_with<F: Encoder>(&self, frame: F) -> FrameWrite<'_, F> {
+    fn write_with<F: Encoder>(&self, frame: F) -> FrameWrite<'_, M, F> {
         FrameWrite { connection: self, frame: Some(frame), until: 0, done: false }
     }
 }
@@ -678,10 +698,15 @@ impl Connection {
 /// table itself, behind its plain lock, so the common case (connected) costs one lock and one
 /// reference count, and no await; dialing and its backoff sit behind an async lock of their
 /// own, so one task dials at a time.
-#[derive(Default)]
-struct PeerSlot {
-    open: Option<Arc<Connection>>,
+struct PeerSlot<M> {
+    open: Option<Arc<Connection<M>>>,
     dialing: Arc<tokio::sync::Mutex<Backoff>>,
+}
+
+impl<M> Default for PeerSlot<M> {
+    fn default() -> Self {
+        PeerSlot { open: None, dialing: Arc::default() }
+    }
 }
 
 #[derive(Default)]
@@ -695,14 +720,13 @@ struct Backoff {
 /// A list rather than a map: a node has few peers, and the name asked for is often the very
 /// string the table holds (a message's sender, answered), found by its address before any
 /// name is compared. A map compared names on every message.
-#[derive(Default)]
-struct PeerTable {
-    peers: Vec<(Arc<str>, PeerSlot)>,
+struct PeerTable<M> {
+    peers: Vec<(Arc<str>, PeerSlot<M>)>,
 }
 
-impl PeerTable {
+impl<M> PeerTable<M> {
     /// The entry of `name`, created on first use.
-    fn entry(&mut self, name: &str) -> (&Arc<str>, &mut PeerSlot) {
+    fn entry(&mut self, name: &str) -> (&Arc<str>, &mut PeerSlot<M>) {
         let same = |known: &Arc<str>| std::ptr::eq(known.as_ptr(), name.as_ptr());
         let at =
             match self.peers.iter().position(|(known, _)| same(known) && known.len() == name.len())
@@ -721,8 +745,8 @@ impl PeerTable {
     }
 }
 
-impl PeerSlot {
-    fn open_connection(&self) -> Option<Arc<Connection>> {
+impl<M> PeerSlot<M> {
+    fn open_connection(&self) -> Option<Arc<Connection<M>>> {
         self.open.as_ref().filter(|connection| connection.alive.load(Ordering::Acquire)).cloned()
     }
 }
@@ -733,7 +757,7 @@ pub struct Incoming<M> {
     /// each; it derefs to `&str`.
     pub from: Arc<str>,
     pub body: M,
-    reply_to: Option<(Arc<Connection>, u64)>,
+    reply_to: Option<(Arc<Connection<M>>, u64)>,
 }
 
 impl<M> Incoming<M> {
@@ -750,8 +774,8 @@ impl<M> std::fmt::Debug for Incoming<M> {
 }
 
 /// One accepted connection, read by the inbox (which holds its reader for good).
-struct AcceptedConnection {
-    connection: Arc<Connection>,
+struct AcceptedConnection<M> {
+    connection: Arc<Connection<M>>,
     /// Polls the reader with this, so a frame arriving marks this connection ready.
     source: InboxSource,
 }
@@ -759,7 +783,7 @@ struct AcceptedConnection {
 /// What reaches the inbox besides the frames of the connections it reads: a connection just
 /// accepted, or a message that came in on a connection this node dialed.
 enum InboxEvent<M> {
-    Accepted(Arc<Connection>),
+    Accepted(Arc<Connection<M>>),
     Forwarded(Incoming<M>),
 }
 
@@ -798,8 +822,11 @@ impl InboxSource {
     }
 
     /// Whether the source asked to be polled since it was last found idle; clears the mark.
+    /// (Read before it is cleared: most sources are idle most of the time, and a plain load
+    /// costs far less than the swap.)
+    #[inline]
     fn take_ready(&self) -> bool {
-        self.state.ready.swap(false, Ordering::AcqRel)
+        self.state.ready.load(Ordering::Acquire) && self.state.ready.swap(false, Ordering::AcqRel)
     }
 
     /// Polls again next time: the source gave an item, and may hold more.
@@ -823,7 +850,7 @@ pub struct Inbox<M> {
     events_source: InboxSource,
     /// Set once the event channel closed: the transport is gone.
     events_closed: bool,
-    connections: Vec<AcceptedConnection>,
+    connections: Vec<AcceptedConnection<M>>,
     /// Where the next round of polling starts.
     next_connection: usize,
     /// The task that waits in [`Inbox::recv`].
@@ -863,21 +890,26 @@ impl<M: Message> Inbox<M> {
                     }
                 }
             }
-            let Poll::Ready((connection, wire)) =
+            let Poll::Ready(polled) =
                 poll_connections(&mut self.connections, &mut self.next_connection)
             else {
                 break;
             };
-            let Some(wire) = wire else {
-                // The connection ended, or sent a frame that does not decode: it cannot be
-                // trusted further.
-                self.shared.connection_ended(&connection);
-                continue;
+            let (index, wire) = match polled {
+                Polled::Frame { index, wire } => (index, wire),
+                Polled::Ended(connection) => {
+                    // The connection ended, or sent a frame that does not decode: it cannot
+                    // be trusted further.
+                    self.shared.connection_ended(&connection);
+                    continue;
+                }
             };
+            let connection = &self.connections[index].connection;
             if !connection.alive.load(Ordering::Acquire) {
                 continue;
             }
-            if let Some(incoming) = self.shared.dispatch(Cow::Owned(connection), wire) {
+            // Borrowed: only a request keeps a reference to the connection, to be answered on.
+            if let Some(incoming) = Shared::incoming(Cow::Borrowed(connection), wire) {
                 return Poll::Ready(Some(incoming));
             }
         }
@@ -888,12 +920,20 @@ impl<M: Message> Inbox<M> {
     }
 }
 
+/// What [`poll_connections`] found.
+enum Polled<M> {
+    /// A frame of the connection at `index`.
+    Frame { index: usize, wire: Wire<M> },
+    /// A connection that ended, taken out of the list.
+    Ended(Arc<Connection<M>>),
+}
+
 /// The next frame of any accepted connection marked ready, decoded, polling from
-/// `next_connection` on; `None` for a connection that ended, which is then forgotten.
+/// `next_connection` on; or a connection that ended, which is then forgotten.
 fn poll_connections<M: Message>(
-    connections: &mut Vec<AcceptedConnection>,
+    connections: &mut Vec<AcceptedConnection<M>>,
     next_connection: &mut usize,
-) -> Poll<(Arc<Connection>, Option<Wire<M>>)> {
+) -> Poll<Polled<M>> {
     let count = connections.len();
     // At most `count`: it is one past the connection that last gave a frame, or where one
     // was removed.
@@ -912,14 +952,14 @@ fn poll_connections<M: Message>(
             continue;
         };
         drop(io);
-        if wire.is_some() {
+        if let Some(wire) = wire {
             accepted.source.keep_ready();
             *next_connection = index + 1;
-            return Poll::Ready((accepted.connection.clone(), wire));
+            return Poll::Ready(Polled::Frame { index, wire });
         }
         let ended = connections.remove(index);
         *next_connection = index;
-        return Poll::Ready((ended.connection, None));
+        return Poll::Ready(Polled::Ended(ended.connection));
     }
     Poll::Pending
 }
@@ -935,8 +975,6 @@ enum CallOutcome<M> {
 }
 
 struct PendingCall<M> {
-    /// The connection the request travels on, so its end fails the call at once.
-    connection_id: u64,
     /// Unset while the request is being written: the timeout counts from the written request.
     deadline: Option<tokio::time::Instant>,
     outcome: Option<CallOutcome<M>>,
@@ -944,14 +982,20 @@ struct PendingCall<M> {
     waker: Option<Waker>,
 }
 
-/// Calls waiting for a reply, by call id (ordered, so scans are deterministic).
+/// The calls waiting for a reply on one connection, by call id (ordered, so scans are
+/// deterministic). It sits in the connection's [`Io`], under the lock its reader takes
+/// anyway, so a reply is settled where it is read.
+///
+/// Wakers are woken with that lock held: a wake only schedules the task, which then takes the
+/// lock itself.
 struct CallTable<M> {
-    /// Sorted by id. A vector rather than a map: a transport has few calls in flight, ids
+    /// Sorted by id. A vector rather than a map: a connection has few calls in flight, ids
     /// mostly arrive in order (an insert is then a push), and its memory is reused, where a
     /// map allocated and freed a node whenever it went from empty to one call and back.
     pending: Vec<(u64, PendingCall<M>)>,
-    /// When the sweeper next wakes to time calls out, if it sleeps on a deadline at all.
-    sweep_at: Option<tokio::time::Instant>,
+    /// Set once the connection is over (its end was read, or a write failed): every call in
+    /// the table has failed, and no call enters it any more.
+    closed: bool,
 }
 
 impl<M> CallTable<M> {
@@ -980,19 +1024,61 @@ impl<M> CallTable<M> {
         }
     }
 
-    /// The calls, in id order.
-    fn calls_mut(&mut self) -> impl Iterator<Item = &mut PendingCall<M>> {
-        self.pending.iter_mut().map(|(_, call)| call)
-    }
-
-    /// Sets the outcome of a call that has none yet; returns the waker to wake once the lock
-    /// is released.
+    /// Sets the outcome of a call that has none yet; returns the waker to wake.
     fn settle(call: &mut PendingCall<M>, outcome: CallOutcome<M>) -> Option<Waker> {
         if call.outcome.is_some() {
             return None;
         }
         call.outcome = Some(outcome);
         call.waker.take()
+    }
+
+    /// Hands a reply to its call, unless the call timed out and went meanwhile.
+    fn settle_reply(&mut self, id: u64, body: M) {
+        let waker = self.get_mut(id).and_then(|call| Self::settle(call, CallOutcome::Reply(body)));
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Fails every call waiting, the connection being over, and lets no call in any more.
+    fn close(&mut self) {
+        self.closed = true;
+        for (_, call) in &mut self.pending {
+            if let Some(waker) = Self::settle(call, CallOutcome::ConnectionLost) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Times out the calls whose deadline passed, adding their ids and wakers to `expired`;
+    /// returns the earliest deadline left.
+    fn expire(
+        &mut self,
+        now: tokio::time::Instant,
+        expired: &mut Vec<(u64, Waker)>,
+    ) -> Option<tokio::time::Instant> {
+        let mut earliest: Option<tokio::time::Instant> = None;
+        for (id, call) in &mut self.pending {
+            let (Some(deadline), None) = (call.deadline, &call.outcome) else {
+                continue;
+            };
+            if deadline <= now {
+                expired.extend(Self::settle(call, CallOutcome::TimedOut).map(|waker| (*id, waker)));
+            } else {
+                earliest = Some(earliest.map_or(deadline, |at| at.min(deadline)));
+            }
+        }
+        earliest
+    }
+
+    /// The waker of a call still waiting for its reply, to hand it the reader just put back.
+    fn next_waiter(&self) -> Option<Waker> {
+        self.pending
+            .iter()
+            .map(|(_, call)| call)
+            .find(|call| call.outcome.is_none())
+            .and_then(|call| call.waker.clone())
     }
 }
 
@@ -1004,27 +1090,130 @@ impl<M> CallTable<M> {
 /// to their callers. When the caller is done, it puts the reader back and wakes another call
 /// waiting on that connection, which takes over.
 ///
-/// A caller usually takes the reader before its request leaves, when it looks at what the
-/// connection holds (see [`Shared::look_before_call`]). That look leaves the stream polled
-/// with the caller's waker, so when the request then goes out in the same poll, the first
-/// poll here need not read again: nothing can have arrived unseen. (Under madsim every poll
-/// of a simulated stream costs wall time; this one was a second per call.)
+/// A call starts in one poll, under one taking of its connection's lock
+/// ([`CallFuture::start`]): it takes the reader, unless another call holds it, and reads
+/// what the connection holds with its own waker; it enters the connection's call table; and
+/// it queues and writes its request. That look leaves the stream polled with the caller's
+/// waker, so when the request goes out in the same poll, the first poll here need not read
+/// again: nothing can have arrived unseen. (Under madsim every poll of a simulated stream
+/// costs wall time; this one was a second per call.)
 ///
 /// Timeouts do not arm a timer per call (under madsim every timer stays in the timer heap
 /// until it fires, and its late firing wakes the task again): the transport's sweeper task
 /// sleeps until the earliest deadline of the calls waiting, and settles the expired ones.
 struct CallFuture<'a, M> {
     shared: &'a Arc<Shared<M>>,
-    connection: Arc<Connection>,
+    connection: Arc<Connection<M>>,
     id: u64,
-    /// The call's timeout until its deadline is set, in the first poll after the request
-    /// was written (the timeout counts from the written request).
-    timeout: Option<Duration>,
+    timeout: Duration,
+    /// Whether the call is in its connection's call table: from its start on.
+    entered: bool,
+    /// While the request is being written (the stream took only part of it): the byte count
+    /// its writing waits for (see [`Io::poll_drive`]).
+    writing: Option<u64>,
     /// Whether this call holds the connection's reader.
     reading: bool,
-    /// Set when the reader was polled with this call's waker, within the poll that wrote the
-    /// request: the next poll need not read.
+    /// Set when the request went out within the poll that started the call, the reader held
+    /// (by this call, which polled the stream with its waker, or by another that hands it its
+    /// reply): the next poll, in the same poll of the task, need not look at anything.
     looked: bool,
+}
+
+/// How [`CallFuture::start`] went.
+enum Start {
+    /// The call is in the table, its request written or being written (unless it was left to
+    /// the caller).
+    Started,
+    /// The connection is over: the call did not enter it.
+    Ended,
+    /// The request does not encode, or the connection failed as it was written.
+    Failed(NetError),
+}
+
+impl<'a, M: Message> CallFuture<'a, M> {
+    fn new(
+        shared: &'a Arc<Shared<M>>,
+        connection: Arc<Connection<M>>,
+        id: u64,
+        timeout: Duration,
+    ) -> CallFuture<'a, M> {
+        CallFuture {
+            shared,
+            connection,
+            id,
+            timeout,
+            entered: false,
+            writing: None,
+            reading: false,
+            looked: false,
+        }
+    }
+
+    /// Starts the call (see [`CallFuture`]) under one taking of the connection's lock: looks
+    /// at what the connection holds when `look` (a connection just dialed holds nothing yet),
+    /// enters the call table, and writes `request` when `write` (a link with a fault rule has
+    /// its frames judged by [`Transport::write_judged`] instead).
+    fn start(&mut self, request: &Wire<M>, look: bool, write: bool, cx: &mut Context<'_>) -> Start {
+        let connection = &self.connection;
+        let mut io = connection.io.lock().expect("connection lock poisoned");
+        if io.calls.closed {
+            return Start::Ended;
+        }
+        if look && !io.reader_held {
+            io.reader_held = true;
+            // From here on the stream wakes this call, which marks the reader stirred again
+            // when it puts it back.
+            connection.reader_stirred.stirred.store(false, Ordering::Release);
+            if !self.shared.read_until_pending(connection, &mut io, cx) {
+                return Start::Ended;
+            }
+            self.reading = true;
+        }
+        // Stored before the request leaves: another caller reading this connection may read
+        // the reply first, and wakes this one with it.
+        let call = PendingCall { deadline: None, outcome: None, waker: Some(cx.waker().clone()) };
+        io.calls.insert(self.id, call);
+        self.entered = true;
+        if !write {
+            return Start::Started;
+        }
+        let until = match io.queue(|queue| encode_into(request, queue)) {
+            Ok(until) => until,
+            Err(error) => return Start::Failed(error),
+        };
+        match io.poll_drive(cx, until) {
+            Poll::Ready(Ok(())) => {
+                self.sent(&mut io.calls);
+                // Looked (or another call reads) and wrote in one poll of this task: nothing
+                // arrived unseen since.
+                self.looked = io.reader_held;
+            }
+            Poll::Ready(Err(())) => return Start::Failed(self.lost()),
+            Poll::Pending => self.writing = Some(until),
+        }
+        Start::Started
+    }
+
+    /// The request is out: the timeout counts from now.
+    fn sent(&self, calls: &mut CallTable<M>) {
+        let deadline = self.shared.now() + self.timeout;
+        if let Some(call) = calls.get_mut(self.id) {
+            call.deadline = Some(deadline);
+        }
+        self.shared.sweep_by(deadline);
+    }
+
+    /// [`CallFuture::sent`], for a request written outside [`CallFuture::start`].
+    fn sent_later(&self) {
+        self.sent(&mut self.connection.io.lock().expect("connection lock poisoned").calls);
+    }
+
+    /// The error of a call whose connection failed while its request was written (the calls
+    /// on it were failed with it, see [`Io::poll_drive`]).
+    fn lost(&self) -> NetError {
+        self.connection.alive.store(false, Ordering::Release);
+        NetError::ConnectionLost { peer: self.connection.peer.to_string() }
+    }
 }
 
 impl<M: Message> Future for CallFuture<'_, M> {
@@ -1032,62 +1221,67 @@ impl<M: Message> Future for CallFuture<'_, M> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CallOutcome<M>> {
         let this = self.get_mut();
-        loop {
-            let sweep_sooner = {
-                let mut calls = this.shared.calls.lock().expect("calls lock poisoned");
-                let call = calls
-                    .get_mut(this.id)
-                    .expect("a pending call stays in the table until its future is dropped");
-                if let Some(outcome) = call.outcome.take() {
-                    return Poll::Ready(outcome);
-                }
-                // Stored before trying the reader: a holder that puts it back afterwards
-                // sees this waker and wakes this call to take it.
-                match &call.waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    _ => call.waker = Some(cx.waker().clone()),
-                }
-                // Under the same lock: the deadline, and whether the sweeper must wake sooner.
-                match this.timeout.take() {
-                    Some(timeout) => {
-                        let deadline = this.shared.now() + timeout;
+        if std::mem::take(&mut this.looked) {
+            // Still in the poll that started the call: its waker is in the table, and the
+            // reader's holder (this call, or another that hands it its reply) wakes it.
+            return Poll::Pending;
+        }
+        let connection = &this.connection;
+        let mut guard = connection.io.lock().expect("connection lock poisoned");
+        let io = &mut *guard;
+        let call = io
+            .calls
+            .get_mut(this.id)
+            .expect("a call stays in its connection's table until its future is dropped");
+        if let Some(outcome) = call.outcome.take() {
+            return Poll::Ready(outcome);
+        }
+        // Stored before trying the reader: a holder that puts it back afterwards sees this
+        // waker and wakes this call to take it.
+        match &call.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => call.waker = Some(cx.waker().clone()),
+        }
+        if let Some(until) = this.writing {
+            match ready!(io.poll_drive(cx, until)) {
+                Ok(()) => {
+                    this.writing = None;
+                    let deadline = this.shared.now() + this.timeout;
+                    if let Some(call) = io.calls.get_mut(this.id) {
                         call.deadline = Some(deadline);
-                        let sooner = calls.sweep_at.is_none_or(|at| deadline < at);
-                        if sooner {
-                            calls.sweep_at = Some(deadline);
-                        }
-                        sooner
                     }
-                    None => false,
+                    this.shared.sweep_by(deadline);
                 }
-            };
-            if sweep_sooner {
-                this.shared.start_sweeper();
-                this.shared.sweeper_wake.notify_one();
-            }
-            if std::mem::take(&mut this.looked) {
-                return Poll::Pending; // The stream wakes this call when anything arrives.
-            }
-            let mut io = this.connection.io.lock().expect("connection lock poisoned");
-            if !this.reading {
-                if io.reader_held {
-                    return Poll::Pending; // Another caller reads, and hands this call its reply.
+                Err(()) => {
+                    connection.alive.store(false, Ordering::Release);
+                    return Poll::Ready(CallOutcome::ConnectionLost);
                 }
-                io.reader_held = true;
-                this.reading = true;
             }
-            let Io { stream, reader, .. } = &mut *io;
+        }
+        if !this.reading {
+            if io.reader_held {
+                return Poll::Pending; // Another caller reads, and hands this call its reply.
+            }
+            io.reader_held = true;
+            this.reading = true;
+        }
+        let Io { stream, reader, calls, .. } = io;
+        loop {
             match ready!(reader.poll_wire(stream, cx)) {
                 Some(Wire::Reply { id, body }) if id == this.id => {
-                    return Poll::Ready(CallOutcome::Reply(body))
+                    // Done: leaves now, under this lock, rather than when dropped.
+                    io.leave(this.id, this.reading, &connection.reader_stirred);
+                    (this.entered, this.reading) = (false, false);
+                    return Poll::Ready(CallOutcome::Reply(body));
                 }
-                Some(wire) => this.shared.dispatch_on_dialed(&this.connection, wire),
+                Some(wire) => this.shared.dispatch_on_dialed(connection, calls, wire),
                 None => {
                     // The connection is over, or sent a frame that does not decode (the stream
-                    // cannot be trusted further): nobody reads it again.
+                    // cannot be trusted further): nobody reads it again, and its calls fail.
                     this.reading = false;
-                    drop(io);
-                    this.shared.connection_ended(&this.connection);
+                    connection.alive.store(false, Ordering::Release);
+                    calls.close();
+                    return Poll::Ready(CallOutcome::ConnectionLost);
                 }
             }
         }
@@ -1096,32 +1290,17 @@ impl<M: Message> Future for CallFuture<'_, M> {
 
 impl<M> Drop for CallFuture<'_, M> {
     fn drop(&mut self) {
-        if self.reading {
-            self.connection.io.lock().expect("connection lock poisoned").reader_held = false;
-            // Last polled with this call's waker, not the stir waker: the next user looks.
-            self.connection.reader_stirred.stirred.store(true, Ordering::Release);
+        if !self.entered {
+            return;
         }
-        let mut calls = self.shared.calls.lock().expect("calls lock poisoned");
-        calls.remove(self.id);
-        if self.reading {
-            let next_reader = next_waiter(&mut calls, self.connection.id);
-            drop(calls);
-            if let Some(waker) = next_reader {
-                waker.wake();
-            }
+        let mut io = self.connection.io.lock().expect("connection lock poisoned");
+        if self.writing.is_some() {
+            // This writer may be the one the stream would wake: hand the driving to the
+            // others. Its frame stays queued, whole, and goes out with theirs.
+            io.wake_waiting();
         }
+        io.leave(self.id, self.reading, &self.connection.reader_stirred);
     }
-}
-
-/// The waker of a call still waiting for a reply on connection `connection_id`, to hand it
-/// the reader that was just put back.
-fn next_waiter<M>(calls: &mut CallTable<M>, connection_id: u64) -> Option<Waker> {
-    calls
-        .pending
-        .iter()
-        .map(|(_, call)| call)
-        .find(|call| call.connection_id == connection_id && call.outcome.is_none())
-        .and_then(|call| call.waker.clone())
 }
 
 struct Shared<M> {
@@ -1130,10 +1309,12 @@ struct Shared<M> {
     options: TransportOptions,
     faults: LinkFaults,
     rng: Mutex<SeededRng>,
-    peers: Mutex<PeerTable>,
-    calls: Mutex<CallTable<M>>,
+    peers: Mutex<PeerTable<M>>,
     next_call_id: AtomicU64,
-    next_connection_id: AtomicU64,
+    /// When the sweeper next wakes to time calls out, in nanoseconds after `epoch`
+    /// (`u64::MAX`: it sleeps until a call wakes it).
+    sweep_at: AtomicU64,
+    epoch: tokio::time::Instant,
     /// Wakes the sweeper when a call's deadline comes before the one it sleeps on, or when
     /// the transport is gone.
     sweeper_wake: Arc<Notify>,
@@ -1162,13 +1343,22 @@ impl<M> Shared<M> {
         return tokio::time::Instant::now();
     }
 
-    /// Routes a decoded frame: a reply to its waiting call, a message to the caller of this.
+    /// `at` as [`Shared::sweep_at`] keeps it.
+    fn sweep_key(&self, at: tokio::time::Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos().min(u64::MAX as u128 - 1) as u64
+    }
+
+    /// The message a frame brings to the inbox, if any: a one-way message, or a request to
+    /// answer on `connection`. Replies are not messages: whoever reads one on a dialed
+    /// connection hands it to its call, and an accepted connection carries no calls (this
+    /// transport sends requests only on connections it dialed), so a reply on one answers
+    /// nothing.
     ///
     /// Takes the connection owned when the caller has a reference count to give (a request
     /// keeps one to be answered on), borrowed otherwise.
-    fn dispatch(&self, connection: Cow<'_, Arc<Connection>>, wire: Wire<M>) -> Option<Incoming<M>> {
+    fn incoming(connection: Cow<'_, Arc<Connection<M>>>, wire: Wire<M>) -> Option<Incoming<M>> {
         match wire {
-            Wire::Hello { .. } => None,
+            Wire::Hello { .. } | Wire::Reply { .. } => None,
             Wire::OneWay(body) => {
                 Some(Incoming { from: connection.peer.clone(), body, reply_to: None })
             }
@@ -1177,67 +1367,55 @@ impl<M> Shared<M> {
                 body,
                 reply_to: Some((connection.into_owned(), id)),
             }),
-            Wire::Reply { id, body } => {
-                let waker = {
-                    let mut calls = self.calls.lock().expect("calls lock poisoned");
-                    // The caller may have timed out and gone meanwhile.
-                    calls
-                        .get_mut(id)
-                        .and_then(|call| CallTable::settle(call, CallOutcome::Reply(body)))
-                };
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-                None
-            }
         }
     }
 
-    /// Routes a frame read on a connection this node dialed. Replies are what comes back on
-    /// those (this transport sends messages and requests only on connections it dialed), but
-    /// a peer's message is still passed on to the inbox. If nobody reads the inbox (a pure
-    /// client), it is dropped.
-    fn dispatch_on_dialed(&self, connection: &Arc<Connection>, wire: Wire<M>) {
-        if let Some(incoming) = self.dispatch(Cow::Borrowed(connection), wire) {
-            let _ = self.inbox_events.send(InboxEvent::Forwarded(incoming));
+    /// Routes a frame read on a connection this node dialed, `calls` being its call table: a
+    /// reply to its call; a peer's message (replies are what comes back on dialed
+    /// connections, but not only) on to the inbox, or dropped if nobody reads the inbox (a
+    /// pure client).
+    fn dispatch_on_dialed(
+        &self,
+        connection: &Arc<Connection<M>>,
+        calls: &mut CallTable<M>,
+        wire: Wire<M>,
+    ) {
+        match wire {
+            Wire::Reply { id, body } => calls.settle_reply(id, body),
+            wire => {
+                if let Some(incoming) = Self::incoming(Cow::Borrowed(connection), wire) {
+                    let _ = self.inbox_events.send(InboxEvent::Forwarded(incoming));
+                }
+            }
         }
     }
 
     /// Marks a connection dead and fails the calls waiting on it at once.
-    fn connection_ended(&self, connection: &Connection) {
+    fn connection_ended(&self, connection: &Connection<M>) {
         connection.alive.store(false, Ordering::Release);
-        let wakers: Vec<Waker> = {
-            let mut calls = self.calls.lock().expect("calls lock poisoned");
-            calls
-                .calls_mut()
-                .filter(|call| call.connection_id == connection.id)
-                .filter_map(|call| CallTable::settle(call, CallOutcome::ConnectionLost))
-                .collect()
-        };
-        for waker in wakers {
-            waker.wake();
-        }
+        connection.io.lock().expect("connection lock poisoned").calls.close();
     }
 
-    /// Times out the calls whose deadline passed; returns the earliest deadline left.
+    /// Times out the calls whose deadline passed, on every connection this node dialed (the
+    /// calls of a connection that is over have all failed, see [`CallTable::close`]); returns
+    /// the earliest deadline left.
     fn expire_calls(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
-        let mut wakers = Vec::new();
+        let connections: Vec<Arc<Connection<M>>> = {
+            let peers = self.peers.lock().expect("peers lock poisoned");
+            peers.peers.iter().filter_map(|(_, slot)| slot.open.clone()).collect()
+        };
+        let mut expired = Vec::new();
         let mut earliest: Option<tokio::time::Instant> = None;
-        {
-            let mut calls = self.calls.lock().expect("calls lock poisoned");
-            for call in calls.calls_mut() {
-                let (Some(deadline), None) = (call.deadline, &call.outcome) else {
-                    continue;
-                };
-                if deadline <= now {
-                    wakers.extend(CallTable::settle(call, CallOutcome::TimedOut));
-                } else {
-                    earliest = Some(earliest.map_or(deadline, |at| at.min(deadline)));
-                }
+        for connection in connections {
+            let mut io = connection.io.lock().expect("connection lock poisoned");
+            if let Some(deadline) = io.calls.expire(now, &mut expired) {
+                earliest = Some(earliest.map_or(deadline, |at| at.min(deadline)));
             }
-            calls.sweep_at = earliest;
         }
-        for waker in wakers {
+        self.sweep_at.store(earliest.map_or(u64::MAX, |at| self.sweep_key(at)), Ordering::Release);
+        // In call order, whichever connections the calls travel on.
+        expired.sort_unstable_by_key(|(id, _)| *id);
+        for (_, waker) in expired {
             waker.wake();
         }
         earliest
@@ -1249,11 +1427,10 @@ impl<M> Shared<M> {
         stream: TcpStream,
         reader: FrameReader,
         reader_held: bool,
-    ) -> Arc<Connection> {
+    ) -> Arc<Connection<M>> {
         // Stirred from the start: the reader has never been polled.
         let reader_stirred = Arc::new(ReaderStir { stirred: AtomicBool::new(true) });
         Arc::new(Connection {
-            id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
             peer,
             io: Mutex::new(Io::new(stream, reader, reader_held)),
             alive: AtomicBool::new(true),
@@ -1273,6 +1450,18 @@ impl<M: Message> Shared<M> {
         tokio::spawn(sweep_calls(Arc::downgrade(self), self.sweeper_wake.clone()));
     }
 
+    /// Makes sure the sweeper wakes by `deadline`, a call's.
+    fn sweep_by(self: &Arc<Self>, deadline: tokio::time::Instant) {
+        let key = self.sweep_key(deadline);
+        // Read first: most deadlines come after the one the sweeper sleeps on.
+        if key < self.sweep_at.load(Ordering::Acquire)
+            && key < self.sweep_at.fetch_min(key, Ordering::AcqRel)
+        {
+            self.start_sweeper();
+            self.sweeper_wake.notify_one();
+        }
+    }
+
     /// Reads what a dialed connection already holds, without waiting: replies nobody was
     /// reading, and above all its end, so that a connection the peer closed (it crashed or
     /// restarted) is found dead before it is used, and redialed, rather than after a frame
@@ -1280,14 +1469,18 @@ impl<M: Message> Shared<M> {
     ///
     /// The reader is polled only when stirred: it is left polled with the connection's stir
     /// waker, so the stream wakes that when anything arrives, the end included. A connection
-    /// used only to send (Raft peers' one-way messages) is then not polled before every
-    /// frame; one a call has just read is (the call polled it with its own waker).
-    fn drain_dialed(&self, connection: &Arc<Connection>) -> bool {
+    /// used only to send (Raft peers' one-way messages) is then not polled, nor even locked,
+    /// before every frame; one a call has just read is (the call polled it with its own
+    /// waker).
+    fn drain_dialed(&self, connection: &Arc<Connection<M>>) -> bool {
+        // Unstirred, or a call holds the reader (it sees the end when it comes).
+        if !connection.reader_stirred.stirred.load(Ordering::Acquire) {
+            return connection.alive.load(Ordering::Acquire);
+        }
         // Read in place, under the connection's lock: no call waits for the reader meanwhile
         // (it is never seen held), so none has to be woken afterwards.
-        let io = connection.io.lock().expect("connection lock poisoned");
+        let mut io = connection.io.lock().expect("connection lock poisoned");
         if io.reader_held {
-            // A call holds the reader and sees the end when it comes.
             return connection.alive.load(Ordering::Acquire);
         }
         // Cleared before the poll: whatever arrives after it stirs the reader again.
@@ -1295,26 +1488,7 @@ impl<M: Message> Shared<M> {
             return connection.alive.load(Ordering::Acquire);
         }
         let mut context = Context::from_waker(&connection.reader_stir_waker);
-        self.read_until_pending(connection, io, &mut context)
-    }
-
-    /// What a call does before its request leaves, in place of [`Shared::drain_dialed`]: takes
-    /// the connection's reader, unless another call holds it, and reads what it holds with
-    /// the call's own waker, so that the same poll of the stream also waits for the reply.
-    fn look_before_call(&self, connection: &Arc<Connection>, cx: &mut Context<'_>) -> Look {
-        let mut io = connection.io.lock().expect("connection lock poisoned");
-        if io.reader_held {
-            return Look::Held;
-        }
-        io.reader_held = true;
-        // From here on the stream wakes the call, which marks the reader stirred again when it
-        // puts it back.
-        connection.reader_stirred.stirred.store(false, Ordering::Release);
-        if self.read_until_pending(connection, io, cx) {
-            Look::Taken
-        } else {
-            Look::Ended
-        }
+        self.read_until_pending(connection, &mut io, &mut context)
     }
 
     /// Reads a dialed connection's frames until the stream has nothing more (they are
@@ -1323,49 +1497,25 @@ impl<M: Message> Shared<M> {
     /// stays held for good, and the calls waiting on it fail.
     fn read_until_pending(
         &self,
-        connection: &Arc<Connection>,
-        mut io: std::sync::MutexGuard<'_, Io>,
+        connection: &Arc<Connection<M>>,
+        io: &mut Io<M>,
         cx: &mut Context<'_>,
     ) -> bool {
-        let Io { stream, reader, .. } = &mut *io;
+        let Io { stream, reader, calls, .. } = io;
         let open = loop {
             match reader.poll_wire(stream, cx) {
                 Poll::Pending => break true,
                 Poll::Ready(None) => break false,
-                // Takes the calls lock under the connection's, as a call reading does;
-                // nothing takes them the other way round.
-                Poll::Ready(Some(wire)) => self.dispatch_on_dialed(connection, wire),
+                Poll::Ready(Some(wire)) => self.dispatch_on_dialed(connection, calls, wire),
             }
         };
         if !open {
             io.reader_held = true;
-            drop(io);
-            self.connection_ended(connection);
+            connection.alive.store(false, Ordering::Release);
+            io.calls.close();
         }
         open
     }
-}
-
-/// Runs `future` to its end, and says whether it ended in its first poll.
-async fn in_first_poll<F: Future>(future: F) -> (F::Output, bool) {
-    let mut future = std::pin::pin!(future);
-    let mut polls = 0u32;
-    let output = std::future::poll_fn(|cx| {
-        polls += 1;
-        future.as_mut().poll(cx)
-    })
-    .await;
-    (output, polls == 1)
-}
-
-/// What [`Shared::look_before_call`] found.
-enum Look {
-    /// The call holds the reader, and the stream is polled with its waker.
-    Taken,
-    /// Another call holds the reader.
-    Held,
-    /// The connection is over.
-    Ended,
 }
 
 /// Times out calls: sleeps until the earliest deadline of the calls waiting, settles those
@@ -1441,10 +1591,10 @@ impl<M: Message> Transport<M> {
             options,
             faults,
             rng: Mutex::new(rng),
-            peers: Mutex::new(PeerTable::default()),
-            calls: Mutex::new(CallTable { pending: Vec::new(), sweep_at: None }),
+            peers: Mutex::new(PeerTable { peers: Vec::new() }),
             next_call_id: AtomicU64::new(1),
-            next_connection_id: AtomicU64::new(1),
+            sweep_at: AtomicU64::new(u64::MAX),
+            epoch: tokio::time::Instant::now(),
             sweeper_wake: Arc::new(Notify::new()),
             sweeper_started: AtomicBool::new(false),
             #[cfg(madsim)]
@@ -1483,33 +1633,39 @@ impl<M: Message> Transport<M> {
     /// Sends a request to `to` and waits up to `timeout` for its reply.
     pub async fn call(&self, to: &str, body: M, timeout: Duration) -> Result<M, NetError> {
         let id = self.shared.next_call_id.fetch_add(1, Ordering::Relaxed);
-        let (connection, reading) = self.connection_to_call(to).await?;
-        // In the table before the request leaves: another caller reading this connection
-        // may read the reply first.
-        let pending = PendingCall {
-            connection_id: connection.id,
-            deadline: None,
-            outcome: None,
-            waker: None,
+        let request = Wire::Request { id, body };
+        let (mut connection, mut dialed) = match self.with_peer(to, |slot| slot.open_connection()) {
+            Some(connection) => (connection, false),
+            None => (Box::pin(self.dial(to)).await?, true),
         };
-        self.shared.calls.lock().expect("calls lock poisoned").insert(id, pending);
-        // From here on, dropping the future (at any await) removes the call from the table and
-        // puts the reader back.
-        let mut waiting = CallFuture {
-            shared: &self.shared,
-            connection,
-            id,
-            timeout: Some(timeout),
-            reading,
-            looked: false,
+        let waiting = loop {
+            let rule = self.shared.faults.rule_on(&self.shared.me, &connection);
+            // Once started, dropping the future (at any await) takes the call out of the
+            // table and puts the reader back.
+            let mut waiting = CallFuture::new(&self.shared, connection, id, timeout);
+            let started = std::future::poll_fn(|cx| {
+                Poll::Ready(waiting.start(&request, !dialed, rule.is_none(), cx))
+            })
+            .await;
+            match started {
+                Start::Started => {}
+                Start::Failed(error) => return Err(error),
+                // Found over before use (the peer closed it: it crashed or restarted): redial.
+                Start::Ended if !dialed => {
+                    connection = Box::pin(self.dial(to)).await?;
+                    dialed = true;
+                    continue;
+                }
+                Start::Ended => return Err(NetError::ConnectionLost { peer: to.to_string() }),
+            }
+            if let Some(rule) = rule {
+                // Boxed, as dialing is (see `connection`): a faulty link's path stays out of
+                // the common path's future.
+                Box::pin(self.write_judged(&waiting.connection, &request, rule)).await?;
+                waiting.sent_later();
+            }
+            break waiting;
         };
-        let (written, at_once) = {
-            let request = Wire::Request { id, body };
-            in_first_poll(self.write_with_faults(&waiting.connection, &request)).await
-        };
-        written?;
-        // Looked and wrote in one poll of this task: nothing arrived since the look.
-        waiting.looked = reading && at_once;
         match waiting.await {
             CallOutcome::Reply(reply) => Ok(reply),
             CallOutcome::ConnectionLost => Err(NetError::ConnectionLost { peer: to.to_string() }),
@@ -1518,25 +1674,6 @@ impl<M: Message> Transport<M> {
                 after_ms: timeout.as_millis() as u64,
             }),
         }
-    }
-
-    /// The open connection to `to` for a call, as [`Transport::connection`] gives it, and
-    /// whether the call now holds its reader (see [`Shared::look_before_call`]).
-    async fn connection_to_call(&self, to: &str) -> Result<(Arc<Connection>, bool), NetError> {
-        if let Some(connection) = self.with_peer(to, |slot| slot.open_connection()) {
-            let look = std::future::poll_fn(|cx| {
-                Poll::Ready(self.shared.look_before_call(&connection, cx))
-            })
-            .await;
-            match look {
-                Look::Taken => return Ok((connection, true)),
-                Look::Held if connection.alive.load(Ordering::Acquire) => {
-                    return Ok((connection, false))
-                }
-                Look::Held | Look::Ended => {}
-            }
-        }
-        Ok((Box::pin(self.dial(to)).await?, false))
     }
 
     /// Answers a request received in the inbox. Answering a one-way message does nothing.
@@ -1550,20 +1687,29 @@ impl<M: Message> Transport<M> {
     /// Writes a frame through the link's fault rule: at once, later, twice, or not at all.
     async fn write_with_faults(
         &self,
-        connection: &Arc<Connection>,
+        connection: &Arc<Connection<M>>,
         wire: &Wire<M>,
     ) -> Result<(), NetError> {
-        let Some(rule) = self.shared.faults.rule_on(&self.shared.me, connection) else {
-            return connection.write(wire).await;
-        };
+        match self.shared.faults.rule_on(&self.shared.me, connection) {
+            None => connection.write(wire).await,
+            // Boxed, as dialing is (see `connection`).
+            Some(rule) => Box::pin(self.write_judged(connection, wire, rule)).await,
+        }
+    }
+
+    /// Writes a frame as `rule` judges it.
+    async fn write_judged(
+        &self,
+        connection: &Arc<Connection<M>>,
+        wire: &Wire<M>,
+        rule: LinkRule,
+    ) -> Result<(), NetError> {
         let verdict = rule.judge(&mut *self.shared.rng.lock().expect("rng lock poisoned"));
         match verdict {
             Verdict::Pass => connection.write(wire).await,
             Verdict::Drop => Ok(()),
-            // Boxed, as dialing is (see `connection`): a faulty link's path stays out of the
-            // common path's future.
             Verdict::Deliver { after, copies } => {
-                Box::pin(Self::deliver(connection, wire, after, copies)).await
+                Self::deliver(connection, wire, after, copies).await
             }
         }
     }
@@ -1571,7 +1717,7 @@ impl<M: Message> Transport<M> {
     /// Writes a frame `copies` times, at once or after `after` (in a task of its own, so
     /// the sender does not wait and later frames overtake it).
     async fn deliver(
-        connection: &Arc<Connection>,
+        connection: &Arc<Connection<M>>,
         wire: &Wire<M>,
         after: Duration,
         copies: u8,
@@ -1600,7 +1746,7 @@ impl<M: Message> Transport<M> {
     /// dialing states (connect, greet, the backoff lock) would make every `send`, `call` and
     /// `reply` future about 2 KB, which each message then writes to and evicts from the
     /// cache. The common case, already connected, awaits nothing.
-    async fn connection(&self, to: &str) -> Result<Arc<Connection>, NetError> {
+    async fn connection(&self, to: &str) -> Result<Arc<Connection<M>>, NetError> {
         if let Some(connection) = self.with_peer(to, |slot| slot.open_connection()) {
             if self.shared.drain_dialed(&connection) {
                 return Ok(connection);
@@ -1610,7 +1756,7 @@ impl<M: Message> Transport<M> {
     }
 
     /// Opens a connection to `to` when the backoff allows, unless another task just did.
-    async fn dial(&self, to: &str) -> Result<Arc<Connection>, NetError> {
+    async fn dial(&self, to: &str) -> Result<Arc<Connection<M>>, NetError> {
         let dialing = self.with_peer(to, |slot| slot.dialing.clone());
         let mut backoff = dialing.lock().await;
         // Another task may have dialed while this one waited for the lock.
@@ -1647,7 +1793,7 @@ impl<M: Message> Transport<M> {
     }
 
     /// Runs `f` on the table entry of peer `to` (created on first use), under the peers lock.
-    fn with_peer<R>(&self, to: &str, f: impl FnOnce(&mut PeerSlot) -> R) -> R {
+    fn with_peer<R>(&self, to: &str, f: impl FnOnce(&mut PeerSlot<M>) -> R) -> R {
         let mut peers = self.shared.peers.lock().expect("peers lock poisoned");
         f(peers.entry(to).1)
     }
@@ -1665,7 +1811,7 @@ impl<M: Message> Transport<M> {
 
     /// Greets a freshly dialed peer. What it sends back is read by the calls waiting on the
     /// connection (see [`CallFuture`]), so no task is spawned to read it.
-    async fn open(&self, peer: &str, stream: TcpStream) -> Result<Arc<Connection>, NetError> {
+    async fn open(&self, peer: &str, stream: TcpStream) -> Result<Arc<Connection<M>>, NetError> {
         let peer = self.peer_name(peer);
         let connection = self.shared.new_connection(peer, stream, FrameReader::new(), false);
         connection.write(&Wire::<M>::Hello { from: self.shared.me.clone() }).await?;
@@ -1766,7 +1912,7 @@ mod tests {
 
     #[test]
     fn frames_queued_by_waiting_writers_go_out_whole_and_in_order() {
-        let mut outgoing = Io::new(SlowStream::default(), FrameReader::new(), true);
+        let mut outgoing = Io::<u64, _>::new(SlowStream::default(), FrameReader::new(), true);
         let mut context = Context::from_waker(Waker::noop());
         let frame =
             |value: u64| move |queue: &mut Vec<u8>| encode_into(&Wire::OneWay(value), queue);
@@ -1790,7 +1936,7 @@ mod tests {
 
     #[test]
     fn a_frame_that_fails_to_encode_leaves_the_queue_as_it_was() {
-        let mut outgoing = Io::new(SlowStream::default(), FrameReader::new(), true);
+        let mut outgoing = Io::<u64, _>::new(SlowStream::default(), FrameReader::new(), true);
         outgoing.queue(|queue| encode_into(&Wire::OneWay(7u8), queue)).unwrap();
         let before = outgoing.queue.clone();
         let too_long = vec![0u8; FRAME_BYTES_MAX + 1];
@@ -1802,8 +1948,8 @@ mod tests {
 
     #[test]
     fn the_call_table_keeps_calls_in_id_order() {
-        let mut table = CallTable::<u64> { pending: Vec::new(), sweep_at: None };
-        let call = || PendingCall { connection_id: 1, deadline: None, outcome: None, waker: None };
+        let mut table = CallTable::<u64> { pending: Vec::new(), closed: false };
+        let call = || PendingCall { deadline: None, outcome: None, waker: None };
         for id in [2, 5, 3, 1, 4] {
             table.insert(id, call());
         }
@@ -1812,7 +1958,33 @@ mod tests {
         table.remove(3);
         table.remove(3); // Removing a call twice is harmless (it timed out, then dropped).
         assert!(table.get_mut(3).is_none() && table.get_mut(4).is_some());
-        assert_eq!(table.calls_mut().count(), 4);
+        assert_eq!(table.pending.len(), 4);
+    }
+
+    #[test]
+    fn the_call_table_expires_settles_and_closes() {
+        let start = tokio::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut table = CallTable::<u64> { pending: Vec::new(), closed: false };
+        for (id, deadline) in [(1, Some(300)), (2, Some(100)), (3, None), (4, Some(200))] {
+            let waker = Some(Waker::noop().clone());
+            let call = PendingCall { deadline: deadline.map(at), outcome: None, waker };
+            table.insert(id, call);
+        }
+        let mut expired = Vec::new();
+        let earliest = table.expire(at(200), &mut expired);
+        let expired: Vec<u64> = expired.into_iter().map(|(id, _)| id).collect();
+        assert_eq!(expired, [2, 4], "the calls whose deadline passed, in id order");
+        assert_eq!(earliest, Some(at(300)), "the earliest deadline left");
+        table.settle_reply(1, 10);
+        table.settle_reply(9, 90); // A call that went: nothing to settle.
+        assert!(table.next_waiter().is_some(), "call 3 still waits");
+        table.close();
+        let outcome = |id| table.pending.iter().find(|(other, _)| *other == id).unwrap();
+        assert!(matches!(outcome(1).1.outcome, Some(CallOutcome::Reply(10))), "kept its reply");
+        assert!(matches!(outcome(2).1.outcome, Some(CallOutcome::TimedOut)), "kept its timeout");
+        assert!(matches!(outcome(3).1.outcome, Some(CallOutcome::ConnectionLost)));
+        assert!(table.closed && table.next_waiter().is_none(), "nobody waits on a closed table");
     }
 
     /// Calls from a client node to a server node whose inbox task runs `serve`.
