@@ -1987,7 +1987,9 @@ mod tests {
         assert!(table.closed && table.next_waiter().is_none(), "nobody waits on a closed table");
     }
 
-    /// Calls from a client node to a server node whose inbox task runs `serve`.
+    /// Calls from a client node to a server node whose inbox task runs `serve`. (Simulation
+    /// only: the nodes, their addresses and the kill are madsim's.)
+    #[cfg(madsim)]
     mod calls {
         use super::*;
         use crate::seams::rng::rng_for;
