@@ -675,6 +675,15 @@ impl<M, F> Drop for FrameWrite<'_, M, F> {
 trait Encoder: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin {}
 impl<F: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin> Encoder for F {}
 
+impl<M> Connection<M> {
+    /// Marks the connection over (its end was read, or it cannot be trusted further) and
+    /// fails the calls waiting on it; `calls` is its call table, under its locked `Io`.
+    fn end(&self, calls: &mut CallTable<M>) {
+        self.alive.store(false, Ordering::Release);
+        calls.close();
+    }
+}
+
 impl<M: Serialize> Connection<M> {
     /// Encodes `wire` into the connection's queue and waits until it is written and flushed.
     fn write<'a>(&'a self, wire: &'a Wire<M>) -> FrameWrite<'a, M, impl Encoder + 'a> {
@@ -1246,11 +1255,7 @@ impl<M: Message> Future for CallFuture<'_, M> {
             match ready!(io.poll_drive(cx, until)) {
                 Ok(()) => {
                     this.writing = None;
-                    let deadline = this.shared.now() + this.timeout;
-                    if let Some(call) = io.calls.get_mut(this.id) {
-                        call.deadline = Some(deadline);
-                    }
-                    this.shared.sweep_by(deadline);
+                    this.sent(&mut io.calls);
                 }
                 Err(()) => {
                     connection.alive.store(false, Ordering::Release);
@@ -1279,8 +1284,7 @@ impl<M: Message> Future for CallFuture<'_, M> {
                     // The connection is over, or sent a frame that does not decode (the stream
                     // cannot be trusted further): nobody reads it again, and its calls fail.
                     this.reading = false;
-                    connection.alive.store(false, Ordering::Release);
-                    calls.close();
+                    connection.end(calls);
                     return Poll::Ready(CallOutcome::ConnectionLost);
                 }
             }
@@ -1392,8 +1396,7 @@ impl<M> Shared<M> {
 
     /// Marks a connection dead and fails the calls waiting on it at once.
     fn connection_ended(&self, connection: &Connection<M>) {
-        connection.alive.store(false, Ordering::Release);
-        connection.io.lock().expect("connection lock poisoned").calls.close();
+        connection.end(&mut connection.io.lock().expect("connection lock poisoned").calls);
     }
 
     /// Times out the calls whose deadline passed, on every connection this node dialed (the
@@ -1511,8 +1514,7 @@ impl<M: Message> Shared<M> {
         };
         if !open {
             io.reader_held = true;
-            connection.alive.store(false, Ordering::Release);
-            io.calls.close();
+            connection.end(&mut io.calls);
         }
         open
     }
