@@ -371,15 +371,17 @@ mod simulated {
     /// Exchanges so far per sender, for a loop that serves several senders. Raw TCP's servers
     /// count in a local variable, one task per connection; this bookkeeping should cost the
     /// transport's side no more than that, so a sender is found by the address of its name
-    /// first (the transport shares one `Arc<str>` among a connection's messages), and by the
-    /// name itself only when that misses.
+    /// among all senders first (the transport shares one `Arc<str>` among a connection's
+    /// messages), and by the name itself only when that misses.
     #[derive(Default)]
     struct Rounds(Vec<(Arc<str>, u64)>);
 
     impl Rounds {
         fn of(&mut self, from: &Arc<str>) -> &mut u64 {
-            let known = |(name, _): &(Arc<str>, u64)| Arc::ptr_eq(name, from) || **name == **from;
-            let at = match self.0.iter().position(known) {
+            let same = |(name, _): &(Arc<str>, u64)| Arc::ptr_eq(name, from);
+            let equal = |(name, _): &(Arc<str>, u64)| **name == **from;
+            let known = self.0.iter().position(same).or_else(|| self.0.iter().position(equal));
+            let at = match known {
                 Some(at) => at,
                 None => {
                     self.0.push((from.clone(), 0));
@@ -420,7 +422,7 @@ mod simulated {
                     .unwrap();
                     let mut rounds = Rounds::default();
                     while let Some(request) = inbox.recv().await {
-                        let round = rounds.of(&request.from);
+                        let round = rounds.of(request.from());
                         let answer = traffic.answer(*round).clone();
                         *round += 1;
                         transport.reply(&request, answer).await.unwrap();
@@ -489,10 +491,10 @@ mod simulated {
                     .unwrap();
                     let mut rounds = Rounds::default();
                     while let Some(message) = inbox.recv().await {
-                        let round = rounds.of(&message.from);
+                        let round = rounds.of(message.from());
                         let answer = traffic.answer(*round).clone();
                         *round += 1;
-                        transport.send(&message.from, answer).await.unwrap();
+                        transport.send(message.from(), answer).await.unwrap();
                     }
                 });
         }
@@ -525,11 +527,11 @@ mod simulated {
                 while answers < ROUND_TRIPS_PER_PAIR * SERVERS as u64 {
                     let message = inbox.recv().await.unwrap();
                     answers += 1;
-                    let round = rounds.of(&message.from);
+                    let round = rounds.of(message.from());
                     *round += 1;
                     if *round < ROUND_TRIPS_PER_PAIR {
                         let request = traffic.request(*round).clone();
-                        transport.send(&message.from, request).await.unwrap();
+                        transport.send(message.from(), request).await.unwrap();
                     }
                 }
             }));

@@ -37,7 +37,7 @@ fn recording_program(deliveries: Deliveries, history: History) -> Program {
             while let Some(message) = inbox.recv().await {
                 deliveries.lock().unwrap().push((
                     context.name.clone(),
-                    message.from.to_string(),
+                    message.from().to_string(),
                     message.body,
                     history.now_us() / 1000,
                 ));

@@ -257,7 +257,7 @@ impl<M: StateMachine> Replica<M> {
                         "raft_bad_message",
                         json!({
                             "group": self.group,
-                            "from": &*incoming.from,
+                            "from": &**incoming.from(),
                             "error": error.to_string(),
                         }),
                     ),
