@@ -64,6 +64,22 @@ pub enum NetError {
     Encode(String),
 }
 
+// Out of line and cold: the paths that fail are kept apart from the paths messages take,
+// which stay compact in the instruction cache.
+impl NetError {
+    #[cold]
+    #[inline(never)]
+    fn lost(peer: &str) -> NetError {
+        NetError::ConnectionLost { peer: peer.to_string() }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn timed_out(peer: &str, after: Duration) -> NetError {
+        NetError::Timeout { peer: peer.to_string(), after_ms: after.as_millis() as u64 }
+    }
+}
+
 /// Where each node listens. Shared by every node of a cluster.
 #[derive(Clone, Debug, Default)]
 pub struct AddressBook {
@@ -631,7 +647,7 @@ impl<M, F: Encoder> Future for FrameWrite<'_, M, F> {
         let connection = this.connection;
         let lost = || {
             connection.alive.store(false, Ordering::Release);
-            NetError::ConnectionLost { peer: connection.peer.to_string() }
+            NetError::lost(&connection.peer)
         };
         if this.frame.is_some() && !connection.alive.load(Ordering::Acquire) {
             this.frame = None;
@@ -1096,7 +1112,10 @@ impl<M> CallTable<M> {
     }
 
     fn remove(&mut self, id: u64) {
-        if let Ok(at) = self.pending.binary_search_by_key(&id, |(other, _)| *other) {
+        // Usually the newest call, often the only one.
+        if self.pending.last().is_some_and(|(last, _)| *last == id) {
+            self.pending.pop();
+        } else if let Ok(at) = self.pending.binary_search_by_key(&id, |(other, _)| *other) {
             self.pending.remove(at);
         }
     }
@@ -1286,7 +1305,7 @@ impl<'a, M: Message> CallFuture<'a, M> {
     /// on it were failed with it, see [`Io::poll_drive`]).
     fn lost(&self) -> NetError {
         self.connection.alive.store(false, Ordering::Release);
-        NetError::ConnectionLost { peer: self.connection.peer.to_string() }
+        NetError::lost(&self.connection.peer)
     }
 }
 
@@ -1730,7 +1749,7 @@ impl<M: Message> Transport<M> {
                     dialed = true;
                     continue;
                 }
-                Start::Ended => return Err(NetError::ConnectionLost { peer: to.to_string() }),
+                Start::Ended => return Err(NetError::lost(to)),
             }
             if let Some(rule) = rule {
                 // Boxed, as dialing is (see `connection`): a faulty link's path stays out of
@@ -1742,11 +1761,8 @@ impl<M: Message> Transport<M> {
         };
         match waiting.await {
             CallOutcome::Reply(reply) => Ok(reply),
-            CallOutcome::ConnectionLost => Err(NetError::ConnectionLost { peer: to.to_string() }),
-            CallOutcome::TimedOut => Err(NetError::Timeout {
-                peer: to.to_string(),
-                after_ms: timeout.as_millis() as u64,
-            }),
+            CallOutcome::ConnectionLost => Err(NetError::lost(to)),
+            CallOutcome::TimedOut => Err(NetError::timed_out(to, timeout)),
         }
     }
 
