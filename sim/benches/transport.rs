@@ -21,16 +21,17 @@
 //!   postcard: serialization alone takes most of what the 0.7 target leaves, so this traffic
 //!   is shown, not held to it.
 //!
-//! What bounds the ratio on the queue's traffic (cachegrind, 400k messages): raw TCP executes
-//! about 6.0k instructions per message, raw TCP plus postcard 7.1k (an instruction ratio of
-//! 0.84), the transport 8.0k one-way (0.75) and 8.1k with calls (0.74). The wall-clock ratio is
-//! lower than the instruction ratio because the transport's larger working set (a write queue
-//! and a read buffer per connection, the decoded message, the peer and call tables, the
-//! futures of `call`, `reply` and the inbox) misses the L1 data cache 66 to 71 times per
-//! message, against raw's 18 and raw plus postcard's 45: a simulation's four nodes take turns
-//! on one core, and each evicts the others' state. Its locks and reference counts are atomic
-//! operations besides, which cost more cycles than their instruction count says (a call's
-//! round trip takes about eight locks across its two ends).
+//! What bounds the ratio on the queue's traffic (cachegrind, 400k messages): raw TCP executes about
+//! 6.0k instructions per message, raw TCP plus postcard 7.1k (an instruction ratio of 0.84), the
+//! transport 7.7k one-way (0.77) and 7.9k with calls (0.76). The wall-clock ratio is lower than the
+//! instruction ratio because the transport's larger working set (a write queue and a read buffer
+//! per connection, the decoded message, the peer and call tables, the futures of `call`, `reply`
+//! and the inbox) misses the L1 data cache about 70 times per message, against raw's 18 and raw
+//! plus postcard's 45, and its code misses the instruction cache two and a half times as often as
+//! raw plus postcard does: a simulation's four nodes take turns on one core, and each evicts the
+//! others' state. Its locks and reference counts are atomic operations besides, which cost more
+//! cycles than their instruction count says (a call's round trip takes six locks across its two
+//! ends, and a read of the simulated clock).
 //!
 //! Wall-clock rates on a shared machine vary by about 15% from run to run, and interference
 //! only ever adds time: each row reports its best run of 9 (`cargo bench`), the one closest to

@@ -273,9 +273,16 @@ impl LinkFaults {
 
     fn rule_kept<M>(&self, from: &str, connection: &Connection<M>) -> Option<LinkRule> {
         let generation = self.generation.load(Ordering::Acquire);
+        // Most links have no rule while others do: that is known without the lock.
+        if connection.no_link_rule_at.load(Ordering::Acquire) == generation {
+            return None;
+        }
         let mut kept = connection.link_rule.lock().expect("link rule lock poisoned");
         if kept.0 != Some(generation) {
             *kept = (Some(generation), self.rule_in_table(from, &connection.peer));
+        }
+        if kept.1.is_none() {
+            connection.no_link_rule_at.store(generation, Ordering::Release);
         }
         kept.1
     }
@@ -453,6 +460,9 @@ struct Connection<M> {
     alive: AtomicBool,
     /// The rule of this connection's link, as of a generation of the [`LinkFaults`] table.
     link_rule: Mutex<(Option<u64>, Option<LinkRule>)>,
+    /// The generation of the [`LinkFaults`] table at which this connection's link was found
+    /// to have no rule (`u64::MAX`: not yet).
+    no_link_rule_at: AtomicU64,
     /// Whether the idle reader may hold something (a frame, or the connection's end) that
     /// nobody has looked at. See [`Shared::drain_dialed`].
     reader_stirred: Arc<ReaderStir>,
@@ -1521,6 +1531,7 @@ impl<M> Shared<M> {
             io: Mutex::new(Io::new(stream, reader, reader_held)),
             alive: AtomicBool::new(true),
             link_rule: Mutex::new((None, None)),
+            no_link_rule_at: AtomicU64::new(u64::MAX),
             reader_stir_waker: Waker::from(reader_stirred.clone()),
             reader_stirred,
         })
