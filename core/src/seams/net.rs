@@ -655,10 +655,7 @@ impl<M, F: Encoder> Future for FrameWrite<'_, M, F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), NetError>> {
         let this = self.get_mut();
         let connection = this.connection;
-        let lost = || {
-            connection.alive.store(false, Ordering::Release);
-            NetError::lost(&connection.peer)
-        };
+        let lost = || connection.lost();
         if this.frame.is_some() && !connection.alive.load(Ordering::Acquire) {
             this.frame = None;
             this.done = true;
@@ -701,6 +698,13 @@ trait Encoder: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin {}
 impl<F: FnOnce(&mut Vec<u8>) -> Result<(), NetError> + Unpin> Encoder for F {}
 
 impl<M> Connection<M> {
+    /// Marks the connection dead, its stream having failed as it was written, and gives the
+    /// error the writer returns (the calls on it were failed with it, see [`Io::poll_drive`]).
+    fn lost(&self) -> NetError {
+        self.alive.store(false, Ordering::Release);
+        NetError::lost(&self.peer)
+    }
+
     /// Marks the connection over (its end was read, or it cannot be trusted further) and
     /// fails the calls waiting on it; `calls` is its call table, under its locked `Io`.
     fn end(&self, calls: &mut CallTable<M>) {
@@ -1291,7 +1295,7 @@ impl<'a, M: Message> CallFuture<'a, M> {
                 // arrived unseen since.
                 self.looked = io.reader_held;
             }
-            Poll::Ready(Err(())) => return Start::Failed(self.lost()),
+            Poll::Ready(Err(())) => return Start::Failed(self.connection.lost()),
             Poll::Pending => self.writing = Some(until),
         }
         Start::Started
@@ -1309,13 +1313,6 @@ impl<'a, M: Message> CallFuture<'a, M> {
     /// [`CallFuture::sent`], for a request written outside [`CallFuture::start`].
     fn sent_later(&self) {
         self.sent(&mut self.connection.io.lock().expect("connection lock poisoned").calls);
-    }
-
-    /// The error of a call whose connection failed while its request was written (the calls
-    /// on it were failed with it, see [`Io::poll_drive`]).
-    fn lost(&self) -> NetError {
-        self.connection.alive.store(false, Ordering::Release);
-        NetError::lost(&self.connection.peer)
     }
 }
 
