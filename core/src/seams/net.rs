@@ -374,11 +374,23 @@ struct FrameReader {
     buffer: Vec<u8>,
     start: usize,
     end: usize,
+    /// Set once the stream ended or failed: it is not read again.
+    ended: bool,
+}
+
+/// What [`FrameReader::buffered`] found in the buffer.
+enum Buffered {
+    /// A whole frame, as a range of the buffer.
+    Frame(Range<usize>),
+    /// Part of a frame: the next frame, prefix included, takes this many bytes.
+    Partial(usize),
+    /// The next frame announces a length over [`FRAME_BYTES_MAX`].
+    TooLong,
 }
 
 impl FrameReader {
     fn new() -> FrameReader {
-        FrameReader { buffer: vec![0; READ_BUFFER_BYTES], start: 0, end: 0 }
+        FrameReader { buffer: vec![0; READ_BUFFER_BYTES], start: 0, end: 0, ended: false }
     }
 
     /// The next frame read from `stream`, decoded; `None` once the stream cannot be read
@@ -402,51 +414,94 @@ impl FrameReader {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Range<usize>>> {
         loop {
-            let available = self.end - self.start;
-            let mut needed = LENGTH_PREFIX_BYTES;
-            if available >= LENGTH_PREFIX_BYTES {
-                let prefix = &self.buffer[self.start..self.start + LENGTH_PREFIX_BYTES];
-                let length = u32::from_be_bytes(prefix.try_into().expect("four bytes")) as usize;
-                if length > FRAME_BYTES_MAX {
-                    return Poll::Ready(None);
-                }
-                needed = LENGTH_PREFIX_BYTES + length;
-                if available >= needed {
-                    let frame = self.start + LENGTH_PREFIX_BYTES..self.start + needed;
-                    self.start += needed;
+            let needed = match self.buffered() {
+                Buffered::Frame(frame) => {
+                    self.start = frame.end;
                     return Poll::Ready(Some(frame));
                 }
-            }
-            if available == 0 {
-                self.start = 0;
-                self.end = 0;
-                if self.buffer.len() > READ_BUFFER_BYTES {
-                    // A large frame passed: give its memory back.
-                    self.buffer = vec![0; READ_BUFFER_BYTES];
-                }
-            }
-            if self.buffer.len() - self.start < needed {
-                self.buffer.copy_within(self.start..self.end, 0);
-                self.end = available;
-                self.start = 0;
-                if self.buffer.len() < needed {
-                    self.buffer.resize(needed, 0);
-                }
-            }
-            debug_assert!(self.end < self.buffer.len(), "no room to read into");
-            let mut read = ReadBuf::new(&mut self.buffer[self.end..]);
-            match Pin::new(&mut *stream).poll_read(cx, &mut read) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(_)) => return Poll::Ready(None),
-                Poll::Ready(Ok(())) => {
-                    let read_bytes = read.filled().len();
-                    if read_bytes == 0 {
-                        return Poll::Ready(None); // The end of the stream.
-                    }
-                    self.end += read_bytes;
-                }
+                Buffered::TooLong => return Poll::Ready(None),
+                Buffered::Partial(needed) => needed,
+            };
+            if !ready!(self.poll_fill(stream, cx, needed)) {
+                return Poll::Ready(None);
             }
         }
+    }
+
+    /// Reads ahead once a frame was taken, while the caller still holds the stream: whether
+    /// the next [`FrameReader::poll_frame`] has something to find without waiting (a frame
+    /// already buffered, bytes the stream had, or its end). `Pending` leaves the stream
+    /// polled with `cx`, which it wakes when more arrives: whoever reads a stream until it has
+    /// nothing then polls it once per frame, not twice.
+    fn poll_ahead<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        match self.buffered() {
+            Buffered::Partial(needed) => self.poll_fill(stream, cx, needed).map(|_| ()),
+            Buffered::Frame(_) | Buffered::TooLong => Poll::Ready(()),
+        }
+    }
+
+    /// What the buffer holds of the next frame.
+    #[inline]
+    fn buffered(&self) -> Buffered {
+        let available = self.end - self.start;
+        if available < LENGTH_PREFIX_BYTES {
+            return Buffered::Partial(LENGTH_PREFIX_BYTES);
+        }
+        let prefix = &self.buffer[self.start..self.start + LENGTH_PREFIX_BYTES];
+        let length = u32::from_be_bytes(prefix.try_into().expect("four bytes")) as usize;
+        if length > FRAME_BYTES_MAX {
+            return Buffered::TooLong;
+        }
+        let needed = LENGTH_PREFIX_BYTES + length;
+        if available < needed {
+            return Buffered::Partial(needed);
+        }
+        Buffered::Frame(self.start + LENGTH_PREFIX_BYTES..self.start + needed)
+    }
+
+    /// Reads once from `stream` into the buffer, making room for a frame of `needed` bytes
+    /// first; `false` once the stream ended or failed (it is not read again).
+    #[inline]
+    fn poll_fill<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+        needed: usize,
+    ) -> Poll<bool> {
+        if self.ended {
+            return Poll::Ready(false);
+        }
+        let available = self.end - self.start;
+        if available == 0 {
+            self.start = 0;
+            self.end = 0;
+            if self.buffer.len() > READ_BUFFER_BYTES {
+                // A large frame passed: give its memory back.
+                self.buffer = vec![0; READ_BUFFER_BYTES];
+            }
+        }
+        if self.buffer.len() - self.start < needed {
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end = available;
+            self.start = 0;
+            if self.buffer.len() < needed {
+                self.buffer.resize(needed, 0);
+            }
+        }
+        debug_assert!(self.end < self.buffer.len(), "no room to read into");
+        let mut read = ReadBuf::new(&mut self.buffer[self.end..]);
+        let read_bytes = match ready!(Pin::new(&mut *stream).poll_read(cx, &mut read)) {
+            Ok(()) => read.filled().len(),
+            Err(_) => 0,
+        };
+        // No bytes: the end of the stream (or a failure).
+        self.ended = read_bytes == 0;
+        self.end += read_bytes;
+        Poll::Ready(!self.ended)
     }
 }
 
@@ -833,47 +888,20 @@ enum InboxEvent<M> {
     Forwarded(Incoming<M>),
 }
 
-/// The task that polls the inbox, as its sources wake it: like `AtomicWaker`, it wakes the
-/// task at most once per poll of the inbox; unlike it, it keeps the task's waker rather than
-/// taking it on each wake. A poll by the same task (the inbox is read by one loop) then arms
-/// it again with one swap, where `AtomicWaker` registered the waker anew on every poll (two
-/// compare-and-swaps, and a clone after each wake), and a source wakes it with one swap,
-/// where `AtomicWaker` took two. A poll by another task starts a new `InboxTask` (see
-/// [`Inbox::follow`]).
-///
-/// Written here rather than taken from a crate: `AtomicWaker` (futures, tokio) takes the
-/// waker on each wake by design, and that taking is the cost this saves.
-struct InboxTask {
-    /// Set by each poll of the inbox; the first source to wake afterwards clears it and wakes
-    /// the task. Both sides swap it, so whichever swaps second sees what the other did: a
-    /// poll that sets it after a source cleared it sees that source marked ready.
-    armed: AtomicBool,
-    waker: Waker,
-}
-
-impl InboxTask {
-    fn new(waker: Waker, armed: bool) -> Arc<InboxTask> {
-        Arc::new(InboxTask { armed: AtomicBool::new(armed), waker })
-    }
-
-    /// Armed again for a poll of the inbox by this task. (Read first: after a poll that found
-    /// nothing, no source woke the task since, and the flag is still set.)
-    #[inline]
-    fn arm(&self) {
-        if !self.armed.load(Ordering::Acquire) {
-            self.armed.swap(true, Ordering::AcqRel);
-        }
-    }
-}
-
 /// Wakes the inbox's task on behalf of one source (an accepted connection, or the event
 /// channel) and marks that source ready, so that a wake-up polls only the sources that
 /// called for it. Polling the others is not free under madsim: a simulated stream polled
 /// while a packet is in flight arms one more timer each time, and each timer wakes the task
 /// again when it fires.
+///
+/// Each source keeps its own clone of the task's waker, taken once, and wakes it directly:
+/// a wake costs the task's own wake and no more (no `AtomicWaker` to register the waker in
+/// anew on every poll, nor a flag shared among the sources). A poll by another task gives
+/// every source a waker for that task (see [`Inbox::follow`]).
 struct SourceWaker {
     ready: AtomicBool,
-    task: Arc<InboxTask>,
+    /// The task that polls the inbox.
+    task: Waker,
 }
 
 impl std::task::Wake for SourceWaker {
@@ -883,9 +911,7 @@ impl std::task::Wake for SourceWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.ready.store(true, Ordering::Release);
-        if self.task.armed.swap(false, Ordering::AcqRel) {
-            self.task.waker.wake_by_ref();
-        }
+        self.task.wake_by_ref();
     }
 }
 
@@ -898,7 +924,7 @@ struct InboxSource {
 impl InboxSource {
     /// A source that starts ready: it has never been polled (with this waker), so nothing
     /// would wake it.
-    fn new(task: &Arc<InboxTask>) -> InboxSource {
+    fn new(task: &Waker) -> InboxSource {
         let state = Arc::new(SourceWaker { ready: AtomicBool::new(true), task: task.clone() });
         InboxSource { waker: Waker::from(state.clone()), state }
     }
@@ -935,8 +961,8 @@ pub struct Inbox<M> {
     connections: Vec<AcceptedConnection<M>>,
     /// Where the next round of polling starts.
     next_connection: usize,
-    /// The task that waits in [`Inbox::recv`].
-    task: Arc<InboxTask>,
+    /// The task that waits in [`Inbox::recv`], as its sources wake it.
+    task: Waker,
 }
 
 impl<M: Message> Inbox<M> {
@@ -946,11 +972,7 @@ impl<M: Message> Inbox<M> {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming<M>>> {
-        // Armed before the sources are polled: a source that wakes from here on wakes this
-        // task again.
-        if self.task.waker.will_wake(cx.waker()) {
-            self.task.arm();
-        } else {
+        if !self.task.will_wake(cx.waker()) {
             self.follow(cx.waker());
         }
         loop {
@@ -1006,11 +1028,11 @@ impl<M: Message> Inbox<M> {
 
     /// Wakes `waker`'s task from here on, not the task that polled before (on the first poll,
     /// nobody): every source gets a waker of its own for the new task, and starts ready, so
-    /// it is polled, and its stream holds that waker, before this poll ends. A source the
-    /// previous task left registered wakes that task once at most, its arming being its own.
+    /// it is polled, and its stream holds that waker, before this poll ends. A stream still
+    /// holding a waker of the previous task wakes that task in vain, once.
     #[cold]
     fn follow(&mut self, waker: &Waker) {
-        self.task = InboxTask::new(waker.clone(), true);
+        self.task = waker.clone();
         self.events_source = InboxSource::new(&self.task);
         for accepted in &mut self.connections {
             accepted.source = InboxSource::new(&self.task);
@@ -1049,12 +1071,17 @@ fn poll_connections<M: Message>(
         let Poll::Ready(wire) = reader.poll_wire(stream, &mut context) else {
             continue;
         };
-        drop(io);
         if let Some(wire) = wire {
-            accepted.source.keep_ready();
+            // Read ahead under this lock: a stream with nothing more now holds the source's
+            // waker, so the next round need not lock and poll it only to find it waiting.
+            if reader.poll_ahead(stream, &mut context).is_ready() {
+                accepted.source.keep_ready();
+            }
+            drop(io);
             *next_connection = index + 1;
             return Poll::Ready(Polled::Frame { index, wire });
         }
+        drop(io);
         let ended = connections.remove(index);
         *next_connection = index;
         return Poll::Ready(Polled::Ended(ended.connection));
@@ -1702,7 +1729,7 @@ impl<M: Message> Transport<M> {
             inbox_events,
         });
         // Nobody polled the inbox yet: its first poll follows the task that polls it.
-        let task = InboxTask::new(Waker::noop().clone(), false);
+        let task = Waker::noop().clone();
         let inbox = Inbox {
             shared: shared.clone(),
             events,
@@ -2010,6 +2037,126 @@ mod tests {
         fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             Poll::Ready(Ok(()))
         }
+    }
+
+    /// What a scripted stream gives on each read, in turn.
+    enum Read {
+        Bytes(Vec<u8>),
+        Nothing,
+        End,
+    }
+
+    /// A stream that answers each read with the next step of its script, `Read::Nothing` once
+    /// the script is spent; counts its reads.
+    struct ScriptedStream {
+        script: std::collections::VecDeque<Read>,
+        reads: usize,
+    }
+
+    impl ScriptedStream {
+        fn new(script: impl IntoIterator<Item = Read>) -> ScriptedStream {
+            ScriptedStream { script: script.into_iter().collect(), reads: 0 }
+        }
+    }
+
+    impl AsyncRead for ScriptedStream {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.reads += 1;
+            match self.script.pop_front() {
+                Some(Read::Bytes(mut bytes)) => {
+                    let taken = bytes.len().min(buf.remaining());
+                    buf.put_slice(&bytes[..taken]);
+                    if taken < bytes.len() {
+                        self.script.push_front(Read::Bytes(bytes.split_off(taken)));
+                    }
+                    Poll::Ready(Ok(()))
+                }
+                Some(Read::End) => Poll::Ready(Ok(())),
+                Some(Read::Nothing) | None => Poll::Pending,
+            }
+        }
+    }
+
+    fn frames(values: &[u64]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for value in values {
+            encode_into(&Wire::OneWay(*value), &mut bytes).unwrap();
+        }
+        bytes
+    }
+
+    fn poll_value(reader: &mut FrameReader, stream: &mut ScriptedStream) -> Poll<Option<u64>> {
+        let mut context = Context::from_waker(Waker::noop());
+        reader.poll_wire::<u64, _>(stream, &mut context).map(|wire| match wire {
+            Some(Wire::OneWay(value)) => Some(value),
+            Some(_) => panic!("a frame of another kind"),
+            None => None,
+        })
+    }
+
+    #[test]
+    fn the_reader_splits_reads_into_frames_however_they_are_cut() {
+        let bytes = frames(&[1, u64::MAX, 3]);
+        // The three frames cut across reads: a prefix split in two, a frame in three reads,
+        // then the rest in one read with the end of the stream after it.
+        let script = vec![
+            Read::Bytes(bytes[..2].to_vec()),
+            Read::Nothing,
+            Read::Bytes(bytes[2..7].to_vec()),
+            Read::Bytes(bytes[7..9].to_vec()),
+            Read::Bytes(bytes[9..].to_vec()),
+            Read::End,
+        ];
+        let mut stream = ScriptedStream::new(script);
+        let mut reader = FrameReader::new();
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Pending);
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Ready(Some(1)));
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Ready(Some(u64::MAX)));
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Ready(Some(3)));
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Ready(None));
+        let reads = stream.reads;
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Ready(None), "still ended");
+        assert_eq!(stream.reads, reads, "an ended stream is not read again");
+    }
+
+    #[test]
+    fn reading_ahead_polls_the_stream_only_when_no_frame_is_buffered() {
+        let bytes = frames(&[1, 2, 3]);
+        let (two_frames, third) = bytes.split_at(bytes.len() / 3 * 2);
+        let script = vec![
+            Read::Bytes(two_frames.to_vec()),
+            Read::Bytes(third[..1].to_vec()),
+            Read::Bytes(third[1..].to_vec()),
+            Read::Nothing,
+            Read::End,
+        ];
+        let mut stream = ScriptedStream::new(script);
+        let mut reader = FrameReader::new();
+        let mut context = Context::from_waker(Waker::noop());
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Ready(Some(1)));
+        // The second frame came in the same read: ahead without reading.
+        assert!(reader.poll_ahead(&mut stream, &mut context).is_ready());
+        assert_eq!(stream.reads, 1);
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Ready(Some(2)));
+        // Nothing buffered: one read, which brings part of the third frame.
+        assert!(reader.poll_ahead(&mut stream, &mut context).is_ready());
+        assert_eq!(stream.reads, 2);
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Ready(Some(3)));
+        assert_eq!(stream.reads, 3);
+        // The stream has nothing now: ahead waits, and the next poll reads again.
+        assert!(reader.poll_ahead(&mut stream, &mut context).is_pending());
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Ready(None), "then it ended");
+        // An end found ahead is kept.
+        let mut stream = ScriptedStream::new([Read::Bytes(frames(&[4])), Read::End]);
+        let mut reader = FrameReader::new();
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Ready(Some(4)));
+        assert!(reader.poll_ahead(&mut stream, &mut context).is_ready());
+        assert_eq!(poll_value(&mut reader, &mut stream), Poll::Ready(None));
+        assert_eq!(stream.reads, 2, "the end was read once");
     }
 
     #[test]
