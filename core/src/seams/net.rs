@@ -444,8 +444,10 @@ impl FrameReader {
         }
     }
 
-    /// What the buffer holds of the next frame.
-    #[inline]
+    /// What the buffer holds of the next frame. (This and [`FrameReader::poll_fill`] are
+    /// inlined into their two callers, on every message's path: called, they took about 12
+    /// instructions and 10 instruction-cache misses more per message, under cachegrind.)
+    #[inline(always)]
     fn buffered(&self) -> Buffered {
         let available = self.end - self.start;
         if available < LENGTH_PREFIX_BYTES {
@@ -465,7 +467,7 @@ impl FrameReader {
 
     /// Reads once from `stream` into the buffer, making room for a frame of `needed` bytes
     /// first; `false` once the stream ended or failed (it is not read again).
-    #[inline]
+    #[inline(always)]
     fn poll_fill<S: AsyncRead + Unpin>(
         &mut self,
         stream: &mut S,
