@@ -712,17 +712,16 @@ impl<M, F: Encoder> Future for FrameWrite<'_, M, F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), NetError>> {
         let this = self.get_mut();
         let connection = this.connection;
-        let lost = || connection.lost();
         if this.frame.is_some() && !connection.alive.load(Ordering::Acquire) {
             this.frame = None;
             this.done = true;
-            return Poll::Ready(Err(lost()));
+            return Poll::Ready(Err(connection.lost()));
         }
         let mut io = connection.io.lock().expect("connection lock poisoned");
         if let Some(frame) = this.frame.take() {
             if io.failed {
                 this.done = true;
-                return Poll::Ready(Err(lost()));
+                return Poll::Ready(Err(connection.lost()));
             }
             match io.queue(frame) {
                 Ok(until) => this.until = until,
@@ -734,7 +733,7 @@ impl<M, F: Encoder> Future for FrameWrite<'_, M, F> {
         }
         let result = ready!(io.poll_drive(cx, this.until));
         this.done = true;
-        Poll::Ready(result.map_err(|()| lost()))
+        Poll::Ready(result.map_err(|()| connection.lost()))
     }
 }
 
@@ -1073,17 +1072,17 @@ fn poll_connections<M: Message>(
         let Poll::Ready(wire) = reader.poll_wire(stream, &mut context) else {
             continue;
         };
+        // Read ahead under this lock: a stream with nothing more now holds the source's waker,
+        // so the next round need not lock and poll it only to find it waiting.
+        let more = wire.is_some() && reader.poll_ahead(stream, &mut context).is_ready();
+        drop(io);
         if let Some(wire) = wire {
-            // Read ahead under this lock: a stream with nothing more now holds the source's
-            // waker, so the next round need not lock and poll it only to find it waiting.
-            if reader.poll_ahead(stream, &mut context).is_ready() {
+            if more {
                 accepted.source.keep_ready();
             }
-            drop(io);
             *next_connection = index + 1;
             return Poll::Ready(Polled::Frame { index, wire });
         }
-        drop(io);
         let ended = connections.remove(index);
         *next_connection = index;
         return Poll::Ready(Polled::Ended(ended.connection));
