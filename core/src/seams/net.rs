@@ -27,11 +27,12 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::ops::DerefMut;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
@@ -44,6 +45,39 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 
 use super::rng::SeededRng;
+
+/// The lock of a connection's state and of the transport's tables, never held across an
+/// await.
+///
+/// In the simulation one thread runs every node (madsim starts no threads), so the lock is
+/// never contended, and a spin lock is the cheapest correct one: a compare-and-swap takes it
+/// and a plain store releases it, where `std::sync::Mutex` also swaps to release it and checks
+/// for poisoning both ways. A message takes three or four such locks, and the spin lock keeps
+/// about 2% more of raw madsim TCP's rate (`sim/benches/transport.rs`). Built for real threads,
+/// a waiter parks instead of spinning: a lock may be held while a large frame is decoded.
+#[derive(Debug, Default)]
+struct Lock<T>(
+    #[cfg(madsim)] spin::mutex::SpinMutex<T>,
+    #[cfg(not(madsim))] std::sync::Mutex<T>,
+);
+
+impl<T> Lock<T> {
+    fn new(value: T) -> Lock<T> {
+        #[cfg(madsim)]
+        return Lock(spin::mutex::SpinMutex::new(value));
+        #[cfg(not(madsim))]
+        return Lock(std::sync::Mutex::new(value));
+    }
+
+    #[inline]
+    #[track_caller]
+    fn lock(&self) -> impl DerefMut<Target = T> + '_ {
+        #[cfg(madsim)]
+        return self.0.lock();
+        #[cfg(not(madsim))]
+        return self.0.lock().expect("a thread panicked holding a transport lock");
+    }
+}
 
 /// Largest frame a transport sends or accepts: an image upload plus headroom. A longer frame
 /// is a protocol error and closes the connection.
@@ -190,7 +224,7 @@ pub enum Verdict {
 /// The table of link rules, shared by every transport of a cluster and written by the nemesis.
 #[derive(Clone, Debug, Default)]
 pub struct LinkFaults {
-    table: Arc<Mutex<LinkFaultTable>>,
+    table: Arc<Lock<LinkFaultTable>>,
     /// Set while any rule exists, so a healthy network costs one atomic load per frame.
     active: Arc<AtomicBool>,
     /// Counts the table's changes, so a connection can keep the rule of its link until the
@@ -208,7 +242,7 @@ struct LinkFaultTable {
 impl LinkFaults {
     /// Sets the rule for frames from `from` to `to` (one direction).
     pub fn set_link(&self, from: &str, to: &str, rule: LinkRule) {
-        let mut table = self.table.lock().expect("link faults lock poisoned");
+        let mut table = self.table.lock();
         table.links.entry(from.to_string()).or_default().insert(to.to_string(), rule);
         self.active.store(true, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -216,7 +250,7 @@ impl LinkFaults {
 
     /// Sets a rule for every link.
     pub fn set_every_link(&self, rule: LinkRule) {
-        let mut table = self.table.lock().expect("link faults lock poisoned");
+        let mut table = self.table.lock();
         table.every_link = Some(rule);
         self.active.store(true, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -224,7 +258,7 @@ impl LinkFaults {
 
     /// Removes the rule of one link.
     pub fn clear_link(&self, from: &str, to: &str) {
-        let mut table = self.table.lock().expect("link faults lock poisoned");
+        let mut table = self.table.lock();
         if let Some(receivers) = table.links.get_mut(from) {
             receivers.remove(to);
             if receivers.is_empty() {
@@ -237,7 +271,7 @@ impl LinkFaults {
 
     /// Removes the every-link rule.
     pub fn clear_every_link(&self) {
-        let mut table = self.table.lock().expect("link faults lock poisoned");
+        let mut table = self.table.lock();
         table.every_link = None;
         self.active.store(!table.links.is_empty(), Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -245,7 +279,7 @@ impl LinkFaults {
 
     /// Removes every rule.
     pub fn heal(&self) {
-        let mut table = self.table.lock().expect("link faults lock poisoned");
+        let mut table = self.table.lock();
         *table = LinkFaultTable::default();
         self.active.store(false, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -277,7 +311,7 @@ impl LinkFaults {
         if connection.no_link_rule_at.load(Ordering::Acquire) == generation {
             return None;
         }
-        let mut kept = connection.link_rule.lock().expect("link rule lock poisoned");
+        let mut kept = connection.link_rule.lock();
         if kept.0 != Some(generation) {
             *kept = (Some(generation), self.rule_in_table(from, &connection.peer));
         }
@@ -288,7 +322,7 @@ impl LinkFaults {
     }
 
     fn rule_in_table(&self, from: &str, to: &str) -> Option<LinkRule> {
-        let table = self.table.lock().expect("link faults lock poisoned");
+        let table = self.table.lock();
         let link = table.links.get(from).and_then(|receivers| receivers.get(to)).copied();
         match (table.every_link, link) {
             (Some(every), Some(link)) => Some(every.merge(link)),
@@ -513,10 +547,10 @@ struct Connection<M> {
     peer: Arc<str>,
     /// The stream, its write queue, its reader and the calls waiting for a reply on it, under
     /// one plain lock that is never held across an await: see [`Io`].
-    io: Mutex<Io<M>>,
+    io: Lock<Io<M>>,
     alive: AtomicBool,
     /// The rule of this connection's link, as of a generation of the [`LinkFaults`] table.
-    link_rule: Mutex<(Option<u64>, Option<LinkRule>)>,
+    link_rule: Lock<(Option<u64>, Option<LinkRule>)>,
     /// The generation of the [`LinkFaults`] table at which this connection's link was found
     /// to have no rule (`u64::MAX`: not yet).
     no_link_rule_at: AtomicU64,
@@ -717,7 +751,7 @@ impl<M, F: Encoder> Future for FrameWrite<'_, M, F> {
             this.done = true;
             return Poll::Ready(Err(connection.lost()));
         }
-        let mut io = connection.io.lock().expect("connection lock poisoned");
+        let mut io = connection.io.lock();
         if let Some(frame) = this.frame.take() {
             if io.failed {
                 this.done = true;
@@ -744,7 +778,7 @@ impl<M, F> Drop for FrameWrite<'_, M, F> {
         }
         // This writer may be the one the stream would wake: hand the driving to the others.
         // Its frame stays queued, whole, and goes out with theirs (or the next write).
-        let mut io = self.connection.io.lock().expect("connection lock poisoned");
+        let mut io = self.connection.io.lock();
         io.wake_waiting();
     }
 }
@@ -1067,7 +1101,7 @@ fn poll_connections<M: Message>(
             continue;
         }
         let mut context = Context::from_waker(&accepted.source.waker);
-        let mut io = accepted.connection.io.lock().expect("connection lock poisoned");
+        let mut io = accepted.connection.io.lock();
         let Io { stream, reader, .. } = &mut *io;
         let Poll::Ready(wire) = reader.poll_wire(stream, &mut context) else {
             continue;
@@ -1290,7 +1324,7 @@ impl<'a, M: Message> CallFuture<'a, M> {
     /// its frames judged by [`Transport::write_judged`] instead).
     fn start(&mut self, request: &Wire<M>, look: bool, write: bool, cx: &mut Context<'_>) -> Start {
         let connection = &self.connection;
-        let mut io = connection.io.lock().expect("connection lock poisoned");
+        let mut io = connection.io.lock();
         if io.calls.closed {
             return Start::Ended;
         }
@@ -1340,7 +1374,7 @@ impl<'a, M: Message> CallFuture<'a, M> {
 
     /// [`CallFuture::sent`], for a request written outside [`CallFuture::start`].
     fn sent_later(&self) {
-        self.sent(&mut self.connection.io.lock().expect("connection lock poisoned").calls);
+        self.sent(&mut self.connection.io.lock().calls);
     }
 }
 
@@ -1355,7 +1389,7 @@ impl<M: Message> Future for CallFuture<'_, M> {
             return Poll::Pending;
         }
         let connection = &this.connection;
-        let mut guard = connection.io.lock().expect("connection lock poisoned");
+        let mut guard = connection.io.lock();
         let io = &mut *guard;
         let call = io
             .calls
@@ -1416,7 +1450,7 @@ impl<M> Drop for CallFuture<'_, M> {
         if !self.entered {
             return;
         }
-        let mut io = self.connection.io.lock().expect("connection lock poisoned");
+        let mut io = self.connection.io.lock();
         if self.writing.is_some() {
             // This writer may be the one the stream would wake: hand the driving to the
             // others. Its frame stays queued, whole, and goes out with theirs.
@@ -1431,8 +1465,8 @@ struct Shared<M> {
     book: AddressBook,
     options: TransportOptions,
     faults: LinkFaults,
-    rng: Mutex<SeededRng>,
-    peers: Mutex<PeerTable<M>>,
+    rng: Lock<SeededRng>,
+    peers: Lock<PeerTable<M>>,
     next_call_id: AtomicU64,
     /// When the sweeper next wakes to time calls out, a key of [`Shared::now_key`]'s clock
     /// ([`NO_DEADLINE`]: it sleeps until a call wakes it).
@@ -1514,7 +1548,7 @@ impl<M> Shared<M> {
 
     /// Marks a connection dead and fails the calls waiting on it at once.
     fn connection_ended(&self, connection: &Connection<M>) {
-        connection.end(&mut connection.io.lock().expect("connection lock poisoned").calls);
+        connection.end(&mut connection.io.lock().calls);
     }
 
     /// Times out the calls whose deadline passed, on every connection this node dialed (the
@@ -1522,13 +1556,13 @@ impl<M> Shared<M> {
     /// the earliest deadline left.
     fn expire_calls(&self, now: u64) -> Option<u64> {
         let connections: Vec<Arc<Connection<M>>> = {
-            let peers = self.peers.lock().expect("peers lock poisoned");
+            let peers = self.peers.lock();
             peers.peers.iter().filter_map(|(_, slot)| slot.open.clone()).collect()
         };
         let mut expired = Vec::new();
         let mut earliest: Option<u64> = None;
         for connection in connections {
-            let mut io = connection.io.lock().expect("connection lock poisoned");
+            let mut io = connection.io.lock();
             if let Some(deadline) = io.calls.expire(now, &mut expired) {
                 earliest = Some(earliest.map_or(deadline, |at| at.min(deadline)));
             }
@@ -1553,9 +1587,9 @@ impl<M> Shared<M> {
         let reader_stirred = Arc::new(ReaderStir { stirred: AtomicBool::new(true) });
         Arc::new(Connection {
             peer,
-            io: Mutex::new(Io::new(stream, reader, reader_held)),
+            io: Lock::new(Io::new(stream, reader, reader_held)),
             alive: AtomicBool::new(true),
-            link_rule: Mutex::new((None, None)),
+            link_rule: Lock::new((None, None)),
             no_link_rule_at: AtomicU64::new(u64::MAX),
             reader_stir_waker: Waker::from(reader_stirred.clone()),
             reader_stirred,
@@ -1600,7 +1634,7 @@ impl<M: Message> Shared<M> {
         }
         // Read in place, under the connection's lock: no call waits for the reader meanwhile
         // (it is never seen held), so none has to be woken afterwards.
-        let mut io = connection.io.lock().expect("connection lock poisoned");
+        let mut io = connection.io.lock();
         if io.reader_held {
             return connection.alive.load(Ordering::Acquire);
         }
@@ -1713,8 +1747,8 @@ impl<M: Message> Transport<M> {
             book,
             options,
             faults,
-            rng: Mutex::new(rng),
-            peers: Mutex::new(PeerTable { peers: Vec::new() }),
+            rng: Lock::new(rng),
+            peers: Lock::new(PeerTable { peers: Vec::new() }),
             next_call_id: AtomicU64::new(1),
             sweep_at: AtomicU64::new(NO_DEADLINE),
             #[cfg(madsim)]
@@ -1834,7 +1868,7 @@ impl<M: Message> Transport<M> {
         wire: &Wire<M>,
         rule: LinkRule,
     ) -> Result<(), NetError> {
-        let verdict = rule.judge(&mut *self.shared.rng.lock().expect("rng lock poisoned"));
+        let verdict = rule.judge(&mut *self.shared.rng.lock());
         match verdict {
             Verdict::Pass => connection.write(wire).await,
             Verdict::Drop => Ok(()),
@@ -1924,7 +1958,7 @@ impl<M: Message> Transport<M> {
 
     /// Runs `f` on the table entry of peer `to` (created on first use), under the peers lock.
     fn with_peer<R>(&self, to: &str, f: impl FnOnce(&mut PeerSlot<M>) -> R) -> R {
-        let mut peers = self.shared.peers.lock().expect("peers lock poisoned");
+        let mut peers = self.shared.peers.lock();
         f(peers.entry(to).1)
     }
 
@@ -1935,7 +1969,7 @@ impl<M: Message> Transport<M> {
         if self.shared.book.get(peer).is_none() {
             return peer.into(); // Not a peer this node can dial: kept out of the table.
         }
-        let mut peers = self.shared.peers.lock().expect("peers lock poisoned");
+        let mut peers = self.shared.peers.lock();
         peers.entry(peer).0.clone()
     }
 
