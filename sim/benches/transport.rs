@@ -23,19 +23,20 @@
 //!
 //! What bounds the ratio on the queue's traffic (cachegrind, 400k messages): raw TCP executes about
 //! 6.0k instructions per message, raw TCP plus postcard 7.0k (an instruction ratio of 0.85), the
-//! transport 7.65k one-way (0.78) and 7.85k with calls (0.76). The wall-clock ratio is lower than
+//! transport 7.45k one-way (0.80) and 7.7k with calls (0.77). The wall-clock ratio is lower than
 //! the instruction ratio because the transport's larger working set (a write queue and a read
 //! buffer per connection, the decoded message, the peer and call tables, the futures of `call`,
 //! `reply` and the inbox) misses the L1 data cache about 70 times per message, against raw's 18
 //! and raw plus postcard's 44, and its code misses the instruction cache two to two and a half
 //! times as often as raw plus postcard does: a simulation's four nodes take turns on one core, and
 //! each evicts the others' state. Its locks and reference counts are atomic operations besides,
-//! which cost more cycles than their instruction count says: callgrind counts 77 atomic
+//! which cost more cycles than their instruction count says: callgrind counts 74 atomic
 //! read-modify-writes per message with calls against raw plus postcard's 66, most of both being
 //! madsim's own (a call's round trip takes seven locks across its two ends: the peer table, the
 //! call's start and its two polls of the reply on the caller's side, two polls of the request and
-//! the reply's write on the server's; madsim wakes a reader twice per message, once when the
-//! packet is sent and once when it arrives).
+//! the reply's write on the server's; in the simulation each is a spin lock, one atomic operation;
+//! madsim wakes a reader twice per message, once when the packet is sent and once when it
+//! arrives).
 //!
 //! Wall-clock rates on a shared machine vary by about 15% from run to run, and interference
 //! only ever adds time: each row reports its best run of 9 (`cargo bench`), the one closest to

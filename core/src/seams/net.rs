@@ -27,8 +27,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::ops::DerefMut;
 use std::net::SocketAddr;
+use std::ops::DerefMut;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,10 +56,7 @@ use super::rng::SeededRng;
 /// about 2% more of raw madsim TCP's rate (`sim/benches/transport.rs`). Built for real threads,
 /// a waiter parks instead of spinning: a lock may be held while a large frame is decoded.
 #[derive(Debug, Default)]
-struct Lock<T>(
-    #[cfg(madsim)] spin::mutex::SpinMutex<T>,
-    #[cfg(not(madsim))] std::sync::Mutex<T>,
-);
+struct Lock<T>(#[cfg(madsim)] spin::mutex::SpinMutex<T>, #[cfg(not(madsim))] std::sync::Mutex<T>);
 
 impl<T> Lock<T> {
     fn new(value: T) -> Lock<T> {
@@ -224,12 +221,20 @@ pub enum Verdict {
 /// The table of link rules, shared by every transport of a cluster and written by the nemesis.
 #[derive(Clone, Debug, Default)]
 pub struct LinkFaults {
-    table: Arc<Lock<LinkFaultTable>>,
+    shared: Arc<LinkFaultState>,
+}
+
+/// What a frame reads of the link rules first, the flag and the generation, in the first cache
+/// line of the allocation (`repr(C)`), beside the reference counts; the table after them.
+#[derive(Debug, Default)]
+#[repr(C)]
+struct LinkFaultState {
     /// Set while any rule exists, so a healthy network costs one atomic load per frame.
-    active: Arc<AtomicBool>,
+    active: AtomicBool,
     /// Counts the table's changes, so a connection can keep the rule of its link until the
     /// next change rather than look it up on every frame.
-    generation: Arc<AtomicU64>,
+    generation: AtomicU64,
+    table: Lock<LinkFaultTable>,
 }
 
 #[derive(Debug, Default)]
@@ -242,54 +247,52 @@ struct LinkFaultTable {
 impl LinkFaults {
     /// Sets the rule for frames from `from` to `to` (one direction).
     pub fn set_link(&self, from: &str, to: &str, rule: LinkRule) {
-        let mut table = self.table.lock();
-        table.links.entry(from.to_string()).or_default().insert(to.to_string(), rule);
-        self.active.store(true, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.change(|table| {
+            table.links.entry(from.to_string()).or_default().insert(to.to_string(), rule);
+        });
     }
 
     /// Sets a rule for every link.
     pub fn set_every_link(&self, rule: LinkRule) {
-        let mut table = self.table.lock();
-        table.every_link = Some(rule);
-        self.active.store(true, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.change(|table| table.every_link = Some(rule));
     }
 
     /// Removes the rule of one link.
     pub fn clear_link(&self, from: &str, to: &str) {
-        let mut table = self.table.lock();
-        if let Some(receivers) = table.links.get_mut(from) {
-            receivers.remove(to);
-            if receivers.is_empty() {
-                table.links.remove(from);
+        self.change(|table| {
+            if let Some(receivers) = table.links.get_mut(from) {
+                receivers.remove(to);
+                if receivers.is_empty() {
+                    table.links.remove(from);
+                }
             }
-        }
-        self.active.store(table.every_link.is_some() || !table.links.is_empty(), Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        });
     }
 
     /// Removes the every-link rule.
     pub fn clear_every_link(&self) {
-        let mut table = self.table.lock();
-        table.every_link = None;
-        self.active.store(!table.links.is_empty(), Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.change(|table| table.every_link = None);
     }
 
     /// Removes every rule.
     pub fn heal(&self) {
-        let mut table = self.table.lock();
-        *table = LinkFaultTable::default();
-        self.active.store(false, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.change(|table| *table = LinkFaultTable::default());
+    }
+
+    /// Changes the table, then says whether any rule is left and starts a new generation.
+    fn change(&self, change: impl FnOnce(&mut LinkFaultTable)) {
+        let mut table = self.shared.table.lock();
+        change(&mut table);
+        let active = table.every_link.is_some() || !table.links.is_empty();
+        self.shared.active.store(active, Ordering::Release);
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The rule in force from `from` to `to`, if any. (Inlined: with no rule anywhere, the
     /// common case, it is one atomic load on every frame.)
     #[inline]
     pub fn rule(&self, from: &str, to: &str) -> Option<LinkRule> {
-        if !self.active.load(Ordering::Acquire) {
+        if !self.shared.active.load(Ordering::Acquire) {
             return None;
         }
         self.rule_in_table(from, to)
@@ -299,14 +302,14 @@ impl LinkFaults {
     /// connection kept, looked up again only after the table changed.
     #[inline]
     fn rule_on<M>(&self, from: &str, connection: &Connection<M>) -> Option<LinkRule> {
-        if !self.active.load(Ordering::Acquire) {
+        if !self.shared.active.load(Ordering::Acquire) {
             return None;
         }
         self.rule_kept(from, connection)
     }
 
     fn rule_kept<M>(&self, from: &str, connection: &Connection<M>) -> Option<LinkRule> {
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = self.shared.generation.load(Ordering::Acquire);
         // Most links have no rule while others do: that is known without the lock.
         if connection.no_link_rule_at.load(Ordering::Acquire) == generation {
             return None;
@@ -322,7 +325,7 @@ impl LinkFaults {
     }
 
     fn rule_in_table(&self, from: &str, to: &str) -> Option<LinkRule> {
-        let table = self.table.lock();
+        let table = self.shared.table.lock();
         let link = table.links.get(from).and_then(|receivers| receivers.get(to)).copied();
         match (table.every_link, link) {
             (Some(every), Some(link)) => Some(every.merge(link)),
@@ -2426,7 +2429,10 @@ mod tests {
         assert_eq!(faults.rule("a", "b").unwrap().delay_ms, 7);
         faults.clear_link("a", "b");
         assert_eq!(faults.rule("a", "b"), None);
-        assert!(!faults.active.load(Ordering::Acquire), "no rule left: the fast path is back");
+        assert!(
+            !faults.shared.active.load(Ordering::Acquire),
+            "no rule left: the fast path is back"
+        );
         faults.set_link("a", "b", LinkRule { delay_ms: 1, ..LinkRule::default() });
         faults.heal();
         assert_eq!(faults.rule("a", "b"), None);
