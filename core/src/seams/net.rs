@@ -49,12 +49,14 @@ use super::rng::SeededRng;
 /// The lock of a connection's state and of the transport's tables, never held across an
 /// await.
 ///
-/// In the simulation one thread runs every node (madsim starts no threads), so the lock is
-/// never contended, and a spin lock is the cheapest correct one: a compare-and-swap takes it
-/// and a plain store releases it, where `std::sync::Mutex` also swaps to release it and checks
-/// for poisoning both ways. A message takes three or four such locks, and the spin lock keeps
-/// about 2% more of raw madsim TCP's rate (`sim/benches/transport.rs`). Built for real threads,
-/// a waiter parks instead of spinning: a lock may be held while a large frame is decoded.
+/// In the simulation one thread runs every node of a run (madsim starts no threads, and a sweep
+/// gives each run a thread of its own), so the lock is never contended, and a spin lock is the
+/// cheapest correct one: a compare-and-swap takes it and a plain store releases it, where
+/// `std::sync::Mutex` also swaps to release it and checks for poisoning both ways. A message
+/// takes three or four such locks: with spin locks the transport executes 1.5% fewer
+/// instructions per message (`sim/benches/transport.rs`, under cachegrind). Built for real
+/// threads, a waiter parks instead of spinning: a lock may be held while a large frame is
+/// decoded.
 #[derive(Debug, Default)]
 struct Lock<T>(#[cfg(madsim)] spin::mutex::SpinMutex<T>, #[cfg(not(madsim))] std::sync::Mutex<T>);
 
