@@ -1,7 +1,7 @@
 //! Tests of the simulated world itself: partitions block what they should and nothing else,
-//! crashes lose exactly the un-fsynced writes. Each runs under `#[madsim::test]`, so
-//! `MADSIM_TEST_SEED` and `MADSIM_TEST_NUM` choose the seeds, and a failure prints the seed
-//! that replays it.
+//! and hold what they block until after the heal; crashes lose exactly the un-fsynced writes.
+//! Each runs under `#[madsim::test]`, so `MADSIM_TEST_SEED` and `MADSIM_TEST_NUM` choose the
+//! seeds, and a failure prints the seed that replays it.
 
 // These tests drive the simulator, which exists only in the simulation build.
 #![cfg(madsim)]
@@ -189,6 +189,61 @@ async fn a_one_way_partition_blocks_one_direction_only() {
     assert!(
         received(&deliveries, "b", "a").iter().any(|(value, at)| *value == 1000 && *at >= heal_ms),
         "a -> b flows again after the heal"
+    );
+}
+
+/// A partition holds what a connection sends into it rather than dropping it, as TCP does, and
+/// the heal releases it late: madsim retries a held packet after 1 ms, then after twice the
+/// previous wait, capped at 10 s (TCP's retransmission backoff plays the same part). So a
+/// stream that sent into a 10 s partition resumes at the retry 16.4 s after that send, about
+/// 6 s after the heal, in order; a connection opened after the heal is not held.
+#[madsim::test]
+async fn a_partition_holds_a_stream_until_the_retry_after_its_heal() {
+    let deliveries: Deliveries = Arc::default();
+    let mut world = build(&["a", "b", "c"], &deliveries);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (transport, _inbox) = Transport::<u64>::unbound(
+        "a",
+        world.book().clone(),
+        TransportOptions::default(),
+        world.link_faults().clone(),
+        rng_for(1, "a"),
+    );
+    let sending = transport.clone();
+    let opened = world.spawn_on_server("a", async move { sending.send("b", 0).await });
+    assert_eq!(opened.await.unwrap(), Ok(()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(received(&deliveries, "b", "a").len(), 1, "a's connection to b is open");
+
+    let sent_ms = world.history().now_us() / 1000;
+    world.inject(0, &Fault::Partition { groups: vec![vec!["a".into()]] });
+    let held = world.spawn_on_server("a", async move {
+        for value in 1..11 {
+            transport.send("b", value).await.expect("the connection takes it");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let heal_ms = world.history().now_us() / 1000;
+    world.heal(0);
+    held.await.unwrap();
+    send_from(&world, "c", "a", 100..101).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+
+    let across = received(&deliveries, "b", "a");
+    let values: Vec<u64> = across.iter().map(|(value, _)| *value).collect();
+    assert_eq!(values, (0..11).collect::<Vec<u64>>(), "held, not lost, and in order");
+    let first_at = across[1].1;
+    // The retries after the send: 1 ms, 3 ms, 7 ms, ... 8,191 ms, 16,383 ms.
+    assert!(
+        (sent_ms + 16_383..=sent_ms + 16_383 + 100).contains(&first_at),
+        "released at the first retry after the heal ({heal_ms} ms), 16.4 s after the send \
+         ({sent_ms} ms): {first_at} ms"
+    );
+    let fresh = received(&deliveries, "a", "c");
+    assert!(
+        fresh.iter().all(|(_, at)| *at < heal_ms + 1_000),
+        "a connection opened after the heal is not held: {fresh:?}"
     );
 }
 
