@@ -61,6 +61,18 @@ fn build(names: &[&str], deliveries: &Deliveries) -> World {
     )
 }
 
+/// A transport of its own for node `from`, which listens nowhere: its connections are new.
+fn transport_of(world: &World, from: &str) -> Transport<u64> {
+    Transport::unbound(
+        from,
+        world.book().clone(),
+        TransportOptions::default(),
+        world.link_faults().clone(),
+        rng_for(1, from),
+    )
+    .0
+}
+
 /// Sends `values` from node `from` to node `to`, one per 10 ms, from a task on `from`.
 fn send_from(
     world: &World,
@@ -68,14 +80,7 @@ fn send_from(
     to: &str,
     values: std::ops::Range<u64>,
 ) -> madsim::task::JoinHandle<()> {
-    let transport = Transport::<u64>::unbound(
-        from,
-        world.book().clone(),
-        TransportOptions::default(),
-        world.link_faults().clone(),
-        rng_for(1, from),
-    )
-    .0;
+    let transport = transport_of(world, from);
     let to = to.to_string();
     world.spawn_on_server(from, async move {
         for value in values {
@@ -138,13 +143,7 @@ async fn a_message_sent_after_the_peer_restarted_reaches_it() {
     let deliveries: Deliveries = Arc::default();
     let mut world = build(&["a", "b"], &deliveries);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (transport, _inbox) = Transport::<u64>::unbound(
-        "a",
-        world.book().clone(),
-        TransportOptions::default(),
-        world.link_faults().clone(),
-        rng_for(1, "a"),
-    );
+    let transport = transport_of(&world, "a");
     let sending = transport.clone();
     let before = world.spawn_on_server("a", async move {
         for value in 0..5 {
@@ -202,13 +201,7 @@ async fn a_partition_holds_a_stream_until_the_retry_after_its_heal() {
     let deliveries: Deliveries = Arc::default();
     let mut world = build(&["a", "b", "c"], &deliveries);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (transport, _inbox) = Transport::<u64>::unbound(
-        "a",
-        world.book().clone(),
-        TransportOptions::default(),
-        world.link_faults().clone(),
-        rng_for(1, "a"),
-    );
+    let transport = transport_of(&world, "a");
     let sending = transport.clone();
     let opened = world.spawn_on_server("a", async move { sending.send("b", 0).await });
     assert_eq!(opened.await.unwrap(), Ok(()));
