@@ -49,7 +49,7 @@ use pessimist_core::worker::WorkerSettings;
 use pessimist_sim::check::{Verdict, PHASE_DRAIN, PHASE_FAULTS};
 use pessimist_sim::scenario::{Scenario, Workload};
 use pessimist_sim::service_check;
-use pessimist_sim::service_workload::{self, Endpoints, PendingJobs, SharedKeyring};
+use pessimist_sim::service_workload::{self, Endpoints};
 use pessimist_sim::usage_check;
 use pessimist_sim::usage_workload::{self, FinalBill, PHASE_BILLING};
 use serde::{Deserialize, Serialize};
@@ -882,40 +882,16 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
         });
         let until_us = options.seconds * 1_000_000;
         let drain_until_us = until_us + options.drain_seconds * 1_000_000;
-        let keyring = SharedKeyring::default();
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(service_workload::admin(
-            workload.clone(),
-            endpoints.clone(),
-            keyring.clone(),
-            history.clone(),
+        let processes = service_workload::client_processes(
+            &workload,
+            &endpoints,
+            &history,
             seed,
             until_us,
-        )));
-        for process in 1..=workload.uploaders {
-            let pending = PendingJobs::default();
-            tasks.push(tokio::spawn(service_workload::uploader(
-                process,
-                workload.clone(),
-                endpoints.clone(),
-                keyring.clone(),
-                pending.clone(),
-                history.clone(),
-                seed,
-                until_us,
-            )));
-            tasks.push(tokio::spawn(service_workload::poller(
-                workload.uploaders + process,
-                workload.clone(),
-                endpoints.clone(),
-                keyring.clone(),
-                pending,
-                history.clone(),
-                seed,
-                until_us,
-                drain_until_us,
-            )));
-        }
+            drain_until_us,
+        );
+        let tasks: Vec<_> =
+            processes.into_iter().map(|client| tokio::spawn(client.run)).collect();
         tokio::time::sleep(Duration::from_micros(until_us)).await;
         history.record(EventKind::Phase {
             name: PHASE_DRAIN.into(),

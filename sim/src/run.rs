@@ -39,7 +39,7 @@ use crate::queue_check;
 use crate::queue_workload::{self, Acknowledged, QueueWorkload};
 use crate::scenario::{Phases, Scenario, Workload};
 use crate::service_check;
-use crate::service_workload::{self, Endpoints, PendingJobs, ServiceWorkload, SharedKeyring};
+use crate::service_workload::{self, Endpoints, ServiceWorkload};
 use crate::store_check::{self, PHASE_CONVERGE};
 use crate::store_workload::{self, StoreWorkload};
 use crate::usage_check;
@@ -603,44 +603,23 @@ async fn run_service(
     };
     let until_us = (phases.faults_ms + phases.heal_ms) * 1000;
     let drain_until_us = until_us + phases.liveness_bound_ms * 1000;
-    let keyring = SharedKeyring::default();
-    let mut tasks = Vec::new();
-    let admin = service_workload::admin(
-        workload.clone(),
-        endpoints.clone(),
-        keyring.clone(),
-        history.clone(),
+    // The admin runs on the first client node; each uploader and its poller on the next in
+    // turn.
+    let processes = service_workload::client_processes(
+        &workload,
+        &endpoints,
+        history,
         seed,
         until_us,
+        drain_until_us,
     );
-    tasks.push(world.client(&clients[0]).spawn(admin));
-    for process in 1..=workload.uploaders {
-        let node = &clients[process as usize % clients.len()];
-        let pending = PendingJobs::default();
-        let uploader = service_workload::uploader(
-            process,
-            workload.clone(),
-            endpoints.clone(),
-            keyring.clone(),
-            pending.clone(),
-            history.clone(),
-            seed,
-            until_us,
-        );
-        tasks.push(world.client(node).spawn(uploader));
-        let poller = service_workload::poller(
-            workload.uploaders + process,
-            workload.clone(),
-            endpoints.clone(),
-            keyring.clone(),
-            pending,
-            history.clone(),
-            seed,
-            until_us,
-            drain_until_us,
-        );
-        tasks.push(world.client(node).spawn(poller));
-    }
+    let tasks: Vec<_> = processes
+        .into_iter()
+        .map(|client| {
+            let node = &clients[client.process as usize % clients.len()];
+            world.client(node).spawn(client.run)
+        })
+        .collect();
     play_faults(world, plan, phases, history).await;
     tokio::time::sleep(Duration::from_millis(phases.heal_ms)).await;
     history.record(EventKind::Phase {

@@ -23,7 +23,9 @@
 //! - `probe` (the admin checking a key): invoke `{key, want}`, ok `{key, status}`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -322,6 +324,64 @@ impl Client {
         }
         answer
     }
+}
+
+/// One client process of the workload, to spawn where its caller puts client processes.
+pub struct ClientProcess {
+    /// Its number: 0 for the admin; an uploader and its poller go by the uploader's.
+    pub process: u64,
+    pub run: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+/// Every client process of the workload, in the order they are to be spawned: the admin, then
+/// each uploader followed by its poller (the two share the uploader's pending jobs). The
+/// uploaders stop at `until_us`, the pollers at `drain_until_us`. The simulated run and the
+/// real cluster's driver both spawn these, so the two run the same workload.
+pub fn client_processes(
+    workload: &ServiceWorkload,
+    endpoints: &Endpoints,
+    history: &History,
+    seed: u64,
+    until_us: u64,
+    drain_until_us: u64,
+) -> Vec<ClientProcess> {
+    let keyring = SharedKeyring::default();
+    let admin = admin(
+        workload.clone(),
+        endpoints.clone(),
+        keyring.clone(),
+        history.clone(),
+        seed,
+        until_us,
+    );
+    let mut processes = vec![ClientProcess { process: 0, run: Box::pin(admin) }];
+    for process in 1..=workload.uploaders {
+        let pending = PendingJobs::default();
+        let uploader = uploader(
+            process,
+            workload.clone(),
+            endpoints.clone(),
+            keyring.clone(),
+            pending.clone(),
+            history.clone(),
+            seed,
+            until_us,
+        );
+        processes.push(ClientProcess { process, run: Box::pin(uploader) });
+        let poller = poller(
+            workload.uploaders + process,
+            workload.clone(),
+            endpoints.clone(),
+            keyring.clone(),
+            pending,
+            history.clone(),
+            seed,
+            until_us,
+            drain_until_us,
+        );
+        processes.push(ClientProcess { process, run: Box::pin(poller) });
+    }
+    processes
 }
 
 /// The admin: accounts and keys, then key rotation until `until_us`.
