@@ -616,7 +616,7 @@ async fn run_service(
     let tasks: Vec<_> = processes
         .into_iter()
         .map(|client| {
-            let node = &clients[client.process as usize % clients.len()];
+            let node = &clients[client.slot as usize % clients.len()];
             world.client(node).spawn(client.run)
         })
         .collect();

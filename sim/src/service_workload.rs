@@ -328,8 +328,10 @@ impl Client {
 
 /// One client process of the workload, to spawn where its caller puts client processes.
 pub struct ClientProcess {
-    /// Its number: 0 for the admin; an uploader and its poller go by the uploader's.
-    pub process: u64,
+    /// Its turn among the client nodes: 0 for the admin, the uploader's process number for an
+    /// uploader and for its poller (which has a process number of its own in the history), so
+    /// the two run side by side.
+    pub slot: u64,
     pub run: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -354,7 +356,7 @@ pub fn client_processes(
         seed,
         until_us,
     );
-    let mut processes = vec![ClientProcess { process: 0, run: Box::pin(admin) }];
+    let mut processes = vec![ClientProcess { slot: 0, run: Box::pin(admin) }];
     for process in 1..=workload.uploaders {
         let pending = PendingJobs::default();
         let uploader = uploader(
@@ -367,7 +369,7 @@ pub fn client_processes(
             seed,
             until_us,
         );
-        processes.push(ClientProcess { process, run: Box::pin(uploader) });
+        processes.push(ClientProcess { slot: process, run: Box::pin(uploader) });
         let poller = poller(
             workload.uploaders + process,
             workload.clone(),
@@ -379,7 +381,7 @@ pub fn client_processes(
             until_us,
             drain_until_us,
         );
-        processes.push(ClientProcess { process, run: Box::pin(poller) });
+        processes.push(ClientProcess { slot: process, run: Box::pin(poller) });
     }
     processes
 }
