@@ -79,7 +79,7 @@ mod simulated {
     const PORT: u16 = 7000;
 
     /// postcard's worst case: seven `u64`s whose varints take nine bytes each.
-    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
     struct Ping {
         term: u64,
         index: u64,
@@ -201,10 +201,10 @@ mod simulated {
 
     /// The raw frames: each request and answer as the transport frames it, with the largest
     /// call id the workload reaches, so raw TCP carries no fewer bytes than the transport.
-    fn raw_frames<M: Message + Clone>(traffic: &Traffic<M>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn raw_frames<M: Message>(traffic: &Traffic<M>) -> Vec<(Vec<u8>, Vec<u8>)> {
         let frame = |variant: u32, message: &M| {
             let mut buffer = Vec::new();
-            encode_frame(&(variant, ROUND_TRIPS_PER_PAIR, message.clone()), &mut buffer);
+            encode_frame(&(variant, ROUND_TRIPS_PER_PAIR, message), &mut buffer);
             buffer
         };
         traffic
@@ -229,7 +229,7 @@ mod simulated {
 
     /// Raw madsim TCP: the client writes each request's frame and flushes; the server reads a
     /// frame and answers with the exchange's answer frame.
-    async fn raw_ping_pong<M: Message + Clone>(traffic: Arc<Traffic<M>>) {
+    async fn raw_ping_pong<M: Message>(traffic: Arc<Traffic<M>>) {
         let frames = Arc::new(raw_frames(&traffic));
         let handle = madsim::runtime::Handle::current();
         for index in 0..SERVERS {
@@ -279,8 +279,9 @@ mod simulated {
         }
     }
 
-    /// Appends one length-prefixed postcard frame to `buffer`.
-    fn encode_frame<M: Message>(message: &FrameShape<M>, buffer: &mut Vec<u8>) {
+    /// Appends one length-prefixed postcard frame to `buffer`, encoding a borrowed message as
+    /// the transport does.
+    fn encode_frame<M: Message>(message: &FrameShape<&M>, buffer: &mut Vec<u8>) {
         buffer.clear();
         buffer.extend_from_slice(&[0; 4]);
         postcard::serialize_with_flavor(message, AppendFlavor(buffer)).expect("encodes");
@@ -321,7 +322,7 @@ mod simulated {
 
     /// Reference, not a target: raw madsim TCP that encodes each message with postcard before
     /// each write and decodes it after each read (buffers reused), as the transport must.
-    async fn raw_postcard_ping_pong<M: Message + Clone + Sync>(traffic: Arc<Traffic<M>>) {
+    async fn raw_postcard_ping_pong<M: Message + Sync>(traffic: Arc<Traffic<M>>) {
         let handle = madsim::runtime::Handle::current();
         for index in 0..SERVERS {
             let traffic = traffic.clone();
@@ -341,7 +342,7 @@ mod simulated {
                             while let Some((_, id, _)) =
                                 read_frame::<M>(&mut stream, &mut input).await
                             {
-                                let answer = (REPLY, id, traffic.answer(round).clone());
+                                let answer = (REPLY, id, traffic.answer(round));
                                 encode_frame(&answer, &mut output);
                                 stream.write_all(&output).await.unwrap();
                                 stream.flush().await.unwrap();
@@ -362,7 +363,7 @@ mod simulated {
                     let mut stream = TcpStream::connect(server_address(server)).await.unwrap();
                     let (mut input, mut output) = (Vec::new(), Vec::new());
                     for round in 0..ROUND_TRIPS_PER_PAIR {
-                        let request = (REQUEST, round + 1, traffic.request(round).clone());
+                        let request = (REQUEST, round + 1, traffic.request(round));
                         encode_frame(&request, &mut output);
                         stream.write_all(&output).await.unwrap();
                         stream.flush().await.unwrap();
@@ -402,10 +403,7 @@ mod simulated {
 
     /// pessimist's transport: `call` and `reply`, with the fault layer consulted on every frame.
     /// The server answers each sender's requests in turn with the exchanges' answers.
-    async fn transport_ping_pong<M: Message + Clone + Sync>(
-        traffic: Arc<Traffic<M>>,
-        faults: LinkFaults,
-    ) {
+    async fn transport_ping_pong<M: Message + Sync>(traffic: Arc<Traffic<M>>, faults: LinkFaults) {
         let handle = madsim::runtime::Handle::current();
         let book = AddressBook::new(
             (0..SERVERS).map(|index| (format!("server-{index}"), server_address(index))).collect(),
@@ -431,7 +429,7 @@ mod simulated {
                     let mut rounds = Rounds::default();
                     while let Some(request) = inbox.recv().await {
                         let round = rounds.of(request.from());
-                        let answer = traffic.answer(*round).clone();
+                        let answer = traffic.answer(*round);
                         *round += 1;
                         transport.reply(&request, answer).await.unwrap();
                     }
@@ -455,7 +453,7 @@ mod simulated {
                     );
                     let to = format!("server-{server}");
                     for round in 0..ROUND_TRIPS_PER_PAIR {
-                        let request = traffic.request(round).clone();
+                        let request = traffic.request(round);
                         transport.call(&to, request, Duration::from_secs(10)).await.unwrap();
                     }
                 }));
@@ -468,7 +466,7 @@ mod simulated {
 
     /// pessimist's transport, one-way `send` both ways (how Raft peers talk): the client sends
     /// each request as a message of its own, the server sends the answer back the same way.
-    async fn transport_one_way_ping_pong<M: Message + Clone + Sync>(
+    async fn transport_one_way_ping_pong<M: Message + Sync>(
         traffic: Arc<Traffic<M>>,
         faults: LinkFaults,
     ) {
@@ -500,7 +498,7 @@ mod simulated {
                     let mut rounds = Rounds::default();
                     while let Some(message) = inbox.recv().await {
                         let round = rounds.of(message.from());
-                        let answer = traffic.answer(*round).clone();
+                        let answer = traffic.answer(*round);
                         *round += 1;
                         transport.send(message.from(), answer).await.unwrap();
                     }
@@ -525,10 +523,7 @@ mod simulated {
                 .unwrap();
                 // One exchange in flight per server, as in the other workloads.
                 for server in 0..SERVERS {
-                    transport
-                        .send(&format!("server-{server}"), traffic.request(0).clone())
-                        .await
-                        .unwrap();
+                    transport.send(&format!("server-{server}"), traffic.request(0)).await.unwrap();
                 }
                 let mut rounds = Rounds::default();
                 let mut answers = 0;
@@ -538,7 +533,7 @@ mod simulated {
                     let round = rounds.of(message.from());
                     *round += 1;
                     if *round < ROUND_TRIPS_PER_PAIR {
-                        let request = traffic.request(*round).clone();
+                        let request = traffic.request(*round);
                         transport.send(message.from(), request).await.unwrap();
                     }
                 }

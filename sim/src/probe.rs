@@ -134,7 +134,7 @@ pub async fn serve(context: NodeContext) {
             other => ProbeMessage::Error { reason: format!("unexpected request {other:?}") },
         };
         // A reply that cannot be sent is the client's timeout to see; keep serving.
-        let _ = transport.reply(&request, answer).await;
+        let _ = transport.reply(&request, &answer).await;
     }
 }
 
@@ -258,7 +258,7 @@ pub async fn append(
     let f = "append".to_string();
     let invoked = json!({ "node": node, "value": value });
     history.record(EventKind::Invoke { process, f: f.clone(), value: invoked.clone() });
-    let outcome = transport.call(node, ProbeMessage::Append { value }, timeout).await;
+    let outcome = transport.call(node, &ProbeMessage::Append { value }, timeout).await;
     match outcome {
         Ok(ProbeMessage::Appended { log_length, node_clock_ms }) => {
             let value = json!({ "node": node, "value": value, "log_length": log_length, "node_clock_ms": node_clock_ms });
@@ -298,7 +298,7 @@ pub async fn read(
     let f = "read".to_string();
     let invoked = json!({ "node": node });
     history.record(EventKind::Invoke { process, f: f.clone(), value: invoked.clone() });
-    match transport.call(node, ProbeMessage::Read, timeout).await {
+    match transport.call(node, &ProbeMessage::Read, timeout).await {
         Ok(ProbeMessage::ReadOk { values, node_clock_ms }) => {
             let value = json!({ "node": node, "values": values, "node_clock_ms": node_clock_ms });
             history.record(EventKind::Ok { process, f, value });

@@ -64,7 +64,7 @@ pub async fn final_bill(bill: FinalBill, history: History) {
         let invoked = json!({ "close_all": true });
         history.record(EventKind::Invoke { process, f: "bill".into(), value: invoked.clone() });
         let request = BillingMessage::Run { close_all: true };
-        let done = match transport.call(&billing, request, RUN_TIMEOUT).await {
+        let done = match transport.call(&billing, &request, RUN_TIMEOUT).await {
             Ok(BillingMessage::Ran(report)) => {
                 let settled = report.complete && report.billed.is_empty();
                 let value = serde_json::to_value(&report).expect("a run report is JSON");
@@ -93,7 +93,7 @@ pub async fn final_bill(bill: FinalBill, history: History) {
     }
     loop {
         history.record(EventKind::Invoke { process, f: "ledger".into(), value: json!({}) });
-        match transport.call(&archive, BillingMessage::Ledger, LEDGER_TIMEOUT).await {
+        match transport.call(&archive, &BillingMessage::Ledger, LEDGER_TIMEOUT).await {
             Ok(BillingMessage::LedgerIs(ledger)) => {
                 let value = serde_json::to_value(&ledger).expect("a ledger is JSON");
                 history.record(EventKind::Ok { process, f: "ledger".into(), value });

@@ -84,7 +84,7 @@ fn send_from(
     let to = to.to_string();
     world.spawn_on_server(from, async move {
         for value in values {
-            let _ = transport.send(&to, value).await;
+            let _ = transport.send(&to, &value).await;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -147,7 +147,7 @@ async fn a_message_sent_after_the_peer_restarted_reaches_it() {
     let sending = transport.clone();
     let before = world.spawn_on_server("a", async move {
         for value in 0..5 {
-            sending.send("b", value).await.expect("b is up");
+            sending.send("b", &value).await.expect("b is up");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
@@ -159,7 +159,7 @@ async fn a_message_sent_after_the_peer_restarted_reaches_it() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     world.restart("b");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = world.spawn_on_server("a", async move { transport.send("b", 100).await });
+    let after = world.spawn_on_server("a", async move { transport.send("b", &100).await });
     assert_eq!(after.await.unwrap(), Ok(()), "sent on a fresh connection");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let values: Vec<u64> =
@@ -203,7 +203,7 @@ async fn a_partition_holds_a_stream_until_the_retry_after_its_heal() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let transport = transport_of(&world, "a");
     let sending = transport.clone();
-    let opened = world.spawn_on_server("a", async move { sending.send("b", 0).await });
+    let opened = world.spawn_on_server("a", async move { sending.send("b", &0).await });
     assert_eq!(opened.await.unwrap(), Ok(()));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(received(&deliveries, "b", "a").len(), 1, "a's connection to b is open");
@@ -212,7 +212,7 @@ async fn a_partition_holds_a_stream_until_the_retry_after_its_heal() {
     world.inject(0, &Fault::Partition { groups: vec![vec!["a".into()]] });
     let held = world.spawn_on_server("a", async move {
         for value in 1..11 {
-            transport.send("b", value).await.expect("the connection takes it");
+            transport.send("b", &value).await.expect("the connection takes it");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });

@@ -215,7 +215,7 @@ pub async fn serve(context: NodeContext) {
             }
         };
         if incoming.wants_reply() {
-            let _ = transport.reply(&incoming, reply).await;
+            let _ = transport.reply(&incoming, &reply).await;
         }
     }
 }

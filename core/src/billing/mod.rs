@@ -313,7 +313,7 @@ impl Job {
             if !records.is_empty() {
                 let timeout = Duration::from_millis(self.settings.archive_timeout_ms);
                 let request = BillingMessage::Archive { run, records: records.clone() };
-                match self.transport.call(&self.archive, request, timeout).await {
+                match self.transport.call(&self.archive, &request, timeout).await {
                     Ok(BillingMessage::Archived { amounts }) if amounts.len() == records.len() => {
                         outcome.archived.extend(records.into_iter().zip(amounts));
                     }
@@ -406,7 +406,7 @@ async fn answer(
         }
     };
     if incoming.wants_reply() {
-        let _ = transport.reply(&incoming, reply).await;
+        let _ = transport.reply(&incoming, &reply).await;
     }
 }
 

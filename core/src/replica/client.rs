@@ -103,16 +103,17 @@ impl<M: StateMachine> Client<M> {
         let mut failures = 0u32;
         let deadline = self.options.budget.map(|budget| self.clock.deadline_in(budget));
         let left = || deadline.map(|deadline| deadline.left());
+        // One message for every try: the transport encodes it without taking it.
+        let message = ReplicaMessage::Submit(command);
         for _ in 0..self.options.attempts {
             let target = match &self.leader {
                 Some(leader) => leader.clone(),
                 None => self.nodes[self.rng.random_range(0..self.nodes.len())].clone(),
             };
-            let message = ReplicaMessage::Submit(command.clone());
             let timeout = left().map_or(self.options.attempt_timeout, |left| {
                 left.min(self.options.attempt_timeout)
             });
-            let call = self.transport.call(&target, message, timeout);
+            let call = self.transport.call(&target, &message, timeout);
             // A try's timeout counts from its written request; the budget also covers the
             // connect before it.
             let outcome = match left() {

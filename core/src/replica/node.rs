@@ -375,7 +375,7 @@ impl<M: StateMachine> Replica<M> {
         let transport = self.transport.clone();
         tokio::spawn(async move {
             // A lost answer is the client's timeout to see.
-            let _ = transport.reply(&request, ReplicaMessage::Answer(answer)).await;
+            let _ = transport.reply(&request, &ReplicaMessage::Answer(answer)).await;
         });
     }
 
@@ -529,7 +529,7 @@ fn spawn_outbox<M: StateMachine>(
     tokio::spawn(async move {
         while let Some(bytes) = receiver.recv().await {
             // An unreachable peer loses the message; Raft resends what matters.
-            let _ = transport.send(&peer, ReplicaMessage::Raft(bytes)).await;
+            let _ = transport.send(&peer, &ReplicaMessage::Raft(bytes)).await;
         }
     });
     sender

@@ -11,7 +11,9 @@
 //! the sending side, by the rules of a shared [`LinkFaults`] table the nemesis writes.
 //!
 //! Delivery: [`Transport::send`] is one-way and best effort; [`Transport::call`] sends a request
-//! and waits for the reply with a timeout. Connections are opened on first use, kept, and
+//! and waits for the reply with a timeout. Each borrows the message it sends: it is encoded
+//! straight into the connection's write queue, so a caller that retries, or sends one message
+//! to several peers, keeps it rather than cloning it for every send. Connections are opened on first use, kept, and
 //! reopened after a failure with exponential backoff. Every failure is a typed [`NetError`]:
 //! a dead or unreachable peer is an error to handle, never a panic.
 //!
@@ -810,7 +812,7 @@ impl<M> Connection<M> {
 
 impl<M: Serialize> Connection<M> {
     /// Encodes `wire` into the connection's queue and waits until it is written and flushed.
-    fn write<'a>(&'a self, wire: &'a Wire<M>) -> FrameWrite<'a, M, impl Encoder + 'a> {
+    fn write<'a>(&'a self, wire: &'a Wire<&'a M>) -> FrameWrite<'a, M, impl Encoder + 'a> {
         self.write_with(move |queue: &mut Vec<u8>| encode_into(wire, queue))
     }
 
@@ -1327,7 +1329,13 @@ impl<'a, M: Message> CallFuture<'a, M> {
     /// at what the connection holds when `look` (a connection just dialed holds nothing yet),
     /// enters the call table, and writes `request` when `write` (a link with a fault rule has
     /// its frames judged by [`Transport::write_judged`] instead).
-    fn start(&mut self, request: &Wire<M>, look: bool, write: bool, cx: &mut Context<'_>) -> Start {
+    fn start(
+        &mut self,
+        request: &Wire<&M>,
+        look: bool,
+        write: bool,
+        cx: &mut Context<'_>,
+    ) -> Start {
         let connection = &self.connection;
         let mut io = connection.io.lock();
         if io.calls.closed {
@@ -1793,13 +1801,13 @@ impl<M: Message> Transport<M> {
     }
 
     /// Sends `body` to `to`, one way. `Ok` means handed to the network, not delivered.
-    pub async fn send(&self, to: &str, body: M) -> Result<(), NetError> {
+    pub async fn send(&self, to: &str, body: &M) -> Result<(), NetError> {
         let connection = self.connection(to).await?;
         self.write_with_faults(&connection, &Wire::OneWay(body)).await
     }
 
     /// Sends a request to `to` and waits up to `timeout` for its reply.
-    pub async fn call(&self, to: &str, body: M, timeout: Duration) -> Result<M, NetError> {
+    pub async fn call(&self, to: &str, body: &M, timeout: Duration) -> Result<M, NetError> {
         let id = self.shared.next_call_id.fetch_add(1, Ordering::Relaxed);
         let request = Wire::Request { id, body };
         let (mut connection, mut dialed) = match self.with_peer(to, |slot| slot.open_connection()) {
@@ -1842,7 +1850,7 @@ impl<M: Message> Transport<M> {
     }
 
     /// Answers a request received in the inbox. Answering a one-way message does nothing.
-    pub async fn reply(&self, request: &Incoming<M>, body: M) -> Result<(), NetError> {
+    pub async fn reply(&self, request: &Incoming<M>, body: &M) -> Result<(), NetError> {
         let Some(id) = request.reply_id else {
             return Ok(());
         };
@@ -1857,7 +1865,7 @@ impl<M: Message> Transport<M> {
     fn write_with_faults<'a>(
         &'a self,
         connection: &'a Arc<Connection<M>>,
-        wire: &'a Wire<M>,
+        wire: &'a Wire<&'a M>,
     ) -> impl Future<Output = Result<(), NetError>> + 'a {
         match self.shared.faults.rule_on(&self.shared.me, connection) {
             None => Either::Left(connection.write(wire)),
@@ -1870,7 +1878,7 @@ impl<M: Message> Transport<M> {
     async fn write_judged(
         &self,
         connection: &Arc<Connection<M>>,
-        wire: &Wire<M>,
+        wire: &Wire<&M>,
         rule: LinkRule,
     ) -> Result<(), NetError> {
         let verdict = rule.judge(&mut *self.shared.rng.lock());
@@ -1887,7 +1895,7 @@ impl<M: Message> Transport<M> {
     /// the sender does not wait and later frames overtake it).
     async fn deliver(
         connection: &Arc<Connection<M>>,
-        wire: &Wire<M>,
+        wire: &Wire<&M>,
         after: Duration,
         copies: u8,
     ) -> Result<(), NetError> {
@@ -1983,7 +1991,7 @@ impl<M: Message> Transport<M> {
     async fn open(&self, peer: &str, stream: TcpStream) -> Result<Arc<Connection<M>>, NetError> {
         let peer = self.peer_name(peer);
         let connection = self.shared.new_connection(peer, stream, FrameReader::new(), false);
-        connection.write(&Wire::<M>::Hello { from: self.shared.me.clone() }).await?;
+        connection.write(&Wire::<&M>::Hello { from: self.shared.me.clone() }).await?;
         Ok(connection)
     }
 
@@ -2331,7 +2339,7 @@ mod tests {
                     requests.push(inbox.recv().await.expect("a request"));
                 }
                 for request in requests.iter().rev() {
-                    transport.reply(request, request.body * 10).await.expect("replies");
+                    transport.reply(request, &(request.body * 10)).await.expect("replies");
                 }
                 std::future::pending::<()>().await;
             })
@@ -2340,7 +2348,7 @@ mod tests {
                 let client = client("client");
                 let calls = (0..8u64).map(|body| {
                     let client = client.clone();
-                    async move { client.call("server", body, Duration::from_secs(5)).await }
+                    async move { client.call("server", &body, Duration::from_secs(5)).await }
                 });
                 let replies = futures::future::join_all(calls).await;
                 let replies: Vec<u64> =
@@ -2360,7 +2368,7 @@ mod tests {
                         if request.body == 0 {
                             tokio::time::sleep(Duration::from_secs(1)).await;
                         }
-                        let _ = transport.reply(&request, request.body * 10).await;
+                        let _ = transport.reply(&request, &(request.body * 10)).await;
                     });
                 }
             })
@@ -2368,7 +2376,7 @@ mod tests {
             on_client(async move {
                 let client = client("client");
                 let started = tokio::time::Instant::now();
-                let late = client.call("server", 0, Duration::from_millis(300)).await;
+                let late = client.call("server", &0, Duration::from_millis(300)).await;
                 let waited = started.elapsed();
                 assert!(
                     matches!(late, Err(NetError::Timeout { after_ms: 300, .. })),
@@ -2378,9 +2386,9 @@ mod tests {
                     waited >= Duration::from_millis(300) && waited < Duration::from_millis(400),
                     "it times out when its timeout runs out, not later: {waited:?}"
                 );
-                assert_eq!(client.call("server", 2, Duration::from_secs(5)).await.unwrap(), 20);
+                assert_eq!(client.call("server", &2, Duration::from_secs(5)).await.unwrap(), 20);
                 tokio::time::sleep(Duration::from_millis(1500)).await; // The late reply arrives.
-                assert_eq!(client.call("server", 3, Duration::from_secs(5)).await.unwrap(), 30);
+                assert_eq!(client.call("server", &3, Duration::from_secs(5)).await.unwrap(), 30);
             })
             .await;
         }
@@ -2396,7 +2404,7 @@ mod tests {
                 let waiting = {
                     let client = client.clone();
                     tokio::spawn(
-                        async move { client.call("server", 1, Duration::from_secs(30)).await },
+                        async move { client.call("server", &1, Duration::from_secs(30)).await },
                     )
                 };
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -327,13 +327,14 @@ impl StoreClient {
         let timeout = Duration::from_millis(self.settings.request_timeout_ms);
         let mut uncertain = 0u32;
         let mut last_error = String::from("no try made");
+        // One message for every try: the transport encodes it without taking it.
+        let message = StoreMessage::Client(request);
         let tries = plan.coordinators.iter().cycle().take(plan.backoffs.len() + 1);
         for (attempt, coordinator) in tries.enumerate() {
             if attempt > 0 {
                 self.clock.sleep(plan.backoffs[attempt - 1]).await;
             }
-            let message = StoreMessage::Client(request.clone());
-            match self.transport.call(coordinator, message, timeout).await {
+            match self.transport.call(coordinator, &message, timeout).await {
                 Ok(StoreMessage::ClientReply(ClientReply::Failed { reason, may_have_applied })) => {
                     uncertain += u32::from(may_have_applied);
                     last_error = format!("{coordinator}: {reason}");

@@ -144,7 +144,8 @@ pub async fn serve(context: NodeContext) {
                     let reply = node.coordinate(request).await;
                     drop(slot);
                     // A lost answer is the client's timeout to see.
-                    let _ = node.transport.reply(&incoming, StoreMessage::ClientReply(reply)).await;
+                    let _ =
+                        node.transport.reply(&incoming, &StoreMessage::ClientReply(reply)).await;
                 });
             }
             StoreMessage::ClientReply(_) | StoreMessage::ReplicaReply(_) => {}
@@ -270,7 +271,8 @@ async fn storage_loop(
                     let LocalAnswer::Replica(reply) = answer else { continue };
                     let transport = transport.clone();
                     tokio::spawn(async move {
-                        let _ = transport.reply(&incoming, StoreMessage::ReplicaReply(reply)).await;
+                        let _ =
+                            transport.reply(&incoming, &StoreMessage::ReplicaReply(reply)).await;
                     });
                 }
             }
@@ -370,7 +372,7 @@ impl Node {
     fn answer(&self, incoming: Incoming<StoreMessage>, message: StoreMessage) {
         let transport = self.transport.clone();
         tokio::spawn(async move {
-            let _ = transport.reply(&incoming, message).await;
+            let _ = transport.reply(&incoming, &message).await;
         });
     }
 
@@ -405,7 +407,7 @@ impl Node {
             }
         } else {
             let timeout = self.within(self.settings.replica_timeout_ms);
-            match self.transport.call(node, StoreMessage::Replica(request), timeout).await {
+            match self.transport.call(node, &StoreMessage::Replica(request), timeout).await {
                 Ok(StoreMessage::ReplicaReply(reply)) => {
                     self.suspects.clear(node);
                     reply
