@@ -21,22 +21,27 @@
 //!   postcard: serialization alone takes most of what the 0.7 target leaves, so this traffic
 //!   is shown, not held to it.
 //!
+//! Every workload sends messages it already holds, as raw TCP writes frames it already holds:
+//! the transport and the postcard reference encode a borrowed message, so no row pays for
+//! building or copying a message before it is sent.
+//!
 //! What bounds the ratio on the queue's traffic (cachegrind, 400k messages): raw TCP executes about
-//! 6.0k instructions per message, raw TCP plus postcard 7.0k (an instruction ratio of 0.85), the
-//! transport 7.45k one-way (0.80) and 7.7k with calls (0.77). The wall-clock ratio is lower than
+//! 6.1k instructions per message, raw TCP plus postcard 6.8k (an instruction ratio of 0.89), the
+//! transport 7.1k one-way (0.85) and 7.4k with calls (0.82). The wall-clock ratio is lower than
 //! the instruction ratio because the transport's larger working set (a write queue and a read
 //! buffer per connection, the decoded message, the peer and call tables, the futures of `call`,
-//! `reply` and the inbox) misses the L1 data cache about 70 times per message, against raw's 19
-//! and raw plus postcard's 47, and its code misses the instruction cache 212 times per message
-//! against raw plus postcard's 120: the code run at least once every four messages (callgrind
-//! `--dump-instr`) takes about 36 KB against 27 KB, over the 32 KB L1 instruction cache, so
-//! madsim's own code misses more beside it. A simulation's four nodes take turns on one core, and
-//! each evicts the others' state. Its locks and reference counts are atomic operations besides,
-//! which cost more cycles than their instruction count says: callgrind counts 74 atomic
-//! read-modify-writes per message with calls against raw plus postcard's 66, most of both being
-//! madsim's own (a call's round trip takes seven locks across its two ends: the peer table, the
-//! call's start and its two polls of the reply on the caller's side, two polls of the request and
-//! the reply's write on the server's; in the simulation each is a spin lock, one atomic operation;
+//! `reply` and the inbox) misses the L1 data cache about 58 times per message, against raw's 19
+//! and raw plus postcard's 36, and its code misses the instruction cache about 175 times per
+//! message against raw plus postcard's 100: the code run at least once every four messages
+//! (callgrind `--dump-instr`) takes about 34 KB with calls and 29 KB one-way, against 26 KB,
+//! over the 32 KB L1 instruction cache, so madsim's own code misses more beside it. A
+//! simulation's four nodes take turns on one core, and each evicts the others' state. Its locks
+//! and reference counts are atomic operations besides, which cost more cycles than their
+//! instruction count says: callgrind counts 74 atomic read-modify-writes per message through
+//! the transport against raw TCP's 66 (with or without postcard), most of both being madsim's
+//! own (a call's round trip takes seven locks across its two ends: the peer table, the call's
+//! start and its two polls of the reply on the caller's side, two polls of the request and the
+//! reply's write on the server's; in the simulation each is a spin lock, one atomic operation;
 //! madsim wakes a reader twice per message, once when the packet is sent and once when it
 //! arrives).
 //!

@@ -13,9 +13,9 @@
 //! Delivery: [`Transport::send`] is one-way and best effort; [`Transport::call`] sends a request
 //! and waits for the reply with a timeout. Each borrows the message it sends: it is encoded
 //! straight into the connection's write queue, so a caller that retries, or sends one message
-//! to several peers, keeps it rather than cloning it for every send. Connections are opened on first use, kept, and
-//! reopened after a failure with exponential backoff. Every failure is a typed [`NetError`]:
-//! a dead or unreachable peer is an error to handle, never a panic.
+//! to several peers, keeps it rather than cloning it for every send. Connections are opened on
+//! first use, kept, and reopened after a failure with exponential backoff. Every failure is a
+//! typed [`NetError`]: a dead or unreachable peer is an error to handle, never a panic.
 //!
 //! Cost model: under madsim every task wake, timer and channel hop costs wall time, so the
 //! common paths avoid them. The inbox reads accepted connections in the receiving task; a
