@@ -13,6 +13,7 @@ use crate::report::{
     SEED_COLUMNS, WITNESS_COLUMNS,
 };
 use crate::timeline::{PooledTimeline, Timeline};
+use pessimist_sim::check::{Outcome, Status};
 
 const CHART_SIZE: (u32, u32) = (760, 240);
 const HISTOGRAM_SIZE: (u32, u32) = (760, 220);
@@ -374,38 +375,70 @@ fn distribution_svg(distribution: &PooledDistribution) -> Result<String, String>
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}\
-.passed{color:#2a7a2a}.failed{color:#b02020;font-weight:bold}code{background:#f4f4f4;padding:1px 4px}\
+.passed{color:#2a7a2a}.failed{color:#b02020;font-weight:bold}.inconclusive{color:#a05a00;font-weight:bold}\
+.expected{color:#6a4a9a}.figures{color:#666}code{background:#f4f4f4;padding:1px 4px}\
 svg{display:block;margin:0.5em 0}.note{color:#666;font-size:90%}\
-tr.failed td{color:#b02020}tr.stuck td{background:#fbe9e7}.witness table{font-size:90%}";
+tr.failed td{color:#b02020}tr.inconclusive td{color:#a05a00}tr.stuck td{background:#fbe9e7}.witness table{font-size:90%}";
 
-fn verdict(passed: bool) -> &'static str {
-    if passed {
-        "<span class=\"passed\">passed</span>"
-    } else {
-        "<span class=\"failed\">FAILED</span>"
+/// The CSS class of an outcome: green, red, or amber for a run that could not decide.
+fn outcome_class(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Passed => "passed",
+        Outcome::Failed => "failed",
+        Outcome::Inconclusive => "inconclusive",
     }
+}
+
+fn verdict(outcome: Outcome) -> String {
+    format!("<span class=\"{}\">{}</span>", outcome_class(outcome), outcome.word())
+}
+
+/// A check's verdict over the seeds, each status in its own colour.
+fn check_verdict(status: Status) -> String {
+    let class = match status {
+        Status::Passed => "passed",
+        Status::Failed => "failed",
+        Status::Unknown => "inconclusive",
+        Status::FailedAsExpected => "expected",
+        Status::Figures => "figures",
+    };
+    format!("<span class=\"{class}\">{}</span>", status.word())
 }
 
 fn scenario_section(scenario: &ScenarioReport, html: &mut String) -> Result<(), String> {
     let name = escape(&scenario.scenario);
     html.push_str(&format!(
-        "<h2 id=\"{name}\">{name} {}</h2>\n<p>File <code>{}</code>: {} seeds, {} failed.</p>\n",
-        verdict(scenario.passed),
+        "<h2 id=\"{name}\">{name} {}</h2>\n<p>File <code>{}</code>: {} seeds, {} failed, {} inconclusive.</p>\n",
+        verdict(scenario.outcome),
         escape(&scenario.file),
         scenario.seeds,
-        scenario.failed_seeds
+        scenario.failed_seeds,
+        scenario.inconclusive_seeds
     ));
-    html.push_str("<table><tr><th>check</th><th>verdict</th><th>passed seeds</th><th>failed seeds</th></tr>\n");
+    html.push_str("<table><tr><th>check</th><th>verdict</th><th>passed seeds</th><th>failed seeds</th><th>failed as expected</th><th>undecided seeds</th></tr>\n");
     for (check, report) in &scenario.checks {
+        if report.status() == Status::Figures {
+            continue;
+        }
         html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             escape(check),
-            verdict(report.failed_seeds == 0),
+            check_verdict(report.status()),
             report.passed_seeds,
-            report.failed_seeds
+            report.failed_seeds,
+            report.failed_as_expected_seeds,
+            report.unknown_seeds
         ));
     }
-    html.push_str("</table>\n<details><summary>Figures over the seeds</summary>\n<table><tr><th>figure</th><th>seeds</th><th>min</th><th>mean</th><th>max</th></tr>\n");
+    html.push_str("</table>\n");
+    let measures = crate::report::figures_only_checks(scenario);
+    if !measures.is_empty() {
+        html.push_str(&format!(
+            "<p class=\"note\">Figures only (no threshold in this scenario, so they cannot fail): {}.</p>\n",
+            escape(&measures.join(", "))
+        ));
+    }
+    html.push_str("\n<details><summary>Figures over the seeds</summary>\n<table><tr><th>figure</th><th>seeds</th><th>min</th><th>mean</th><th>max</th></tr>\n");
     for (check, report) in &scenario.checks {
         for (key, stats) in &report.figures {
             html.push_str(&format!(
@@ -450,7 +483,11 @@ fn scenario_section(scenario: &ScenarioReport, html: &mut String) -> Result<(), 
         }
         html.push_str("</tr>\n");
         for row in &scenario.seed_rows {
-            let class = if row.passed { "" } else { " class=\"failed\"" };
+            let class = match row.outcome {
+                Outcome::Passed => "",
+                Outcome::Failed => " class=\"failed\"",
+                Outcome::Inconclusive => " class=\"inconclusive\"",
+            };
             html.push_str(&format!("<tr{class}>"));
             for cell in seed_cells(row) {
                 html.push_str(&format!("<td>{}</td>", escape(&cell)));
@@ -474,9 +511,9 @@ fn scenario_section(scenario: &ScenarioReport, html: &mut String) -> Result<(), 
     }
     for failing in scenario.failing.iter().take(crate::report::FAILING_SEEDS_LISTED_MAX) {
         html.push_str(&format!(
-            "<h3>Seed {} failed: {}</h3>\n<p>replay: <code>{}</code>",
-            failing.seed,
-            escape(&failing.failed_checks.join(", ")),
+            "<h3 class=\"{}\">{}</h3>\n<p>replay: <code>{}</code>",
+            outcome_class(failing.outcome),
+            escape(&failing.heading()),
             escape(&failing.replay)
         ));
         if let Some(shrink) = &failing.shrink {
@@ -575,19 +612,21 @@ fn witness_html(check: &str, witness: &pessimist_sim::lincheck::Witness, html: &
 /// The report as a self-contained HTML page.
 pub fn report_html(report: &Report) -> Result<String, String> {
     let mut html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>pessimist report</title><style>{STYLE}</style></head><body>\n<h1>pessimist report</h1>\n<p>{} scenarios, {} seeds, {} failed: {}.</p>\n<table><tr><th>scenario</th><th>seeds</th><th>failed</th><th>verdict</th></tr>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>pessimist report</title><style>{STYLE}</style></head><body>\n<h1>pessimist report</h1>\n<p>{} scenarios, {} seeds, {} failed, {} inconclusive: {}.</p>\n<table><tr><th>scenario</th><th>seeds</th><th>failed</th><th>inconclusive</th><th>verdict</th></tr>\n",
         report.scenarios.len(),
         report.seeds,
         report.failed_seeds,
-        verdict(report.passed)
+        report.inconclusive_seeds,
+        verdict(report.outcome)
     );
     for scenario in &report.scenarios {
         let name = escape(&scenario.scenario);
         html.push_str(&format!(
-            "<tr><td><a href=\"#{name}\">{name}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td><a href=\"#{name}\">{name}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             scenario.seeds,
             scenario.failed_seeds,
-            verdict(scenario.passed)
+            scenario.inconclusive_seeds,
+            verdict(scenario.outcome)
         ));
     }
     html.push_str("</table>\n");

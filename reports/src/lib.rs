@@ -19,6 +19,7 @@ pub mod timeline;
 
 use std::path::{Path, PathBuf};
 
+use pessimist_sim::check::{Outcome, Status};
 use pessimist_sim::summary::RunSummary;
 
 /// The files [`write_report`] wrote.
@@ -59,16 +60,20 @@ pub fn write_report(directory: &Path, out: &Path) -> Result<Written, String> {
 /// replay command of every failing seed.
 pub fn markdown_summary(runs: &[RunSummary]) -> String {
     let mut page = String::from("# pessimist results\n\n");
-    let passed = runs.iter().filter(|run| run.passed).count();
+    let passed = runs.iter().filter(|run| run.outcome.passed()).count();
     page.push_str(&format!("{passed} of {} scenarios passed.\n\n", runs.len()));
-    page.push_str("| scenario | seeds | failed seeds | verdict |\n|---|---|---|---|\n");
+    page.push_str(
+        "| scenario | seeds | failed seeds | inconclusive seeds | verdict |\n|---|---|---|---|---|\n",
+    );
     for run in runs {
-        let failed = run.seeds.iter().filter(|seed| !seed.passed).count();
-        let verdict = if run.passed { "passed" } else { "FAILED" };
+        let count = |outcome| run.seeds.iter().filter(|seed| seed.outcome == outcome).count();
         page.push_str(&format!(
-            "| {} | {} | {failed} | {verdict} |\n",
+            "| {} | {} | {} | {} | {} |\n",
             run.scenario,
-            run.seeds.len()
+            run.seeds.len(),
+            count(Outcome::Failed),
+            count(Outcome::Inconclusive),
+            run.outcome.word()
         ));
     }
     for run in runs {
@@ -79,10 +84,17 @@ pub fn markdown_summary(runs: &[RunSummary]) -> String {
                 .checks
                 .iter()
                 .map(|(name, check)| {
-                    format!("{name} {}", if check.passed { "ok" } else { "**failed**" })
+                    let word = match check.status {
+                        Status::Passed => "ok",
+                        Status::Failed => "**failed**",
+                        Status::FailedAsExpected => "failed as expected",
+                        Status::Unknown => "**unknown**",
+                        Status::Figures => "figures",
+                    };
+                    format!("{name} {word}")
                 })
                 .collect();
-            let verdict = if seed.passed { "passed" } else { "FAILED" };
+            let verdict = seed.outcome.word();
             let hash = &seed.history_hash[..seed.history_hash.len().min(16)];
             page.push_str(&format!(
                 "| {} | {verdict} | `{hash}` | {} |\n",
@@ -90,12 +102,21 @@ pub fn markdown_summary(runs: &[RunSummary]) -> String {
                 checks.join(", ")
             ));
         }
-        for seed in run.seeds.iter().filter(|seed| !seed.passed) {
+        for seed in run.seeds.iter().filter(|seed| !seed.outcome.passed()) {
             page.push_str(&format!(
-                "\n### Seed {} failed\n\nReplay: `{}`\n\n",
-                seed.seed, seed.replay
+                "\n### Seed {} {}\n\nReplay: `{}`\n\n",
+                seed.seed,
+                seed.outcome.word().to_lowercase(),
+                seed.replay
             ));
-            for (name, check) in seed.checks.iter().filter(|(_, check)| !check.passed) {
+            for (name, check) in &seed.checks {
+                if check.status == Status::Unknown {
+                    let reason = check.figures.get("unknown_reason").cloned().unwrap_or_default();
+                    page.push_str(&format!("- {name}: could not decide: {reason}\n"));
+                }
+                if !check.failed() {
+                    continue;
+                }
                 for violation in &check.violations {
                     page.push_str(&format!("- {name}: {violation}\n"));
                 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pessimist_core::history::Event;
-use pessimist_sim::check::Distribution;
+use pessimist_sim::check::{Distribution, Outcome, Status, Verdict};
 use pessimist_sim::lincheck::{Witness, WitnessCall};
 use pessimist_sim::summary::RunSummary;
 use serde::Serialize;
@@ -93,16 +93,63 @@ pub struct FigureStats {
 pub struct CheckerReport {
     pub passed_seeds: usize,
     pub failed_seeds: usize,
+    pub failed_as_expected_seeds: usize,
+    /// Seeds on which the check could not decide (never counted as passed).
+    pub unknown_seeds: usize,
+    /// Seeds on which the check only measured (no threshold: it could not fail).
+    pub figures_seeds: usize,
     /// Numeric figures, flattened (`per_kind.crash.ok_fraction`), over the seeds.
     pub figures: BTreeMap<String, FigureStats>,
 }
 
-/// A failing seed and how to chase it.
+impl FailingSeed {
+    /// `Seed 3 failed: linearizability`, or `Seed 3 inconclusive: linearizability could not
+    /// decide`.
+    pub fn heading(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.failed_checks.is_empty() {
+            parts.push(self.failed_checks.join(", "));
+        }
+        if !self.undecided_checks.is_empty() {
+            parts.push(format!("{} could not decide", self.undecided_checks.join(", ")));
+        }
+        let word = match self.outcome {
+            Outcome::Inconclusive => "inconclusive",
+            _ => "failed",
+        };
+        format!("Seed {} {word}: {}", self.seed, parts.join("; "))
+    }
+}
+
+impl CheckerReport {
+    /// The check's verdict over the seeds: failed if it failed on any, else unknown if it
+    /// could not decide on any, else failed as expected if it did so on any, else figures
+    /// when it only measured on every seed, else passed.
+    pub fn status(&self) -> Status {
+        if self.failed_seeds > 0 {
+            Status::Failed
+        } else if self.unknown_seeds > 0 {
+            Status::Unknown
+        } else if self.failed_as_expected_seeds > 0 {
+            Status::FailedAsExpected
+        } else if self.passed_seeds == 0 && self.figures_seeds > 0 {
+            Status::Figures
+        } else {
+            Status::Passed
+        }
+    }
+}
+
+/// A seed that did not pass (it failed, or a check could not decide) and how to chase it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FailingSeed {
     pub seed: u64,
+    pub outcome: Outcome,
     pub failed_checks: Vec<String>,
-    /// Each failed check's violations (the linearizability witness among them).
+    /// Checks that could not decide on this seed.
+    pub undecided_checks: Vec<String>,
+    /// Each failed check's violations (the linearizability witness among them), and each
+    /// undecided check's reason.
     pub violations: BTreeMap<String, Vec<String>>,
     pub replay: String,
     pub shrink: Option<String>,
@@ -121,7 +168,8 @@ pub struct ScenarioReport {
     pub file: String,
     pub seeds: usize,
     pub failed_seeds: usize,
-    pub passed: bool,
+    pub inconclusive_seeds: usize,
+    pub outcome: Outcome,
     pub checks: BTreeMap<String, CheckerReport>,
     pub failing: Vec<FailingSeed>,
     /// The seed charted: the first failing one, else the first.
@@ -138,9 +186,10 @@ pub struct ScenarioReport {
 /// The whole report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
-    pub passed: bool,
+    pub outcome: Outcome,
     pub seeds: usize,
     pub failed_seeds: usize,
+    pub inconclusive_seeds: usize,
     pub scenarios: Vec<ScenarioReport>,
 }
 
@@ -171,13 +220,18 @@ pub fn checker_reports(run: &RunSummary) -> BTreeMap<String, CheckerReport> {
             let report = reports.entry(name.clone()).or_insert_with(|| CheckerReport {
                 passed_seeds: 0,
                 failed_seeds: 0,
+                failed_as_expected_seeds: 0,
+                unknown_seeds: 0,
+                figures_seeds: 0,
                 figures: BTreeMap::new(),
             });
-            if check.passed {
-                report.passed_seeds += 1;
-            } else {
-                report.failed_seeds += 1;
-            }
+            *match check.status {
+                Status::Passed => &mut report.passed_seeds,
+                Status::Failed => &mut report.failed_seeds,
+                Status::FailedAsExpected => &mut report.failed_as_expected_seeds,
+                Status::Unknown => &mut report.unknown_seeds,
+                Status::Figures => &mut report.figures_seeds,
+            } += 1;
             let mut leaves = Vec::new();
             for (key, value) in &check.figures {
                 if !FIGURES_NOT_AGGREGATED.contains(&key.as_str()) {
@@ -223,6 +277,22 @@ fn read_history(directory: &Path, relative: &str) -> Result<Vec<Event>, String> 
         .map_err(|error| format!("{}: {error}", path.display()))
 }
 
+fn count_seeds(run: &RunSummary, outcome: Outcome) -> usize {
+    run.seeds.iter().filter(|seed| seed.outcome == outcome).count()
+}
+
+/// What a report lists of a check that did not pass: its violations, or why it could not
+/// decide.
+fn not_passed_lines(check: &Verdict) -> Vec<String> {
+    match check.status {
+        Status::Unknown => {
+            let reason = check.figures.get("unknown_reason").cloned().unwrap_or_default();
+            vec![format!("could not decide: {reason}")]
+        }
+        _ => check.violations.clone(),
+    }
+}
+
 /// Builds the report of loaded runs, reading the histories of each (see
 /// [`SEEDS_POOLED_MAX`]).
 pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
@@ -232,20 +302,27 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
         let failing: Vec<FailingSeed> = run
             .seeds
             .iter()
-            .filter(|seed| !seed.passed)
+            .filter(|seed| !seed.outcome.passed())
             .map(|seed| FailingSeed {
                 seed: seed.seed,
+                outcome: seed.outcome,
                 failed_checks: seed
                     .checks
                     .iter()
-                    .filter(|(_, check)| !check.passed)
+                    .filter(|(_, check)| check.failed())
+                    .map(|(name, _)| name.clone())
+                    .collect(),
+                undecided_checks: seed
+                    .checks
+                    .iter()
+                    .filter(|(_, check)| check.status == Status::Unknown)
                     .map(|(name, _)| name.clone())
                     .collect(),
                 violations: seed
                     .checks
                     .iter()
-                    .filter(|(_, check)| !check.passed)
-                    .map(|(name, check)| (name.clone(), check.violations.clone()))
+                    .filter(|(_, check)| check.failed() || check.status == Status::Unknown)
+                    .map(|(name, check)| (name.clone(), not_passed_lines(check)))
                     .collect(),
                 replay: seed.replay.clone(),
                 shrink: seed.shrink.clone(),
@@ -256,7 +333,7 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
                 witnesses: seed
                     .checks
                     .iter()
-                    .filter(|(_, check)| !check.passed)
+                    .filter(|(_, check)| check.failed())
                     .filter_map(|(name, check)| {
                         let witness = check.figures.get("witness")?;
                         Some((name.clone(), serde_json::from_value(witness.clone()).ok()?))
@@ -283,7 +360,7 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
         let charted = run
             .seeds
             .iter()
-            .find(|seed| !seed.passed && seed.history.is_some())
+            .find(|seed| !seed.outcome.passed() && seed.history.is_some())
             .or_else(|| run.seeds.iter().find(|seed| seed.history.is_some()));
         let mut timeline_charted = None;
         let mut pool_of_seeds = Pool::new(BUCKET_MS);
@@ -292,7 +369,7 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
             let events =
                 read_history(&loaded.directory, seed.history.as_deref().unwrap_or_default())?;
             let seed_timeline = pool_of_seeds.add(&events);
-            seed_rows.push(SeedRow::new(seed.seed, seed.passed, &seed_timeline));
+            seed_rows.push(SeedRow::new(seed.seed, seed.outcome, &seed_timeline));
             if charted.is_some_and(|charted| charted.seed == seed.seed) {
                 timeline_charted = Some(seed_timeline);
             }
@@ -308,8 +385,9 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
             scenario: run.scenario.clone(),
             file: run.file.clone(),
             seeds: run.seeds.len(),
-            failed_seeds: failing.len(),
-            passed: run.passed,
+            failed_seeds: count_seeds(run, Outcome::Failed),
+            inconclusive_seeds: count_seeds(run, Outcome::Inconclusive),
+            outcome: run.outcome,
             checks: checker_reports(run),
             failing,
             charted_seed: charted.map(|seed| seed.seed),
@@ -320,9 +398,10 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
         });
     }
     Ok(Report {
-        passed: scenarios.iter().all(|scenario| scenario.passed),
+        outcome: Outcome::worst(scenarios.iter().map(|scenario| scenario.outcome)),
         seeds: scenarios.iter().map(|scenario| scenario.seeds).sum(),
         failed_seeds: scenarios.iter().map(|scenario| scenario.failed_seeds).sum(),
+        inconclusive_seeds: scenarios.iter().map(|scenario| scenario.inconclusive_seeds).sum(),
         scenarios,
     })
 }
@@ -477,7 +556,7 @@ pub const SEED_COLUMNS: [&str; 10] = [
 pub fn seed_cells(row: &SeedRow) -> [String; SEED_COLUMNS.len()] {
     [
         row.seed.to_string(),
-        if row.passed { "passed" } else { "FAILED" }.to_string(),
+        row.outcome.word().to_string(),
         row.completed.to_string(),
         percent(row.availability),
         percent(row.availability_before_heal),
@@ -524,33 +603,62 @@ pub fn distribution_line(distribution: &PooledDistribution) -> String {
     )
 }
 
+/// The checks of `scenario` that only measured on every seed: figures, not verdicts.
+pub fn figures_only_checks(scenario: &ScenarioReport) -> Vec<&str> {
+    scenario
+        .checks
+        .iter()
+        .filter(|(_, check)| check.status() == Status::Figures)
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
 /// The report as Markdown.
 pub fn report_markdown(report: &Report) -> String {
     let mut page = String::from("# pessimist report\n\n");
     page.push_str(&format!(
-        "{} scenarios, {} seeds, {} failed: **{}**.\n\n",
+        "{} scenarios, {} seeds, {} failed, {} inconclusive: **{}**.\n\n",
         report.scenarios.len(),
         report.seeds,
         report.failed_seeds,
-        if report.passed { "passed" } else { "FAILED" }
+        report.inconclusive_seeds,
+        report.outcome.word()
     ));
-    page.push_str("| scenario | seeds | failed seeds | verdict |\n|---|---|---|---|\n");
+    page.push_str(
+        "| scenario | seeds | failed seeds | inconclusive seeds | verdict |\n|---|---|---|---|---|\n",
+    );
     for scenario in &report.scenarios {
         page.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} |\n",
             scenario.scenario,
             scenario.seeds,
             scenario.failed_seeds,
-            if scenario.passed { "passed" } else { "FAILED" }
+            scenario.inconclusive_seeds,
+            scenario.outcome.word()
         ));
     }
     for scenario in &report.scenarios {
         page.push_str(&format!("\n## {}\n\nFile: `{}`\n\n", scenario.scenario, scenario.file));
-        page.push_str("| check | passed seeds | failed seeds |\n|---|---|---|\n");
-        for (name, check) in &scenario.checks {
+        page.push_str(
+            "| check | verdict | passed seeds | failed seeds | failed as expected | undecided seeds |\n|---|---|---|---|---|---|\n",
+        );
+        for (name, check) in
+            scenario.checks.iter().filter(|(_, check)| check.status() != Status::Figures)
+        {
             page.push_str(&format!(
-                "| {name} | {} | {} |\n",
-                check.passed_seeds, check.failed_seeds
+                "| {name} | {} | {} | {} | {} | {} |\n",
+                check.status().word(),
+                check.passed_seeds,
+                check.failed_seeds,
+                check.failed_as_expected_seeds,
+                check.unknown_seeds
+            ));
+        }
+        let measures = figures_only_checks(scenario);
+        if !measures.is_empty() {
+            page.push_str(&format!(
+                "\nFigures only (no threshold in this scenario, so they cannot fail): {}.\n",
+                measures.join(", ")
             ));
         }
         page.push_str("\n| figure | seeds | min | mean | max |\n|---|---|---|---|---|\n");
@@ -604,9 +712,8 @@ pub fn report_markdown(report: &Report) -> String {
         }
         for failing in scenario.failing.iter().take(FAILING_SEEDS_LISTED_MAX) {
             page.push_str(&format!(
-                "\n### Seed {} failed: {}\n\n- replay: `{}`\n",
-                failing.seed,
-                failing.failed_checks.join(", "),
+                "\n### {}\n\n- replay: `{}`\n",
+                failing.heading(),
                 failing.replay
             ));
             if let Some(shrink) = &failing.shrink {
@@ -678,18 +785,17 @@ pub fn report_json(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pessimist_sim::check::Verdict;
     use pessimist_sim::summary::SeedSummary;
     use serde_json::json;
 
     fn seed(seed: u64, passed: bool, figures: Value) -> SeedSummary {
         let figures = figures.as_object().unwrap().clone().into_iter().collect();
-        let verdict =
-            Verdict { passed, figures, violations: Vec::new(), distributions: BTreeMap::new() };
+        let violations = if passed { Vec::new() } else { vec!["broken".to_string()] };
+        let verdict = Verdict::from_violations(violations, figures);
         SeedSummary {
             seed,
             history_hash: String::new(),
-            passed,
+            outcome: if passed { Outcome::Passed } else { Outcome::Failed },
             checks: BTreeMap::from([("failover".to_string(), verdict)]),
             replay: format!("replay {seed}"),
             shrink: (!passed).then(|| format!("shrink {seed}")),
@@ -704,7 +810,7 @@ mod tests {
         let run = RunSummary {
             scenario: "s".into(),
             file: "s.json".into(),
-            passed: false,
+            outcome: Outcome::Failed,
             seeds: vec![
                 seed(
                     1,

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use pessimist_core::history::{Event, EventKind};
+use pessimist_sim::check::Outcome;
 use serde::Serialize;
 
 /// One bucket of simulated time.
@@ -203,7 +204,7 @@ fn timeline_and_latencies(events: &[Event], bucket_ms: u64) -> (Timeline, Vec<Ve
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SeedRow {
     pub seed: u64,
-    pub passed: bool,
+    pub outcome: Outcome,
     pub completed: u64,
     pub ok: u64,
     /// `ok` over all completions: over the run, before the heal, from the heal on.
@@ -218,7 +219,7 @@ pub struct SeedRow {
 
 impl SeedRow {
     /// The row of `seed`'s timeline.
-    pub fn new(seed: u64, passed: bool, timeline: &Timeline) -> SeedRow {
+    pub fn new(seed: u64, outcome: Outcome, timeline: &Timeline) -> SeedRow {
         let (before, after) = (timeline.before_heal, timeline.after_heal);
         let whole = Completions {
             ok: before.ok + after.ok,
@@ -227,7 +228,7 @@ impl SeedRow {
         };
         SeedRow {
             seed,
-            passed,
+            outcome,
             completed: whole.ok + whole.fail + whole.info,
             ok: whole.ok,
             availability: whole.availability(),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pessimist_core::history::{to_json_lines, Event, EventKind};
-use pessimist_sim::check::{self, Distribution, Verdict};
+use pessimist_sim::check::{self, Distribution, Outcome, Verdict};
 use pessimist_sim::summary::{RunSummary, SeedSummary};
 use serde_json::{json, Value};
 
@@ -96,16 +96,11 @@ fn history(stale_read: bool) -> (Vec<Event>, u64) {
 
 /// A checker's verdict that only measures: a staleness per event.
 fn staleness(samples: &[f64]) -> Verdict {
-    Verdict {
-        passed: true,
-        figures: BTreeMap::from([("keys".to_string(), json!(samples.len()))]),
-        violations: Vec::new(),
-        distributions: BTreeMap::new(),
-    }
-    .with_distribution(
-        "new_key_delay_ms",
-        Distribution::from_values("ms", "time for a new key to work", samples.iter().copied()),
-    )
+    Verdict::figures_only(BTreeMap::from([("keys".to_string(), json!(samples.len()))]))
+        .with_distribution(
+            "new_key_delay_ms",
+            Distribution::from_values("ms", "time for a new key to work", samples.iter().copied()),
+        )
 }
 
 fn seed(directory: &Path, seed: u64, events: &[Event], delays_ms: &[f64]) -> SeedSummary {
@@ -119,7 +114,7 @@ fn seed(directory: &Path, seed: u64, events: &[Event], delays_ms: &[f64]) -> See
     SeedSummary {
         seed,
         history_hash: format!("hash-{seed}"),
-        passed: checks.values().all(|verdict| verdict.passed),
+        outcome: Outcome::of_checks(checks.values()),
         checks,
         replay: format!("cargo run --release -- replay small.json --seed {seed}"),
         shrink: None,
@@ -146,9 +141,17 @@ fn a_report_has_the_seeds_the_distributions_and_the_witness() {
         seed(&directory, 1, &passing, &[100.0, 200.0, 300.0]),
         seed(&directory, 2, &failing, &[400.0, 5000.0]),
     ];
-    assert!(seeds[0].passed && !seeds[1].passed, "seed 2 reads stale: {:?}", seeds[1].checks);
-    let run =
-        RunSummary { scenario: "small".into(), file: "small.json".into(), passed: false, seeds };
+    assert!(
+        seeds[0].outcome == Outcome::Passed && seeds[1].outcome == Outcome::Failed,
+        "seed 2 reads stale: {:?}",
+        seeds[1].checks
+    );
+    let run = RunSummary {
+        scenario: "small".into(),
+        file: "small.json".into(),
+        outcome: Outcome::Failed,
+        seeds,
+    };
     std::fs::write(directory.join("summary.json"), serde_json::to_string_pretty(&run).unwrap())
         .unwrap();
 
@@ -160,8 +163,8 @@ fn a_report_has_the_seeds_the_distributions_and_the_witness() {
     // One line per seed: 40 operations, 5 appends timed out (2 s to 4 s), all ok after the heal.
     let rows = scenario["seed_rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
-    assert_eq!((rows[0]["seed"].clone(), rows[0]["passed"].clone()), (json!(1), json!(true)));
-    assert_eq!((rows[1]["seed"].clone(), rows[1]["passed"].clone()), (json!(2), json!(false)));
+    assert_eq!((rows[0]["seed"].clone(), rows[0]["outcome"].clone()), (json!(1), json!("passed")));
+    assert_eq!((rows[1]["seed"].clone(), rows[1]["outcome"].clone()), (json!(2), json!("failed")));
     assert_eq!(rows[0]["completed"], json!(40));
     assert_eq!(rows[0]["availability"], json!(35.0 / 40.0));
     assert_eq!(rows[0]["availability_after_heal"], json!(1.0));

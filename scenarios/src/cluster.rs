@@ -46,7 +46,7 @@ use pessimist_core::seams::rng::rng_for;
 use pessimist_core::store::StoreSettings;
 use pessimist_core::usage::UsageSettings;
 use pessimist_core::worker::WorkerSettings;
-use pessimist_sim::check::{Verdict, PHASE_DRAIN, PHASE_FAULTS};
+use pessimist_sim::check::{Outcome, Verdict, PHASE_DRAIN, PHASE_FAULTS};
 use pessimist_sim::scenario::{Scenario, Workload};
 use pessimist_sim::service_check;
 use pessimist_sim::service_workload::{self, Endpoints};
@@ -832,7 +832,7 @@ pub struct DriveSummary {
     pub scenario: String,
     pub seed: u64,
     pub seconds: u64,
-    pub passed: bool,
+    pub outcome: Outcome,
     /// Uploads answered 202 per second of the upload phase.
     pub accepted_per_s: f64,
     pub checks: BTreeMap<String, Verdict>,
@@ -937,7 +937,7 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
         scenario: scenario.name.clone(),
         seed,
         seconds: options.seconds,
-        passed: checks.values().all(|verdict| verdict.passed),
+        outcome: Outcome::of_checks(checks.values()),
         accepted_per_s: (accepted as f64 / options.seconds.max(1) as f64 * 100.0).round() / 100.0,
         checks,
     };
@@ -1159,7 +1159,7 @@ pub fn bench(options: &BenchOptions) -> Result<String, Failure> {
         workload.image_side_max
     );
     text += &format!("  real cluster on loopback: {}\n", real.line());
-    if !driven.passed {
+    if !driven.outcome.passed() {
         text += "    (the real run's checks failed: see the drive's summary)\n";
     }
     text += &match &simulated {

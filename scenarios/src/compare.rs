@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use pessimist_reports::report::{checker_reports, CheckerReport};
+use pessimist_sim::check::Outcome;
 use pessimist_sim::scenario::Scenario;
 use pessimist_sim::summary::RunSummary;
 use serde::Serialize;
@@ -33,6 +34,8 @@ pub struct DesignResult {
     pub knobs: serde_json::Map<String, serde_json::Value>,
     pub seeds: usize,
     pub failed_seeds: usize,
+    /// Seeds with no failed check but an undecided one.
+    pub inconclusive_seeds: usize,
     pub checks: BTreeMap<String, CheckerReport>,
 }
 
@@ -56,12 +59,14 @@ pub fn comparison(scenario: &Scenario, runs: &[RunSummary]) -> Comparison {
         .zip(runs)
         .map(|(((design, description), (designed, _)), run)| {
             assert_eq!(designed.name, run.scenario, "runs follow the designs' order");
+            let count = |outcome| run.seeds.iter().filter(|seed| seed.outcome == outcome).count();
             DesignResult {
                 design,
                 description,
                 knobs: designed.knobs.clone(),
                 seeds: run.seeds.len(),
-                failed_seeds: run.seeds.iter().filter(|seed| !seed.passed).count(),
+                failed_seeds: count(Outcome::Failed),
+                inconclusive_seeds: count(Outcome::Inconclusive),
                 checks: checker_reports(run),
             }
         })
@@ -117,6 +122,10 @@ pub fn comparison_markdown(comparison: &Comparison) -> String {
     page.push_str(&row(
         "failed seeds",
         comparison.designs.iter().map(|design| design.failed_seeds.to_string()).collect(),
+    ));
+    page.push_str(&row(
+        "inconclusive seeds",
+        comparison.designs.iter().map(|design| design.inconclusive_seeds.to_string()).collect(),
     ));
     let checks: BTreeSet<&String> =
         comparison.designs.iter().flat_map(|design| design.checks.keys()).collect();

@@ -5,7 +5,9 @@
 //! With no arguments it runs the default suite (every scenario in `scenarios/`, each over its
 //! own seeds, in parallel) and writes its results and `reports/out/index.html`.
 //!
-//! Exit status: 0 when every check passed, 1 when a check failed, 2 for bad input.
+//! Exit status: 0 when every check passed, 1 when a check failed, 2 for bad input, 3 when no
+//! check failed but one could not decide (inconclusive: a search ran out of its deterministic
+//! budget; never a pass).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use clap::{Parser, Subcommand};
 #[cfg(madsim)]
 use pessimist_scenarios::load_scenario;
 use pessimist_scenarios::suite;
+use pessimist_sim::check::{Outcome, Status};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -268,6 +271,7 @@ fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
+const EXIT_INCONCLUSIVE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -343,7 +347,7 @@ fn cluster(command: ClusterCommand) -> ExitCode {
             match cluster::drive(&options) {
                 Ok(summary) => {
                     for (name, verdict) in &summary.checks {
-                        let word = if verdict.passed { "passed" } else { "FAILED" };
+                        let word = verdict.status.word();
                         println!("{name:<14} {word}");
                         for violation in verdict.violations.iter().take(5) {
                             println!("    {violation}");
@@ -355,7 +359,7 @@ fn cluster(command: ClusterCommand) -> ExitCode {
                         summary.seconds,
                         cluster::Layout::new(&options.dir).drive().display()
                     );
-                    return verdict_code(summary.passed);
+                    return verdict_code(summary.outcome);
                 }
                 Err(failure) => Err(failure),
             }
@@ -413,7 +417,7 @@ fn report(run_dir: &Path, out: Option<PathBuf>) -> ExitCode {
             println!("report: {}", suite::display_path(&written.html));
             println!("        {}", suite::display_path(&written.markdown));
             println!("        {}", suite::display_path(&written.json));
-            verdict_code(written.report.passed)
+            verdict_code(written.report.outcome)
         }
         Err(message) => bad_input(message),
     }
@@ -437,11 +441,48 @@ fn bad_input(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_BAD_INPUT)
 }
 
-fn verdict_code(passed: bool) -> ExitCode {
-    if passed {
-        ExitCode::SUCCESS
+fn verdict_code(outcome: Outcome) -> ExitCode {
+    match outcome {
+        Outcome::Passed => ExitCode::SUCCESS,
+        Outcome::Failed => ExitCode::from(EXIT_FAILED),
+        Outcome::Inconclusive => ExitCode::from(EXIT_INCONCLUSIVE),
+    }
+}
+
+/// Prints the checks of `seed` that did not pass: violations of failed ones, the reason of
+/// undecided ones.
+fn print_not_passed(seed: &pessimist_sim::summary::SeedSummary, violations_max: usize) {
+    for (name, check) in &seed.checks {
+        match check.status {
+            Status::Failed => {
+                for violation in check.violations.iter().take(violations_max) {
+                    println!("    {name}: {violation}");
+                }
+                if check.violations.len() > violations_max {
+                    println!("    {name}: ... {} more", check.violations.len() - violations_max);
+                }
+            }
+            Status::Unknown => {
+                let reason = check.figures.get("unknown_reason").cloned().unwrap_or_default();
+                println!("    {name}: UNKNOWN (could not decide: {reason})");
+            }
+            Status::Passed | Status::FailedAsExpected | Status::Figures => {}
+        }
+    }
+}
+
+/// One scenario's seeds that did not pass, in words: `2 FAILED, 1 INCONCLUSIVE`.
+fn not_passed_counts(seeds: &[pessimist_sim::summary::SeedSummary]) -> String {
+    let count = |outcome| seeds.iter().filter(|seed| seed.outcome == outcome).count();
+    let parts: Vec<String> = [Outcome::Failed, Outcome::Inconclusive]
+        .into_iter()
+        .filter(|&outcome| count(outcome) > 0)
+        .map(|outcome| format!("{} {}", count(outcome), outcome.word()))
+        .collect();
+    if parts.is_empty() {
+        "passed".to_string()
     } else {
-        ExitCode::from(EXIT_FAILED)
+        parts.join(", ")
     }
 }
 
@@ -449,16 +490,9 @@ fn verdict_code(passed: bool) -> ExitCode {
 /// per scenario.
 fn print_failures(runs: &[pessimist_sim::summary::RunSummary]) {
     for run in runs {
-        for seed in run.seeds.iter().filter(|seed| !seed.passed) {
-            println!("{}  seed {}  FAILED", run.scenario, seed.seed);
-            for (name, check) in seed.checks.iter().filter(|(_, check)| !check.passed) {
-                for violation in check.violations.iter().take(3) {
-                    println!("    {name}: {violation}");
-                }
-                if check.violations.len() > 3 {
-                    println!("    {name}: ... {} more", check.violations.len() - 3);
-                }
-            }
+        for seed in run.seeds.iter().filter(|seed| !seed.outcome.passed()) {
+            println!("{}  seed {}  {}", run.scenario, seed.seed, seed.outcome.word());
+            print_not_passed(seed, 3);
             println!("    replay: {}", seed.replay);
             if let Some(shrink) = &seed.shrink {
                 println!("    shrink: {shrink}");
@@ -466,12 +500,11 @@ fn print_failures(runs: &[pessimist_sim::summary::RunSummary]) {
         }
     }
     for run in runs {
-        let failed = run.seeds.iter().filter(|seed| !seed.passed).count();
         println!(
             "{:<32} {:>6} seeds  {}",
             run.scenario,
             run.seeds.len(),
-            if failed == 0 { "passed".to_string() } else { format!("{failed} FAILED") }
+            not_passed_counts(&run.seeds)
         );
     }
 }
@@ -494,13 +527,14 @@ fn merge(dirs: &[PathBuf], out: Option<PathBuf>, junit: Option<PathBuf>) -> Exit
         }
     }
     println!(
-        "{} shard directories, {} seeds, {} failed",
+        "{} shard directories, {} seeds, {} failed, {} inconclusive",
         dirs.len(),
         merged.manifest.seeds_run,
-        merged.manifest.seeds_failed
+        merged.manifest.seeds_failed,
+        merged.manifest.seeds_inconclusive
     );
     println!("results: {}", suite::display_path(&out.join("sweep.json")));
-    verdict_code(merged.manifest.passed)
+    verdict_code(merged.manifest.outcome)
 }
 
 #[cfg(madsim)]
@@ -520,19 +554,15 @@ fn seeds_to_run(
 #[cfg(madsim)]
 fn print_run(run: &pessimist_sim::summary::RunSummary) {
     for seed in &run.seeds {
-        let verdict = if seed.passed { "passed" } else { "FAILED" };
         println!(
-            "{}  seed {:<6} {verdict}  history {}",
+            "{}  seed {:<6} {}  history {}",
             run.scenario,
             seed.seed,
+            seed.outcome.word(),
             &seed.history_hash[..seed.history_hash.len().min(16)]
         );
-        if !seed.passed {
-            for (name, check) in seed.checks.iter().filter(|(_, check)| !check.passed) {
-                for violation in &check.violations {
-                    println!("    {name}: {violation}");
-                }
-            }
+        if !seed.outcome.passed() {
+            print_not_passed(seed, usize::MAX);
             println!("    replay: {}", seed.replay);
             if let Some(shrink) = &seed.shrink {
                 println!("    shrink: {shrink}");
@@ -569,11 +599,7 @@ fn run(path: &Path, seed: Option<u64>, seeds: Option<u64>, out: Option<PathBuf>)
     };
     print_run(&run);
     println!("results: {}", suite::display_path(&out.join("summary.json")));
-    if run.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    }
+    verdict_code(run.outcome)
 }
 
 #[cfg(madsim)]
@@ -607,7 +633,7 @@ fn run_default_suite() -> ExitCode {
     };
     println!("results: {}", suite::display_path(&summary_path));
     println!("report: {}", suite::display_path(&written.html));
-    verdict_code(manifest.passed)
+    verdict_code(manifest.outcome)
 }
 
 #[cfg(madsim)]
@@ -651,16 +677,13 @@ fn replay(path: &Path, seed: u64) -> ExitCode {
             EventKind::Phase { name, detail } => format!("=== phase {name} {detail}"),
         };
         if writeln!(out, "{time}  {line}").is_err() {
-            return ExitCode::from(if outcome.passed { 0 } else { EXIT_FAILED });
+            return verdict_code(outcome.outcome);
         }
     }
     let mut summary = String::from("\n");
     for (name, check) in &outcome.checks {
         let figures = serde_json::to_string(&check.figures).expect("figures serialize");
-        summary.push_str(&format!(
-            "{name}: {}  {figures}\n",
-            if check.passed { "passed" } else { "FAILED" }
-        ));
+        summary.push_str(&format!("{name}: {}  {figures}\n", check.status.word()));
         for violation in &check.violations {
             summary.push_str(&format!("    {violation}\n"));
         }
@@ -671,11 +694,7 @@ fn replay(path: &Path, seed: u64) -> ExitCode {
         outcome.events.len()
     ));
     let _ = out.write_all(summary.as_bytes());
-    if outcome.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    }
+    verdict_code(outcome.outcome)
 }
 
 /// The scenario files the arguments name: files as given, directories as their `*.json`
@@ -775,10 +794,12 @@ fn run_sweep(
         "{} scenarios, {} seeds{shard}: {}; {wall_s:.1} s on {jobs} worker threads, {:.0} seeds per hour",
         runs.len(),
         manifest.seeds_run,
-        if manifest.passed {
-            "all checks passed".to_string()
-        } else {
-            format!("{} seeds FAILED", manifest.seeds_failed)
+        match manifest.outcome {
+            Outcome::Passed => "all checks passed".to_string(),
+            _ => format!(
+                "{} seeds FAILED, {} INCONCLUSIVE",
+                manifest.seeds_failed, manifest.seeds_inconclusive
+            ),
         },
         manifest.seeds_run as f64 * 3600.0 / wall_s.max(1e-9),
     );
@@ -816,7 +837,7 @@ fn sweep(
         }
     }
     println!("results: {}", suite::display_path(&out.join("sweep.json")));
-    verdict_code(manifest.passed)
+    verdict_code(manifest.outcome)
 }
 
 /// Failing seeds shrunk per scenario by `sweep --shrink`.
@@ -982,7 +1003,7 @@ fn compare(path: &Path, seeds: Option<u64>, jobs: Option<usize>, out: Option<Pat
     print!("{}", compare::comparison_markdown(&comparison));
     println!("comparison: {}", suite::display_path(&markdown));
     println!("            {}", suite::display_path(&json));
-    verdict_code(manifest.passed)
+    verdict_code(manifest.outcome)
 }
 
 #[cfg(madsim)]

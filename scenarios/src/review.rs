@@ -18,6 +18,7 @@ use std::path::Path;
 use pessimist_reports::review::{
     ChartSpec, ClaimVerdict, DesignFigures, FigureColumn, Review, Section,
 };
+use pessimist_sim::check::Outcome;
 use pessimist_sim::scenario::Scenario;
 use pessimist_sim::summary::RunSummary;
 use serde_json::Value;
@@ -1678,7 +1679,11 @@ pub fn design_figures(claim: &Claim, design: &Design, run: &RunSummary) -> Desig
         description: design.description.clone(),
         knobs: design.knobs.clone(),
         seeds: run.seeds.len(),
-        seeds_failing_a_check: run.seeds.iter().filter(|seed| !seed.passed).count(),
+        seeds_failing_a_check: run
+            .seeds
+            .iter()
+            .filter(|seed| seed.outcome == Outcome::Failed)
+            .count(),
         values,
     }
 }
@@ -1776,7 +1781,7 @@ pub fn run_review(options: &ReviewOptions, root: &Path) -> Result<Review, String
             let run = RunSummary {
                 scenario: design.scenario.name.clone(),
                 file: design.file.clone(),
-                passed: summaries.iter().all(|seed| seed.passed),
+                outcome: Outcome::worst(summaries.iter().map(|seed| seed.outcome)),
                 seeds: summaries,
             };
             figures.push(design_figures(claim, design, &run));

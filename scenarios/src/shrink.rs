@@ -107,7 +107,7 @@ pub fn shrink(
     let original = crate::suite::run_one_seed(scenario, seed)
         .map_err(|message| format!("seed {seed}: the simulation panicked ({message}); a panic is not a checker's failure, so there is nothing to shrink toward"))?;
     let failing: Vec<&String> =
-        original.checks.iter().filter(|(_, check)| !check.passed).map(|(name, _)| name).collect();
+        original.checks.iter().filter(|(_, check)| check.failed()).map(|(name, _)| name).collect();
     let checker = match checker {
         None => match failing.first() {
             Some(name) => name.to_string(),
@@ -139,7 +139,7 @@ pub fn shrink(
             // A candidate that panics the simulation fails differently: not kept.
             let outcome = crate::suite::run_one_seed(candidate, seed);
             Some(outcome.is_ok_and(|outcome| {
-                outcome.checks.get(&checker).is_some_and(|check| !check.passed)
+                outcome.checks.get(&checker).is_some_and(|check| check.failed())
             }))
         };
     match fails(&current, &mut runs) {

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 #[cfg(madsim)]
+use pessimist_sim::check::Outcome;
+#[cfg(madsim)]
 use pessimist_sim::scenario::Scenario;
 use pessimist_sim::summary::RunSummary;
 #[cfg(madsim)]
@@ -81,8 +83,6 @@ pub fn seed_summary(
     seed: u64,
     out: Option<&Path>,
 ) -> std::io::Result<SeedSummary> {
-    use std::collections::BTreeMap;
-
     use pessimist_sim::check::Verdict;
 
     let summary = match run_one_seed(scenario, seed) {
@@ -101,27 +101,23 @@ pub fn seed_summary(
             SeedSummary {
                 seed,
                 history_hash: outcome.history_hash,
-                passed: outcome.passed,
+                outcome: outcome.outcome,
                 checks: outcome.checks,
                 replay: replay_command(file, seed),
-                shrink: (!outcome.passed).then(|| shrink_command(file, seed)),
+                shrink: (outcome.outcome == Outcome::Failed).then(|| shrink_command(file, seed)),
                 history,
                 fault_events: outcome.plan.events.len(),
                 history_events: outcome.events.len(),
             }
         }
         Err(message) => {
-            let verdict = Verdict {
-                passed: false,
-                figures: BTreeMap::new(),
-                violations: vec![message],
-                distributions: BTreeMap::new(),
-            };
+            let verdict =
+                Verdict::from_violations(vec![message], std::collections::BTreeMap::new());
             SeedSummary {
                 seed,
                 history_hash: String::new(),
-                passed: false,
-                checks: BTreeMap::from([("simulation".to_string(), verdict)]),
+                outcome: Outcome::Failed,
+                checks: std::collections::BTreeMap::from([("simulation".to_string(), verdict)]),
                 replay: replay_command(file, seed),
                 // A panic is no checker's verdict: there is nothing for the shrinker to keep.
                 shrink: None,
@@ -158,7 +154,7 @@ pub fn run_scenario(
     let run = RunSummary {
         scenario: scenario.name.clone(),
         file: file.to_string(),
-        passed: summaries.iter().all(|seed| seed.passed),
+        outcome: Outcome::worst(summaries.iter().map(|seed| seed.outcome)),
         seeds: summaries,
     };
     if let Some(out) = out {

@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use pessimist_sim::check::{Outcome, Status};
 use pessimist_sim::summary::{RunSummary, SeedSummary};
 use serde::{Deserialize, Serialize};
 
@@ -77,7 +78,9 @@ pub struct SweepManifest {
     pub shard: Option<Shard>,
     pub seeds_run: usize,
     pub seeds_failed: usize,
-    pub passed: bool,
+    /// Seeds with no failed check but one that could not decide: neither passed nor failed.
+    pub seeds_inconclusive: usize,
+    pub outcome: Outcome,
 }
 
 /// The (scenario index, seed) pairs of a plan, in plan order.
@@ -106,7 +109,7 @@ pub fn group_runs(plan: &[PlannedScenario], results: Vec<(usize, SeedSummary)>) 
         .map(|(index, seeds)| RunSummary {
             scenario: plan[index].name.clone(),
             file: plan[index].file.clone(),
-            passed: seeds.iter().all(|seed| seed.passed),
+            outcome: Outcome::worst(seeds.iter().map(|seed| seed.outcome)),
             seeds,
         })
         .collect()
@@ -119,8 +122,16 @@ pub fn manifest(
     runs: &[RunSummary],
 ) -> SweepManifest {
     let seeds_run = runs.iter().map(|run| run.seeds.len()).sum();
-    let seeds_failed = runs.iter().flat_map(|run| &run.seeds).filter(|seed| !seed.passed).count();
-    SweepManifest { plan: plan.to_vec(), shard, seeds_run, seeds_failed, passed: seeds_failed == 0 }
+    let seeds = || runs.iter().flat_map(|run| &run.seeds);
+    let count = |outcome| seeds().filter(|seed| seed.outcome == outcome).count();
+    SweepManifest {
+        plan: plan.to_vec(),
+        shard,
+        seeds_run,
+        seeds_failed: count(Outcome::Failed),
+        seeds_inconclusive: count(Outcome::Inconclusive),
+        outcome: Outcome::worst(seeds().map(|seed| seed.outcome)),
+    }
 }
 
 /// Writes `sweep.json` and each run's `summary.json` under `out` (histories are written as
@@ -188,6 +199,7 @@ pub fn run_pairs(
         .progress_chars("=> "),
     );
     let failed = std::sync::atomic::AtomicUsize::new(0);
+    let inconclusive = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<(usize, SeedSummary), String>> = pool.install(|| {
         pairs
             .par_iter()
@@ -197,10 +209,15 @@ pub fn run_pairs(
                 let summary =
                     crate::suite::seed_summary(scenario, file, seed, directory.as_deref())
                         .map_err(|error| format!("cannot write a history: {error}"))?;
-                if !summary.passed {
-                    let failures = failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    bar.set_message(format!("{failures} FAILED"));
-                    bar.suspend(|| eprintln!("FAILED  {} seed {seed}", scenario.name));
+                if !summary.outcome.passed() {
+                    let counter = match summary.outcome {
+                        Outcome::Failed => &failed,
+                        _ => &inconclusive,
+                    };
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    bar.set_message(not_passed_message(&failed, &inconclusive));
+                    let word = summary.outcome.word();
+                    bar.suspend(|| eprintln!("{word:<12} {} seed {seed}", scenario.name));
                 }
                 bar.inc(1);
                 Ok((index, summary))
@@ -330,8 +347,27 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, String> {
     Ok(Merged { manifest, runs })
 }
 
+/// The progress bar's note of seeds that did not pass.
+#[cfg(madsim)]
+fn not_passed_message(
+    failed: &std::sync::atomic::AtomicUsize,
+    inconclusive: &std::sync::atomic::AtomicUsize,
+) -> String {
+    let load = |counter: &std::sync::atomic::AtomicUsize| {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let (failed, inconclusive) = (load(failed), load(inconclusive));
+    match (failed, inconclusive) {
+        (_, 0) => format!("{failed} FAILED"),
+        (0, _) => format!("{inconclusive} INCONCLUSIVE"),
+        _ => format!("{failed} FAILED, {inconclusive} INCONCLUSIVE"),
+    }
+}
+
 /// JUnit XML: one test suite per scenario, one test case per seed; a failing seed's failure
-/// names its failed checks, and its output holds the replay and shrink commands.
+/// names its failed checks, an inconclusive seed is an error (JUnit counts errors apart from
+/// failures) naming its undecided checks, and a seed's output holds the replay and shrink
+/// commands.
 pub fn junit_xml(runs: &[RunSummary]) -> String {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
@@ -339,26 +375,45 @@ pub fn junit_xml(runs: &[RunSummary]) -> String {
     for run in runs {
         let mut suite = TestSuite::new(run.scenario.as_str());
         for seed in &run.seeds {
-            let status = if seed.passed {
-                TestCaseStatus::success()
-            } else {
-                let failed: Vec<&str> = seed
-                    .checks
-                    .iter()
-                    .filter(|(_, check)| !check.passed)
-                    .map(|(name, _)| name.as_str())
-                    .collect();
-                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                status.set_message(format!("failed checks: {}", failed.join(", ")));
-                status.set_type("check failed");
-                let mut description = String::new();
-                for (name, check) in seed.checks.iter().filter(|(_, check)| !check.passed) {
-                    for violation in &check.violations {
-                        description.push_str(&format!("{name}: {violation}\n"));
+            let status = match seed.outcome {
+                Outcome::Passed => TestCaseStatus::success(),
+                Outcome::Failed => {
+                    let failed: Vec<&str> = seed
+                        .checks
+                        .iter()
+                        .filter(|(_, check)| check.failed())
+                        .map(|(name, _)| name.as_str())
+                        .collect();
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    status.set_message(format!("failed checks: {}", failed.join(", ")));
+                    status.set_type("check failed");
+                    let mut description = String::new();
+                    for (name, check) in seed.checks.iter().filter(|(_, check)| check.failed()) {
+                        for violation in &check.violations {
+                            description.push_str(&format!("{name}: {violation}\n"));
+                        }
                     }
+                    status.set_description(description);
+                    status
                 }
-                status.set_description(description);
-                status
+                Outcome::Inconclusive => {
+                    let undecided: Vec<String> = seed
+                        .checks
+                        .iter()
+                        .filter(|(_, check)| check.status == Status::Unknown)
+                        .map(|(name, check)| {
+                            let reason = check
+                                .figures
+                                .get("unknown_reason")
+                                .unwrap_or(&serde_json::Value::Null);
+                            format!("{name} ({reason})")
+                        })
+                        .collect();
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+                    status.set_message(format!("undecided checks: {}", undecided.join(", ")));
+                    status.set_type("inconclusive");
+                    status
+                }
             };
             let mut case = TestCase::new(format!("seed {}", seed.seed), status);
             case.set_classname(format!("{}.{}", "pessimist", run.scenario));

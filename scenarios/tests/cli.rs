@@ -1,5 +1,5 @@
 //! The `pessimist` command's contract: exit 0 when every check passed, 1 when one failed, 2
-//! for bad input with one clear line, and never a panic.
+//! for bad input with one clear line, 3 when a check could not decide, and never a panic.
 
 // These tests drive the simulator, which exists only in the simulation build.
 #![cfg(madsim)]
@@ -45,18 +45,20 @@ fn a_passing_run_exits_0_and_writes_the_summary() {
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["passed"], true);
+    assert_eq!(summary["outcome"], "passed");
     let seed = &summary["seeds"][0];
     assert_eq!(seed["seed"], 5);
-    assert_eq!(seed["passed"], true);
+    assert_eq!(seed["outcome"], "passed");
     assert_eq!(seed["history_hash"].as_str().unwrap().len(), 64);
     assert_eq!(
         seed["replay"],
         "cargo run --release -- replay scenarios/seams/probe-gray.json --seed 5"
     );
-    for check in ["durability", "integrity", "liveness", "availability"] {
-        assert_eq!(seed["checks"][check]["passed"], true, "{check}");
+    for check in ["durability", "integrity", "liveness"] {
+        assert_eq!(seed["checks"][check]["status"], "passed", "{check}");
     }
+    // No minimum in this scenario: availability only measures, and says so.
+    assert_eq!(seed["checks"]["availability"]["status"], "figures");
     let history = std::fs::read_to_string(out.join(seed["history"].as_str().unwrap())).unwrap();
     let events = pessimist_core::history::from_json_lines(&history).unwrap();
     assert_eq!(
@@ -81,7 +83,7 @@ fn a_failing_check_exits_1_and_prints_the_replay_command() {
     assert!(stdout.contains("shrink: cargo run --release -- shrink scenarios/examples/ack-before-fsync.json --seed 1"), "{stdout}");
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["passed"], false);
+    assert_eq!(summary["outcome"], "failed");
     assert!(
         summary["seeds"][0]["checks"]["durability"]["figures"]["lost_acknowledged_appends"]
             .as_u64()
@@ -157,6 +159,15 @@ fn bad_input_exits_2_with_file_line_column_and_field() {
             "missing-field",
             valid.replacen("\"liveness_bound_ms\": 15000", "\"liveness_ms\": 15000", 1),
             vec!["unknown field `liveness_ms`"],
+        ),
+        (
+            "expect-a-measure-to-fail",
+            valid.replacen(
+                "\"checks\": { \"linearizability\": true }",
+                "\"checks\": { \"linearizability\": true, \"expect_failures\": [\"availability\"] }",
+                1,
+            ),
+            vec!["checks.expect_failures[0]", "\"availability\" only measures in this scenario"],
         ),
         ("empty", String::new(), vec!["scenario.json:1:0", "EOF"]),
         ("trailing", format!("{valid} {{}}"), vec!["trailing characters"]),
@@ -240,4 +251,49 @@ fn lincheck_checks_published_histories_and_refuses_malformed_ones() {
     let bad_timeout =
         pessimist(&["lincheck", "--timeout", "soon", &format!("{data}/etcd/etcd_000.json")]);
     assert_eq!(bad_timeout.status.code(), Some(2));
+}
+
+/// A check that could not decide makes its seed inconclusive: never a pass, never a failure.
+/// The report says so in its own words and the command exits 3.
+#[test]
+fn an_undecided_check_is_inconclusive_and_exits_3() {
+    use pessimist_sim::check::{Outcome, Verdict};
+    use pessimist_sim::summary::{RunSummary, SeedSummary};
+    use std::collections::BTreeMap;
+
+    let directory = scratch("inconclusive");
+    let undecided = Verdict::unknown(serde_json::json!("budget"), BTreeMap::new());
+    let passed = Verdict::from_violations(Vec::new(), BTreeMap::new());
+    let checks = BTreeMap::from([
+        ("linearizability".to_string(), undecided),
+        ("durability".to_string(), passed),
+    ]);
+    let seed = SeedSummary {
+        seed: 4,
+        history_hash: String::new(),
+        outcome: Outcome::of_checks(checks.values()),
+        checks,
+        replay: "pessimist replay small.json --seed 4".into(),
+        shrink: None,
+        history: None,
+        fault_events: 0,
+        history_events: 0,
+    };
+    assert_eq!(seed.outcome, Outcome::Inconclusive);
+    let run = RunSummary {
+        scenario: "small".into(),
+        file: "small.json".into(),
+        outcome: seed.outcome,
+        seeds: vec![seed],
+    };
+    std::fs::write(directory.join("summary.json"), serde_json::to_string(&run).unwrap()).unwrap();
+    let output = pessimist(&["report", directory.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3), "{}", String::from_utf8_lossy(&output.stderr));
+    let markdown = std::fs::read_to_string(directory.join("report.md")).unwrap();
+    assert!(markdown.contains("0 failed, 1 inconclusive: **INCONCLUSIVE**"), "{markdown}");
+    assert!(
+        markdown.contains("Seed 4 inconclusive: linearizability could not decide"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("| linearizability | UNKNOWN | 0 | 0 | 0 | 1 |"), "{markdown}");
 }

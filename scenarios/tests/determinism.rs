@@ -99,7 +99,7 @@ fn swarm_seeds_from_the_environment() {
     for name in ["probe-swarm.json", "queue-swarm.json", "service-swarm.json", "store-swarm.json"] {
         let scenario = scenario(name);
         for outcome in (first..first + count).map(|seed| run_seed(&scenario, seed)) {
-            if outcome.passed {
+            if outcome.outcome.passed() {
                 continue;
             }
             let violations: Vec<&String> =
@@ -127,7 +127,7 @@ fn a_skewed_leader_clock_cuts_leases_short() {
     let mut cut_short = 0;
     for seed in scenario.seeds.clone() {
         let outcome = run_seed(&scenario, seed);
-        assert!(outcome.passed, "seed {seed}: {:?}", outcome.checks);
+        assert!(outcome.outcome.passed(), "seed {seed}: {:?}", outcome.checks);
         cut_short += outcome.checks["leases"].figures["leases_cut_short"].as_u64().unwrap();
     }
     assert!(cut_short > 0, "no lease was cut short on any seed");

@@ -316,7 +316,7 @@ fn acknowledging_before_replication_loses_what_the_cp_queue_keeps() {
     let lost = |index: usize| {
         let outcome = run_seed(&designs[index].scenario, 1);
         let verdict = &outcome.checks["durability"];
-        (verdict.passed, verdict.figures["acknowledged_lost"].as_u64().unwrap())
+        (verdict.passed(), verdict.figures["acknowledged_lost"].as_u64().unwrap())
     };
     assert_eq!(lost(0), (true, 0), "the CP queue keeps every acknowledged enqueue");
     let (passed, lossy) = lost(1);

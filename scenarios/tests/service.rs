@@ -21,7 +21,7 @@ fn figure(outcome: &SeedOutcome, check: &str, name: &str) -> Value {
 #[test]
 fn the_baseline_completes_every_job_with_the_recomputed_thumbnail() {
     let outcome = run("service-baseline", 1);
-    assert!(outcome.passed, "{:?}", outcome.checks);
+    assert!(outcome.outcome.passed(), "{:?}", outcome.checks);
     let accepted = figure(&outcome, "jobs_complete", "accepted").as_u64().unwrap();
     assert!(accepted > 50, "a baseline run accepts real work: {accepted}");
     assert_eq!(figure(&outcome, "thumbnails", "thumbnails_matched").as_u64(), Some(accepted));
@@ -33,13 +33,13 @@ fn the_baseline_completes_every_job_with_the_recomputed_thumbnail() {
 #[test]
 fn a_pill_storm_is_quarantined_and_without_quarantine_the_fleet_goes_down() {
     let storm = run("service-pill-storm", 1);
-    assert!(storm.passed, "{:?}", storm.checks);
+    assert!(storm.outcome.passed(), "{:?}", storm.checks);
     assert!(figure(&storm, "pill_quarantine", "worker_crashes").as_u64().unwrap() > 0);
     assert!(figure(&storm, "pill_quarantine", "crashes_per_job_max").as_u64().unwrap() <= 3);
     assert!(figure(&storm, "thumbnails", "failed_as_expected").as_u64().unwrap() > 0);
 
     let unguarded = run("service-pill-storm-no-quarantine", 1);
-    assert!(unguarded.passed, "the scenario's expectations hold: {:?}", unguarded.checks);
+    assert!(unguarded.outcome.passed(), "the scenario's expectations hold: {:?}", unguarded.checks);
     for check in ["pill_quarantine", "jobs_complete"] {
         assert_eq!(figure(&unguarded, check, "expected_to_fail"), Value::Bool(true));
         assert!(!unguarded.checks[check].violations.is_empty(), "{check} reports what failed");
@@ -51,7 +51,7 @@ fn a_pill_storm_is_quarantined_and_without_quarantine_the_fleet_goes_down() {
 #[test]
 fn the_data_plane_authenticates_from_its_cache_while_the_management_plane_is_cut_off() {
     let outcome = run("service-auth-partition", 1);
-    assert!(outcome.passed, "{:?}", outcome.checks);
+    assert!(outcome.outcome.passed(), "{:?}", outcome.checks);
     let per_fault = figure(&outcome, "availability", "per_fault");
     let partition = &per_fault.as_array().unwrap()[0];
     assert_eq!(partition["kind"], "partition");
@@ -79,7 +79,7 @@ fn losing_one_of_two_api_servers_halves_what_is_accepted_and_one_of_four_costs_n
         json["faults"]["plan"][0]["duration_ms"] = 10000.into();
         let scenario = parse_scenario(file, &json.to_string()).expect("the shortened file loads");
         let outcome = run_seed(&scenario, 1);
-        assert!(outcome.passed, "{servers} servers: {:?}", outcome.checks);
+        assert!(outcome.outcome.passed(), "{servers} servers: {:?}", outcome.checks);
         figure(&outcome, "availability", "per_fault")[0].clone()
     };
     let two = outage(2);

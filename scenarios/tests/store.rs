@@ -26,7 +26,7 @@ fn number(outcome: &SeedOutcome, check: &str, name: &str) -> f64 {
 fn a_sloppy_quorum_writes_through_partitions_and_hands_the_hints_off() {
     let partition = scenario("store-partition");
     let outcome = run_seed(&partition, 1);
-    assert!(outcome.passed, "{:?}", outcome.checks);
+    assert!(outcome.outcome.passed(), "{:?}", outcome.checks);
     assert!(number(&outcome, "replication", "hinted_acknowledgements") > 0.0);
     assert!(number(&outcome, "replication", "handed_off_keys") > 0.0);
     let sloppy = number(&outcome, "availability", "flush_ok_fraction_during_faults");
@@ -36,7 +36,7 @@ fn a_sloppy_quorum_writes_through_partitions_and_hands_the_hints_off() {
     assert_eq!(number(&outcome, "no_acknowledged_loss", "lost_increments"), 0.0);
     // The same faults under a strict quorum: the minority side cannot write most keys.
     let strict = run_seed(&partition.with_variant(0), 1);
-    assert!(strict.passed, "{:?}", strict.checks);
+    assert!(strict.outcome.passed(), "{:?}", strict.checks);
     assert_eq!(figure(&strict, "replication", "hinted_acknowledgements"), Value::from(0));
     let strict_fraction = number(&strict, "availability", "flush_ok_fraction_during_faults");
     assert!(strict_fraction < sloppy, "strict {strict_fraction}, sloppy {sloppy}");
@@ -45,7 +45,7 @@ fn a_sloppy_quorum_writes_through_partitions_and_hands_the_hints_off() {
 #[test]
 fn a_crashed_replica_gets_the_writes_it_missed_handed_back() {
     let outcome = run_seed(&scenario("store-replica-crash"), 1);
-    assert!(outcome.passed, "{:?}", outcome.checks);
+    assert!(outcome.outcome.passed(), "{:?}", outcome.checks);
     assert!(number(&outcome, "replication", "handoffs") > 0.0);
     assert_eq!(number(&outcome, "availability", "flush_ok_fraction_during_faults"), 1.0);
 }
@@ -59,7 +59,7 @@ fn quorum_settings_side_by_side() {
     for seed in 1..=3 {
         for (index, name) in ["store-rw-1-1", "store-rw-2-2", "store-rw-1-3"].iter().enumerate() {
             let outcome = run_seed(&scenario(name), seed);
-            assert!(outcome.passed, "{name} seed {seed}: {:?}", outcome.checks);
+            assert!(outcome.outcome.passed(), "{name} seed {seed}: {:?}", outcome.checks);
             let stale = number(&outcome, "read_your_writes", "stale_own_reads");
             let promised = figure(&outcome, "read_your_writes", "promised") == Value::Bool(true);
             assert_eq!(promised, index > 0, "{name}");

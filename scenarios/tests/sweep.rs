@@ -93,7 +93,7 @@ fn sweep_results_do_not_depend_on_the_number_of_worker_threads() {
     let manifest = read_json(&one.join("sweep.json"));
     assert_eq!(manifest["seeds_run"], 8);
     assert!(manifest["seeds_failed"].as_u64().unwrap() >= 1);
-    assert_eq!(manifest["passed"], false);
+    assert_eq!(manifest["outcome"], "failed");
 
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("<testsuites name=\"pessimist\" tests=\"8\""), "{xml}");
@@ -344,7 +344,7 @@ fn shrink_writes_a_smaller_plan_that_still_fails_the_same_check() {
     );
     // The shrunk file replays the failure, and the same check fails.
     let outcome = pessimist_sim::run::run_seed(&shrunk, 1);
-    assert!(!outcome.checks["durability"].passed, "{:?}", outcome.checks);
+    assert!(outcome.checks["durability"].failed(), "{:?}", outcome.checks);
     let replay = pessimist(&[
         "run",
         out.to_str().unwrap(),

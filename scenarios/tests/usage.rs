@@ -23,7 +23,7 @@ fn figure(outcome: &SeedOutcome, name: &str) -> u64 {
 #[test]
 fn with_the_log_a_crash_loses_nothing_and_the_bill_is_the_jobs_served() {
     let outcome = run("usage-api-crash-log-on", 1);
-    assert!(outcome.passed, "{:?}", outcome.checks);
+    assert!(outcome.outcome.passed(), "{:?}", outcome.checks);
     let served = figure(&outcome, "served");
     assert!(served > 100, "real traffic was served: {served}");
     assert_eq!(figure(&outcome, "lost"), 0);
@@ -37,7 +37,7 @@ fn with_the_log_a_crash_loses_nothing_and_the_bill_is_the_jobs_served() {
 #[test]
 fn without_the_log_each_crash_loses_its_unshipped_usage_and_the_checker_measures_it() {
     let outcome = run("usage-api-crash-log-off", 1);
-    assert!(outcome.passed, "losses without the log are figures: {:?}", outcome.checks);
+    assert!(outcome.outcome.passed(), "losses without the log are figures: {:?}", outcome.checks);
     assert_eq!(figure(&outcome, "writers_replaced"), 2, "two API servers crashed");
     let (served, billed, lost) =
         (figure(&outcome, "served"), figure(&outcome, "billed"), figure(&outcome, "lost"));

@@ -126,7 +126,7 @@ mod simulated {
             let started = Instant::now();
             let checks = check_history(&scenario, &events);
             check_s += started.elapsed().as_secs_f64();
-            assert!(checks.values().all(|verdict| verdict.passed), "seed {seed}: {checks:?}");
+            assert!(checks.values().all(|verdict| verdict.passed()), "seed {seed}: {checks:?}");
             let last = events.last().map_or(0, |event| event.time_us);
             simulated_s += last as f64 / 1e6;
             let mut highest = 0;

@@ -43,7 +43,7 @@ mod simulated {
             let started = Instant::now();
             let checks = check_history(&scenario, &events);
             let check_s = started.elapsed().as_secs_f64();
-            assert!(checks.values().all(|verdict| verdict.passed), "seed {seed}: {checks:?}");
+            assert!(checks.values().all(|verdict| verdict.passed()), "seed {seed}: {checks:?}");
             let seed_simulated_s = events.last().map_or(0, |event| event.time_us) as f64 / 1e6;
             let figure = |check: &str, name: &str| {
                 checks[check].figures[name].as_u64().expect("the service checks report it")

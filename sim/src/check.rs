@@ -26,11 +26,92 @@ use serde_json::{json, Value};
 /// Violations kept per verdict: enough to act on, bounded so a broken run stays readable.
 pub const VIOLATIONS_MAX: usize = 20;
 
+/// What a check concluded about its promise in one run.
+///
+/// Only `passed` and `failed_as_expected` are evidence that a promise held (or broke where
+/// the scenario says it must); `unknown` is a check that could not decide within its
+/// deterministic budget and never counts as a pass; `figures` is a measure with no threshold
+/// in this scenario, which cannot fail and so is not reported as a passed check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    Failed,
+    /// The scenario expects this check to fail (`checks.expect_failures`), and it did.
+    FailedAsExpected,
+    /// The check could not decide (a search ran out of its budget): not a pass.
+    Unknown,
+    /// Figures only: no threshold in this scenario, so the check cannot fail.
+    Figures,
+}
+
+impl Status {
+    /// The word reports print.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "FAILED",
+            Status::FailedAsExpected => "failed as expected",
+            Status::Unknown => "UNKNOWN",
+            Status::Figures => "figures",
+        }
+    }
+}
+
+/// What a seed, a scenario or a sweep concluded: failed when any check failed, else
+/// inconclusive when any check could not decide, else passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Passed,
+    Inconclusive,
+    Failed,
+}
+
+impl Outcome {
+    /// The outcome of checks with these statuses (no checks: passed).
+    pub fn of_statuses(statuses: impl IntoIterator<Item = Status>) -> Outcome {
+        let mut outcome = Outcome::Passed;
+        for status in statuses {
+            let this = match status {
+                Status::Failed => Outcome::Failed,
+                Status::Unknown => Outcome::Inconclusive,
+                Status::Passed | Status::FailedAsExpected | Status::Figures => Outcome::Passed,
+            };
+            outcome = outcome.max(this);
+        }
+        outcome
+    }
+
+    /// The outcome of a seed's checks.
+    pub fn of_checks<'a>(checks: impl IntoIterator<Item = &'a Verdict>) -> Outcome {
+        Outcome::of_statuses(checks.into_iter().map(|verdict| verdict.status))
+    }
+
+    /// The outcome of many seeds or scenarios: the worst of theirs (none: passed).
+    pub fn worst(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
+        outcomes.into_iter().max().unwrap_or(Outcome::Passed)
+    }
+
+    pub fn passed(self) -> bool {
+        self == Outcome::Passed
+    }
+
+    /// The word reports print.
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Inconclusive => "INCONCLUSIVE",
+            Outcome::Failed => "FAILED",
+        }
+    }
+}
+
 /// A checker's answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Verdict {
-    pub passed: bool,
+    pub status: Status,
     pub figures: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<String>,
@@ -93,20 +174,63 @@ impl Distribution {
 impl Verdict {
     /// The verdict of a checker that found `violations`: counted in the figures, the first
     /// [`VIOLATIONS_MAX`] kept.
-    pub(crate) fn from_violations(
-        violations: Vec<String>,
-        figures: BTreeMap<String, Value>,
-    ) -> Verdict {
+    pub fn from_violations(violations: Vec<String>, figures: BTreeMap<String, Value>) -> Verdict {
         let mut figures = figures;
         figures.insert("violations".into(), json!(violations.len()));
         let mut kept = violations;
         kept.truncate(VIOLATIONS_MAX);
         Verdict {
-            passed: kept.is_empty(),
+            status: if kept.is_empty() { Status::Passed } else { Status::Failed },
             figures,
             violations: kept,
             distributions: BTreeMap::new(),
         }
+    }
+
+    /// The verdict of a check that only measures (no threshold in this scenario): it cannot
+    /// fail, so it is reported as figures, never as a pass.
+    pub fn figures_only(figures: BTreeMap<String, Value>) -> Verdict {
+        Verdict {
+            status: Status::Figures,
+            figures,
+            violations: Vec::new(),
+            distributions: BTreeMap::new(),
+        }
+    }
+
+    /// The verdict of a check whose only way to fail is a threshold the scenario may not set:
+    /// with `threshold` unset it is figures only.
+    pub(crate) fn against_threshold(
+        threshold: bool,
+        violations: Vec<String>,
+        figures: BTreeMap<String, Value>,
+    ) -> Verdict {
+        if threshold {
+            return Verdict::from_violations(violations, figures);
+        }
+        assert!(violations.is_empty(), "no threshold, no violation: {violations:?}");
+        Verdict::figures_only(figures)
+    }
+
+    /// The verdict of a check that could not decide: `reason` says why (a budget, a size).
+    pub fn unknown(reason: Value, mut figures: BTreeMap<String, Value>) -> Verdict {
+        figures.insert("unknown_reason".into(), reason);
+        Verdict {
+            status: Status::Unknown,
+            figures,
+            violations: Vec::new(),
+            distributions: BTreeMap::new(),
+        }
+    }
+
+    /// The promise held (strictly: not unknown, not figures only, not an expected failure).
+    pub fn passed(&self) -> bool {
+        self.status == Status::Passed
+    }
+
+    /// The check found its promise broken (and the scenario did not expect it).
+    pub fn failed(&self) -> bool {
+        self.status == Status::Failed
     }
 
     /// The verdict with the distribution `name` attached.
@@ -355,7 +479,7 @@ pub fn liveness(events: &[Event], nodes: &[String], bound_ms: u64) -> Verdict {
 }
 
 /// Share of operations that succeeded, during faults and after the heal. Fails only when a
-/// minimum is set and the after-heal share falls below it.
+/// minimum is set and the after-heal share falls below it; without one it is figures only.
 pub fn availability(events: &[Event], heal_ok_fraction_min: Option<f64>) -> Verdict {
     let operations = operations(events);
     let heal_us = phase_start_us(events, PHASE_HEAL).unwrap_or(u64::MAX);
@@ -389,7 +513,7 @@ pub fn availability(events: &[Event], heal_ok_fraction_min: Option<f64>) -> Verd
         ("during_faults".into(), during_faults),
         ("after_heal".into(), after_heal),
     ]);
-    Verdict::from_violations(violations, figures)
+    Verdict::against_threshold(heal_ok_fraction_min.is_some(), violations, figures)
 }
 
 /// Longest a linearizability search may take per run before it answers `unknown`.
@@ -496,8 +620,8 @@ fn name_by_events(witness: &mut crate::lincheck::Witness, origin: &[(u64, u64)],
 /// process and simulated time, and bounded ([`crate::lincheck::Witness::bounded`]).
 ///
 /// Each search (the verdict's, then the narrowing's) gets [`LINEARIZABILITY_SEARCH_MAX`]; a
-/// verdict search that gives up proves nothing either way: the verdict passes with `verdict:
-/// unknown` and the reason.
+/// verdict search that gives up proves nothing either way: the verdict is
+/// [`Status::Unknown`], with the figure `unknown_reason`.
 pub(crate) fn lincheck_verdict(
     model: &str,
     init: &Value,
@@ -521,10 +645,10 @@ pub(crate) fn lincheck_verdict(
             ("not-linearizable", vec![format!("not linearizable: {witness}")])
         }
         Ok(lincheck::Verdict::Unknown { reason }) => {
-            // A search that gives up proves nothing either way: report it, do not fail on it.
-            figures
-                .insert("unknown_reason".into(), serde_json::to_value(reason).unwrap_or_default());
-            ("unknown", Vec::new())
+            // A search that gives up proves nothing either way: the check is undecided, which
+            // is a verdict of its own, never a pass.
+            figures.insert("verdict".into(), json!("unknown"));
+            return Verdict::unknown(serde_json::to_value(reason).unwrap_or_default(), figures);
         }
         Err(error) => (
             "invalid",
@@ -596,7 +720,7 @@ mod tests {
             .phase(PHASE_FINAL_READS)
             .read(1, "n1", &[10]);
         let verdict = durability(&history.events);
-        assert!(verdict.passed, "{verdict:?}");
+        assert!(verdict.passed(), "{verdict:?}");
         assert_eq!(verdict.figures["acknowledged_appends"], json!(1));
     }
 
@@ -609,7 +733,7 @@ mod tests {
             &[10],
         );
         let verdict = durability(&history.events);
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert_eq!(verdict.figures["lost_acknowledged_appends"], json!(1));
         assert!(verdict.violations[0].contains("misses append 12"), "{:?}", verdict.violations);
     }
@@ -624,17 +748,17 @@ mod tests {
             detail: Value::Null,
         });
         history.phase(PHASE_FINAL_READS).read(1, "n1", &[]);
-        assert!(durability(&history.events).passed);
+        assert!(durability(&history.events).passed());
     }
 
     #[test]
     fn integrity_catches_a_phantom_value() {
         let mut history = Builder::new();
         history.append(1, "n1", 10, "info").read(1, "n1", &[10]);
-        assert!(integrity(&history.events).passed);
+        assert!(integrity(&history.events).passed());
         history.read(2, "n1", &[99]);
         let verdict = integrity(&history.events);
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert!(verdict.violations[0].contains("returned 99"));
     }
 
@@ -644,11 +768,11 @@ mod tests {
         history.phase(PHASE_HEAL).phase(PHASE_FINAL_READS).read(1, "n1", &[]);
         let nodes = vec!["n1".to_string(), "n2".to_string()];
         let verdict = liveness(&history.events, &nodes, 10_000);
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert_eq!(verdict.violations, vec!["n2 never answered a final read".to_string()]);
         history.read(1, "n2", &[]);
-        assert!(liveness(&history.events, &nodes, 10_000).passed);
-        assert!(!liveness(&history.events, &nodes, 1).passed, "4 ms is beyond a 1 ms bound");
+        assert!(liveness(&history.events, &nodes, 10_000).passed());
+        assert!(!liveness(&history.events, &nodes, 1).passed(), "4 ms is beyond a 1 ms bound");
     }
 
     #[test]
@@ -660,12 +784,12 @@ mod tests {
             &[10, 11],
         );
         let verdict = linearizability(&history.events);
-        assert!(verdict.passed, "{verdict:?}");
+        assert!(verdict.passed(), "{verdict:?}");
         assert_eq!(verdict.figures["verdict"], json!("linearizable"));
         // A read that loses an append another read already saw: not a register.
         history.read(3, "n1", &[10]);
         let verdict = linearizability(&history.events);
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert_eq!(verdict.figures["verdict"], json!("not-linearizable"));
         // The witness names the read no order explains by its events and simulated times.
         let witness = &verdict.figures["witness"];
@@ -711,6 +835,25 @@ mod tests {
     }
 
     #[test]
+    fn a_seed_fails_on_any_failed_check_else_is_inconclusive_on_any_undecided_one() {
+        use Status::*;
+        let outcome = |statuses: &[Status]| Outcome::of_statuses(statuses.iter().copied());
+        assert_eq!(outcome(&[]), Outcome::Passed);
+        assert_eq!(outcome(&[Passed, Figures, FailedAsExpected]), Outcome::Passed);
+        assert_eq!(outcome(&[Passed, Unknown, Figures]), Outcome::Inconclusive);
+        assert_eq!(outcome(&[Unknown, Failed, Passed]), Outcome::Failed);
+        assert_eq!(
+            Outcome::worst([Outcome::Passed, Outcome::Inconclusive, Outcome::Passed]),
+            Outcome::Inconclusive
+        );
+        let undecided = Verdict::unknown(json!("budget"), BTreeMap::new());
+        assert!(!undecided.passed() && !undecided.failed(), "unknown is neither");
+        assert_eq!(Outcome::of_checks([&undecided]), Outcome::Inconclusive);
+        let measured = Verdict::figures_only(BTreeMap::new());
+        assert!(!measured.passed() && !measured.failed(), "figures are no verdict");
+    }
+
+    #[test]
     fn availability_applies_its_minimum_after_the_heal() {
         let mut history = Builder::new();
         history
@@ -720,9 +863,9 @@ mod tests {
             .append(1, "n1", 3, "info")
             .phase(PHASE_FINAL_READS);
         let verdict = availability(&history.events, Some(0.9));
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert_eq!(verdict.figures["after_heal"]["ok_fraction"], json!(0.5));
-        assert!(availability(&history.events, Some(0.5)).passed);
-        assert!(availability(&history.events, None).passed);
+        assert!(availability(&history.events, Some(0.5)).passed());
+        assert_eq!(availability(&history.events, None).status, Status::Figures);
     }
 }

@@ -32,7 +32,9 @@ use pessimist_core::store::ring::Ring;
 use pessimist_core::store::StoreSettings;
 use pessimist_core::usage::UsageSettings;
 
-use crate::check::{self, Verdict, PHASE_DRAIN, PHASE_FAULTS, PHASE_FINAL_READS, PHASE_HEAL};
+use crate::check::{
+    self, Outcome, Status, Verdict, PHASE_DRAIN, PHASE_FAULTS, PHASE_FINAL_READS, PHASE_HEAL,
+};
 use crate::fault::{swarm_plan, Fault, FaultPlan, LEADER};
 use crate::probe::{self, ProbeMessage, ProbeWorkload};
 use crate::queue_check;
@@ -53,7 +55,7 @@ pub struct SeedOutcome {
     pub events: Vec<Event>,
     pub history_hash: String,
     pub checks: BTreeMap<String, Verdict>,
-    pub passed: bool,
+    pub outcome: Outcome,
     /// The fault plan actually played (the scenario's plan plus the swarm's draw).
     pub plan: FaultPlan,
 }
@@ -75,8 +77,8 @@ pub fn plan_for_seed(scenario: &Scenario, seed: u64) -> FaultPlan {
 pub fn run_seed(scenario: &Scenario, seed: u64) -> SeedOutcome {
     let (events, plan) = simulate_seed(scenario, seed);
     let checks = check_history(scenario, &events);
-    let passed = checks.values().all(|verdict| verdict.passed);
-    SeedOutcome { seed, history_hash: fingerprint(&events), events, checks, passed, plan }
+    let outcome = Outcome::of_checks(checks.values());
+    SeedOutcome { seed, history_hash: fingerprint(&events), events, checks, outcome, plan }
 }
 
 /// Simulates `scenario` under `seed` without checking: the history and the plan played.
@@ -230,13 +232,16 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
     for expected in &wanted.expect_failures {
         let Some(verdict) = checks.get_mut(expected) else { continue };
         verdict.figures.insert("expected_to_fail".into(), json!(true));
-        if verdict.passed {
-            verdict.passed = false;
-            verdict
-                .violations
-                .push(format!("the scenario expects {expected} to fail, and it passed"));
-        } else {
-            verdict.passed = true;
+        match verdict.status {
+            Status::Passed => {
+                verdict.status = Status::Failed;
+                verdict
+                    .violations
+                    .push(format!("the scenario expects {expected} to fail, and it passed"));
+            }
+            Status::Failed => verdict.status = Status::FailedAsExpected,
+            // Undecided stays undecided; a figures-only check is refused by validation.
+            Status::Unknown | Status::Figures | Status::FailedAsExpected => {}
         }
     }
     checks

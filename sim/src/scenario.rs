@@ -168,6 +168,11 @@ impl Default for Checks {
     }
 }
 
+/// Checks that only measure, in every scenario: they have no threshold, so they cannot fail
+/// and a scenario cannot expect them to.
+pub const FIGURES_ONLY_CHECKS: [&str; 4] =
+    ["leases", "failover", "fault_availability", "staleness"];
+
 /// A validation error: the field's path (`faults.plan[2].fault.node`) and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invalid {
@@ -238,6 +243,16 @@ impl Scenario {
             || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(invalid("name", "must be non-empty letters, digits, '-' or '_'"));
+        }
+        for (index, name) in self.checks.expect_failures.iter().enumerate() {
+            let figures_only = FIGURES_ONLY_CHECKS.contains(&name.as_str())
+                || (name == "availability" && self.checks.heal_ok_fraction_min.is_none());
+            if figures_only {
+                return Err(invalid(
+                    format!("checks.expect_failures[{index}]"),
+                    format!("{name:?} only measures in this scenario (it cannot fail)"),
+                ));
+            }
         }
         let nodes = &self.topology.nodes;
         if nodes.is_empty() || nodes.len() > SERVER_NODES_MAX {

@@ -415,7 +415,7 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
 /// (an idempotency key, all its tries) whose first try began in the window, the share
 /// accepted by some try (`user_accepted_fraction`) and the time from the first try to the
 /// 202 (`user_latency_ms`). With a minimum set, the share of tries after the heal must reach
-/// it.
+/// it; without one the check is figures only.
 pub fn service_availability(
     events: &[Event],
     window_ms: u64,
@@ -532,7 +532,7 @@ pub fn service_availability(
     ]);
     percentiles("accepted_latency_ms", latencies(0, u64::MAX), &mut figures);
     user_figures(0, u64::MAX, &mut figures);
-    Verdict::from_violations(violations, figures)
+    Verdict::against_threshold(heal_ok_fraction_min.is_some(), violations, figures)
 }
 
 #[cfg(test)]

@@ -445,7 +445,7 @@ pub fn read_your_writes(events: &[Event], promised: bool) -> Verdict {
     figures.insert("violations".into(), json!(count));
     violations.truncate(crate::check::VIOLATIONS_MAX);
     figures.insert("examples".into(), json!(violations));
-    Verdict { passed: true, figures, violations: Vec::new(), distributions: BTreeMap::new() }
+    Verdict::figures_only(figures)
 }
 
 /// How far behind reads were: see the module comment. Figures only.
@@ -508,7 +508,7 @@ pub fn staleness(events: &[Event]) -> Verdict {
     );
     percentiles("staleness_ms", lag_ms, &mut figures);
     percentiles("missed_increments", missing, &mut figures);
-    Verdict::from_violations(Vec::new(), figures).with_distribution("staleness_ms", distribution)
+    Verdict::figures_only(figures).with_distribution("staleness_ms", distribution)
 }
 
 /// Flushes and reads that succeeded, per window and around faults: see the module comment.
@@ -601,7 +601,7 @@ pub fn store_availability(
             ));
         }
     }
-    Verdict::from_violations(violations, figures)
+    Verdict::against_threshold(heal_ok_fraction_min.is_some(), violations, figures)
 }
 
 /// Replication at work, from the nodes' internal events and the flushes' answers. Fails when
@@ -745,9 +745,9 @@ mod tests {
             .final_dump("store-1", "k", 15)
             .final_dump("store-2", "k", 10);
         let verdict = no_acknowledged_loss(&history.events);
-        assert!(verdict.passed, "{verdict:?}");
+        assert!(verdict.passed(), "{verdict:?}");
         assert_eq!(verdict.figures["counted_from_unacknowledged_flushes"], json!(5));
-        assert!(no_double_count(&history.events).passed);
+        assert!(no_double_count(&history.events).passed());
     }
 
     #[test]
@@ -756,7 +756,7 @@ mod tests {
         history.flush("k", 10, 10, "ok").read(1, "k", Some(20));
         history.phase(PHASE_FINAL_READS).final_dump("store-1", "k", 20);
         let verdict = no_double_count(&history.events);
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert_eq!(verdict.figures["violations"], json!(2), "{:?}", verdict.violations);
         assert!(verdict.violations[0].contains("counted 20"), "{:?}", verdict.violations);
     }
@@ -767,7 +767,7 @@ mod tests {
         history.flush("k", 10, 10, "ok").flush("j", 3, 3, "info");
         history.phase(PHASE_FINAL_READS).final_dump("store-1", "k", 6);
         let verdict = no_acknowledged_loss(&history.events);
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert_eq!(verdict.figures["lost_increments"], json!(4));
         assert_eq!(
             verdict.violations.len(),
@@ -777,7 +777,7 @@ mod tests {
         );
         let mut unfinished = History::default();
         unfinished.flush("k", 1, 1, "ok");
-        assert!(!no_acknowledged_loss(&unfinished.events).passed, "no final dumps, no verdict");
+        assert!(!no_acknowledged_loss(&unfinished.events).passed(), "no final dumps, no verdict");
     }
 
     #[test]
@@ -785,10 +785,10 @@ mod tests {
         let mut history = History::default();
         history.flush("k", 10, 10, "ok").read(0, "k", None).read(1, "k", Some(10));
         let promised = read_your_writes(&history.events, true);
-        assert!(!promised.passed);
+        assert!(!promised.passed());
         assert!(promised.violations[0].contains("saw its total 0, 10 having been acknowledged"));
         let unpromised = read_your_writes(&history.events, false);
-        assert!(unpromised.passed);
+        assert_eq!(unpromised.status, crate::check::Status::Figures, "{unpromised:?}");
         assert_eq!(unpromised.figures["stale_own_reads"], json!(1));
         let stale = staleness(&history.events);
         assert_eq!(stale.figures["stale_reads"], json!(1));
@@ -814,7 +814,7 @@ mod tests {
             converged.dump(node, 3, &[("k", 1)], &[]);
         }
         let verdict = convergence(&converged.events, &ring(), 10_000);
-        assert!(verdict.passed, "{verdict:?}");
+        assert!(verdict.passed(), "{verdict:?}");
         assert_eq!(verdict.figures["keys_disagreeing_at_heal"], json!(1));
         assert_eq!(
             verdict.figures["converge_ms_max"],
@@ -827,7 +827,7 @@ mod tests {
             history.dump(node, 3, &[("k", 1)], hinted);
         }
         let verdict = convergence(&history.events, &ring(), 10_000);
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert!(
             verdict.violations[0].starts_with("1 keys still disagreed"),
             "{:?}",

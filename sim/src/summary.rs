@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::Verdict;
+use crate::check::{Outcome, Verdict};
 
 /// One seed's result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -13,7 +13,8 @@ use crate::check::Verdict;
 pub struct SeedSummary {
     pub seed: u64,
     pub history_hash: String,
-    pub passed: bool,
+    /// Failed when a check failed, else inconclusive when a check could not decide.
+    pub outcome: Outcome,
     pub checks: BTreeMap<String, Verdict>,
     /// The one command that replays this seed.
     pub replay: String,
@@ -33,6 +34,7 @@ pub struct SeedSummary {
 pub struct RunSummary {
     pub scenario: String,
     pub file: String,
-    pub passed: bool,
+    /// The worst of its seeds' outcomes.
+    pub outcome: Outcome,
     pub seeds: Vec<SeedSummary>,
 }

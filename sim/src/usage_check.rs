@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn the_bill_matches_the_counts_job_by_job() {
         let verdict = billing(&history(3, 3, 3), true);
-        assert!(verdict.passed, "{verdict:?}");
+        assert!(verdict.passed(), "{verdict:?}");
         assert_eq!(verdict.figures["billed"], json!(3));
         assert_eq!(verdict.figures["store_writes_per_request"], json!(0.3333));
     }
@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn a_total_beyond_the_counts_is_a_double_count() {
         let verdict = billing(&history(3, 4, 4), true);
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert_eq!(
             verdict.violations,
             ["usage/acct/0000000000000: w's archived total 4 exceeds its 3 counts"]
