@@ -423,7 +423,8 @@ impl ApiServer {
             ));
         };
         let secret_hash = hash_secret(secret);
-        let now_ms = self.clock.wall_ms();
+        // The cache's age on monotonic time: no wall-clock fault may extend its trust.
+        let now_ms = self.clock.monotonic_ms();
         let decision = self.cache.lock().expect("cache").decide(&secret_hash, now_ms);
         let decision = match decision {
             Decision::Miss => self.lookup(&secret_hash).await,
@@ -490,17 +491,20 @@ async fn refresh_loop(server: Arc<ApiServer>, mut client: AuthClient) {
     let mut failing = false;
     loop {
         let since = server.cache.lock().expect("cache").version();
+        // Read before the request leaves: the answer is at least this new, however long
+        // its tries take, so the cache's trust counts from here.
+        let pulled_at_ms = server.clock.monotonic_ms();
         match client.submit(auth_machine::Command::Changes { since }).await {
             Ok(reply) => {
                 if let auth_machine::Response::Changes { records, version } = reply.response {
                     let complete = records.len() < auth_machine::CHANGES_MAX;
                     let changed = records.len();
-                    let now_ms = server.clock.wall_ms();
-                    server
-                        .cache
-                        .lock()
-                        .expect("cache")
-                        .apply_changes(records, version, now_ms, complete);
+                    server.cache.lock().expect("cache").apply_changes(
+                        records,
+                        version,
+                        pulled_at_ms,
+                        complete,
+                    );
                     if changed > 0 || failing {
                         server.recorder.record(
                             "auth_refreshed",

@@ -129,6 +129,11 @@ impl ClusterFile {
     pub fn endpoints(&self) -> Endpoints {
         Endpoints {
             api: self.with_role(pessimist_core::api::ROLE).iter().map(|n| n.address).collect(),
+            api_names: self
+                .with_role(pessimist_core::api::ROLE)
+                .iter()
+                .map(|n| n.name.clone())
+                .collect(),
             admin: self
                 .with_role(auth::ROLE)
                 .iter()

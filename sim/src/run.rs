@@ -598,6 +598,7 @@ async fn run_service(
     let address = |name: &String| world.book().get(name).expect("every server has an address");
     let endpoints = Endpoints {
         api: scenario.names_with_role(pessimist_core::api::ROLE).iter().map(address).collect(),
+        api_names: scenario.names_with_role(pessimist_core::api::ROLE),
         admin: scenario
             .names_with_role(pessimist_core::auth::ROLE)
             .iter()

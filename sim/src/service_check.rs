@@ -10,10 +10,12 @@
 //!   that crashed a worker ends failed (where a client knows the job: one whose every upload
 //!   answer was lost is never fetched); figures: crashes, time with the whole fleet down.
 //! - [`auth_keys`]: no request is accepted with a key that was never issued, before its
-//!   creation began, or later than the revocation bound after its revocation; figures: time
-//!   for a new key to work, for a revoked key to be refused, and how long a revoked key kept
-//!   being accepted (p50, p99, max), the first two also as distributions
-//!   (`new_key_delay_ms`, `revocation_lag_ms`), one sample per key.
+//!   creation began, or later than the revocation bound (`ttl_ms + refresh_timeout_ms`, in
+//!   true simulated time) after its revocation was acknowledged, naming the key and the
+//!   server; no read of another account's job is answered but 404; figures: time for a new
+//!   key to work, for a revoked key to be refused, and how long a revoked key kept being
+//!   accepted (p50, p99, max; the largest per server), also as distributions
+//!   (`new_key_delay_ms`, `revocation_lag_ms`, `revoked_key_working_ms`), one sample per key.
 //! - [`service_availability`]: per-window availability and latency of uploads, and the
 //!   availability inside each fault's window, per try and per upload with its retries.
 
@@ -266,47 +268,80 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
     Verdict::from_violations(violations, figures)
 }
 
-/// No request accepted with a key never issued, before its creation began, or longer than the
-/// revocation bound after its revocation was acknowledged. Figures: new-key delay (creation
-/// acknowledged to the first accepted probe) and revocation lag (revocation acknowledged to the
-/// first refused probe), p50 / p99 / max in ms.
+/// No request accepted with a key never issued, before its creation began, or later than the
+/// revocation bound after its revocation was acknowledged; no read of another account's job
+/// answered but 404.
+///
+/// **The revocation bound** is the auth knob's promise, `ttl_ms + refresh_timeout_ms`
+/// ([`AuthSettings::revocation_bound_ms`]), measured in true simulated time: from the
+/// completion of the first acknowledged `revoke_key` of a key (the revocation committed by
+/// then) to the invoke of a request that was accepted with it (the server decided after
+/// that), both the history's stamps, never a node's clock. So a request whose answer was
+/// merely slow is never blamed, and a key that worked on some server later than the bound
+/// fails the check, named with that server (probes name it; uploads do not) and the times.
+///
+/// **Cross-account reads** (`read_other`): a job accepted for one account (the history's
+/// `202`s say whose) read with a key of another must be answered 404, as a job that does not
+/// exist. Answers given before or without looking at the job (no answer, 401 or 403 for the
+/// key, 429, 503) say nothing about it and are counted apart; any other answer fails.
+///
+/// Figures: new-key delay (creation acknowledged to the first accepted request) and revocation
+/// lag (revocation acknowledged to the first refused probe), as percentiles and as the
+/// distributions `new_key_delay_ms` and `revocation_lag_ms`; how long each revoked key kept
+/// working (its last accepted request's invoke after the acknowledgement; 0 when none), as
+/// percentiles, the distribution `revoked_key_working_ms` and the largest per server; the
+/// probes invoked past the bound (those that could catch a key working too long).
 pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
-    let bound_ms = AuthSettings::from_knobs(knobs).map(|s| s.revocation_bound_ms()).unwrap_or(0);
+    let settings = match AuthSettings::from_knobs(knobs) {
+        Ok(settings) => settings,
+        Err((field, message)) => {
+            let violation = format!("the auth knob cannot be read (auth.{field}: {message})");
+            return Verdict::from_violations(vec![violation], BTreeMap::new());
+        }
+    };
+    let bound_ms = settings.revocation_bound_ms();
+    let bound_us = bound_ms * 1000;
     let ops = operations(events);
     // Key id -> (the first try of its creation began, its creation acknowledged).
     let mut created: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut revoked: BTreeMap<String, u64> = BTreeMap::new();
-    let mut call_start: Option<u64> = None;
+    // Per process: the first try of the create_key call in progress.
+    let mut call_start: BTreeMap<u64, u64> = BTreeMap::new();
     for op in &ops {
         if op.f != "create_key" {
             continue;
         }
-        let start = *call_start.get_or_insert(op.invoke_us);
+        let start = *call_start.entry(op.process).or_insert(op.invoke_us);
         if op.outcome == "ok" {
             if let (Some(key), Some(done)) = (op.result["key"].as_str(), op.complete_us) {
                 created.entry(key.to_string()).or_insert((start, done));
             }
-            call_start = None;
+            call_start.remove(&op.process);
         }
     }
     for op in ops.iter().filter(|op| op.f == "revoke_key" && op.outcome == "ok") {
         if let (Some(key), Some(done)) = (op.invoked_value["key"].as_str(), op.complete_us) {
-            revoked.entry(key.to_string()).or_insert(done);
+            let first = revoked.entry(key.to_string()).or_insert(done);
+            *first = (*first).min(done);
         }
     }
     let mut violations = Vec::new();
     let (mut accepted, mut unknown_refused) = (0u64, 0u64);
+    let (mut probes_past_bound, mut probes_after_revocation) = (0u64, 0u64);
     let mut first_accept: BTreeMap<&str, u64> = BTreeMap::new();
-    // Revoked key -> the completion of the last request it authenticated after its revocation.
-    let mut last_accept_after_revocation: BTreeMap<&str, u64> = BTreeMap::new();
+    // (revoked key, server) -> the invoke of the last request accepted with it after its
+    // revocation; the server is "" where the history does not name it (uploads).
+    let mut last_accept_after_revocation: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    // (revoked key, server) -> requests accepted past the bound, and the latest of them.
+    let mut late_accepts: BTreeMap<(&str, &str), (u64, &Operation)> = BTreeMap::new();
     for op in &ops {
-        let (key, status) = match op.f.as_str() {
-            "upload" => (op.invoked_value["key"].as_str(), op.result["status"].as_u64()),
-            "probe" => (op.invoked_value["key"].as_str(), op.result["status"].as_u64()),
-            _ => continue,
+        if op.f != "upload" && op.f != "probe" {
+            continue;
+        }
+        let key = op.invoked_value["key"].as_str();
+        let (Some(status), Some(done_us)) = (op.result["status"].as_u64(), op.complete_us) else {
+            continue;
         };
-        let Some(status) = status else { continue };
-        let Some(done_us) = op.complete_us else { continue };
         let was_accepted = match op.f.as_str() {
             "upload" => status == 202,
             _ => status == 404,
@@ -324,6 +359,11 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
             }
             continue;
         };
+        let revoked_us = revoked.get(key).copied();
+        if let Some(revoked_us) = revoked_us.filter(|&at| op.f == "probe" && op.invoke_us > at) {
+            probes_after_revocation += 1;
+            probes_past_bound += u64::from(op.invoke_us > revoked_us + bound_us);
+        }
         if !was_accepted {
             continue;
         }
@@ -340,19 +380,40 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
             )),
             _ => {}
         }
-        if let Some(&revoked_us) = revoked.get(key) {
-            if done_us > revoked_us {
-                let last = last_accept_after_revocation.entry(key).or_insert(done_us);
-                *last = (*last).max(done_us);
-            }
-            if op.invoke_us > revoked_us + bound_ms * 1000 {
-                violations.push(format!(
-                    "key {key} was accepted {} ms after its revocation, beyond the bound of {bound_ms} ms",
-                    (op.invoke_us - revoked_us) / 1000
-                ));
-            }
+        let Some(revoked_us) = revoked_us else { continue };
+        if op.invoke_us <= revoked_us {
+            continue;
+        }
+        let last = last_accept_after_revocation.entry((key, op.node.as_str())).or_default();
+        *last = (*last).max(op.invoke_us);
+        if op.invoke_us > revoked_us + bound_us {
+            let late = late_accepts.entry((key, op.node.as_str())).or_insert((0, op));
+            late.0 += 1;
+            late.1 = op; // Operations come in invoke order: the latest so far.
         }
     }
+    // One violation per key and server, with the latest request: a key kept too long is
+    // usually accepted many times over.
+    for (&(key, node), &(count, op)) in &late_accepts {
+        let revoked_us = revoked[key];
+        let server = if node.is_empty() { "an API server" } else { node };
+        let requests =
+            if count == 1 { "1 request".to_string() } else { format!("{count} requests") };
+        violations.push(format!(
+            "key {key} was accepted by {server} in {requests} past the bound; the latest: {} \
+             invoked at {} ms, answered {} at {} ms, {} ms after its revocation was acknowledged \
+             at {} ms: beyond the bound of {bound_ms} ms (ttl_ms {} + refresh_timeout_ms {})",
+            op.f,
+            op.invoke_us / 1000,
+            op.result["status"],
+            op.complete_us.unwrap_or(op.invoke_us) / 1000,
+            (op.invoke_us - revoked_us) / 1000,
+            revoked_us / 1000,
+            settings.ttl_ms,
+            settings.refresh_timeout_ms,
+        ));
+    }
+    let cross = cross_account_reads(&ops, &mut violations);
     let new_key_ms: Vec<u64> = created
         .iter()
         .filter_map(|(key, &(_, done))| {
@@ -373,22 +434,38 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
             Some(refused.complete_us?.saturating_sub(done) / 1000)
         })
         .collect();
-    // How long a revoked key kept working: 0 when nothing was accepted with it after its
-    // revocation. Unlike the revocation lag it does not wait for a refusal (401/403): a key
-    // answered 503 while the plane is unreachable has stopped working too.
-    let revoked_working_ms: Vec<u64> = revoked
-        .iter()
-        .map(|(key, &done)| {
-            last_accept_after_revocation.get(key.as_str()).map_or(0, |&last| (last - done) / 1000)
-        })
-        .collect();
+    // How long a revoked key kept working, on the server that kept it longest: 0 when nothing
+    // was accepted with it after its revocation. Unlike the revocation lag it does not wait
+    // for a refusal (401/403): a key answered 503 while the plane is unreachable has stopped
+    // working too.
+    let working_ms = |key: &str, &done: &u64| -> u64 {
+        last_accept_after_revocation
+            .range((key, "")..)
+            .take_while(|((revoked_key, _), _)| *revoked_key == key)
+            .map(|(_, &last)| (last - done) / 1000)
+            .max()
+            .unwrap_or(0)
+    };
+    let revoked_working_ms: Vec<u64> =
+        revoked.iter().map(|(key, done)| working_ms(key, done)).collect();
+    let mut working_by_server: BTreeMap<&str, u64> = BTreeMap::new();
+    for (&(key, node), &last) in &last_accept_after_revocation {
+        let ms = (last - revoked[key]) / 1000;
+        let server = working_by_server.entry(if node.is_empty() { "unnamed" } else { node });
+        let max = server.or_default();
+        *max = (*max).max(ms);
+    }
     let mut figures = BTreeMap::from([
         ("keys_created".to_string(), json!(created.len())),
         ("keys_revoked".to_string(), json!(revoked.len())),
         ("accepted_requests".to_string(), json!(accepted)),
         ("never_issued_refused".to_string(), json!(unknown_refused)),
         ("revocation_bound_ms".to_string(), json!(bound_ms)),
+        ("revoked_probes".to_string(), json!(probes_after_revocation)),
+        ("revoked_probes_past_bound".to_string(), json!(probes_past_bound)),
+        ("revoked_key_working_ms_max_by_server".to_string(), json!(working_by_server)),
     ]);
+    figures.extend(cross);
     let new_key = Distribution::from_values(
         "ms",
         "new-key delay: from a key's creation acknowledged to the first request it authenticated",
@@ -399,12 +476,70 @@ pub fn auth_keys(events: &[Event], knobs: &Value) -> Verdict {
         "revocation lag: from a key's revocation acknowledged to the first probe refused with it",
         revocation_ms.iter().map(|&ms| ms as f64),
     );
+    let working = Distribution::from_values(
+        "ms",
+        "revoked key working: from a key's revocation acknowledged to the invoke of the last \
+         request accepted with it, on the server that kept it longest (0: none accepted)",
+        revoked_working_ms.iter().map(|&ms| ms as f64),
+    );
     percentiles("new_key_delay_ms", new_key_ms, &mut figures);
     percentiles("revocation_lag_ms", revocation_ms, &mut figures);
     percentiles("revoked_key_working_ms", revoked_working_ms, &mut figures);
     Verdict::from_violations(violations, figures)
         .with_distribution("new_key_delay_ms", new_key)
         .with_distribution("revocation_lag_ms", revocation)
+        .with_distribution("revoked_key_working_ms", working)
+}
+
+/// Statuses a read of a job can get without the server having looked at the job: no answer
+/// (0), the key refused (401, 403), too many requests (429), the key or the queue unavailable
+/// (503). They are the same for a job that exists and one that does not.
+const ANSWERS_BLIND_TO_THE_JOB: [u64; 5] = [0, 401, 403, 429, 503];
+
+/// The `read_other` operations: each read of a job accepted for one account, with a key of
+/// another, answered 404 or blind to the job; violations for the rest. Returns the figures.
+fn cross_account_reads(ops: &[Operation], violations: &mut Vec<String>) -> Vec<(String, Value)> {
+    let owners: BTreeMap<u64, &str> = accepted_jobs(ops)
+        .into_iter()
+        .filter_map(|(job, invoked)| Some((job, invoked["account"].as_str()?)))
+        .collect();
+    let (mut reads, mut not_found, mut blind, mut owner_unknown) = (0u64, 0u64, 0u64, 0u64);
+    for op in ops.iter().filter(|op| op.f == "read_other") {
+        let (Some(job), Some(reader), Some(status)) = (
+            op.invoked_value["job"].as_u64(),
+            op.invoked_value["account"].as_str(),
+            op.result["status"].as_u64(),
+        ) else {
+            continue;
+        };
+        let Some(&owner) = owners.get(&job) else {
+            owner_unknown += 1; // No 202 says whose it is (an upload whose answer was lost).
+            continue;
+        };
+        if owner == reader {
+            continue;
+        }
+        reads += 1;
+        if status == 404 {
+            not_found += 1;
+        } else if ANSWERS_BLIND_TO_THE_JOB.contains(&status) {
+            blind += 1;
+        } else {
+            violations.push(format!(
+                "job {job} of account {owner} was read by {} with key {} of account {reader} \
+                 (invoked at {} ms): answered {status}, not 404",
+                if op.node.is_empty() { "an API server" } else { op.node.as_str() },
+                op.invoked_value["key"].as_str().unwrap_or("?"),
+                op.invoke_us / 1000,
+            ));
+        }
+    }
+    vec![
+        ("cross_account_reads".to_string(), json!(reads)),
+        ("cross_account_not_found".to_string(), json!(not_found)),
+        ("cross_account_blind_answers".to_string(), json!(blind)),
+        ("cross_account_owner_unknown".to_string(), json!(owner_unknown)),
+    ]
 }
 
 /// Uploads per window of `window_ms`: the share answered 202 among those the service could
@@ -559,6 +694,163 @@ mod tests {
             202 => EventKind::Ok { process, f: "upload".into(), value },
             _ => EventKind::Fail { process, f: "upload".into(), value, error: "HTTP".into() },
         }
+    }
+
+    /// An operation of `process`: invoked at `from_ms` with `invoke`, answered ok at `to_ms`
+    /// with `answer`.
+    fn call(
+        process: u64,
+        f: &str,
+        (from_ms, invoke): (u64, Value),
+        (to_ms, answer): (u64, Value),
+    ) -> Vec<(u64, EventKind)> {
+        vec![
+            (from_ms, EventKind::Invoke { process, f: f.into(), value: invoke }),
+            (to_ms, EventKind::Ok { process, f: f.into(), value: answer }),
+        ]
+    }
+
+    /// A probe of key `k1` on `node` invoked at `from_ms`, answered `status` 5 ms later.
+    fn probe(process: u64, node: &str, from_ms: u64, status: u64) -> Vec<(u64, EventKind)> {
+        let invoke = json!({ "key": "k1", "want": "refuse", "node": node });
+        call(
+            process,
+            "probe",
+            (from_ms, invoke),
+            (from_ms + 5, json!({ "key": "k1", "status": status })),
+        )
+    }
+
+    /// A read by account `b` (key `k2`) on `api-1` of job 7, which account `a` uploaded.
+    fn read_other(from_ms: u64, status: u64) -> Vec<(u64, EventKind)> {
+        let invoke = json!({ "job": 7, "account": "b", "key": "k2", "node": "api-1" });
+        call(
+            20,
+            "read_other",
+            (from_ms, invoke),
+            (from_ms + 5, json!({ "job": 7, "status": status })),
+        )
+    }
+
+    /// Key `k1` of account `a` created by 100 ms and revoked (acknowledged) at 1000 ms; job 7
+    /// accepted for `a`; then `tail`. The knobs' bound is 2000 + 500 ms.
+    fn keys_history(tail: Vec<Vec<(u64, EventKind)>>) -> Verdict {
+        let mut kinds = Vec::new();
+        kinds.extend(call(
+            0,
+            "create_key",
+            (10, json!({ "account": "a" })),
+            (100, json!({ "account": "a", "key": "k1" })),
+        ));
+        let upload = json!({ "account": "a", "key": "k1", "idempotency": "u1" });
+        kinds.extend(call(
+            1,
+            "upload",
+            (200, upload),
+            (210, json!({ "status": 202, "job": 7, "duplicate": false })),
+        ));
+        kinds.extend(call(
+            0,
+            "revoke_key",
+            (900, json!({ "key": "k1" })),
+            (1000, json!({ "key": "k1", "revoked_ms": 950 })),
+        ));
+        let mut tail: Vec<(u64, EventKind)> = tail.into_iter().flatten().collect();
+        tail.sort_by_key(|(ms, _)| *ms);
+        kinds.extend(tail);
+        let knobs =
+            json!({ "auth": { "ttl_ms": 2000, "refresh_ms": 1000, "refresh_timeout_ms": 500 } });
+        auth_keys(&at(kinds), &knobs)
+    }
+
+    #[test]
+    fn a_revoked_key_working_within_the_bound_and_cross_reads_answered_404_pass() {
+        let verdict = keys_history(vec![
+            probe(10, "api-1", 1200, 404),
+            // Invoked exactly at the bound (1000 + 2500 ms): still within the promise, and
+            // its answer may come later.
+            probe(11, "api-2", 3500, 404),
+            probe(11, "api-2", 3600, 403),
+            probe(10, "api-1", 3700, 403),
+            read_other(1500, 404),
+            read_other(1600, 503),
+        ]);
+        assert!(verdict.passed, "{:?}", verdict.violations);
+        assert_eq!(verdict.figures["revocation_bound_ms"], json!(2500));
+        assert_eq!(verdict.figures["revoked_key_working_ms_max"], json!(2500));
+        assert_eq!(
+            verdict.figures["revoked_key_working_ms_max_by_server"],
+            json!({ "api-1": 200, "api-2": 2500 })
+        );
+        assert_eq!(verdict.figures["revoked_probes_past_bound"], json!(2));
+        assert_eq!(verdict.figures["revocation_lag_ms_max"], json!(2605));
+        assert_eq!(verdict.figures["cross_account_not_found"], json!(1));
+        assert_eq!(verdict.figures["cross_account_blind_answers"], json!(1));
+        assert_eq!(verdict.distributions["revoked_key_working_ms"].samples, vec![2500.0]);
+        assert_eq!(verdict.distributions["new_key_delay_ms"].samples, vec![110.0]);
+    }
+
+    #[test]
+    fn a_revoked_key_working_past_the_bound_in_true_time_fails_naming_key_and_server() {
+        let verdict =
+            keys_history(vec![probe(10, "api-1", 1200, 404), probe(11, "api-2", 3501, 404)]);
+        assert!(!verdict.passed);
+        assert_eq!(verdict.violations.len(), 1, "{:?}", verdict.violations);
+        let violation = &verdict.violations[0];
+        for part in
+            ["key k1", "api-2", "invoked at 3501 ms", "acknowledged at 1000 ms", "bound of 2500 ms"]
+        {
+            assert!(violation.contains(part), "{part:?} in {violation}");
+        }
+        // An upload names no server.
+        let upload = json!({ "account": "a", "key": "k1", "idempotency": "u2" });
+        let late = call(
+            2,
+            "upload",
+            (4000, upload),
+            (4010, json!({ "status": 202, "job": 8, "duplicate": false })),
+        );
+        let verdict = keys_history(vec![late]);
+        assert!(!verdict.passed);
+        assert!(verdict.violations[0].contains("by an API server"), "{:?}", verdict.violations);
+    }
+
+    #[test]
+    fn a_cross_account_read_answered_but_404_fails() {
+        let verdict = keys_history(vec![read_other(1500, 404), read_other(1700, 200)]);
+        assert!(!verdict.passed);
+        assert_eq!(verdict.violations.len(), 1, "{:?}", verdict.violations);
+        let violation = &verdict.violations[0];
+        for part in ["job 7 of account a", "api-1", "key k2 of account b", "answered 200"] {
+            assert!(violation.contains(part), "{part:?} in {violation}");
+        }
+        // A job nobody knows the owner of, or the owner's own read, proves nothing.
+        let own = call(
+            21,
+            "read_other",
+            (1500, json!({ "job": 7, "account": "a", "key": "k1" })),
+            (1505, json!({ "job": 7, "status": 200 })),
+        );
+        let stranger = call(
+            22,
+            "read_other",
+            (1500, json!({ "job": 9, "account": "b", "key": "k2" })),
+            (1505, json!({ "job": 9, "status": 200 })),
+        );
+        let verdict = keys_history(vec![own, stranger]);
+        assert!(verdict.passed, "{:?}", verdict.violations);
+        assert_eq!(verdict.figures["cross_account_owner_unknown"], json!(1));
+    }
+
+    #[test]
+    fn unreadable_auth_knobs_fail_the_check_rather_than_bound_nothing() {
+        let verdict = auth_keys(&[], &json!({ "auth": { "ttl_ms": "long" } }));
+        assert!(!verdict.passed);
+        assert!(
+            verdict.violations[0].contains("auth knob cannot be read"),
+            "{:?}",
+            verdict.violations
+        );
     }
 
     /// Inside a fault: upload `u1` refused once (429) then accepted 300 ms after its first

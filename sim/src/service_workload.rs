@@ -11,6 +11,16 @@
 //!   existed.
 //! - **Pollers** (one per uploader) poll every accepted job until it is done (the thumbnail)
 //!   or failed, through the drain that follows the heal.
+//! - **The revoker** (process `2 * uploaders + 2`, with `revoke_at_ms`) revokes one key at each
+//!   of those times, whatever the faults are doing: it creates the account's next key and
+//!   revokes its oldest at once, without waiting for the new key to work, so a revocation can
+//!   fall inside a management-plane outage, a clock fault or a restart the plan aims there.
+//! - **Server probers** (one per API server, processes `2 * uploaders + 3 + i`, with
+//!   `revoked_probe_ms` or `cross_account_read_ms`) probe every revoked key (the admin's and
+//!   the revoker's) on their server every `probe_ms` for `revoked_probe_ms` after its
+//!   revocation was acknowledged, so a checker sees how long it kept working on each server;
+//!   and every `cross_account_read_ms` read a job of one account with a valid key of another.
+//!   (Process `2 * uploaders + 1` is the final bill's.)
 //!
 //! History shapes ([`crate::service_check`] reads them):
 //! - `create_account` / `create_key` / `revoke_key`: invoke `{account}` / `{account}` /
@@ -20,7 +30,11 @@
 //!   HTTP answer came);
 //! - `fetch`: invoke `{job, account}`, ok `{job, status: "done", thumbnail, bytes}` or
 //!   `{job, status: "failed" | "queued" | "running", reason?}`;
-//! - `probe` (the admin checking a key): invoke `{key, want}`, ok `{key, status}`.
+//! - `probe` (the admin checking a key, or a server prober a revoked key): invoke `{key, want}`
+//!   (a prober's adds `node`, the server it asks), ok `{key, status}`;
+//! - `read_other` (a prober reading another account's job): invoke `{job, account, key, node}`
+//!   (`account` and `key`: the key used, not the job's owner), ok `{job, status}`, fail
+//!   `{job, status: 0}` when no HTTP answer came.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -84,6 +98,16 @@ pub struct ServiceWorkload {
     pub burst_at_ms: u64,
     pub burst_ms: u64,
     pub burst_factor: f64,
+    /// Simulated times (ms) at which the revoker revokes one more key, each the oldest of
+    /// the next account in turn once its replacement is created, without waiting for the
+    /// replacement to work (empty: no revoker).
+    pub revoke_at_ms: Vec<u64>,
+    /// How long after its revocation was acknowledged every revoked key is probed on every
+    /// API server, every `probe_ms` (0: no such probes).
+    pub revoked_probe_ms: u64,
+    /// How often each server prober reads a job of one account with a valid key of another
+    /// (0: never).
+    pub cross_account_read_ms: u64,
 }
 
 impl Default for ServiceWorkload {
@@ -109,6 +133,9 @@ impl Default for ServiceWorkload {
             burst_at_ms: 0,
             burst_ms: 0,
             burst_factor: 1.0,
+            revoke_at_ms: Vec::new(),
+            revoked_probe_ms: 0,
+            cross_account_read_ms: 0,
         }
     }
 }
@@ -183,8 +210,36 @@ impl ServiceWorkload {
         if self.avoid_unreachable_ms > 600_000 {
             return fail("avoid_unreachable_ms", "must be at most 600000");
         }
+        if self.revoke_at_ms.len() > REVOCATIONS_MAX {
+            return fail("revoke_at_ms", &format!("at most {REVOCATIONS_MAX} revocations"));
+        }
+        if self.revoke_at_ms.iter().any(|&at_ms| at_ms > 3_600_000) {
+            return fail("revoke_at_ms", "every time must be at most 3600000");
+        }
+        for (field, value) in [
+            ("revoked_probe_ms", self.revoked_probe_ms),
+            ("cross_account_read_ms", self.cross_account_read_ms),
+        ] {
+            if value > 600_000 {
+                return fail(field, "must be at most 600000");
+            }
+        }
         Ok(())
     }
+}
+
+/// Most scheduled revocations (`revoke_at_ms`): each is probed on every server, so they bound
+/// the probers' work.
+pub const REVOCATIONS_MAX: usize = 100;
+
+/// The revoker's process number.
+pub fn revoker_process(workload: &ServiceWorkload) -> u64 {
+    2 * workload.uploaders + 2
+}
+
+/// The process number of the prober of the `server`-th API server.
+pub fn prober_process(workload: &ServiceWorkload, server: usize) -> u64 {
+    2 * workload.uploaders + 3 + server as u64
 }
 
 /// What an uploaded image is: enough to generate it again, byte for byte.
@@ -217,6 +272,8 @@ impl ImageSpec {
 #[derive(Clone, Debug)]
 pub struct Endpoints {
     pub api: Vec<SocketAddr>,
+    /// The API servers' names, in the order of `api`: probes name the server they ask.
+    pub api_names: Vec<String>,
     pub admin: Vec<SocketAddr>,
     pub admin_key: String,
     /// The load balancer's passive health check, shared by every client: API servers some
@@ -235,6 +292,17 @@ pub struct Keyring {
 }
 
 pub type SharedKeyring = Arc<Mutex<Keyring>>;
+
+/// A key whose revocation the admin or the revoker saw acknowledged, for the server probers.
+#[derive(Clone, Debug)]
+pub struct RevokedKey {
+    pub key: String,
+    pub secret: String,
+    /// When the revocation's acknowledgement came (simulated µs).
+    pub acknowledged_us: u64,
+}
+
+pub type RevokedKeys = Arc<Mutex<Vec<RevokedKey>>>;
 
 /// An accepted job a poller follows.
 #[derive(Clone, Debug)]
@@ -348,17 +416,21 @@ pub fn client_processes(
     drain_until_us: u64,
 ) -> Vec<ClientProcess> {
     let keyring = SharedKeyring::default();
+    let revoked = RevokedKeys::default();
     let admin = admin(
         workload.clone(),
         endpoints.clone(),
         keyring.clone(),
+        revoked.clone(),
         history.clone(),
         seed,
         until_us,
     );
     let mut processes = vec![ClientProcess { slot: 0, run: Box::pin(admin) }];
+    let mut pending_lists = Vec::new();
     for process in 1..=workload.uploaders {
         let pending = PendingJobs::default();
+        pending_lists.push(pending.clone());
         let uploader = uploader(
             process,
             workload.clone(),
@@ -383,20 +455,57 @@ pub fn client_processes(
         );
         processes.push(ClientProcess { slot: process, run: Box::pin(poller) });
     }
+    if !workload.revoke_at_ms.is_empty() {
+        let run = revoker(
+            workload.clone(),
+            endpoints.clone(),
+            keyring.clone(),
+            revoked.clone(),
+            history.clone(),
+            seed,
+            until_us,
+        );
+        processes.push(ClientProcess { slot: 0, run: Box::pin(run) });
+    }
+    if workload.revoked_probe_ms > 0 || workload.cross_account_read_ms > 0 {
+        for server in 0..endpoints.api.len() {
+            let prober = ServerProber {
+                client: Client::new(
+                    prober_process(workload, server),
+                    history,
+                    seed,
+                    &format!("client/prober-{server}"),
+                    workload,
+                    endpoints,
+                ),
+                workload: workload.clone(),
+                address: endpoints.api[server],
+                name: endpoints.api_names.get(server).cloned().unwrap_or_default(),
+                keyring: keyring.clone(),
+                revoked: revoked.clone(),
+                pending: pending_lists.clone(),
+                jobs: BTreeMap::new(),
+            };
+            processes.push(ClientProcess { slot: 0, run: Box::pin(prober.run(until_us)) });
+        }
+    }
     processes
 }
 
-/// The admin: accounts and keys, then key rotation until `until_us`.
+/// The admin: accounts and keys, then key rotation until `until_us`; each key it revokes goes
+/// to `revoked` for the server probers.
 pub async fn admin(
     workload: ServiceWorkload,
     endpoints: Endpoints,
     keyring: SharedKeyring,
+    revoked: RevokedKeys,
     history: History,
     seed: u64,
     until_us: u64,
 ) {
     let client = Client::new(0, &history, seed, "client/admin", &workload, &endpoints);
-    let mut admin = Admin { client, endpoints, workload, keyring, serial: 0 };
+    let mut admin =
+        Admin { client, endpoints, workload, keyring, revoked, name: "admin", serial: 0 };
     for index in 0..admin.workload.accounts {
         let account = admin.create_account(&format!("account-{index}")).await;
         admin.keyring.lock().expect("keyring").accounts.push(account.clone());
@@ -435,17 +544,84 @@ pub async fn admin(
             keys.pop_front()
         };
         if let Some((old_key, old_secret)) = oldest {
-            admin.revoke_key(&old_key).await;
+            admin.revoke_key(&old_key, &old_secret).await;
             admin.probe_until(&old_key, &old_secret, "refuse", until_us).await;
         }
     }
 }
 
+/// The revoker: once the admin has made every account's keys, at each of `revoke_at_ms`
+/// creates the next account's new key and revokes its oldest at once, until `until_us`.
+pub async fn revoker(
+    workload: ServiceWorkload,
+    endpoints: Endpoints,
+    keyring: SharedKeyring,
+    revoked: RevokedKeys,
+    history: History,
+    seed: u64,
+    until_us: u64,
+) {
+    let process = revoker_process(&workload);
+    let client = Client::new(process, &history, seed, "client/revoker", &workload, &endpoints);
+    let mut times = workload.revoke_at_ms.clone();
+    times.sort_unstable();
+    let mut revoker =
+        Admin { client, endpoints, workload, keyring, revoked, name: "revoker", serial: 0 };
+    // The accounts and their first keys are the admin's to make; revoking before it finished
+    // could leave an account without a key.
+    loop {
+        if history.now_us() >= until_us {
+            return;
+        }
+        let ready = {
+            let keyring = revoker.keyring.lock().expect("keyring");
+            keyring.accounts.len() == revoker.workload.accounts as usize
+                && keyring.accounts.iter().all(|account| {
+                    keyring.keys.get(account).map_or(0, VecDeque::len)
+                        >= revoker.workload.keys_per_account as usize
+                })
+        };
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (turn, at_ms) in times.into_iter().enumerate() {
+        let at_us = at_ms * 1000;
+        let now_us = history.now_us();
+        if at_us > now_us {
+            tokio::time::sleep(Duration::from_micros(at_us - now_us)).await;
+        }
+        if history.now_us() >= until_us {
+            return;
+        }
+        let account = {
+            let keyring = revoker.keyring.lock().expect("keyring");
+            keyring.accounts[turn % keyring.accounts.len()].clone()
+        };
+        let (key, secret) = revoker.create_key(&account).await;
+        let oldest = {
+            let mut keyring = revoker.keyring.lock().expect("keyring");
+            let keys = keyring.keys.entry(account.clone()).or_default();
+            keys.push_back((key, secret));
+            keys.pop_front()
+        };
+        if let Some((old_key, old_secret)) = oldest {
+            revoker.revoke_key(&old_key, &old_secret).await;
+        }
+    }
+}
+
+/// The admin endpoints' client, for the admin and the revoker.
 struct Admin {
     client: Client,
     endpoints: Endpoints,
     workload: ServiceWorkload,
     keyring: SharedKeyring,
+    revoked: RevokedKeys,
+    /// Prefix of its idempotency keys: the admin's and the revoker's must differ, or the
+    /// plane would take one's create for a retry of the other's.
+    name: &'static str,
     serial: u64,
 }
 
@@ -461,7 +637,7 @@ impl Admin {
         invoke: Value,
     ) -> Value {
         self.serial += 1;
-        let idempotency = format!("admin-{}", self.serial);
+        let idempotency = format!("{}-{}", self.name, self.serial);
         let bearer = format!("Bearer {}", self.endpoints.admin_key);
         loop {
             let target =
@@ -537,9 +713,13 @@ impl Admin {
         (key, secret)
     }
 
-    async fn revoke_key(&mut self, key: &str) {
+    /// Revokes `key` and hands it, acknowledged, to the server probers.
+    async fn revoke_key(&mut self, key: &str, secret: &str) {
         let path = format!("/v1/admin/keys/{key}");
         self.until_done("revoke_key", "DELETE", &path, json!({}), json!({ "key": key })).await;
+        let acknowledged_us = self.client.history.now_us();
+        let revoked = RevokedKey { key: key.into(), secret: secret.into(), acknowledged_us };
+        self.revoked.lock().expect("revoked keys").push(revoked);
     }
 
     /// Probes `key` on the API servers (a read of a job that does not exist: 404 once the key
@@ -581,6 +761,121 @@ impl Admin {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(self.workload.probe_ms)).await;
+        }
+    }
+}
+
+/// One API server's prober: revoked keys and other accounts' jobs, on that server only.
+struct ServerProber {
+    client: Client,
+    workload: ServiceWorkload,
+    address: SocketAddr,
+    name: String,
+    keyring: SharedKeyring,
+    revoked: RevokedKeys,
+    /// Every uploader's pending jobs, where accepted jobs first show up.
+    pending: Vec<PendingJobs>,
+    /// Every accepted job seen pending so far, to its account: finished jobs stay readable.
+    jobs: BTreeMap<u64, String>,
+}
+
+impl ServerProber {
+    /// Every `probe_ms` until `until_us`: each revoked key still within `revoked_probe_ms` of
+    /// its acknowledgement, then, when due, one read of another account's job.
+    async fn run(mut self, until_us: u64) {
+        let window_us = self.workload.revoked_probe_ms * 1000;
+        let cross_us = self.workload.cross_account_read_ms * 1000;
+        let mut next_cross_us = cross_us;
+        loop {
+            tokio::time::sleep(Duration::from_millis(self.workload.probe_ms)).await;
+            let now_us = self.client.history.now_us();
+            if now_us >= until_us {
+                return;
+            }
+            let due: Vec<RevokedKey> = self
+                .revoked
+                .lock()
+                .expect("revoked keys")
+                .iter()
+                .filter(|revoked| now_us < revoked.acknowledged_us + window_us)
+                .cloned()
+                .collect();
+            for revoked in due {
+                self.probe(&revoked).await;
+            }
+            if cross_us > 0 && now_us >= next_cross_us {
+                next_cross_us = now_us + cross_us;
+                self.read_other().await;
+            }
+        }
+    }
+
+    async fn probe(&mut self, revoked: &RevokedKey) {
+        let bearer = format!("Bearer {}", revoked.secret);
+        let key = revoked.key.as_str();
+        self.client.invoke("probe", json!({ "key": key, "want": "refuse", "node": self.name }));
+        let answer = self
+            .client
+            .call(self.address, "GET", "/v1/jobs/0", &[("authorization", &bearer)], Bytes::new())
+            .await;
+        match answer {
+            Ok(response) => {
+                self.client.ok("probe", json!({ "key": key, "status": response.status }))
+            }
+            Err(error) => {
+                self.client.fail("probe", json!({ "key": key, "status": 0 }), error.to_string())
+            }
+        }
+    }
+
+    /// Reads a job accepted for one account with a valid key of another: the answer must not
+    /// tell whether the job exists. Nothing to read before two accounts have keys and some
+    /// job was accepted.
+    async fn read_other(&mut self) {
+        for pending in &self.pending {
+            let pending = pending.lock().expect("pending");
+            for job in &pending.jobs {
+                self.jobs.entry(job.job).or_insert_with(|| job.account.clone());
+            }
+        }
+        if self.jobs.is_empty() {
+            return;
+        }
+        let (job, owner) = {
+            let index = self.client.rng.random_range(0..self.jobs.len());
+            let (job, owner) = self.jobs.iter().nth(index).expect("an index below the length");
+            (*job, owner.clone())
+        };
+        let others: Vec<(String, (String, String))> = {
+            let keyring = self.keyring.lock().expect("keyring");
+            keyring
+                .keys
+                .iter()
+                .filter(|(account, _)| **account != owner)
+                .filter_map(|(account, keys)| Some((account.clone(), keys.back()?.clone())))
+                .collect()
+        };
+        if others.is_empty() {
+            return;
+        }
+        let (account, (key, secret)) = &others[self.client.rng.random_range(0..others.len())];
+        let bearer = format!("Bearer {secret}");
+        let invoke = json!({ "job": job, "account": account, "key": key, "node": self.name });
+        self.client.invoke("read_other", invoke);
+        let path = format!("/v1/jobs/{job}");
+        let answer = self
+            .client
+            .call(self.address, "GET", &path, &[("authorization", &bearer)], Bytes::new())
+            .await;
+        match answer {
+            Ok(response) => {
+                self.client.ok("read_other", json!({ "job": job, "status": response.status }))
+            }
+            Err(error) => self.client.fail(
+                "read_other",
+                json!({ "job": job, "status": 0 }),
+                error.to_string(),
+            ),
         }
     }
 }

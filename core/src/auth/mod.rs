@@ -133,8 +133,10 @@ impl AuthSettings {
         }
     }
 
-    /// How long after a revocation commits an API server may still accept the key: the TTL
-    /// plus the longest a pull that read the plane before the revocation can take.
+    /// How long after a revocation commits an API server may still accept the key, in true
+    /// time: the TTL plus the longest a pull that read the plane before the revocation can
+    /// take. The cache counts its TTL on monotonic time from a pull's start, so it keeps
+    /// within the TTL alone; the pull's timeout is the promise's margin.
     pub fn revocation_bound_ms(&self) -> u64 {
         self.ttl_ms + self.refresh_timeout_ms
     }

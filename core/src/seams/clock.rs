@@ -10,11 +10,15 @@
 //!   into a message or compares across nodes uses it, and suffers its faults.
 //! - [`Clock::sleep`], timers on the node's monotonic clock: they never jump, but a drifting
 //!   oscillator makes them run fast or slow.
+//! - [`Clock::monotonic_ms`] and [`Clock::deadline_in`], readings of the runtime's monotonic
+//!   time: no offset, drift or jump touches them. Anything that measures how long ago
+//!   something happened on this node (a cache's age, a budget) uses them, so a clock fault
+//!   cannot stretch it.
 //!
 //! **Invariant:** service logic reads time only through a `Clock`; this module holds the only
 //! read of the machine's wall clock in `core`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Milliseconds between the UNIX epoch and the instant a simulated run starts: a fixed date,
@@ -33,8 +37,15 @@ pub struct Clock {
 
 #[derive(Clone, Debug)]
 enum ClockKind {
-    System,
-    Simulated { start: tokio::time::Instant, skew: Arc<Mutex<Skew>> },
+    /// `origin`: the first monotonic reading, taken lazily so a system clock can be made
+    /// outside a runtime.
+    System {
+        origin: Arc<OnceLock<tokio::time::Instant>>,
+    },
+    Simulated {
+        start: tokio::time::Instant,
+        skew: Arc<Mutex<Skew>>,
+    },
 }
 
 /// The faults applied on top of true time. `offset_us` absorbs jumps and the drift
@@ -68,7 +79,7 @@ impl Deadline {
 impl Clock {
     /// The machine's own wall clock, for the real build.
     pub fn system() -> Clock {
-        Clock { kind: ClockKind::System }
+        Clock { kind: ClockKind::System { origin: Arc::new(OnceLock::new()) } }
     }
 
     /// A simulated clock starting now with no faults, and the handle that injects them.
@@ -84,7 +95,7 @@ impl Clock {
     /// drifting and jumping under faults. May go backwards after a backward jump.
     pub fn wall_ms(&self) -> i64 {
         match &self.kind {
-            ClockKind::System => {
+            ClockKind::System { .. } => {
                 // The seam's one read of the machine's wall clock.
                 let since_epoch = std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap_or_default();
                 since_epoch.as_millis() as i64
@@ -95,6 +106,18 @@ impl Clock {
                 SIMULATED_EPOCH_UNIX_MS + reading_us.div_euclid(1000)
             }
         }
+    }
+
+    /// Milliseconds on the runtime's monotonic time since this clock's origin (its creation
+    /// in the simulation, its first monotonic reading on a real machine): never goes back,
+    /// and no offset, drift or jump of the wall clock moves it. Only differences between two
+    /// readings of one clock mean anything.
+    pub fn monotonic_ms(&self) -> u64 {
+        let origin = match &self.kind {
+            ClockKind::System { origin } => *origin.get_or_init(tokio::time::Instant::now),
+            ClockKind::Simulated { start, .. } => *start,
+        };
+        origin.elapsed().as_millis() as u64
     }
 
     /// Sleeps for `duration` as measured by this node's monotonic clock: a clock drifting
@@ -112,7 +135,7 @@ impl Clock {
     /// The true (simulated) duration that this node's monotonic clock measures as `duration`.
     pub fn true_duration(&self, duration: Duration) -> Duration {
         match &self.kind {
-            ClockKind::System => duration,
+            ClockKind::System { .. } => duration,
             ClockKind::Simulated { skew, .. } => {
                 let drift_ppm = skew.lock().expect("clock lock poisoned").drift_ppm;
                 let scaled_us =
@@ -124,7 +147,7 @@ impl Clock {
 
     fn true_now_us(&self) -> i64 {
         match &self.kind {
-            ClockKind::System => 0,
+            ClockKind::System { .. } => 0,
             ClockKind::Simulated { start, .. } => start.elapsed().as_micros() as i64,
         }
     }
@@ -178,7 +201,7 @@ impl ClockControl {
     pub fn error_ms(&self) -> i64 {
         let true_us = self.clock.true_now_us();
         match &self.clock.kind {
-            ClockKind::System => 0,
+            ClockKind::System { .. } => 0,
             ClockKind::Simulated { skew, .. } => {
                 (skew.lock().expect("clock lock poisoned").reading_us(true_us) - true_us)
                     .div_euclid(1000)
@@ -231,6 +254,30 @@ mod simulated_tests {
             control.heal();
             assert_eq!(control.error_ms(), 0);
             assert_eq!(true_ms(&clock), 11_000);
+        });
+    }
+
+    #[test]
+    fn the_monotonic_reading_ignores_every_clock_fault() {
+        let runtime = madsim::runtime::Runtime::with_seed_and_config(1, madsim::Config::default());
+        runtime.block_on(async {
+            let (clock, control) = Clock::simulated();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!(clock.monotonic_ms(), 1000);
+            control.set_offset_ms(-20_000);
+            control.jump_ms(-30_000);
+            control.set_drift_ppm(-100_000);
+            assert_eq!(clock.monotonic_ms(), 1000, "offsets and jumps leave it alone");
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            assert_eq!(clock.monotonic_ms(), 11_000, "a slow oscillator does not slow it");
+            assert_eq!(control.error_ms(), -51_000);
+            control.heal();
+            assert_eq!(clock.monotonic_ms(), 11_000);
+            assert_eq!(
+                Clock::system().monotonic_ms(),
+                0,
+                "a system clock starts at its first read"
+            );
         });
     }
 }
