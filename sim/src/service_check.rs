@@ -775,7 +775,7 @@ mod tests {
             read_other(1500, 404),
             read_other(1600, 503),
         ]);
-        assert!(verdict.passed, "{:?}", verdict.violations);
+        assert!(verdict.passed(), "{:?}", verdict.violations);
         assert_eq!(verdict.figures["revocation_bound_ms"], json!(2500));
         assert_eq!(verdict.figures["revoked_key_working_ms_max"], json!(2500));
         assert_eq!(
@@ -794,7 +794,7 @@ mod tests {
     fn a_revoked_key_working_past_the_bound_in_true_time_fails_naming_key_and_server() {
         let verdict =
             keys_history(vec![probe(10, "api-1", 1200, 404), probe(11, "api-2", 3501, 404)]);
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert_eq!(verdict.violations.len(), 1, "{:?}", verdict.violations);
         let violation = &verdict.violations[0];
         for part in
@@ -811,14 +811,14 @@ mod tests {
             (4010, json!({ "status": 202, "job": 8, "duplicate": false })),
         );
         let verdict = keys_history(vec![late]);
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert!(verdict.violations[0].contains("by an API server"), "{:?}", verdict.violations);
     }
 
     #[test]
     fn a_cross_account_read_answered_but_404_fails() {
         let verdict = keys_history(vec![read_other(1500, 404), read_other(1700, 200)]);
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert_eq!(verdict.violations.len(), 1, "{:?}", verdict.violations);
         let violation = &verdict.violations[0];
         for part in ["job 7 of account a", "api-1", "key k2 of account b", "answered 200"] {
@@ -838,14 +838,14 @@ mod tests {
             (1505, json!({ "job": 9, "status": 200 })),
         );
         let verdict = keys_history(vec![own, stranger]);
-        assert!(verdict.passed, "{:?}", verdict.violations);
+        assert!(verdict.passed(), "{:?}", verdict.violations);
         assert_eq!(verdict.figures["cross_account_owner_unknown"], json!(1));
     }
 
     #[test]
     fn unreadable_auth_knobs_fail_the_check_rather_than_bound_nothing() {
         let verdict = auth_keys(&[], &json!({ "auth": { "ttl_ms": "long" } }));
-        assert!(!verdict.passed);
+        assert!(!verdict.passed());
         assert!(
             verdict.violations[0].contains("auth knob cannot be read"),
             "{:?}",
