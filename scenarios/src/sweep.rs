@@ -440,6 +440,57 @@ mod tests {
         ]
     }
 
+    /// A seed of scenario "a" whose one check has `status`.
+    fn seed_with(seed: u64, status: Status) -> SeedSummary {
+        use pessimist_sim::check::Verdict;
+        let verdict = match status {
+            Status::Passed => Verdict::from_violations(Vec::new(), BTreeMap::new()),
+            Status::Failed => Verdict::from_violations(vec!["lost".into()], BTreeMap::new()),
+            Status::Unknown => Verdict::unknown("budget".into(), BTreeMap::new()),
+            _ => Verdict::figures_only(BTreeMap::new()),
+        };
+        let checks = BTreeMap::from([("durability".to_string(), verdict)]);
+        SeedSummary {
+            seed,
+            history_hash: String::new(),
+            outcome: Outcome::of_checks(checks.values()),
+            checks,
+            replay: format!("replay {seed}"),
+            shrink: None,
+            history: None,
+            fault_events: 0,
+            history_events: 0,
+        }
+    }
+
+    #[test]
+    fn an_inconclusive_seed_is_counted_apart_and_is_a_junit_error_not_a_failure() {
+        let results = vec![
+            (0, seed_with(1, Status::Passed)),
+            (0, seed_with(2, Status::Unknown)),
+            (0, seed_with(3, Status::Figures)),
+        ];
+        let runs = group_runs(&plan(), results);
+        let undecided = manifest(&plan(), None, &runs);
+        assert_eq!(
+            (undecided.seeds_run, undecided.seeds_failed, undecided.seeds_inconclusive),
+            (3, 0, 1)
+        );
+        assert_eq!(undecided.outcome, Outcome::Inconclusive);
+        let xml = junit_xml(&runs);
+        assert!(xml.contains("errors=\"1\""), "{xml}");
+        assert!(xml.contains("failures=\"0\""), "{xml}");
+        assert!(xml.contains("undecided checks: durability"), "{xml}");
+
+        let runs = group_runs(
+            &plan(),
+            vec![(0, seed_with(2, Status::Unknown)), (0, seed_with(4, Status::Failed))],
+        );
+        let failed = manifest(&plan(), None, &runs);
+        assert_eq!((failed.seeds_failed, failed.seeds_inconclusive), (1, 1));
+        assert_eq!(failed.outcome, Outcome::Failed, "a failure outweighs an undecided seed");
+    }
+
     #[test]
     fn shards_parse_and_reject_what_is_not_a_shard() {
         assert_eq!("2/4".parse::<Shard>(), Ok(Shard { index: 2, count: 4 }));
