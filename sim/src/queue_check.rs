@@ -6,12 +6,23 @@
 //! - [`raft_safety`]: one leader per term, every node applies the same entry at each index
 //!   (log matching, through the chain hash), each node applies in order, and a new leader
 //!   holds every entry already committed in an earlier term (leader completeness);
-//! - [`queue_durability`]: every acknowledged enqueue ends `done` or `dead_lettered`;
+//! - [`queue_durability`]: every acknowledged enqueue ends `done` or `dead_lettered`, and a
+//!   dead letter is earned by `max_attempts` leases the history can account for;
 //! - [`no_double_ack`]: a job is acknowledged under one lease at most;
+//! - [`lease_fencing`]: no ack or nack under a lease succeeds after a newer lease of its job
+//!   was granted, and none is refused while true clocks prove its lease current;
+//! - [`status_reads`]: a job known `done` or `dead_lettered` reads so ever after;
 //! - [`fifo_order`]: job ids follow enqueue order, first deliveries follow job ids, a job is
 //!   first delivered once, and keys and jobs correspond one to one;
 //! - [`queue_linearizability`]: enqueues and first deliveries form a linearizable FIFO queue
 //!   (checked by [`crate::lincheck`] with the `fifo-queue` model).
+//!
+//! Leases whose answer was lost are the checks' hard part. The queue answers every try of a
+//! worker's lease request alike, so **one lease operation leases at most one job**: an ok one
+//! exactly the job it answered, an uncertain one (`info`, or open at the end) one job or
+//! nothing, unseen. The checks give each such operation no more than that one job, at the
+//! times it could have taken it (`UncertainLease`); what the history shows of each job's
+//! leases is `JobEvidence`.
 //!
 //! **Invariant:** checkers see only the history. Fields they do not know are ignored; a
 //! field they need that is missing or mistyped is a violation naming the event, never a
@@ -722,7 +733,7 @@ fn final_statuses<'a>(
 /// `dead_lettered` in the last status read covering it, and no job id was acknowledged to two
 /// keys. A job no completed status read covers is a violation too: not lost, but not verified.
 /// And a dead letter must be earned: `max_attempts` (the `queue` knob's) leases of the job
-/// ended badly, as far as the history can show (see [`unearned_dead_letters`]).
+/// ended badly, as far as the history can show (see `unearned_dead_letters`).
 pub fn queue_durability(events: &[Event], max_attempts: u32) -> Verdict {
     let operations = operations(events);
     let mut violations = Vec::new();
