@@ -4,17 +4,20 @@
 //! shapes [`crate::queue_check`] reads:
 //!
 //! - `enqueue`: invoke `{key, payload}`, ok adds `{job, duplicate}`;
-//! - `lease`: invoke `{worker, visibility_ms}`, ok `{job, payload, lease, attempt, deadline_ms}` or
-//!   `{job: null}` when nothing was available;
-//! - `ack` / `nack`: invoke and ok `{job, lease}` (nack's ok adds `dead_lettered`); a refusal
-//!   by the queue is a `fail` whose error starts with `rejected:`;
+//! - `lease`: invoke `{worker, visibility_ms, request}`, ok `{job, payload, lease, attempt,
+//!   deadline_ms}` or `{job: null}` when nothing was available;
+//! - `ack` / `nack`: invoke `{job, lease}` (nack's adds `permanent`), ok `{job, lease}` (nack's
+//!   adds `dead_lettered`); a refusal by the queue is a `fail` whose error starts with
+//!   `rejected:`;
 //! - `status`: invoke `{jobs}`, ok `{statuses: [[job, state], ...]}`.
 //!
 //! A command whose outcome the client cannot know (a timeout, a leader lost before applying
 //! it) is `info`; one that certainly did not happen is `fail`. Leases and their `info` carry
-//! `uncertain_tries`: the client's tries that may have taken effect unseen. A worker's retry
-//! gets the lease of its earlier try back while it is held, but once that lease ran out the
-//! retry leases another job, so each uncertain try may have delivered a job nobody saw.
+//! `uncertain_tries`: the client's tries that may have taken effect unseen. Every try of one
+//! lease carries the worker's `request` number, which grows with each new lease: the queue
+//! answers a retry with the lease of its earlier try while it is held, and `Spent` once that
+//! lease ran out (recorded as `info`), so one lease operation leases at most one job, and an
+//! `ok` one exactly the job it answered.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -166,7 +169,8 @@ pub async fn worker(
     let mut request = 0u64;
     while !stop.load(Ordering::Relaxed) {
         request += 1;
-        let invoked = json!({ "worker": name, "visibility_ms": workload.visibility_ms });
+        let invoked =
+            json!({ "worker": name, "visibility_ms": workload.visibility_ms, "request": request });
         history.record(EventKind::Invoke { process, f: "lease".into(), value: invoked.clone() });
         let visibility_ms = workload.visibility_ms;
         let command = Command::Lease { worker: name.clone(), visibility_ms, request };
@@ -225,10 +229,15 @@ async fn finish(
     nack: bool,
 ) {
     let f = if nack { "nack" } else { "ack" };
-    let invoked = json!({ "job": job, "lease": lease });
+    // A permanent nack dead-letters at once: the checkers must know which kind it was.
+    let permanent = false;
+    let invoked = match nack {
+        true => json!({ "job": job, "lease": lease, "permanent": permanent }),
+        false => json!({ "job": job, "lease": lease }),
+    };
     history.record(EventKind::Invoke { process, f: f.into(), value: invoked.clone() });
     let command = if nack {
-        Command::Nack { job, lease, reason: "the worker failed the job".into(), permanent: false }
+        Command::Nack { job, lease, reason: "the worker failed the job".into(), permanent }
     } else {
         Command::Ack { job, lease, result: Vec::new() }
     };

@@ -22,7 +22,7 @@ use serde_json::json;
 use pessimist_core::billing::BillingMessage;
 use pessimist_core::node::{KnobSettings, NodeContext};
 use pessimist_core::queue::machine::JobId;
-use pessimist_core::queue::{self, QueueClient, QueueMessage};
+use pessimist_core::queue::{self, QueueClient, QueueMessage, QueueSettings};
 use pessimist_core::replica::client::ClientOptions;
 use pessimist_core::seams::clock::Clock;
 use pessimist_core::seams::net::{Transport, TransportOptions};
@@ -149,8 +149,15 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
             checks.insert("failover".to_string(), queue_check::failover(events));
             checks
                 .insert("fault_availability".to_string(), queue_check::fault_availability(events));
+            checks.insert("lease_fencing".to_string(), queue_check::lease_fencing(events));
+            checks.insert("status_reads".to_string(), queue_check::status_reads(events));
             if wanted.durability {
-                checks.insert("durability".to_string(), queue_check::queue_durability(events));
+                let knobs = serde_json::Value::Object(scenario.knobs.clone());
+                let settings = QueueSettings::from_knobs(&knobs).expect("validated knobs");
+                checks.insert(
+                    "durability".to_string(),
+                    queue_check::queue_durability(events, settings.max_attempts),
+                );
             }
             if wanted.linearizability {
                 checks.insert(
