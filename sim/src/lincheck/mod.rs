@@ -79,11 +79,12 @@ use search::{Limits, Progress, Search, SearchCall, SearchOutcome};
 /// The model names [`check`] knows.
 pub const MODEL_NAMES: [&str; 4] = ["register", "cas-register", "kv", "fifo-queue"];
 
-/// The default budget of one check: the (set of linearized calls, state) pairs its searches
-/// may explore in all, summed over partitions, before the verdict is `unknown`. Large enough
-/// that the shipped queue and probe scenarios decide; small enough that one check holds at
-/// most a few hundred MiB (a state costs a cache entry of a few dozen bytes plus its window).
-pub const STATES_EXPLORED_MAX: u64 = 1 << 22;
+/// The default budget of one check: the states its searches may explore (every successor
+/// state computed, new or already seen, summed over partitions) before the verdict is
+/// `unknown`. Large enough that the shipped queue and probe scenarios decide; small enough
+/// that one check stays within seconds and a few hundred MiB (at most one cache entry, of a
+/// few dozen bytes plus its window, per state explored).
+pub const STATES_EXPLORED_MAX: u64 = 1 << 24;
 
 /// Most words of bitset windows one search's cache may hold (256 MiB), whatever the budget:
 /// a history with calls left open from its start has wide windows, and this keeps such a

@@ -33,7 +33,8 @@
 //! Searches are resumable (`Search::run` takes a step budget) so that the partitions of one
 //! history can take turns; see `check_with`.
 //!
-//! Budget: a search gives up after exploring `Limits::states_max` (set, state) pairs, or once
+//! Budget: a search gives up after computing `Limits::states_max` successor states (new or
+//! already cached: each costs a model step and a cache lookup), or once
 //! its cache holds `Limits::cache_words_max` words of windows. Both count what the search did,
 //! never time, so the same history gets the same verdict on any machine.
 //!
@@ -157,7 +158,7 @@ pub enum GaveUp {
 /// Bounds on one search: both count work done, never time.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
-    /// Most (set, state) pairs explored (cache entries) before giving up.
+    /// Most states explored (successor states computed) before giving up.
     pub states_max: u64,
     /// Most words of windows the cache may hold before giving up.
     pub cache_words_max: usize,
@@ -422,6 +423,10 @@ pub(crate) struct Search<S> {
     successor_start: u32,
     /// Steps taken so far, over all turns.
     pub(crate) steps_taken: u64,
+    /// States explored so far, over all turns: every successor state computed, new or not
+    /// (the unit of the budget: it bounds the time, which the cache's size alone does not
+    /// when many calls are open at once and each step tries them all).
+    states_computed: u64,
 }
 
 impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
@@ -492,12 +497,13 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             node,
             successor_start: 0,
             steps_taken: 0,
+            states_computed: 0,
         }
     }
 
     /// (set, state) pairs explored so far: the unit of the budget.
     pub(crate) fn states_explored(&self) -> u64 {
-        self.cache.len() as u64
+        self.states_computed
     }
 
     /// Searches for at most `steps_max` steps (a step: one move or one backtrack).
@@ -529,6 +535,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             node,
             successor_start,
             steps_taken,
+            states_computed,
         } = self;
 
         macro_rules! lift {
@@ -556,7 +563,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             *steps_taken += 1;
             // Checked every step: two comparisons, and the answer then depends on nothing
             // but the history and the limits.
-            if cache.len() as u64 >= limits.states_max {
+            if *states_computed >= limits.states_max {
                 return Progress::Done(SearchOutcome::GaveUp(GaveUp::BudgetSpent));
             }
             if cache.words_held() >= limits.cache_words_max {
@@ -578,6 +585,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                         let call = &calls[call_index];
                         successors.clear();
                         model.step(*state, &call.input, call.output.as_ref(), successors);
+                        *states_computed += 1;
                         if let Some(&after) = successors.first() {
                             debug_assert!(after == *state, "read-only calls keep the state");
                             take = Some((candidate, 0, after, true));
@@ -605,6 +613,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                     let call = &calls[call_index];
                     successors.clear();
                     model.step(*state, &call.input, call.output.as_ref(), successors);
+                    *states_computed += 1;
                     let is_info = call.output.is_none();
                     let first_successor = *successor_start as usize;
                     for (successor, &after) in successors.iter().enumerate().skip(first_successor) {

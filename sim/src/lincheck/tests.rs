@@ -323,8 +323,8 @@ fn narrowing_out_of_budget_keeps_the_witness_it_has() {
         unreachable!()
     };
     let whole = (*witness).clone();
-    // One state: the initial one; every probe gives up at once.
-    let narrowed = narrow("register", &Value::Null, &history, *witness, 1);
+    // No states: every probe gives up at once.
+    let narrowed = narrow("register", &Value::Null, &history, *witness, 0);
     assert_eq!(narrowed, whole, "no probe could answer: the witness is unchanged");
 }
 
@@ -389,7 +389,7 @@ fn bad_input_names_its_position() {
 #[test]
 fn a_spent_budget_answers_unknown() {
     let history = [invoke(0, "write", json!(1)), ok(0, "write", json!(1))];
-    let verdict = check("register", &Value::Null, &history, 1).unwrap();
+    let verdict = check("register", &Value::Null, &history, 0).unwrap();
     assert_eq!(verdict, Verdict::Unknown { reason: GaveUp::BudgetSpent });
 }
 
@@ -885,7 +885,7 @@ fn a_refutation_by_the_procedure_gets_a_searched_witness_and_narrows() {
     assert_eq!(narrowed.refuted_by.expect("narrowing finishes").completion_index, Some(5));
     // With a budget too small for any search, the violation alone is the witness.
     let Verdict::NotLinearizable { witness } =
-        check("fifo-queue", &Value::Null, &history, 1).unwrap()
+        check("fifo-queue", &Value::Null, &history, 0).unwrap()
     else {
         panic!("the procedure needs no budget")
     };
@@ -1013,4 +1013,24 @@ fn unique_queue_decides_most_clean_histories() {
         }
     }
     assert!(decided * 10 >= total * 9, "decided {decided} of {total}");
+}
+
+#[test]
+fn the_budget_decides_the_same_way_twice() {
+    // A history whose search needs some states: the verdict at each budget is the same on
+    // every run, and grows from unknown to the answer as the budget does.
+    let history = stale_read_then_more();
+    let mut answered_at = None;
+    for budget in [0, 1, 2, 4, 8, 16, 64, 1 << 10] {
+        let first = check("register", &Value::Null, &history, budget).unwrap();
+        let second = check("register", &Value::Null, &history, budget).unwrap();
+        assert_eq!(first, second, "budget {budget}");
+        if first.name() != "unknown" && answered_at.is_none() {
+            answered_at = Some(budget);
+        }
+        if answered_at.is_some() {
+            assert_eq!(first.name(), "not-linearizable", "budget {budget}");
+        }
+    }
+    assert!(answered_at.is_some_and(|budget| budget > 0), "{answered_at:?}");
 }
