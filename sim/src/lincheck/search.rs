@@ -563,6 +563,10 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             *steps_taken += 1;
             // Checked every step: two comparisons, and the answer then depends on nothing
             // but the history and the limits.
+            debug_assert!(
+                cache.len() as u64 <= *states_computed + 1,
+                "at most one cache entry per state computed, besides the initial one"
+            );
             if *states_computed >= limits.states_max {
                 return Progress::Done(SearchOutcome::GaveUp(GaveUp::BudgetSpent));
             }
