@@ -165,9 +165,10 @@ enum Command {
         /// History files (see sim/tests/data/lincheck/README.md for the format).
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Give up on a history after this many seconds and answer `unknown`.
-        #[arg(long, value_parser = parse_seconds)]
-        timeout: Option<std::time::Duration>,
+        /// Give up on a history after exploring this many states and answer `unknown` (the
+        /// same verdict on any machine).
+        #[arg(long, default_value_t = pessimist_sim::lincheck::STATES_EXPLORED_MAX)]
+        budget: u64,
         /// One JSON object per file instead of text.
         #[arg(long)]
         json: bool,
@@ -260,15 +261,6 @@ enum ClusterCommand {
     },
 }
 
-fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
-    match text.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => {
-            Ok(std::time::Duration::from_secs_f64(seconds))
-        }
-        _ => Err(format!("{text:?} is not a positive number of seconds")),
-    }
-}
-
 const EXIT_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_INCONCLUSIVE: u8 = 3;
@@ -309,8 +301,8 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Cluster { command }) => cluster(command),
-        Some(Command::Lincheck { files, timeout, json }) => {
-            let status = pessimist_sim::lincheck::cli::run(&files, timeout, json);
+        Some(Command::Lincheck { files, budget, json }) => {
+            let status = pessimist_sim::lincheck::cli::run(&files, budget, json);
             ExitCode::from(u8::try_from(status).unwrap_or(EXIT_BAD_INPUT))
         }
     }

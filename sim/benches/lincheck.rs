@@ -7,11 +7,21 @@
 //! low end (the fastest Porcupine run), so it is conservative.
 //!
 //! Targets: at least 2x Porcupine on every group; a missed target is printed as such.
+//!
+//! The `fifo-queue` rows time generated queue histories (`lincheck::generate`: distinct
+//! values, concurrent clients) through `check` (the unique-value procedure) beside the general
+//! search alone on the same history, with the same 2x target; Porcupine publishes no queue
+//! histories or figures, and none was measured here, so the search is the reference. The last
+//! row checks a history of 1,000,000 operations.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pessimist_sim::lincheck::{check_file, load_history, Expect, HistoryFile, Verdict};
+use pessimist_sim::lincheck::generate::{self, Shape};
+use pessimist_sim::lincheck::{
+    check, check_file, check_with, load_history, Expect, FifoQueueModel, HistoryFile, Verdict,
+    STATES_EXPLORED_MAX,
+};
 
 const RUNS: usize = 5;
 /// Histories faster than this get more runs, for a stable median.
@@ -29,7 +39,7 @@ fn median_time(file: &HistoryFile, runs: usize) -> Duration {
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
             let started = Instant::now();
-            let verdict = check_file(file, None).expect("fixtures are well formed");
+            let verdict = check_file(file, STATES_EXPLORED_MAX).expect("fixtures are well formed");
             let elapsed = started.elapsed();
             let agrees = matches!(
                 (&verdict, file.expect),
@@ -139,9 +149,73 @@ fn main() {
         all_met &= report(&format!("kv {name}"), timed(&file), porcupine);
     }
 
+    if filter.is_none() {
+        all_met &= queue_figures();
+    }
+
     if all_met {
         println!("all targets met (2x porcupine)");
     } else {
         println!("some targets missed");
     }
+}
+
+/// Median time of `run` over `runs` runs; each run's verdict must agree with `file`.
+fn median_of(file: &HistoryFile, runs: usize, run: impl Fn(&HistoryFile) -> Verdict) -> Duration {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            let verdict = run(file);
+            let elapsed = started.elapsed();
+            assert!(generate::agrees(file, &verdict), "wrong verdict {}", verdict.name());
+            elapsed
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The `fifo-queue` rows; false if a target is missed.
+fn queue_figures() -> bool {
+    let fast = |file: &HistoryFile| {
+        check(&file.model, &file.init, &file.history, STATES_EXPLORED_MAX).expect("well formed")
+    };
+    let searched = |file: &HistoryFile| {
+        check_with(FifoQueueModel::new(), &file.init, &file.history, STATES_EXPLORED_MAX)
+            .expect("well formed")
+    };
+    let mut all_met = true;
+    for (operations, processes, broken) in
+        [(1_000, 8, false), (1_000, 8, true), (10_000, 16, false), (10_000, 16, true)]
+    {
+        let shape = Shape { model: "fifo-queue", operations, processes, seed: 7, broken };
+        let file = generate::history(shape);
+        let label = format!(
+            "fifo-queue {operations} ops, {processes} clients, {}",
+            if broken { "bad" } else { "ok" }
+        );
+        let ours = median_of(&file, RUNS, fast);
+        let search = median_of(&file, RUNS, searched);
+        let speedup = search.as_secs_f64() / ours.as_secs_f64().max(1e-9);
+        let met = speedup >= SPEEDUP_TARGET;
+        all_met &= met;
+        println!(
+            "{label}: {:.3} ms (general search {:.3} ms, {speedup:.1}x){}",
+            ours.as_secs_f64() * 1e3,
+            search.as_secs_f64() * 1e3,
+            if met { "" } else { "  TARGET MISSED (2x)" }
+        );
+    }
+    for broken in [false, true] {
+        let shape =
+            Shape { model: "fifo-queue", operations: 1_000_000, processes: 32, seed: 7, broken };
+        let file = generate::history(shape);
+        let time = median_of(&file, 3, fast);
+        println!(
+            "fifo-queue 1000000 ops, 32 clients, {}: {:.3} s",
+            if broken { "bad" } else { "ok" },
+            time.as_secs_f64()
+        );
+    }
+    all_met
 }

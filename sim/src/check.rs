@@ -516,9 +516,6 @@ pub fn availability(events: &[Event], heal_ok_fraction_min: Option<f64>) -> Verd
     Verdict::against_threshold(heal_ok_fraction_min.is_some(), violations, figures)
 }
 
-/// Longest a linearizability search may take per run before it answers `unknown`.
-pub const LINEARIZABILITY_SEARCH_MAX: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Each probe node's log is an append-only register: a read must return every append that
 /// took effect before it, in one order consistent with real time. The probe history maps onto
 /// the `kv` model (append a value's text, get the whole text), one key per node. Nodes that
@@ -619,7 +616,8 @@ fn name_by_events(witness: &mut crate::lincheck::Witness, origin: &[(u64, u64)],
 /// shortest failing prefix ([`crate::lincheck::narrow`]), its calls named by event index,
 /// process and simulated time, and bounded ([`crate::lincheck::Witness::bounded`]).
 ///
-/// Each search (the verdict's, then the narrowing's) gets [`LINEARIZABILITY_SEARCH_MAX`]; a
+/// Each search (the verdict's, then each of the narrowing's) gets the budget
+/// [`crate::lincheck::STATES_EXPLORED_MAX`] (states explored, the same on any machine); a
 /// verdict search that gives up proves nothing either way: the verdict is
 /// [`Status::Unknown`], with the figure `unknown_reason`.
 pub(crate) fn lincheck_verdict(
@@ -633,12 +631,11 @@ pub(crate) fn lincheck_verdict(
     use crate::lincheck;
 
     assert_eq!(ops.len(), origin.len(), "every op has its origin");
-    let deadline = std::time::Instant::now() + LINEARIZABILITY_SEARCH_MAX;
-    let (name, violations) = match lincheck::check(model, init, ops, Some(deadline)) {
+    let budget = lincheck::STATES_EXPLORED_MAX;
+    let (name, violations) = match lincheck::check(model, init, ops, budget) {
         Ok(lincheck::Verdict::Linearizable) => ("linearizable", Vec::new()),
         Ok(lincheck::Verdict::NotLinearizable { witness }) => {
-            let deadline = std::time::Instant::now() + LINEARIZABILITY_SEARCH_MAX;
-            let mut witness = lincheck::narrow(model, init, ops, *witness, Some(deadline));
+            let mut witness = lincheck::narrow(model, init, ops, *witness, budget);
             name_by_events(&mut witness, origin, events);
             let witness = witness.bounded();
             figures.insert("witness".into(), serde_json::to_value(&witness).unwrap_or_default());

@@ -1530,7 +1530,7 @@ fn project(operations: &[Operation<'_>]) -> Result<Projection, String> {
 /// a job left over is a violation (its delivery came from nowhere).
 ///
 /// Like [`crate::check::linearizability`], a search that runs out of its budget
-/// ([`crate::check::LINEARIZABILITY_SEARCH_MAX`]) proves nothing either way: the verdict passes
+/// ([`crate::lincheck::STATES_EXPLORED_MAX`], states explored) proves nothing either way: the verdict passes
 /// with the figure `verdict: unknown` and the reason. A refutation comes with the figure `witness`:
 /// the shortest failing prefix's witness, its calls named by event, client and time.
 pub fn queue_linearizability(events: &[Event]) -> Verdict {

@@ -144,7 +144,7 @@ pub struct Checks {
     pub integrity: bool,
     pub liveness: bool,
     /// Off by default: the search can take long on histories with many operations of
-    /// unknown outcome (see `check::LINEARIZABILITY_SEARCH_MAX`).
+    /// unknown outcome (its budget: `lincheck::STATES_EXPLORED_MAX` states).
     pub linearizability: bool,
     /// Minimum share of operations that succeed after the heal (none: figures only).
     #[serde(skip_serializing_if = "Option::is_none")]

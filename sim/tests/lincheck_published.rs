@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pessimist_sim::lincheck::{check_file, load_history, Expect, Verdict};
+use pessimist_sim::lincheck::{check_file, load_history, Expect, Verdict, STATES_EXPLORED_MAX};
 
 fn fixture_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lincheck")
@@ -31,8 +31,8 @@ fn fixture_files(folder: &Path, files: &mut Vec<PathBuf>) {
 fn check(path: &Path) -> Option<String> {
     let file = load_history(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let expect = file.expect.expect("every fixture says its verdict");
-    let verdict =
-        check_file(&file, None).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let verdict = check_file(&file, STATES_EXPLORED_MAX)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let agrees = matches!(
         (&verdict, expect),
         (Verdict::Linearizable, Expect::Linearizable)

@@ -1,16 +1,19 @@
-//! The `pessimist lincheck FILE... [--timeout SECONDS] [--json]` command, minus argument
+//! The `pessimist lincheck FILE... [--budget STATES] [--json]` command, minus argument
 //! parsing (the `pessimist` binary owns that).
 //!
 //! Role: check each file, print one line per file (verdict, operations, time) and, under a
 //! non-linearizable one, its witness; or with `--json` one JSON object per line and file.
+//! The budget counts states explored, so the verdict is the same on any machine; the time is
+//! printed for the reader only.
 //!
-//! Exit status: 2 if any file is malformed (unreadable, bad JSON, bad history), else 1 if any
-//! verdict disagrees with the file's `expect` (`unknown` disagrees with everything), else 0.
-//! Every file is checked even after a failure, so one run reports them all.
+//! Exit status: 2 if any file is malformed (unreadable, bad JSON, bad history, or larger than
+//! [`HISTORY_FILE_BYTES_MAX`], refused before it is read), else 1 if any verdict disagrees with
+//! the file's `expect` (`unknown` disagrees with everything), else 0. Every file is checked
+//! even after a failure, so one run reports them all.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -48,18 +51,31 @@ struct FileReport<'a> {
     error: Option<String>,
 }
 
-/// Runs the command; returns the process exit status.
-pub fn run(files: &[PathBuf], timeout: Option<Duration>, json: bool) -> i32 {
+/// Largest history file the command reads: parsed, a file takes several times its size in
+/// memory (about 1 KB per operation), so a larger one is refused with a one-line message
+/// rather than risking the process being killed for memory. A million operations take about
+/// 80 MB of JSON.
+pub const HISTORY_FILE_BYTES_MAX: u64 = 1 << 30;
+
+/// Runs the command, exploring at most `states_max` states per file; returns the process exit
+/// status.
+pub fn run(files: &[PathBuf], states_max: u64, json: bool) -> i32 {
+    run_limited(files, states_max, json, HISTORY_FILE_BYTES_MAX)
+}
+
+/// [`run`] with a file size limit of `file_bytes_max`.
+pub fn run_limited(files: &[PathBuf], states_max: u64, json: bool, file_bytes_max: u64) -> i32 {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut exit_status = EXIT_AGREES;
     for path in files {
         let started = Instant::now();
-        let deadline = timeout.map(|timeout| started + timeout);
-        let outcome = load_history(path).and_then(|file| {
-            let verdict = check_file(&file, deadline)?;
-            Ok((file, verdict))
-        });
+        let outcome = refuse_if_too_large(path, file_bytes_max)
+            .and_then(|()| load_history(path))
+            .and_then(|file| {
+                let verdict = check_file(&file, states_max)?;
+                Ok((file, verdict))
+            });
         let time_ms = started.elapsed().as_secs_f64() * 1e3;
         let file_name = path.display().to_string();
         // Printing failures (a closed pipe) are not the history's fault: ignore them.
@@ -120,7 +136,7 @@ pub fn run(files: &[PathBuf], timeout: Option<Duration>, json: bool) -> i32 {
                     );
                     if let Some(reason) = unknown_reason {
                         line.push_str(match reason {
-                            GaveUp::Timeout => " [timed out]",
+                            GaveUp::BudgetSpent => " [budget of states spent]",
                             GaveUp::CacheFull => " [search cache full]",
                         });
                     }
@@ -139,6 +155,21 @@ pub fn run(files: &[PathBuf], timeout: Option<Duration>, json: bool) -> i32 {
     }
     let _ = out.flush();
     exit_status
+}
+
+/// A file over `file_bytes_max` bytes is an error naming its size and the limit; a file whose
+/// size cannot be read is left to [`load_history`] to report.
+fn refuse_if_too_large(path: &Path, file_bytes_max: u64) -> Result<(), super::HistoryError> {
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.len() > file_bytes_max => Err(super::HistoryError::invalid(
+            "file",
+            format!(
+                "{} bytes is more than the {file_bytes_max} bytes a history file may have",
+                metadata.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn agrees_with(verdict: &Verdict, expect: Expect) -> bool {
@@ -185,11 +216,15 @@ mod tests {
         let agrees = history_file("agrees.json", &STALE_READ.replace("EXPECT", "not-linearizable"));
         let disagrees =
             history_file("disagrees.json", &STALE_READ.replace("EXPECT", "linearizable"));
-        assert_eq!(run(std::slice::from_ref(&agrees), None, false), EXIT_AGREES);
-        assert_eq!(run(std::slice::from_ref(&agrees), None, true), EXIT_AGREES);
-        assert_eq!(run(&[agrees.clone(), disagrees.clone()], None, false), EXIT_DISAGREES);
-        // A deadline already past answers unknown, which agrees with nothing.
-        assert_eq!(run(&[agrees], Some(Duration::ZERO), false), EXIT_DISAGREES);
+        let budget = crate::lincheck::STATES_EXPLORED_MAX;
+        assert_eq!(run(std::slice::from_ref(&agrees), budget, false), EXIT_AGREES);
+        assert_eq!(run(std::slice::from_ref(&agrees), budget, true), EXIT_AGREES);
+        assert_eq!(run(&[agrees.clone(), disagrees.clone()], budget, false), EXIT_DISAGREES);
+        // A budget of no states answers unknown, which agrees with nothing.
+        assert_eq!(run(std::slice::from_ref(&agrees), 0, false), EXIT_DISAGREES);
+        // A file over the size limit is refused as malformed, before it is read.
+        assert_eq!(run_limited(std::slice::from_ref(&agrees), budget, false, 64), EXIT_MALFORMED);
+        assert_eq!(run_limited(&[agrees], budget, true, 64), EXIT_MALFORMED);
         let malformed = history_file(
             "malformed.json",
             &STALE_READ
@@ -202,9 +237,9 @@ mod tests {
         );
         let missing = PathBuf::from("/nonexistent/lincheck/history.json");
         for bad in [unpaired, missing] {
-            assert_eq!(run(&[bad.clone(), disagrees.clone()], None, false), EXIT_MALFORMED);
-            assert_eq!(run(&[bad], None, true), EXIT_MALFORMED);
+            assert_eq!(run(&[bad.clone(), disagrees.clone()], budget, false), EXIT_MALFORMED);
+            assert_eq!(run(&[bad], budget, true), EXIT_MALFORMED);
         }
-        assert_eq!(run(&[malformed], None, false), EXIT_DISAGREES, "value defaults to null");
+        assert_eq!(run(&[malformed], budget, false), EXIT_DISAGREES, "value defaults to null");
     }
 }

@@ -2,8 +2,7 @@
 //! time, that a sequential model accepts?
 //!
 //! Role: the engine behind the queue checker of the simulator and behind
-//! `pessimist lincheck FILE...`. Pure CPU code: no I/O except in [`cli`], no async, no clock
-//! except the optional deadline.
+//! `pessimist lincheck FILE...`. Pure CPU code: no I/O except in [`cli`], no async, no clock.
 //!
 //! Codemap:
 //! - [`history`]: the file format (`data/lincheck/FORMAT.md`), validation, pairing of events
@@ -11,6 +10,8 @@
 //!   may take effect at any later point, or never).
 //! - [`model`]: the [`Model`] trait and the models `register`, `cas-register`, `kv`,
 //!   `fifo-queue`.
+//! - `unique_queue`: the O(n log n) decision procedure for `fifo-queue` histories whose
+//!   enqueued values are distinct; it proves either verdict or leaves the history to the search.
 //! - `search`: the Wing-Gong/Lowe search with its cache and prunings, one per partition
 //!   (P-compositionality: calls on different keys are checked separately; the partitions'
 //!   searches take turns, so the first refutation found ends the check).
@@ -19,13 +20,17 @@
 //!
 //! Invariants:
 //! - Bad input is an [`HistoryError`] naming its position, never a panic.
-//! - The verdict does not depend on anything but the history: partitions are checked in key
-//!   order and the search is deterministic.
+//! - The verdict does not depend on anything but the history and the budget: partitions are
+//!   checked in key order, the search is deterministic, and its budget counts states explored
+//!   ([`STATES_EXPLORED_MAX`] by default), never time. An exhausted budget answers
+//!   [`Verdict::Unknown`].
+//! - Memory grows with what the search explores: nothing is reserved in proportion to the
+//!   square of the history, and the cache is bounded ([`CACHE_WORDS_MAX`]).
 //!
 //! Example, as the simulator's queue checker uses it:
 //!
 //! ```
-//! use pessimist_sim::lincheck::{check, Op, OpType, Verdict};
+//! use pessimist_sim::lincheck::{check, Op, OpType, Verdict, STATES_EXPLORED_MAX};
 //! use serde_json::{json, Value};
 //!
 //! let op = |process, op_type, f: &str, value| Op {
@@ -39,7 +44,7 @@
 //!     op(1, OpType::Invoke, "dequeue", Value::Null),
 //!     op(1, OpType::Ok, "dequeue", json!(2)),
 //! ];
-//! let verdict = check("fifo-queue", &Value::Null, &history, None).unwrap();
+//! let verdict = check("fifo-queue", &Value::Null, &history, STATES_EXPLORED_MAX).unwrap();
 //! assert_eq!(verdict.name(), "not-linearizable");
 //! if let Verdict::NotLinearizable { witness } = verdict {
 //!     println!("{witness}");
@@ -47,16 +52,17 @@
 //! ```
 //!
 //! And the command line: `std::process::exit(pessimist_sim::lincheck::cli::run(&files,
-//! Some(Duration::from_secs(10)), false))`.
+//! STATES_EXPLORED_MAX, false))`.
 
 pub mod cli;
+pub mod generate;
 pub mod history;
 pub mod model;
 mod search;
+mod unique_queue;
 pub mod witness;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use serde_json::Value;
 
@@ -73,25 +79,52 @@ use search::{Limits, Progress, Search, SearchCall, SearchOutcome};
 /// The model names [`check`] knows.
 pub const MODEL_NAMES: [&str; 4] = ["register", "cas-register", "kv", "fifo-queue"];
 
-/// Most (set, state) pairs one search may remember: about 1 GiB for histories of a few
-/// hundred calls. Past it the verdict is `unknown` rather than the process running out of
-/// memory.
-pub const CACHE_ENTRIES_MAX: usize = 1 << 24;
+/// The default budget of one check: the states its searches may explore (every successor
+/// state computed, new or already seen, summed over partitions) before the verdict is
+/// `unknown`. Large enough that the shipped queue and probe scenarios decide; small enough
+/// that one check stays within seconds and a few hundred MiB (at most one cache entry, of a
+/// few dozen bytes plus its window, per state explored).
+pub const STATES_EXPLORED_MAX: u64 = 1 << 24;
+
+/// Most words of bitset windows one search's cache may hold (256 MiB), whatever the budget:
+/// a history with calls left open from its start has wide windows, and this keeps such a
+/// check bounded in memory; past it the verdict is `unknown`.
+pub const CACHE_WORDS_MAX: usize = 1 << 25;
 
 /// Checks an in-memory history against the model named `model` (one of [`MODEL_NAMES`]),
-/// starting from `init` (`null` = the model's empty state). With a `deadline`, answers
-/// [`Verdict::Unknown`] once it passes.
+/// starting from `init` (`null` = the model's empty state), exploring at most `states_max`
+/// states (see [`STATES_EXPLORED_MAX`]); past that, the verdict is [`Verdict::Unknown`].
 pub fn check(
     model: &str,
     init: &Value,
     history: &[Op],
-    deadline: Option<Instant>,
+    states_max: u64,
+) -> Result<Verdict, HistoryError> {
+    check_model(model, init, history, states_max, Witnessing::Searched)
+}
+
+/// How a refutation found by the fast queue procedure is explained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Witnessing {
+    /// By the general search on the shortest prefix the violation needs, within the budget;
+    /// by the violation alone if that search gives up.
+    Searched,
+    /// By the violation alone (for [`narrow`]'s probes, which need only the verdict).
+    ViolationOnly,
+}
+
+fn check_model(
+    model: &str,
+    init: &Value,
+    history: &[Op],
+    states_max: u64,
+    witnessing: Witnessing,
 ) -> Result<Verdict, HistoryError> {
     match model {
-        "register" => check_with(RegisterModel::register(), init, history, deadline),
-        "cas-register" => check_with(RegisterModel::cas_register(), init, history, deadline),
-        "kv" => check_with(KvModel::new(), init, history, deadline),
-        "fifo-queue" => check_with(FifoQueueModel::new(), init, history, deadline),
+        "register" => check_with(RegisterModel::register(), init, history, states_max),
+        "cas-register" => check_with(RegisterModel::cas_register(), init, history, states_max),
+        "kv" => check_with(KvModel::new(), init, history, states_max),
+        "fifo-queue" => check_queue(init, history, states_max, witnessing),
         _ => Err(HistoryError::invalid(
             "model",
             format!("unknown model {model:?}; known models: {}", MODEL_NAMES.join(", ")),
@@ -100,23 +133,94 @@ pub fn check(
 }
 
 /// Checks a parsed history file (its `expect` is not looked at).
-pub fn check_file(file: &HistoryFile, deadline: Option<Instant>) -> Result<Verdict, HistoryError> {
-    check(&file.model, &file.init, &file.history, deadline)
+pub fn check_file(file: &HistoryFile, states_max: u64) -> Result<Verdict, HistoryError> {
+    check(&file.model, &file.init, &file.history, states_max)
 }
 
-/// Checks a history against any [`Model`].
-pub fn check_with<M: Model>(
-    mut model: M,
+/// A `fifo-queue` history: the unique-value procedure first, the general search when it
+/// cannot decide.
+fn check_queue(
     init: &Value,
     history: &[Op],
-    deadline: Option<Instant>,
+    states_max: u64,
+    witnessing: Witnessing,
 ) -> Result<Verdict, HistoryError> {
+    let mut model = FifoQueueModel::new();
+    let (calls, state_initial, partitions) = decode(&mut model, init, history)?;
+    // The queue has no keys: one partition (none at all for an empty history).
+    let qualifies = state_initial == FifoQueueModel::EMPTY && partitions.len() <= 1;
+    let members = partitions.into_values().next().unwrap_or_default();
+    let (call_indices, search_calls): (Vec<usize>, Vec<_>) = members.into_iter().unzip();
+    let decision = if qualifies {
+        unique_queue::decide(&search_calls)
+    } else {
+        unique_queue::Decision::Undecided
+    };
+    let violation = match decision {
+        unique_queue::Decision::Linearizable => return Ok(Verdict::Linearizable),
+        unique_queue::Decision::Undecided => {
+            return check_with(FifoQueueModel::new(), init, history, states_max)
+        }
+        unique_queue::Decision::Violation(violation) => violation,
+    };
+    let describe = |search_index: usize| describe_call(&calls[call_indices[search_index]]);
+    let mut text = violation.description.clone();
+    for (position, &search_index) in violation.calls.iter().enumerate() {
+        let call = describe(search_index);
+        text = text.replace(
+            &format!("{{{position}}}"),
+            &format!("history[{}] ({} {})", call.invoke_index, call.f, call.input),
+        );
+    }
+    let violation_text = format!("{}: {text}", violation.kind);
+    let end = violation.end_position.min(history.len() - 1);
+    // The prefix the violation needs is already not linearizable (linearizability is
+    // prefix-closed): searching it alone is cheaper, and its witness is as good. A queue state
+    // costs the search memory in proportion to the queue's length, so a long prefix gets the
+    // violation alone rather than a search whose memory the budget does not bound.
+    if witnessing == Witnessing::Searched && end < WITNESS_SEARCH_EVENTS_MAX {
+        if let Ok(Verdict::NotLinearizable { mut witness }) =
+            check_with(FifoQueueModel::new(), init, &history[..=end], states_max)
+        {
+            witness.violation = Some(violation_text);
+            return Ok(Verdict::NotLinearizable { witness });
+        }
+    }
+    let witness = Witness {
+        model: model.name().to_string(),
+        key: None,
+        state_initial: model.describe_state(state_initial),
+        linearized: Vec::new(),
+        linearized_omitted: 0,
+        cannot_place: violation.calls.iter().map(|&index| describe(index)).collect(),
+        calls_in_partition: search_calls.len(),
+        refuted_by: None,
+        violation: Some(violation_text),
+    };
+    Ok(Verdict::NotLinearizable { witness: Box::new(witness) })
+}
+
+/// Longest prefix (in events) of a `fifo-queue` history the unique-value procedure refuted
+/// that the general search is run on for a witness.
+pub const WITNESS_SEARCH_EVENTS_MAX: usize = 1 << 16;
+
+/// Calls of a history, decoded and partitioned: the paired calls, the initial state, and the
+/// search calls of each partition with their index among the paired calls.
+type Decoded<'h, M> =
+    (Vec<Call<'h>>, <M as Model>::State, Partitions<'h, <M as Model>::Input, <M as Model>::Output>);
+
+/// Pairs and decodes every call before anything is searched: bad input is reported whatever
+/// the verdict.
+fn decode<'h, M: Model>(
+    model: &mut M,
+    init: &Value,
+    history: &'h [Op],
+) -> Result<Decoded<'h, M>, HistoryError> {
     let (calls, _invoke_count) = pair_calls(history)?;
     let state_initial =
         model.init(init).map_err(|message| HistoryError::invalid("init", message))?;
 
-    // Decode everything before searching anything: bad input is reported whatever the verdict.
-    let mut partitions: Partitions<'_, M::Input, M::Output> = BTreeMap::new();
+    let mut partitions: Partitions<'h, M::Input, M::Output> = BTreeMap::new();
     for (call_index, call) in calls.iter().enumerate() {
         let at = call.invoke_index;
         if !model.functions().contains(&call.f) {
@@ -158,8 +262,18 @@ pub fn check_with<M: Model>(
             },
         ));
     }
+    Ok((calls, state_initial, partitions))
+}
 
-    let limits = Limits { deadline, cache_entries_max: CACHE_ENTRIES_MAX };
+/// Checks a history against any [`Model`] with the general search, exploring at most
+/// `states_max` states over all partitions.
+pub fn check_with<M: Model>(
+    mut model: M,
+    init: &Value,
+    history: &[Op],
+    states_max: u64,
+) -> Result<Verdict, HistoryError> {
+    let (calls, state_initial, partitions) = decode(&mut model, init, history)?;
     // Partitions take turns of `STEPS_PER_TURN` steps: a partition that is quick to refute
     // ends the check early, whatever its key, after about (partitions x its steps); and the
     // total work on a linearizable history stays the sum of the partitions' (searches resume).
@@ -178,12 +292,21 @@ pub fn check_with<M: Model>(
         })
         .collect();
     let mut gave_up = None;
+    let mut states_explored: u64 = pending.iter().map(|p| p.search.states_explored()).sum();
     while !pending.is_empty() {
         // The last partition left has nobody to give way to.
         let steps_max = if pending.len() == 1 { u64::MAX } else { STEPS_PER_TURN };
         let mut still_pending = Vec::with_capacity(pending.len());
         for mut partition in pending {
+            // The budget is the check's: what the other partitions explored is spent.
+            let states_elsewhere = states_explored - partition.search.states_explored();
+            let limits = Limits {
+                states_max: states_max.saturating_sub(states_elsewhere),
+                cache_words_max: CACHE_WORDS_MAX,
+            };
+            let before = partition.search.states_explored();
             let progress = partition.search.run(&mut model, &partition.calls, limits, steps_max);
+            states_explored += partition.search.states_explored() - before;
             match progress {
                 Progress::Paused => still_pending.push(partition),
                 Progress::Done(SearchOutcome::Linearizable) => {}
@@ -210,6 +333,7 @@ pub fn check_with<M: Model>(
                         cannot_place: candidates.iter().map(|&index| describe(index)).collect(),
                         calls_in_partition: partition.calls.len(),
                         refuted_by: None,
+                        violation: None,
                     };
                     return Ok(Verdict::NotLinearizable { witness: Box::new(witness) });
                 }
@@ -264,15 +388,17 @@ pub const NARROWING_CHECKS_MAX: u32 = 64;
 /// order can explain: an `ok`, or a `fail` (a call that certainly took no effect, where the
 /// shorter prefix could still let it have one).
 ///
-/// Each probe is a whole [`check`] under `deadline`; when one gives up (or the history is
+/// Each probe is a whole check within `states_max`; when one gives up (or the history is
 /// invalid, which `witness` says it was not), the search stops and the witness of the
-/// shortest failing prefix found so far is returned, without `refuted_by`.
+/// shortest failing prefix found so far is returned, without `refuted_by`. Probes of a
+/// `fifo-queue` history that the unique-value procedure refutes skip the witness search; the
+/// shortest prefix then gets one, within `states_max`.
 pub fn narrow(
     model: &str,
     init: &Value,
     history: &[Op],
     witness: Witness,
-    deadline: Option<Instant>,
+    states_max: u64,
 ) -> Witness {
     // The empty prefix is linearizable; the whole history is not.
     let (mut linearizable_len, mut failing_len) = (0usize, history.len());
@@ -282,13 +408,21 @@ pub fn narrow(
         checks += 1;
         assert!(checks <= NARROWING_CHECKS_MAX, "a binary search halves the interval each time");
         let middle = linearizable_len + (failing_len - linearizable_len) / 2;
-        match check(model, init, &history[..middle], deadline) {
+        match check_model(model, init, &history[..middle], states_max, Witnessing::ViolationOnly) {
             Ok(Verdict::Linearizable) => linearizable_len = middle,
             Ok(Verdict::NotLinearizable { witness }) => {
                 failing_len = middle;
                 narrowest = *witness;
             }
             Ok(Verdict::Unknown { .. }) | Err(_) => return narrowest,
+        }
+    }
+    if narrowest.violation.is_some() && narrowest.linearized.is_empty() {
+        // A probe's violation-only witness: give the shortest prefix a searched one.
+        if let Ok(Verdict::NotLinearizable { witness }) =
+            check(model, init, &history[..failing_len], states_max)
+        {
+            narrowest = *witness;
         }
     }
     let last = failing_len - 1;

@@ -14,7 +14,9 @@
 //!
 //! Speed: the set is a bitset with a Zobrist hash kept up to date on every lift (O(1) instead
 //! of hashing all words); cache entries live in flat arenas chained from a map keyed by that
-//! hash; states are small `Copy` ids hashed with FxHash. Three prunings, all sound:
+//! hash. An entry stores only the *window* of the bitset between its leading all-linearized
+//! words and its trailing all-open words (canonical: equal sets have equal windows), so memory
+//! grows with the concurrency the search explores, not with the history's length; states are small `Copy` ids hashed with FxHash. Three prunings, all sound:
 //! - a *read-only* `ok` call the model accepts right now is linearized at once, with no
 //!   alternative tried: any linearization from here can be rearranged to start with it,
 //!   because it changes no state and every call that must precede it is already linearized;
@@ -31,12 +33,16 @@
 //! Searches are resumable (`Search::run` takes a step budget) so that the partitions of one
 //! history can take turns; see `check_with`.
 //!
+//! Budget: a search gives up after computing `Limits::states_max` successor states (new or
+//! already cached: each costs a model step and a cache lookup), or once
+//! its cache holds `Limits::cache_words_max` words of windows. Both count what the search did,
+//! never time, so the same history gets the same verdict on any machine.
+//!
 //! Invariants (asserted): the stack and the bitset always describe the same set of calls; the
 //! success test is "every `ok` call is linearized"; the cache never holds two equal pairs.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::time::Instant;
 
 use super::model::Model;
 
@@ -143,17 +149,19 @@ pub(crate) struct SearchCall<I, O> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GaveUp {
-    /// The deadline passed.
-    Timeout,
-    /// The cache reached `cache_entries_max`.
+    /// It explored its budget of (set, state) pairs.
+    BudgetSpent,
+    /// Its cache reached the most words one check may hold.
     CacheFull,
 }
 
-/// Bounds on one search.
+/// Bounds on one search: both count work done, never time.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
-    pub deadline: Option<Instant>,
-    pub cache_entries_max: usize,
+    /// Most states explored (successor states computed) before giving up.
+    pub states_max: u64,
+    /// Most words of windows the cache may hold before giving up.
+    pub cache_words_max: usize,
 }
 
 /// Result of one search.
@@ -169,10 +177,16 @@ pub(crate) enum SearchOutcome<S> {
     GaveUp(GaveUp),
 }
 
-/// The explored (bitset, state) pairs, in flat arenas.
+/// The explored (set, state) pairs, in flat arenas. A set is stored as its window (see
+/// [`CallSet::window`]): the index of its first word that is not all ones, and the words from
+/// there to its last word that is not zero.
 struct Cache<S> {
-    words_per_entry: usize,
-    bits: Vec<u64>,
+    /// The windows' words, back to back.
+    words: Vec<u64>,
+    /// Where entry i's window starts in `words`; it ends where entry i + 1's starts.
+    word_starts: Vec<usize>,
+    /// Entry i's first word index in the whole bitset.
+    window_firsts: Vec<u32>,
     states: Vec<S>,
     /// Next entry with the same hash, or `NO_ENTRY`.
     chain: Vec<u32>,
@@ -181,12 +195,19 @@ struct Cache<S> {
 
 const NO_ENTRY: u32 = u32::MAX;
 
+/// Entries reserved up front at most: growing by doubling rehashes and copies the table, but
+/// reserving for the worst case is what made memory grow with the square of the history.
+const CACHE_ENTRIES_RESERVED_MAX: usize = 1 << 16;
+
 impl<S: Copy + Eq> Cache<S> {
-    fn new(words_per_entry: usize, capacity: usize) -> Self {
-        // Reserved up front: growing by doubling rehashes and copies the whole table each time.
+    fn new(capacity: usize) -> Self {
+        let capacity = capacity.min(CACHE_ENTRIES_RESERVED_MAX);
+        let mut word_starts = Vec::with_capacity(capacity + 1);
+        word_starts.push(0);
         Cache {
-            words_per_entry,
-            bits: Vec::with_capacity(capacity * words_per_entry),
+            words: Vec::with_capacity(capacity),
+            word_starts,
+            window_firsts: Vec::with_capacity(capacity),
             states: Vec::with_capacity(capacity),
             chain: Vec::with_capacity(capacity),
             first_by_hash: HashMap::with_capacity_and_hasher(capacity, Default::default()),
@@ -197,16 +218,19 @@ impl<S: Copy + Eq> Cache<S> {
         self.states.len()
     }
 
+    fn words_held(&self) -> usize {
+        self.words.len()
+    }
+
     /// Adds the pair; false if it was already there.
-    fn insert(&mut self, hash: u64, bits: &[u64], state: S) -> bool {
-        debug_assert_eq!(bits.len(), self.words_per_entry);
+    fn insert(&mut self, hash: u64, (window_first, window): (u32, &[u64]), state: S) -> bool {
         let first = self.first_by_hash.get(&hash).copied().unwrap_or(NO_ENTRY);
         let mut entry = first;
         while entry != NO_ENTRY {
             let index = entry as usize;
-            let start = index * self.words_per_entry;
             if self.states[index] == state
-                && self.bits[start..start + self.words_per_entry] == *bits
+                && self.window_firsts[index] == window_first
+                && self.words[self.word_starts[index]..self.word_starts[index + 1]] == *window
             {
                 return false;
             }
@@ -214,11 +238,67 @@ impl<S: Copy + Eq> Cache<S> {
         }
         let index = u32::try_from(self.states.len()).expect("fewer than 2^32 cache entries");
         assert!(index != NO_ENTRY);
-        self.bits.extend_from_slice(bits);
+        self.words.extend_from_slice(window);
+        self.word_starts.push(self.words.len());
+        self.window_firsts.push(window_first);
         self.states.push(state);
         self.chain.push(first);
         self.first_by_hash.insert(hash, index);
+        debug_assert_eq!(self.word_starts.len(), self.states.len() + 1);
         true
+    }
+}
+
+/// The set of linearized calls: a bitset, its Zobrist hash, and the bounds of its window.
+struct CallSet {
+    bits: Vec<u64>,
+    hash: u64,
+    /// Index of the first word that is not all ones (every call before it is linearized).
+    full_words: usize,
+    /// One past the last word that is not zero (no call from there on is linearized).
+    nonzero_end: usize,
+}
+
+impl CallSet {
+    fn new(call_count: usize) -> Self {
+        CallSet { bits: vec![0; call_count.div_ceil(64)], hash: 0, full_words: 0, nonzero_end: 0 }
+    }
+
+    fn insert(&mut self, call_index: usize, zobrist: &[u64]) {
+        let word = call_index / 64;
+        let mask = 1u64 << (call_index % 64);
+        debug_assert!(self.bits[word] & mask == 0, "a call is linearized once");
+        self.bits[word] |= mask;
+        self.hash ^= zobrist[call_index];
+        while self.full_words < self.bits.len() && self.bits[self.full_words] == u64::MAX {
+            self.full_words += 1;
+        }
+        self.nonzero_end = self.nonzero_end.max(word + 1);
+    }
+
+    fn remove(&mut self, call_index: usize, zobrist: &[u64]) {
+        let word = call_index / 64;
+        let mask = 1u64 << (call_index % 64);
+        debug_assert!(self.bits[word] & mask != 0, "only a linearized call is taken back");
+        self.bits[word] &= !mask;
+        self.hash ^= zobrist[call_index];
+        self.full_words = self.full_words.min(word);
+        while self.nonzero_end > 0 && self.bits[self.nonzero_end - 1] == 0 {
+            self.nonzero_end -= 1;
+        }
+    }
+
+    /// The canonical short form of the set: the first word that is not all ones, and the words
+    /// from it to the last that is not zero (empty when there are none). The words outside are
+    /// implied, so two sets are equal exactly when their windows are.
+    fn window(&self) -> (u32, &[u64]) {
+        let end = self.nonzero_end.max(self.full_words);
+        let first = u32::try_from(self.full_words).expect("fewer than 2^32 words of calls");
+        (first, &self.bits[self.full_words..end])
+    }
+
+    fn len(&self) -> usize {
+        self.bits.iter().map(|word| word.count_ones() as usize).sum()
     }
 }
 
@@ -303,9 +383,6 @@ enum PendingSnapshot<S> {
     Pruned { node: u32, after: S, blocker: usize },
 }
 
-/// How many loop iterations between two looks at the clock.
-const STEPS_BETWEEN_DEADLINE_CHECKS: u32 = 1 << 12;
-
 /// What `Search::run` ended with.
 #[derive(Debug)]
 pub(crate) enum Progress<S> {
@@ -330,8 +407,7 @@ pub(crate) struct Search<S> {
     prev: Vec<u32>,
     zobrist: Vec<u64>,
     read_only_ok: Vec<bool>,
-    bits: Vec<u64>,
-    bits_hash: u64,
+    linearized: CallSet,
     cache: Cache<S>,
     state: S,
     stack: Vec<Frame<S>>,
@@ -345,9 +421,12 @@ pub(crate) struct Search<S> {
     /// Where the scan resumes: an entry, and the first successor of its step to try.
     node: u32,
     successor_start: u32,
-    steps_until_deadline_check: u32,
     /// Steps taken so far, over all turns.
     pub(crate) steps_taken: u64,
+    /// States explored so far, over all turns: every successor state computed, new or not
+    /// (the unit of the budget: it bounds the time, which the cache's size alone does not
+    /// when many calls are open at once and each step tries them all).
+    states_computed: u64,
 }
 
 impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
@@ -395,19 +474,17 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
 
         let zobrist: Vec<u64> =
             (0..call_count).map(|index| splitmix64(0x6c69_6e63_6865_636b ^ index as u64)).collect();
-        let words_per_entry = call_count.div_ceil(64);
-        let bits = vec![0u64; words_per_entry];
-        // A few entries per call covers most histories without holding much memory.
-        let mut cache: Cache<S> = Cache::new(words_per_entry, 8 * call_count + 16);
-        cache.insert(state_hash(&init), &bits, init);
+        let linearized = CallSet::new(call_count);
+        // A few entries per call covers most histories; `Cache::new` caps what it reserves.
+        let mut cache: Cache<S> = Cache::new(8 * call_count + 16);
+        cache.insert(state_hash(&init), linearized.window(), init);
         let node = next[HEAD as usize];
         Search {
             next,
             prev,
             zobrist,
             read_only_ok,
-            bits,
-            bits_hash: 0,
+            linearized,
             cache,
             state: init,
             stack: Vec::new(),
@@ -419,10 +496,14 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             fresh: true,
             node,
             successor_start: 0,
-            // 1: the first look is at once, so a deadline already past answers at once.
-            steps_until_deadline_check: 1,
             steps_taken: 0,
+            states_computed: 0,
         }
+    }
+
+    /// (set, state) pairs explored so far: the unit of the budget.
+    pub(crate) fn states_explored(&self) -> u64 {
+        self.states_computed
     }
 
     /// Searches for at most `steps_max` steps (a step: one move or one backtrack).
@@ -441,8 +522,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             prev,
             zobrist,
             read_only_ok,
-            bits,
-            bits_hash,
+            linearized,
             cache,
             state,
             stack,
@@ -454,8 +534,8 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
             fresh,
             node,
             successor_start,
-            steps_until_deadline_check,
             steps_taken,
+            states_computed,
         } = self;
 
         macro_rules! lift {
@@ -481,15 +561,17 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
 
         for _ in 0..steps_max {
             *steps_taken += 1;
-            *steps_until_deadline_check -= 1;
-            if *steps_until_deadline_check == 0 {
-                *steps_until_deadline_check = STEPS_BETWEEN_DEADLINE_CHECKS;
-                if limits.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                    return Progress::Done(SearchOutcome::GaveUp(GaveUp::Timeout));
-                }
-                if cache.len() >= limits.cache_entries_max {
-                    return Progress::Done(SearchOutcome::GaveUp(GaveUp::CacheFull));
-                }
+            // Checked every step: two comparisons, and the answer then depends on nothing
+            // but the history and the limits.
+            debug_assert!(
+                cache.len() as u64 <= *states_computed + 1,
+                "at most one cache entry per state computed, besides the initial one"
+            );
+            if *states_computed >= limits.states_max {
+                return Progress::Done(SearchOutcome::GaveUp(GaveUp::BudgetSpent));
+            }
+            if cache.words_held() >= limits.cache_words_max {
+                return Progress::Done(SearchOutcome::GaveUp(GaveUp::CacheFull));
             }
 
             // The next move: linearize `take = Some((node, successor index, new state,
@@ -507,6 +589,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                         let call = &calls[call_index];
                         successors.clear();
                         model.step(*state, &call.input, call.output.as_ref(), successors);
+                        *states_computed += 1;
                         if let Some(&after) = successors.first() {
                             debug_assert!(after == *state, "read-only calls keep the state");
                             take = Some((candidate, 0, after, true));
@@ -534,6 +617,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                     let call = &calls[call_index];
                     successors.clear();
                     model.step(*state, &call.input, call.output.as_ref(), successors);
+                    *states_computed += 1;
                     let is_info = call.output.is_none();
                     let first_successor = *successor_start as usize;
                     for (successor, &after) in successors.iter().enumerate().skip(first_successor) {
@@ -555,13 +639,10 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                                 continue;
                             }
                         }
-                        let word = call_index / 64;
-                        let mask = 1u64 << (call_index % 64);
-                        debug_assert!(bits[word] & mask == 0);
-                        bits[word] |= mask;
-                        let hash = *bits_hash ^ zobrist[call_index] ^ state_hash(&after);
-                        let inserted = cache.insert(hash, bits, after);
-                        bits[word] &= !mask;
+                        linearized.insert(call_index, zobrist);
+                        let hash = linearized.hash ^ state_hash(&after);
+                        let inserted = cache.insert(hash, linearized.window(), after);
+                        linearized.remove(call_index, zobrist);
                         if inserted {
                             take = Some((*node, successor as u32, after, false));
                             break 'scan;
@@ -577,12 +658,10 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                 // The forced read-only call: new unless this point was explored already.
                 let (forced_node, _, after, _) = take.expect("set above");
                 let call_index = call_of_node(forced_node);
-                let word = call_index / 64;
-                let mask = 1u64 << (call_index % 64);
-                bits[word] |= mask;
-                let hash = *bits_hash ^ zobrist[call_index] ^ state_hash(&after);
-                let inserted = cache.insert(hash, bits, after);
-                bits[word] &= !mask;
+                linearized.insert(call_index, zobrist);
+                let hash = linearized.hash ^ state_hash(&after);
+                let inserted = cache.insert(hash, linearized.window(), after);
+                linearized.remove(call_index, zobrist);
                 if !inserted {
                     // Seen, and failed (success ends the search): so does this point.
                     take = None;
@@ -592,8 +671,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
 
             if let Some((call_node, successor, after, forced)) = take {
                 let call_index = call_of_node(call_node);
-                bits[call_index / 64] |= 1u64 << (call_index % 64);
-                *bits_hash ^= zobrist[call_index];
+                linearized.insert(call_index, zobrist);
                 lift!(call_node);
                 stack.push(Frame { node: call_node, state_before: *state, successor, forced });
                 *state = after;
@@ -651,8 +729,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                 };
                 let call_index = call_of_node(frame.node);
                 unlift!(frame.node);
-                bits[call_index / 64] &= !(1u64 << (call_index % 64));
-                *bits_hash ^= zobrist[call_index];
+                linearized.remove(call_index, zobrist);
                 *state = frame.state_before;
                 if calls[call_index].output.is_some() {
                     *ok_remaining += 1;
@@ -664,7 +741,7 @@ impl<S: Copy + Eq + Hash + std::fmt::Debug> Search<S> {
                 }
             }
             debug_assert_eq!(
-                bits.iter().map(|word| word.count_ones() as usize).sum::<usize>(),
+                linearized.len(),
                 stack.len(),
                 "the bitset holds exactly the calls on the stack"
             );

@@ -110,6 +110,11 @@ pub struct Witness {
     /// effect). The other fields then describe that prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refuted_by: Option<WitnessCall>,
+    /// The violation the `fifo-queue` unique-value procedure found (its kind, then the calls
+    /// that form it), when that procedure refuted the history. With no `linearized` prefix,
+    /// it is the whole witness: the general search gave up before finding its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violation: Option<String>,
 }
 
 fn is_zero(count: &usize) -> bool {
@@ -159,6 +164,11 @@ impl Witness {
         }
         self.cannot_place.iter_mut().for_each(bound_call);
         self.refuted_by.iter_mut().for_each(bound_call);
+        if let Some(violation) = &mut self.violation {
+            if let Value::String(text) = bounded_value(&Value::String(violation.clone())) {
+                *violation = text;
+            }
+        }
         self.state_initial = bounded_value(&self.state_initial);
         assert!(self.linearized.len() <= Self::STEPS_KEPT_MAX, "the prefix is bounded");
         assert!(self.cannot_place.len() <= Self::CANNOT_PLACE_KEPT_MAX, "candidates are bounded");
@@ -245,6 +255,16 @@ impl fmt::Display for Witness {
         )?;
         if let Some(call) = &self.refuted_by {
             writeln!(formatter, "  no order of the calls explains this return: {call}")?;
+        }
+        if let Some(violation) = &self.violation {
+            writeln!(formatter, "  violation {violation}")?;
+            if self.linearized.is_empty() {
+                writeln!(formatter, "  the calls that form it:")?;
+                for call in &self.cannot_place {
+                    writeln!(formatter, "    {call}")?;
+                }
+                return Ok(());
+            }
         }
         writeln!(formatter, "  initial state: {}", shown(&self.state_initial))?;
         let hidden = self.linearized.len().saturating_sub(Witness::PREFIX_SHOWN_MAX);
