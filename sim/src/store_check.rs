@@ -15,7 +15,10 @@
 //!   fsynced: it counts, per acknowledged total, whether every home replica of the key
 //!   crashed after the acknowledgement, and whether all of them were down at one instant
 //!   (then no home kept it in memory: only fsynced state, home or hinted, could give it
-//!   back). Those figures say how hard the run tested durability; a loss names them.
+//!   back). For a total whose acknowledgement counted hints toward W, the same is counted
+//!   over every node that could hold a hint (homes and fallbacks): all down at once, the
+//!   total survives only if the hints were fsynced on the fallbacks. Those figures say how
+//!   hard the run tested durability; a loss names them.
 //! - [`convergence`]: after the heal, every key's home replicas come to agree (same state,
 //!   no hint left anywhere), all of them within the liveness bound once the shippers stop;
 //!   figures: for the keys that disagreed at the heal, the time each took from the heal
@@ -161,7 +164,15 @@ impl Flushes {
                     if let Some(done_us) = op.complete_us {
                         let before = flushes.acknowledged_max(&entry.writer, &entry.key);
                         if entry.total > before || !flushes.largest_ack.contains_key(&id) {
-                            let hinted = op.result["hinted"].as_u64().unwrap_or(0);
+                            // Per key where the workload recorded it, else the flush's.
+                            let hinted = op.result["hinted_keys"]
+                                .get(&entry.key)
+                                .and_then(Value::as_u64)
+                                .or_else(|| {
+                                    let per_key = op.result.get("hinted_keys").is_some();
+                                    (!per_key).then(|| op.result["hinted"].as_u64().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
                             flushes.largest_ack.insert(id.clone(), (done_us, hinted));
                         }
                         flushes.acknowledged.entry(id).or_default().push((done_us, entry.total));
@@ -334,6 +345,7 @@ pub fn no_acknowledged_loss(events: &[Event], ring: &Ring) -> Verdict {
     let down = down_intervals(events);
     let (mut acknowledged_total, mut lost_total, mut beyond_total) = (0u64, 0u64, 0u64);
     let (mut acks, mut homes_crashed_after, mut homes_down_together) = (0u64, 0u64, 0u64);
+    let (mut hinted_acks, mut hinted_holders_down_together) = (0u64, 0u64);
     let mut keys_exact = 0u64;
     let keys: BTreeSet<&String> = flushes.attempted.keys().map(|(_, key)| key).collect();
     for key in &keys {
@@ -352,6 +364,15 @@ pub fn no_acknowledged_loss(events: &[Event], ring: &Ring) -> Verdict {
                 acks += 1;
                 homes_crashed_after += u64::from(crashed);
                 homes_down_together += u64::from(together);
+                if hinted > 0 {
+                    // Hints counted toward W: every node that could hold one (homes and
+                    // fallbacks) down at once after the ack leaves only fsynced hints.
+                    let holders: Vec<String> =
+                        ring.home(key).into_iter().chain(ring.fallbacks(key)).collect();
+                    hinted_acks += 1;
+                    hinted_holders_down_together +=
+                        u64::from(crash_test(&down, &holders, ack_us).1);
+                }
                 if held < acknowledged {
                     violations.push(format!(
                         "{key}: writer {writer} was acknowledged a total of {acknowledged} at {ack_us} us \
@@ -383,6 +404,11 @@ pub fn no_acknowledged_loss(events: &[Event], ring: &Ring) -> Verdict {
         ("acknowledged_totals".to_string(), json!(acks)),
         ("acknowledged_totals_all_homes_crashed_after".to_string(), json!(homes_crashed_after)),
         ("acknowledged_totals_all_homes_down_at_once".to_string(), json!(homes_down_together)),
+        ("acknowledged_totals_with_hints".to_string(), json!(hinted_acks)),
+        (
+            "acknowledged_totals_with_hints_all_holders_down_at_once".to_string(),
+            json!(hinted_holders_down_together),
+        ),
         ("node_crashes".to_string(), json!(down.values().map(Vec::len).sum::<usize>())),
     ]);
     Verdict::from_violations(violations, figures)
@@ -905,6 +931,32 @@ mod tests {
         assert_eq!(verdict.figures["lost_increments"], json!(5));
         assert!(
             verdict.violations[0].contains("all down at once: true"),
+            "{:?}",
+            verdict.violations
+        );
+    }
+
+    #[test]
+    fn a_hinted_acknowledgement_lost_with_its_fallbacks_is_caught() {
+        let mut history = History::default();
+        history.flush("k", 7, 7, "ok");
+        let last = history.events.len() - 1;
+        if let EventKind::Ok { value, .. } = &mut history.events[last].kind {
+            value["hinted"] = json!(2);
+        }
+        for node in ["store-1", "store-2", "store-3"] {
+            history.internal(node, "crash");
+        }
+        history.phase(PHASE_FINAL_READS).final_dump("store-1", "k", 0);
+        let verdict = no_acknowledged_loss(&history.events, &ring());
+        assert!(!verdict.passed());
+        assert_eq!(verdict.figures["acknowledged_totals_with_hints"], json!(1));
+        assert_eq!(
+            verdict.figures["acknowledged_totals_with_hints_all_holders_down_at_once"],
+            json!(1)
+        );
+        assert!(
+            verdict.violations[0].contains("2 of its acknowledgements hints"),
             "{:?}",
             verdict.violations
         );
