@@ -180,7 +180,7 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
             if wanted.durability {
                 checks.insert(
                     "no_acknowledged_loss".to_string(),
-                    store_check::no_acknowledged_loss(events),
+                    store_check::no_acknowledged_loss(events, &ring),
                 );
             }
             if wanted.liveness {

@@ -6,7 +6,19 @@
 //!   (so a key's final value is at most the sum of the increments attempted on it).
 //! - [`no_acknowledged_loss`]: each key's final state holds, for every writer, at least the
 //!   total acknowledged to it (so a key's final value is at least the sum of the acknowledged
-//!   increments; anything above comes from flushes whose outcome was unknown).
+//!   increments; anything above comes from flushes whose outcome was unknown). The final
+//!   dumps come after the writers stopped and every crashed node restarted, so they show
+//!   what the nodes' logs gave back: a crash (the history's `crash` internal event) loses a
+//!   node's unsynced bytes, its `restart` rebuilds it from the fsynced ones, and a total that
+//!   lived only in unsynced bytes (or in an unsynced hint on a fallback) of every node that
+//!   held it is missing from them. The checker does not take the store's word for what it
+//!   fsynced: it counts, per acknowledged total, whether every home replica of the key
+//!   crashed after the acknowledgement, and whether all of them were down at one instant
+//!   (then no home kept it in memory: only fsynced state, home or hinted, could give it
+//!   back). For a total whose acknowledgement counted hints toward W, the same is counted
+//!   over every node that could hold a hint (homes and fallbacks): all down at once, the
+//!   total survives only if the hints were fsynced on the fallbacks. Those figures say how
+//!   hard the run tested durability; a loss names them.
 //! - [`convergence`]: after the heal, every key's home replicas come to agree (same state,
 //!   no hint left anywhere), all of them within the liveness bound once the shippers stop;
 //!   figures: for the keys that disagreed at the heal, the time each took from the heal
@@ -102,6 +114,9 @@ struct Flushes {
     increments_attempted: u64,
     outcomes: BTreeMap<&'static str, u64>,
     hinted_acks: u64,
+    /// Per (writer, key): the completion time of the first acknowledgement of its largest
+    /// acknowledged total, and how many of that flush's acknowledgements were hints.
+    largest_ack: BTreeMap<(String, String), (u64, u64)>,
     problems: Vec<String>,
 }
 
@@ -147,6 +162,19 @@ impl Flushes {
                 flushes.attempted.entry(id.clone()).or_default().push((op.invoke_us, entry.total));
                 if acked.contains(entry.key.as_str()) {
                     if let Some(done_us) = op.complete_us {
+                        let before = flushes.acknowledged_max(&entry.writer, &entry.key);
+                        if entry.total > before || !flushes.largest_ack.contains_key(&id) {
+                            // Per key where the workload recorded it, else the flush's.
+                            let hinted = op.result["hinted_keys"]
+                                .get(&entry.key)
+                                .and_then(Value::as_u64)
+                                .or_else(|| {
+                                    let per_key = op.result.get("hinted_keys").is_some();
+                                    (!per_key).then(|| op.result["hinted"].as_u64().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            flushes.largest_ack.insert(id.clone(), (done_us, hinted));
+                        }
                         flushes.acknowledged.entry(id).or_default().push((done_us, entry.total));
                     }
                 }
@@ -206,6 +234,53 @@ fn final_states(
     (states, nodes.len())
 }
 
+/// Per node, the intervals (crash, restart) it was down, from the `crash` and `restart`
+/// internal events; a node still down at the end has `u64::MAX` as its restart.
+fn down_intervals(events: &[Event]) -> BTreeMap<&str, Vec<(u64, u64)>> {
+    let mut down: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
+    for event in events {
+        let EventKind::Internal { node, what, .. } = &event.kind else { continue };
+        let intervals = down.entry(node.as_str()).or_default();
+        match what.as_str() {
+            "crash" => intervals.push((event.time_us, u64::MAX)),
+            "restart" => {
+                if let Some(last) = intervals.last_mut().filter(|last| last.1 == u64::MAX) {
+                    last.1 = event.time_us;
+                }
+            }
+            _ => {}
+        }
+    }
+    down
+}
+
+/// How crashes after an acknowledgement at `ack_us` tested it, for the replicas `homes`:
+/// (every home crashed after it, all homes were down at one instant after it).
+fn crash_test(
+    down: &BTreeMap<&str, Vec<(u64, u64)>>,
+    homes: &[String],
+    ack_us: u64,
+) -> (bool, bool) {
+    let after = |home: &String| -> Vec<(u64, u64)> {
+        down.get(home.as_str())
+            .map(|intervals| intervals.iter().filter(|(_, up)| *up > ack_us).copied().collect())
+            .unwrap_or_default()
+    };
+    let per_home: Vec<Vec<(u64, u64)>> = homes.iter().map(after).collect();
+    let all_crashed = !homes.is_empty()
+        && per_home.iter().all(|intervals| intervals.iter().any(|(c, _)| *c > ack_us));
+    // All down at once: some home's crash instant (after the ack) lies inside a down
+    // interval of every other home. The latest crash of an overlap is such an instant.
+    let together = all_crashed
+        && per_home.iter().flatten().any(|&(crash, _)| {
+            crash > ack_us
+                && per_home
+                    .iter()
+                    .all(|intervals| intervals.iter().any(|&(c, up)| c <= crash && crash < up))
+        });
+    (all_crashed, together)
+}
+
 fn reached_final_dump(ops: &[Operation]) -> bool {
     ops.iter().any(|op| op.f == "final_dump")
 }
@@ -260,13 +335,17 @@ pub fn no_double_count(events: &[Event]) -> Verdict {
     Verdict::from_violations(violations, figures)
 }
 
-/// Nothing acknowledged is lost: see the module comment.
-pub fn no_acknowledged_loss(events: &[Event]) -> Verdict {
+/// Nothing acknowledged is lost, crashes of its replicas included: see the module comment.
+/// `ring` names each key's home replicas.
+pub fn no_acknowledged_loss(events: &[Event], ring: &Ring) -> Verdict {
     let ops = operations(events);
     let flushes = Flushes::read(&ops);
     let mut violations = flushes.problems.clone();
     let (finals, nodes_answered) = final_states(&ops, &mut violations);
+    let down = down_intervals(events);
     let (mut acknowledged_total, mut lost_total, mut beyond_total) = (0u64, 0u64, 0u64);
+    let (mut acks, mut homes_crashed_after, mut homes_down_together) = (0u64, 0u64, 0u64);
+    let (mut hinted_acks, mut hinted_holders_down_together) = (0u64, 0u64);
     let mut keys_exact = 0u64;
     let keys: BTreeSet<&String> = flushes.attempted.keys().map(|(_, key)| key).collect();
     for key in &keys {
@@ -278,11 +357,32 @@ pub fn no_acknowledged_loss(events: &[Event]) -> Verdict {
             let acknowledged = flushes.acknowledged_max(writer, key);
             let held = state.slots.get(writer.as_str()).map_or(0, |slot| slot.total);
             acknowledged_total += acknowledged;
+            let largest = flushes.largest_ack.get(&(writer.to_string(), key.to_string()));
+            let (crashed, together) = largest
+                .map_or((false, false), |&(ack_us, _)| crash_test(&down, &ring.home(key), ack_us));
+            if let Some(&(ack_us, hinted)) = largest {
+                acks += 1;
+                homes_crashed_after += u64::from(crashed);
+                homes_down_together += u64::from(together);
+                if hinted > 0 {
+                    // Hints counted toward W: every node that could hold one (homes and
+                    // fallbacks) down at once after the ack leaves only fsynced hints.
+                    let holders: Vec<String> =
+                        ring.home(key).into_iter().chain(ring.fallbacks(key)).collect();
+                    hinted_acks += 1;
+                    hinted_holders_down_together +=
+                        u64::from(crash_test(&down, &holders, ack_us).1);
+                }
+                if held < acknowledged {
+                    violations.push(format!(
+                        "{key}: writer {writer} was acknowledged a total of {acknowledged} at {ack_us} us \
+                         ({hinted} of its acknowledgements hints; every home replica crashed after it: \
+                         {crashed}, all down at once: {together}), the final state holds {held}"
+                    ));
+                }
+            }
             if held < acknowledged {
                 lost_total += acknowledged - held;
-                violations.push(format!(
-                    "{key}: writer {writer} was acknowledged a total of {acknowledged}, the final state holds {held}"
-                ));
             } else {
                 beyond_total += held - acknowledged;
             }
@@ -301,6 +401,15 @@ pub fn no_acknowledged_loss(events: &[Event]) -> Verdict {
         ("counted_from_unacknowledged_flushes".to_string(), json!(beyond_total)),
         ("flushes".to_string(), json!(flushes.outcomes)),
         ("nodes_with_final_dump".to_string(), json!(nodes_answered)),
+        ("acknowledged_totals".to_string(), json!(acks)),
+        ("acknowledged_totals_all_homes_crashed_after".to_string(), json!(homes_crashed_after)),
+        ("acknowledged_totals_all_homes_down_at_once".to_string(), json!(homes_down_together)),
+        ("acknowledged_totals_with_hints".to_string(), json!(hinted_acks)),
+        (
+            "acknowledged_totals_with_hints_all_holders_down_at_once".to_string(),
+            json!(hinted_holders_down_together),
+        ),
+        ("node_crashes".to_string(), json!(down.values().map(Vec::len).sum::<usize>())),
     ]);
     Verdict::from_violations(violations, figures)
 }
@@ -720,6 +829,13 @@ mod tests {
             let value = json!({ "node": node, "round": round, "home": home, "hinted": hinted });
             self.push(EventKind::Ok { process: 9, f: "dump".into(), value })
         }
+        fn internal(&mut self, node: &str, what: &str) -> &mut History {
+            self.push(EventKind::Internal {
+                node: node.into(),
+                what: what.into(),
+                detail: json!({}),
+            })
+        }
         fn final_dump(&mut self, node: &str, key: &str, total: u64) -> &mut History {
             self.push(EventKind::Invoke {
                 process: 9,
@@ -744,7 +860,7 @@ mod tests {
             .phase(PHASE_FINAL_READS)
             .final_dump("store-1", "k", 15)
             .final_dump("store-2", "k", 10);
-        let verdict = no_acknowledged_loss(&history.events);
+        let verdict = no_acknowledged_loss(&history.events, &ring());
         assert!(verdict.passed(), "{verdict:?}");
         assert_eq!(verdict.figures["counted_from_unacknowledged_flushes"], json!(5));
         assert!(no_double_count(&history.events).passed());
@@ -766,7 +882,7 @@ mod tests {
         let mut history = History::default();
         history.flush("k", 10, 10, "ok").flush("j", 3, 3, "info");
         history.phase(PHASE_FINAL_READS).final_dump("store-1", "k", 6);
-        let verdict = no_acknowledged_loss(&history.events);
+        let verdict = no_acknowledged_loss(&history.events, &ring());
         assert!(!verdict.passed());
         assert_eq!(verdict.figures["lost_increments"], json!(4));
         assert_eq!(
@@ -777,7 +893,94 @@ mod tests {
         );
         let mut unfinished = History::default();
         unfinished.flush("k", 1, 1, "ok");
-        assert!(!no_acknowledged_loss(&unfinished.events).passed(), "no final dumps, no verdict");
+        assert!(
+            !no_acknowledged_loss(&unfinished.events, &ring()).passed(),
+            "no final dumps, no verdict"
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_total_lost_to_crashes_of_all_its_homes_is_caught() {
+        let homes = ["store-1", "store-2", "store-3"];
+        let mut history = History::default();
+        history.flush("k", 10, 10, "ok").flush("k", 5, 15, "ok");
+        // Every home crashes right after the second acknowledgement, in short succession,
+        // and all are down at once before they restart.
+        for node in homes {
+            history.internal(node, "crash");
+        }
+        for node in homes {
+            history.internal(node, "restart");
+        }
+        history.phase(PHASE_FINAL_READS);
+        let mut survived = History { events: history.events.clone() };
+        for node in homes {
+            survived.final_dump(node, "k", 15);
+        }
+        let verdict = no_acknowledged_loss(&survived.events, &ring());
+        assert!(verdict.passed(), "{verdict:?}");
+        assert_eq!(verdict.figures["acknowledged_totals_all_homes_down_at_once"], json!(1));
+        assert_eq!(verdict.figures["node_crashes"], json!(3));
+        // The restarted replicas gave back only the first total: the second lived only in
+        // bytes the crashes took.
+        for node in homes {
+            history.final_dump(node, "k", 10);
+        }
+        let verdict = no_acknowledged_loss(&history.events, &ring());
+        assert!(!verdict.passed());
+        assert_eq!(verdict.figures["lost_increments"], json!(5));
+        assert!(
+            verdict.violations[0].contains("all down at once: true"),
+            "{:?}",
+            verdict.violations
+        );
+    }
+
+    #[test]
+    fn a_hinted_acknowledgement_lost_with_its_fallbacks_is_caught() {
+        let mut history = History::default();
+        history.flush("k", 7, 7, "ok");
+        let last = history.events.len() - 1;
+        if let EventKind::Ok { value, .. } = &mut history.events[last].kind {
+            value["hinted"] = json!(2);
+        }
+        for node in ["store-1", "store-2", "store-3"] {
+            history.internal(node, "crash");
+        }
+        history.phase(PHASE_FINAL_READS).final_dump("store-1", "k", 0);
+        let verdict = no_acknowledged_loss(&history.events, &ring());
+        assert!(!verdict.passed());
+        assert_eq!(verdict.figures["acknowledged_totals_with_hints"], json!(1));
+        assert_eq!(
+            verdict.figures["acknowledged_totals_with_hints_all_holders_down_at_once"],
+            json!(1)
+        );
+        assert!(
+            verdict.violations[0].contains("2 of its acknowledgements hints"),
+            "{:?}",
+            verdict.violations
+        );
+    }
+
+    #[test]
+    fn homes_crashing_one_after_another_are_not_down_at_once() {
+        let ring = ring();
+        let mut history = History::default();
+        history.flush("k", 1, 1, "ok");
+        for node in ["store-1", "store-2", "store-3"] {
+            history.internal(node, "crash").internal(node, "restart");
+        }
+        let down = down_intervals(&history.events);
+        assert_eq!(crash_test(&down, &ring.home("k"), 2_000), (true, false));
+        assert_eq!(crash_test(&down, &ring.home("k"), 4_000), (false, false), "after store-1's");
+        history.internal("store-1", "crash").internal("store-2", "crash");
+        history.internal("store-3", "crash");
+        let down = down_intervals(&history.events);
+        assert_eq!(
+            crash_test(&down, &ring.home("k"), 4_000),
+            (true, true),
+            "still down at the end"
+        );
     }
 
     #[test]

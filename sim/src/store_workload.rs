@@ -231,7 +231,16 @@ async fn flush(
         .map(|(entry, _)| &entry.key)
         .collect();
     let hinted: u32 = outcomes.iter().flatten().map(|written| written.hinted).sum();
+    // Per key, so the durability check knows which acknowledged totals leaned on hints.
+    let hinted_keys: BTreeMap<&String, u32> = batch
+        .entries
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(entry, outcome)| Some((&entry.key, outcome.as_ref().ok()?.hinted)))
+        .filter(|(_, hinted)| *hinted > 0)
+        .collect();
     let mut value = invoked;
+    value["hinted_keys"] = json!(hinted_keys);
     if acked.len() == batch.entries.len() {
         value["hinted"] = json!(hinted);
         history.record(EventKind::Ok { process, f: "flush".into(), value });
