@@ -82,8 +82,7 @@ fn clock_moves(events: &[Event]) -> Vec<(u64, String, u64)> {
 /// started by then, summed (faults on one node add up).
 fn clock_offset_max_ms(moves: &[(u64, String, u64)], at_us: u64) -> u64 {
     let mut by_node: BTreeMap<&str, u64> = BTreeMap::new();
-    for (start_us, node, most_ms) in moves.iter().filter(|(start_us, ..)| *start_us <= at_us) {
-        let _ = start_us;
+    for (_, node, most_ms) in moves.iter().filter(|(start_us, ..)| *start_us <= at_us) {
         *by_node.entry(node.as_str()).or_default() += most_ms;
     }
     by_node.values().copied().max().unwrap_or(0)
@@ -472,7 +471,8 @@ mod tests {
 
     #[test]
     fn wrong_account_window_double_and_missing_fail() {
-        let cases: Vec<(&str, Vec<(&str, u64, u64)>)> = vec![
+        type Archived = Vec<(&'static str, u64, u64)>;
+        let cases: Vec<(&str, Archived)> = vec![
             (
                 "wrong account",
                 vec![("a", window_at(0), 2), ("a", window_at(10_000), 1), ("c", window_at(0), 1)],
