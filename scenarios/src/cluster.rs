@@ -932,7 +932,14 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
         service_check::service_availability(&events, 1000, None),
     );
     if let (true, Ok(usage)) = (cluster.has_billing(), UsageSettings::from_knobs(&knobs)) {
-        checks.insert("billing".to_string(), usage_check::billing(&events, usage.log));
+        checks.insert(
+            "billing".to_string(),
+            usage_check::billing(
+                &events,
+                &usage,
+                &pessimist_core::billing::BillingSettings::from_knobs(&knobs).unwrap_or_default(),
+            ),
+        );
     }
     let accepted = pessimist_sim::check::operations(&events)
         .iter()

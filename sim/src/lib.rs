@@ -9,6 +9,8 @@
 //! - [`queue_workload`]: producers, workers and the drain of the replicated job queue;
 //! - [`check`]: checkers, pure functions from a history to a verdict;
 //! - [`queue_check`]: the job queue's checkers (Raft safety, durability, FIFO order, ...);
+//! - [`thumbnail_oracle`]: the thumbnails oracle's reference (`image`'s decode and resize)
+//!   and the thumbnail signature the service's pollers record;
 //! - [`store_workload`]: usage shippers, readers and the convergence monitor of the usage store;
 //! - [`store_check`]: the usage store's checkers (no double count, no acknowledged loss,
 //!   convergence, read-your-writes, staleness, availability);
@@ -33,6 +35,7 @@ pub mod service_workload;
 pub mod store_check;
 pub mod store_workload;
 pub mod summary;
+pub mod thumbnail_oracle;
 pub mod usage_check;
 pub mod usage_workload;
 pub mod variant;

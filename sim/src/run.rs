@@ -223,7 +223,15 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
         );
         if !scenario.names_with_role(pessimist_core::billing::ROLE).is_empty() {
             let usage = UsageSettings::from_knobs(&knobs).expect("validated knobs");
-            checks.insert("billing".to_string(), usage_check::billing(events, usage.log));
+            checks.insert(
+                "billing".to_string(),
+                usage_check::billing(
+                    events,
+                    &usage,
+                    &pessimist_core::billing::BillingSettings::from_knobs(&knobs)
+                        .expect("validated knobs"),
+                ),
+            );
         }
     } else if let Workload::Store(_) = &scenario.workload {
         checks.insert(

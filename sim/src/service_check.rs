@@ -3,9 +3,12 @@
 //!
 //! - [`jobs_complete`]: every upload answered 202 ends completed or failed (dead-lettered);
 //!   figures: a job's latency to its thumbnail, the largest backlog.
-//! - [`thumbnails`]: every finished job agrees with a local recomputation from the same input:
-//!   a thumbnail byte-identical to `resize::thumbnail` of the regenerated image, or a failure
-//!   where the recomputation fails (the resize is deterministic).
+//! - [`thumbnails`]: every finished job ends as a reference computed another way says
+//!   ([`crate::thumbnail_oracle`]: `image`'s decode and Lanczos3 resize): a thumbnail of the
+//!   contract's exact size whose mean-colour grid, as the poller recorded it, is within a
+//!   measured tolerance of the reference's; or a failure where the pill's documented nature
+//!   or the worker's knobs (memory budget, crash trigger) say it must fail. A damaged image
+//!   (`corrupted_image`) may end either way. Figure: thumbnails compared, the largest error.
 //! - [`pill_quarantine`]: no job crashes workers more than `max_attempts` times, and every job
 //!   that crashed a worker ends failed (where a client knows the job: one whose every upload
 //!   answer was lost is never fetched); figures: crashes, time with the whole fleet down.
@@ -25,7 +28,6 @@ use pessimist_core::auth::AuthSettings;
 use pessimist_core::history::{Event, EventKind};
 use pessimist_core::node::KnobSettings;
 use pessimist_core::queue::QueueSettings;
-use pessimist_core::resize::{self, DecodeBudget, ResizeError, ResizeSpec};
 use pessimist_core::worker::WorkerSettings;
 use serde_json::{json, Value};
 
@@ -33,6 +35,7 @@ use crate::check::{
     operations, percentiles, phase_start_us, Distribution, Operation, Verdict, PHASE_HEAL,
 };
 use crate::service_workload::ImageSpec;
+use crate::thumbnail_oracle::{self, Expected, Signature, SIGNATURE_MAE_MAX};
 
 /// Accepted jobs: job id to the upload's input (account, key, image spec).
 fn accepted_jobs(ops: &[Operation]) -> BTreeMap<u64, &Value> {
@@ -108,38 +111,65 @@ pub fn jobs_complete(events: &[Event]) -> Verdict {
     Verdict::from_violations(violations, figures)
 }
 
-/// What a job should end as, computed locally: `Ok(thumbnail hash)` or `Err(why it fails)`.
-fn expected_outcome(
-    spec: &ImageSpec,
-    side: u32,
-    worker: &WorkerSettings,
-) -> Result<String, String> {
-    let image = spec.generate().ok_or_else(|| format!("unknown image kind {:?}", spec.kind))?;
-    if worker.crash_trigger && resize::contains_crash_trigger(&image) {
-        return Err("crash trigger".into());
-    }
-    let budget = DecodeBudget {
-        memory_bytes_max: worker.memory_bytes_max,
-        limits_enabled: worker.decode_limits,
-    };
-    let target = ResizeSpec::new(side, side).map_err(|e| e.to_string())?;
-    match resize::thumbnail(&image, &target, &budget) {
-        Ok(thumbnail) => Ok(blake3::hash(&thumbnail.jpeg).to_hex().to_string()),
-        Err(error @ ResizeError::WouldExhaustMemory { .. }) => {
-            Err(format!("out of memory: {error}"))
+/// What a job of `spec` must end as, by the workload's documented pills, the worker's knobs
+/// and the reference (never the service's resize code).
+fn expected_outcome(spec: &ImageSpec, side: u32, worker: &WorkerSettings) -> Expected {
+    // The least a decode of a `width` x `height` picture holds: its RGB pixels.
+    let over_budget = |width: u64, height: u64| width * height * 3 > worker.memory_bytes_max;
+    match spec.kind.as_str() {
+        // A header that declares a size its data cannot fill is a corrupt file to any decoder,
+        // and the declared sizes (13000 and 50000 a side, and the lying JPEG's) are also over
+        // any budget and (but 13000) over the documented side limit.
+        "png_declares_13000" | "png_declares_50000" | "jpeg_lying_header" => Expected::Failure(
+            format!("{}: the header declares what the data cannot fill", spec.kind),
+        ),
+        "truncated_jpeg" => Expected::Failure("a truncated JPEG is corrupt".into()),
+        // Random bytes overwritten: a decoder may fail or conceal the damage, and two
+        // decoders conceal it differently, so any typed outcome is right.
+        "corrupted_image" => Expected::Either,
+        "crash_trigger" if worker.crash_trigger => {
+            Expected::Failure("the crash trigger crashes every attempt".into())
         }
-        Err(error) => Err(error.to_string()),
+        "photo" if over_budget(u64::from(spec.width), u64::from(spec.height)) => {
+            Expected::Failure(format!("{}x{} is over the decode budget", spec.width, spec.height))
+        }
+        "photo" | "crash_trigger" => match thumbnail_oracle::reference_of(spec, side) {
+            Some(Ok(signature)) => Expected::Thumbnail(signature),
+            Some(Err(error)) => {
+                Expected::Failure(format!("the reference cannot decode it: {error}"))
+            }
+            None => Expected::Failure(format!("unknown image kind {:?}", spec.kind)),
+        },
+        other => Expected::Failure(format!("unknown image kind {other:?}")),
     }
 }
 
-/// Every finished job agrees with a local recomputation of its input.
+/// The signature the poller recorded for a fetched thumbnail.
+fn fetched_signature(output: &Value) -> Result<Signature, String> {
+    if let Some(error) = output["undecodable"].as_str() {
+        return Err(error.to_string());
+    }
+    let side = |field: &str| {
+        output[field]
+            .as_u64()
+            .and_then(|side| u32::try_from(side).ok())
+            .ok_or(format!("no {field}"))
+    };
+    let means = output["signature"].as_str().ok_or("no signature")?;
+    Signature::from_parts(side("width")?, side("height")?, means)
+}
+
+/// Every finished job ends as the reference says: a thumbnail of the contract's size within
+/// the tolerance of `image`'s own decode and Lanczos3 resize, or a failure where the input must
+/// fail. See [`thumbnail_oracle`] for what the tolerance cannot tell apart.
 pub fn thumbnails(events: &[Event], knobs: &Value, side: u32) -> Verdict {
     let worker = WorkerSettings::from_knobs(knobs).unwrap_or_default();
     let ops = operations(events);
     let accepted = accepted_jobs(&ops);
     let finished = finished_jobs(&ops);
     let mut violations = Vec::new();
-    let (mut matched, mut failed_as_expected, mut pills) = (0, 0, 0);
+    let (mut compared, mut failed_as_expected, mut either, mut pills) = (0, 0, 0, 0);
+    let mut error_max = 0.0f64;
     for (job, output) in &finished {
         let Some(input) = accepted.get(job) else { continue };
         let spec: ImageSpec = match serde_json::from_value(input["image"].clone()) {
@@ -150,28 +180,52 @@ pub fn thumbnails(events: &[Event], knobs: &Value, side: u32) -> Verdict {
             }
         };
         pills += usize::from(spec.is_pill());
-        match (expected_outcome(&spec, side, &worker), output["status"].as_str()) {
-            (Ok(expected), Some("done")) if output["thumbnail"] == expected.as_str() => {
-                matched += 1
+        let status = output["status"].as_str();
+        match (expected_outcome(&spec, side, &worker), status) {
+            (Expected::Thumbnail(reference), Some("done")) => {
+                let fetched = match fetched_signature(output) {
+                    Ok(fetched) => fetched,
+                    Err(why) => {
+                        violations.push(format!("job {job}: the fetched thumbnail: {why}"));
+                        continue;
+                    }
+                };
+                compared += 1;
+                let (want, got) =
+                    ((reference.width, reference.height), (fetched.width, fetched.height));
+                if want != got {
+                    violations.push(format!(
+                        "job {job} ({}x{}): the thumbnail is {}x{}, the contract says {}x{}",
+                        spec.width, spec.height, got.0, got.1, want.0, want.1
+                    ));
+                    continue;
+                }
+                let error = fetched.mean_absolute_error(&reference);
+                error_max = error_max.max(error);
+                if error > SIGNATURE_MAE_MAX {
+                    violations.push(format!(
+                        "job {job}: the thumbnail is {error:.2} levels off the reference per cell \
+                         and channel (bound {SIGNATURE_MAE_MAX})"
+                    ));
+                }
             }
-            (Ok(_), Some("done")) => {
-                violations
-                    .push(format!("job {job}: the thumbnail differs from the local recomputation"));
-            }
-            (Ok(_), _) => violations.push(format!(
-                "job {job} ({}) failed ({}) but converts locally",
+            (Expected::Thumbnail(_), _) => violations.push(format!(
+                "job {job} ({}) failed ({}) but the reference converts it",
                 spec.kind, output["reason"]
             )),
-            (Err(_), Some("failed")) => failed_as_expected += 1,
-            (Err(why), _) => violations.push(format!(
-                "job {job} ({}) completed but its conversion fails locally: {why}",
-                spec.kind
-            )),
+            (Expected::Failure(_), Some("failed")) => failed_as_expected += 1,
+            (Expected::Failure(why), _) => {
+                violations.push(format!("job {job} ({}) completed but must fail: {why}", spec.kind))
+            }
+            (Expected::Either, _) => either += 1,
         }
     }
     let figures = BTreeMap::from([
-        ("thumbnails_matched".to_string(), json!(matched)),
+        ("thumbnails_compared".to_string(), json!(compared)),
+        ("thumbnail_error_max".to_string(), json!((error_max * 100.0).round() / 100.0)),
+        ("thumbnail_error_bound".to_string(), json!(SIGNATURE_MAE_MAX)),
         ("failed_as_expected".to_string(), json!(failed_as_expected)),
+        ("either_outcome".to_string(), json!(either)),
         ("pills_finished".to_string(), json!(pills)),
     ]);
     Verdict::from_violations(violations, figures)
@@ -673,6 +727,7 @@ pub fn service_availability(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::imageops::FilterType;
 
     /// Events at the given times (ms).
     fn at(kinds: Vec<(u64, EventKind)>) -> Vec<Event> {
@@ -880,5 +935,128 @@ mod tests {
         assert_eq!(fault["user_latency_ms_max"], json!(300));
         assert_eq!(fault["accepted_latency_ms_max"], json!(190));
         assert_eq!(verdict.figures["user_latency_ms_p50"], json!(50));
+    }
+
+    /// A history of one upload per job, each fetched once with the given result.
+    fn jobs(outcomes: Vec<(ImageSpec, Value)>) -> Vec<Event> {
+        let mut kinds = Vec::new();
+        for (job, (spec, mut fetched)) in (1u64..).zip(outcomes) {
+            let value = json!({ "account": "a", "key": "k", "image": spec, "idempotency": job });
+            kinds.push((0, EventKind::Invoke { process: 1, f: "upload".into(), value }));
+            let value = json!({ "status": 202, "job": job, "duplicate": false });
+            kinds.push((0, EventKind::Ok { process: 1, f: "upload".into(), value }));
+            let value = json!({ "job": job, "account": "a" });
+            kinds.push((0, EventKind::Invoke { process: 2, f: "fetch".into(), value }));
+            fetched["job"] = json!(job);
+            kinds.push((0, EventKind::Ok { process: 2, f: "fetch".into(), value: fetched }));
+        }
+        at(kinds)
+    }
+
+    fn photo(seed: u64, width: u32, height: u32) -> ImageSpec {
+        ImageSpec { kind: "photo".into(), seed, width, height }
+    }
+
+    /// What a poller records for a thumbnail with these pixels.
+    fn done(picture: &image::RgbImage) -> Value {
+        let signature = Signature::of_rgb(picture);
+        json!({ "status": "done", "width": signature.width, "height": signature.height,
+                "signature": signature.means_hex() })
+    }
+
+    /// The service's own thumbnail of `spec` into the 32 box, decoded: what a correct service
+    /// serves (the test may call the service's code; the checker may not).
+    fn served(spec: &ImageSpec) -> image::RgbImage {
+        let budget = pessimist_core::resize::DecodeBudget {
+            memory_bytes_max: 256 << 20,
+            limits_enabled: true,
+        };
+        let target = pessimist_core::resize::ResizeSpec::new(32, 32).expect("valid");
+        let made = pessimist_core::resize::thumbnail(&spec.generate().unwrap(), &target, &budget)
+            .expect("a photo converts");
+        image::load_from_memory(&made.jpeg).expect("a JPEG").to_rgb8()
+    }
+
+    /// The source, decoded whole and resized by `filter` to `width` x `height`.
+    fn resized(spec: &ImageSpec, width: u32, height: u32, filter: FilterType) -> image::RgbImage {
+        let full = image::load_from_memory(&spec.generate().unwrap()).unwrap().to_rgb8();
+        image::imageops::resize(&full, width, height, filter)
+    }
+
+    fn check(outcomes: Vec<(ImageSpec, Value)>) -> Verdict {
+        thumbnails(&jobs(outcomes), &json!({}), 32)
+    }
+
+    #[test]
+    fn correct_thumbnails_and_failures_pass() {
+        let (wide, tall) = (photo(1, 150, 60), photo(2, 70, 140));
+        let verdict = check(vec![
+            (wide.clone(), done(&served(&wide))),
+            (tall.clone(), done(&served(&tall))),
+            (photo(3, 20, 30), done(&resized(&photo(3, 20, 30), 20, 30, FilterType::Lanczos3))),
+            (
+                ImageSpec { kind: "truncated_jpeg".into(), seed: 4, width: 0, height: 0 },
+                json!({ "status": "failed", "reason": "corrupt" }),
+            ),
+            (
+                ImageSpec { kind: "corrupted_image".into(), seed: 5, width: 0, height: 0 },
+                done(&served(&wide)),
+            ),
+        ]);
+        assert!(verdict.passed(), "{verdict:?}");
+        assert_eq!(verdict.figures["thumbnails_compared"], json!(3));
+        assert_eq!(verdict.figures["failed_as_expected"], json!(1));
+        assert_eq!(verdict.figures["either_outcome"], json!(1));
+    }
+
+    #[test]
+    fn resize_bugs_fail() {
+        let spec = photo(7, 150, 60);
+        let good = served(&spec);
+        let mut swapped = good.clone();
+        swapped.pixels_mut().for_each(|pixel| pixel.0.swap(0, 2));
+        let wrong: Vec<(&str, image::RgbImage)> = vec![
+            ("channels swapped", swapped),
+            ("flipped", image::imageops::flip_vertical(&good)),
+            ("mirrored", image::imageops::flip_horizontal(&good)),
+            ("aspect swapped", resized(&spec, 13, 32, FilterType::Lanczos3)),
+            ("stretched to the box", resized(&spec, 32, 32, FilterType::Lanczos3)),
+            ("one pixel short", resized(&spec, 31, 12, FilterType::Lanczos3)),
+            ("the box not applied", resized(&spec, 150, 60, FilterType::Lanczos3)),
+        ];
+        for (what, picture) in wrong {
+            let verdict = check(vec![(spec.clone(), done(&picture))]);
+            assert!(!verdict.passed(), "{what} passed: {verdict:?}");
+        }
+        // What the tolerance cannot tell (see thumbnail_oracle): the filter.
+        let nearest = resized(&spec, 32, 13, FilterType::Nearest);
+        assert!(check(vec![(spec.clone(), done(&nearest))]).passed());
+    }
+
+    #[test]
+    fn wrong_outcomes_fail() {
+        let spec = photo(8, 100, 100);
+        let pill = |kind: &str| ImageSpec { kind: kind.into(), seed: 9, width: 0, height: 0 };
+        let cases = vec![
+            (spec.clone(), json!({ "status": "failed", "reason": "corrupt" }), "but the reference"),
+            (spec.clone(), json!({ "status": "done", "undecodable": "not a JPEG" }), "not a JPEG"),
+            (spec.clone(), json!({ "status": "done", "width": 32 }), "no signature"),
+            (pill("png_declares_13000"), done(&served(&spec)), "must fail"),
+            (pill("truncated_jpeg"), done(&served(&spec)), "must fail"),
+            (pill("crash_trigger"), done(&served(&spec)), "must fail"),
+        ];
+        for (spec, fetched, why) in cases {
+            let verdict = check(vec![(spec.clone(), fetched)]);
+            assert_eq!(verdict.violations.len(), 1, "{spec:?}: {verdict:?}");
+            assert!(verdict.violations[0].contains(why), "{verdict:?}");
+        }
+        // Without the crash trigger knob, the marked JPEG is an ordinary photo.
+        let marked = pill("crash_trigger");
+        let full = image::load_from_memory(&marked.generate().unwrap()).unwrap().to_rgb8();
+        let (width, height) = thumbnail_oracle::expected_size(full.width(), full.height(), 32, 32);
+        let picture = image::imageops::resize(&full, width, height, FilterType::Lanczos3);
+        let knobs = json!({ "worker": { "crash_trigger": false } });
+        let verdict = thumbnails(&jobs(vec![(marked, done(&picture))]), &knobs, 32);
+        assert!(verdict.passed(), "{verdict:?}");
     }
 }

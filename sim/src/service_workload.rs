@@ -28,7 +28,10 @@
 //! - `upload`: invoke `{account, key, image, idempotency}` (`key` is `null` for a key that
 //!   never existed), ok `{status: 202, job, duplicate}`, fail or info `{status}` (0 when no
 //!   HTTP answer came);
-//! - `fetch`: invoke `{job, account}`, ok `{job, status: "done", thumbnail, bytes}` or
+//! - `fetch`: invoke `{job, account}`, ok `{job, status: "done", thumbnail, bytes, width,
+//!   height, signature}` (the thumbnail's BLAKE3 digest, and its size and mean-colour grid as
+//!   the client decoded it, [`crate::thumbnail_oracle::Signature`]; `undecodable` instead of the
+//!   last three when it is no JPEG) or
 //!   `{job, status: "failed" | "queued" | "running", reason?}`;
 //! - `probe` (the admin checking a key, or a server prober a revoked key): invoke `{key, want}`
 //!   (a prober's adds `node`, the server it asks), ok `{key, status}`;
@@ -51,6 +54,8 @@ use pessimist_core::seams::rng::{rng_for, SeededRng};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+use crate::thumbnail_oracle::Signature;
 
 /// The image service workload's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -1102,8 +1107,17 @@ pub async fn poller(
             let finished = match answer {
                 Ok(response) if response.status == 200 && response.content_type == "image/jpeg" => {
                     let thumbnail = blake3::hash(&response.body).to_hex().to_string();
-                    let value = json!({ "job": job.job, "status": "done", "thumbnail": thumbnail,
-                                        "bytes": response.body.len() });
+                    let mut value = json!({ "job": job.job, "status": "done",
+                                            "thumbnail": thumbnail, "bytes": response.body.len() });
+                    // What the thumbnails oracle compares: the client's own decode of the bytes.
+                    match Signature::of_jpeg(&response.body) {
+                        Ok(signature) => {
+                            value["width"] = json!(signature.width);
+                            value["height"] = json!(signature.height);
+                            value["signature"] = json!(signature.means_hex());
+                        }
+                        Err(error) => value["undecodable"] = json!(error),
+                    }
                     client.ok("fetch", value);
                     true
                 }
