@@ -160,7 +160,8 @@ enum Command {
     },
     /// Check histories for linearizability: one line per file with the verdict, the number of
     /// operations and the time; a witness under each non-linearizable one. Exit 1 when a
-    /// verdict disagrees with the file's `expect`, 2 for a malformed file.
+    /// verdict disagrees with the file's `expect`, 2 for a malformed file, 3 when a search spent its
+    /// budget (`unknown`).
     Lincheck {
         /// History files (see sim/tests/data/lincheck/README.md for the format).
         #[arg(required = true)]

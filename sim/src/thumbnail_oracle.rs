@@ -48,10 +48,12 @@ pub const SIGNATURE_CELL_SIDE_MIN: u32 = 4;
 /// service's thumbnails against this reference: 32 box p50 0.35 (whole decode) and 2.26
 /// (shrunk in the DCT domain), p99 5.1, max 5.8; 16 box max 7.0; 64 box max 2.7. Wrong
 /// thumbnails into the 32 box: red and blue swapped min 8.6 (p01 15.6), flipped min 14.2.
-/// The bound, 8, is 1.4 times the largest correct error of the workload's box (and above the
-/// 16 box's) and below the smallest swap measured. Nearest-neighbour (max 6.5), box (3.9)
-/// and triangle (1.4) filters all fall within it.
-pub const SIGNATURE_MAE_MAX: f64 = 8.0;
+/// Whole runs go further than those photos: 200 seeds of every service scenario met correct
+/// thumbnails up to 8.3 off (the DCT-shrunk decode's tail), so the bound is 12, about 1.4
+/// times that, and a red-blue swap is caught only where red and blue differ by more than 12
+/// levels on average (about 98% of the workload's photos); flips stay well beyond it.
+/// Nearest-neighbour (max 6.5), box (3.9) and triangle (1.4) filters all fall within it.
+pub const SIGNATURE_MAE_MAX: f64 = 12.0;
 
 /// The grid of a `width` x `height` picture: cells of at least [`SIGNATURE_CELL_SIDE_MIN`]
 /// pixels a side, at most [`SIGNATURE_CELLS`] a side, at least one.
@@ -243,6 +245,7 @@ mod tests {
     fn the_bound_separates_correct_from_wrong_thumbnails() {
         let budget = DecodeBudget { memory_bytes_max: 256 << 20, limits_enabled: true };
         let mut rng = pessimist_core::seams::rng::rng_for(11, "tolerance");
+        let mut passed_wrong = Vec::new();
         for _ in 0..100 {
             let spec = ImageSpec {
                 kind: "photo".into(),
@@ -265,8 +268,14 @@ mod tests {
                 ("mirrored", image::imageops::flip_horizontal(&got)),
             ] {
                 let error = Signature::of_rgb(&wrong).mean_absolute_error(&reference);
-                assert!(error > SIGNATURE_MAE_MAX, "{spec:?}: {what} is only {error} off");
+                if error <= SIGNATURE_MAE_MAX {
+                    passed_wrong.push(format!("{what} {error:.1}"));
+                }
             }
         }
+        // Flips are always caught; a swap may pass only on a picture whose red and blue are
+        // close (see the bound): at most a few of the hundred.
+        assert!(passed_wrong.iter().all(|wrong| wrong.starts_with("swapped")), "{passed_wrong:?}");
+        assert!(passed_wrong.len() <= 3, "wrong thumbnails within the bound: {passed_wrong:?}");
     }
 }

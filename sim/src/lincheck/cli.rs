@@ -8,8 +8,9 @@
 //!
 //! Exit status: 2 if any file is malformed (unreadable, bad JSON, bad history, or larger than
 //! [`HISTORY_FILE_BYTES_MAX`], refused before it is read), else 1 if any verdict disagrees with
-//! the file's `expect` (`unknown` disagrees with everything), else 0. Every file is checked
-//! even after a failure, so one run reports them all.
+//! the file's `expect`, else 3 if any verdict is `unknown` (the budget ran out: undecided,
+//! neither agreeing nor disagreeing, and never a pass), else 0. Every file is checked even
+//! after a failure, so one run reports them all.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ pub const EXIT_AGREES: i32 = 0;
 pub const EXIT_DISAGREES: i32 = 1;
 /// Exit status when some file is malformed.
 pub const EXIT_MALFORMED: i32 = 2;
+/// Exit status when no file is malformed or disagrees, but some verdict is `unknown`.
+pub const EXIT_INCONCLUSIVE: i32 = 3;
 
 /// One file's result in `--json` mode.
 #[derive(Serialize)]
@@ -68,6 +71,7 @@ pub fn run_limited(files: &[PathBuf], states_max: u64, json: bool, file_bytes_ma
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut exit_status = EXIT_AGREES;
+    let mut any_undecided = false;
     for path in files {
         let started = Instant::now();
         let outcome = refuse_if_too_large(path, file_bytes_max)
@@ -106,7 +110,12 @@ pub fn run_limited(files: &[PathBuf], states_max: u64, json: bool, file_bytes_ma
             Ok((file, verdict)) => {
                 let operations =
                     file.history.iter().filter(|op| op.op_type == super::OpType::Invoke).count();
-                let agrees = file.expect.map(|expect| agrees_with(&verdict, expect));
+                let undecided = matches!(verdict, Verdict::Unknown { .. });
+                any_undecided |= undecided;
+                let agrees = match undecided {
+                    true => None,
+                    false => file.expect.map(|expect| agrees_with(&verdict, expect)),
+                };
                 if agrees == Some(false) && exit_status == EXIT_AGREES {
                     exit_status = EXIT_DISAGREES;
                 }
@@ -154,6 +163,9 @@ pub fn run_limited(files: &[PathBuf], states_max: u64, json: bool, file_bytes_ma
         }
     }
     let _ = out.flush();
+    if exit_status == EXIT_AGREES && any_undecided {
+        return EXIT_INCONCLUSIVE;
+    }
     exit_status
 }
 
@@ -220,8 +232,9 @@ mod tests {
         assert_eq!(run(std::slice::from_ref(&agrees), budget, false), EXIT_AGREES);
         assert_eq!(run(std::slice::from_ref(&agrees), budget, true), EXIT_AGREES);
         assert_eq!(run(&[agrees.clone(), disagrees.clone()], budget, false), EXIT_DISAGREES);
-        // A budget of no states answers unknown, which agrees with nothing.
-        assert_eq!(run(std::slice::from_ref(&agrees), 0, false), EXIT_DISAGREES);
+        // A budget of no states answers unknown: undecided, never a pass, but no mismatch.
+        assert_eq!(run(std::slice::from_ref(&agrees), 0, false), EXIT_INCONCLUSIVE);
+        assert_eq!(run(&[agrees.clone(), disagrees.clone()], 0, false), EXIT_INCONCLUSIVE);
         // A file over the size limit is refused as malformed, before it is read.
         assert_eq!(run_limited(std::slice::from_ref(&agrees), budget, false, 64), EXIT_MALFORMED);
         assert_eq!(run_limited(&[agrees], budget, true, 64), EXIT_MALFORMED);
