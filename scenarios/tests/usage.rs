@@ -27,10 +27,10 @@ fn with_the_log_a_crash_loses_nothing_and_the_bill_is_the_jobs_served() {
     let served = figure(&outcome, "served");
     assert!(served > 100, "real traffic was served: {served}");
     assert_eq!(figure(&outcome, "lost"), 0);
-    assert_eq!(figure(&outcome, "writers_replaced"), 0, "restarts recover their writer");
-    // Every job served is billed; a billed job beyond them lost its answer, not its count.
+    // Every job clients were answered 202 for is billed; a job whose answers were all lost
+    // may be billed too (its count was taken).
     let billed = figure(&outcome, "billed");
-    assert_eq!(billed, served + figure(&outcome, "billed_unanswered"));
+    assert!(served <= billed && billed <= served + figure(&outcome, "possibly_served"));
     assert!(figure(&outcome, "store_writes") < served, "batching writes less than a request");
 }
 
@@ -38,9 +38,9 @@ fn with_the_log_a_crash_loses_nothing_and_the_bill_is_the_jobs_served() {
 fn without_the_log_each_crash_loses_its_unshipped_usage_and_the_checker_measures_it() {
     let outcome = run("usage-api-crash-log-off", 1);
     assert!(outcome.outcome.passed(), "losses without the log are figures: {:?}", outcome.checks);
-    assert_eq!(figure(&outcome, "writers_replaced"), 2, "two API servers crashed");
+    assert_eq!(figure(&outcome, "losing_faults"), 2, "two API servers crashed");
     let (served, billed, lost) =
         (figure(&outcome, "served"), figure(&outcome, "billed"), figure(&outcome, "lost"));
     assert!(lost > 0, "a crash between flushes loses the counts it held");
-    assert_eq!(billed + lost, served + figure(&outcome, "billed_unanswered"));
+    assert!(served <= billed + lost && billed <= served + figure(&outcome, "possibly_served"));
 }
