@@ -938,6 +938,9 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
                 &events,
                 &usage,
                 &pessimist_core::billing::BillingSettings::from_knobs(&knobs).unwrap_or_default(),
+                // History time 0 is the drive's start on this machine's clock, which every
+                // node reads; a second of slack covers reading the two a moment apart.
+                usage_check::WallClock { epoch_unix_ms: started_unix_ms, slack_ms: 1000 },
             ),
         );
     }

@@ -230,6 +230,7 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
                     &usage,
                     &pessimist_core::billing::BillingSettings::from_knobs(&knobs)
                         .expect("validated knobs"),
+                    usage_check::WallClock::SIMULATED,
                 ),
             );
         }
