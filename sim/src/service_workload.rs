@@ -296,6 +296,15 @@ pub struct Keyring {
     pub keys: BTreeMap<String, VecDeque<(String, String)>>,
 }
 
+impl Keyring {
+    /// Adds `account`'s newest key and hands back its oldest, the one a rotation revokes.
+    fn rotate(&mut self, account: &str, key: String, secret: String) -> Option<(String, String)> {
+        let keys = self.keys.entry(account.to_string()).or_default();
+        keys.push_back((key, secret));
+        keys.pop_front()
+    }
+}
+
 pub type SharedKeyring = Arc<Mutex<Keyring>>;
 
 /// A key whose revocation the admin or the revoker saw acknowledged, for the server probers.
@@ -542,12 +551,7 @@ pub async fn admin(
         turn += 1;
         let (key, secret) = admin.create_key(&account).await;
         admin.probe_until(&key, &secret, "accept", until_us).await;
-        let oldest = {
-            let mut keyring = admin.keyring.lock().expect("keyring");
-            let keys = keyring.keys.entry(account.clone()).or_default();
-            keys.push_back((key, secret));
-            keys.pop_front()
-        };
+        let oldest = admin.keyring.lock().expect("keyring").rotate(&account, key, secret);
         if let Some((old_key, old_secret)) = oldest {
             admin.revoke_key(&old_key, &old_secret).await;
             admin.probe_until(&old_key, &old_secret, "refuse", until_us).await;
@@ -605,12 +609,7 @@ pub async fn revoker(
             keyring.accounts[turn % keyring.accounts.len()].clone()
         };
         let (key, secret) = revoker.create_key(&account).await;
-        let oldest = {
-            let mut keyring = revoker.keyring.lock().expect("keyring");
-            let keys = keyring.keys.entry(account.clone()).or_default();
-            keys.push_back((key, secret));
-            keys.pop_front()
-        };
+        let oldest = revoker.keyring.lock().expect("keyring").rotate(&account, key, secret);
         if let Some((old_key, old_secret)) = oldest {
             revoker.revoke_key(&old_key, &old_secret).await;
         }
