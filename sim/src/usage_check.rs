@@ -1,25 +1,22 @@
-//! The usage pipeline's checker: what the API servers counted against what billing billed,
-//! job by job. A pure function of the history (shapes in [`pessimist_core::usage`],
-//! [`crate::usage_workload`] and [`crate::service_workload`]).
+//! The usage pipeline's checker: the archive's ledger against what the clients saw. A pure
+//! function of the history (shapes in [`pessimist_core::usage`], [`crate::usage_workload`] and
+//! [`crate::service_workload`]); it never trusts the service's own count.
 //!
-//! Every count an API server made is recorded with its writer, key and the writer's running
-//! total it took (`usage_counted`); the archive's final ledger holds each writer's archived
-//! total per key. A writer's counts on a key take totals 1, 2, 3... in order, so the counts
-//! billed are exactly those whose total is at most the archived total (when a restart
-//! reassigns a total whose record never became durable, the later count holds it). That
-//! names, for every job, whether it was billed:
-//! - **nothing counted twice**: no job billed twice, no archived total beyond every count;
-//! - **nothing acknowledged lost**: no archived total below one the store acknowledged;
-//! - **billed = served** (the usage log on): every job a client was answered `202` for, new,
-//!   is billed. With the log off the same holds for the writers that lived to the end; the
-//!   jobs of writers a restart replaced (their unshipped counts died with them) are the
-//!   **usage lost per crash**, reported, not failed. With the log on a restart replaces a
-//!   writer only when its log could not be read (corruption): those losses are reported too;
-//! - the ledger's per-account amounts add up to the archived totals.
+//! Each upload a client was answered `202` for, as a new job, is one job to bill to the
+//! account whose key the client used, in the window (and period) of its acceptance: some time
+//! in the accepting try's [invoke, ok] interval of true simulated time, widened by the most
+//! the clock faults begun by then can move a server's clock. A job answered only as a
+//! duplicate, or whose every answer was lost, may be billed or not. Per account, every run of
+//! consecutive windows (and of periods) must hold a ledger amount between the jobs that must
+//! be billed inside it and those that may be, so a wrong account, a wrong window or period, a
+//! double bill and a missing bill all fail. Excused, and reported as `lost`: with the usage
+//! log off, jobs accepted before an API server crash (their unshipped counts died with it);
+//! with it on, only before a corrupt API disk (its log unreadable). The ledger's per-period
+//! amounts must also add up to its archived totals, and a final billing run must have settled
+//! (read every range, billed nothing new) before the ledger was read.
 //!
-//! Figures only: jobs billed whose answer never reached the client (counted, then the
-//! answer lost), jobs served but never counted (the first answer lost, the retry answered
-//! as a duplicate: a price of counting at the answer), store writes per request counted.
+//! Diagnostic figures come from the service's own events (`usage_counted` and friends): they
+//! explain a verdict and never decide one (see `diagnostics`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -355,12 +352,47 @@ pub fn billing(
         "lost_per_crash".into(),
         if losses_us.is_empty() { json!(0.0) } else { json!(lost as f64 / losses_us.len() as f64) },
     );
-    // Diagnostics from the service's own events, never the oracle.
-    let (mut counted, mut flushes, mut store_writes) = (0u64, 0u64, 0u64);
+    figures.extend(diagnostics(events, &ops, &ledger.result["archived"]));
+    figures.insert("ledger_records".into(), ledger.result["records"].clone());
+    Verdict::from_violations(violations, figures)
+}
+
+/// Figures from the service's own events (`usage_started`, `usage_counted`, `usage_flushed`):
+/// they explain a verdict and never decide one, since the service could misreport them.
+///
+/// - `writers_replaced`: writers a later start on the same API server replaced (with the log
+///   off, every crash; with it on, only an unreadable log);
+/// - `lost_per_crash_max`: the most jobs, answered `202` as new, that one replaced writer had
+///   counted and the ledger never archived;
+/// - `duplicates_never_counted`: jobs clients were answered `202` for only as duplicates (the
+///   first answer lost) that no server ever counted: a price of counting at the answer;
+/// - `counted`, `flushes`, `store_writes`, `store_writes_per_request`.
+fn diagnostics(events: &[Event], ops: &[Operation], archived: &Value) -> BTreeMap<String, Value> {
+    let (mut flushes, mut store_writes) = (0u64, 0u64);
+    let mut writers_by_node: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    // (writer, key, the writer's running total) -> job.
+    let mut counts: BTreeMap<(&str, &str, u64), u64> = BTreeMap::new();
     for event in events {
-        let EventKind::Internal { what, detail, .. } = &event.kind else { continue };
+        let EventKind::Internal { node, what, detail } = &event.kind else { continue };
         match what.as_str() {
-            "usage_counted" => counted += 1,
+            "usage_started" => {
+                let Some(writer) = detail["writer"].as_str() else { continue };
+                let writers = writers_by_node.entry(node.as_str()).or_default();
+                if writers.last() != Some(&writer) {
+                    writers.push(writer);
+                }
+            }
+            "usage_counted" => {
+                let fields = (
+                    detail["writer"].as_str(),
+                    detail["key"].as_str(),
+                    detail["total"].as_u64(),
+                    detail["job"].as_u64(),
+                );
+                if let (Some(writer), Some(key), Some(total), Some(job)) = fields {
+                    counts.insert((writer, key, total), job);
+                }
+            }
             "usage_flushed" => {
                 flushes += 1;
                 store_writes += detail["keys"].as_u64().unwrap_or(0);
@@ -368,12 +400,48 @@ pub fn billing(
             _ => {}
         }
     }
-    figures.insert("counted".into(), json!(counted));
-    figures.insert("flushes".into(), json!(flushes));
-    figures.insert("store_writes".into(), json!(store_writes));
-    figures.insert("store_writes_per_request".into(), ratio(store_writes, counted));
-    figures.insert("ledger_records".into(), ledger.result["records"].clone());
-    Verdict::from_violations(violations, figures)
+    let replaced: BTreeSet<&str> = writers_by_node
+        .values()
+        .flat_map(|writers| writers.iter().rev().skip(1).copied())
+        .collect();
+    let mut archived_totals: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for entry in archived.as_array().into_iter().flatten() {
+        if let (Some(key), Some(writer), Some(total)) =
+            (entry[0].as_str(), entry[1].as_str(), entry[2].as_u64())
+        {
+            archived_totals.insert((writer, key), total);
+        }
+    }
+    let (mut answered_new, mut answered_any) = (BTreeSet::new(), BTreeSet::new());
+    for op in ops.iter().filter(|op| op.f == "upload" && op.outcome == "ok") {
+        let Some(job) = op.result["job"].as_u64() else { continue };
+        answered_any.insert(job);
+        if op.result["duplicate"] == json!(false) {
+            answered_new.insert(job);
+        }
+    }
+    let counted_jobs: BTreeSet<u64> = counts.values().copied().collect();
+    let mut lost_by_writer: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((writer, key, total), job) in &counts {
+        let kept = archived_totals.get(&(*writer, *key)).copied().unwrap_or(0);
+        if replaced.contains(writer) && *total > kept && answered_new.contains(job) {
+            *lost_by_writer.entry(writer).or_default() += 1;
+        }
+    }
+    let never_counted = answered_any
+        .iter()
+        .filter(|job| !answered_new.contains(*job) && !counted_jobs.contains(*job))
+        .count();
+    let counted = counts.len() as u64;
+    BTreeMap::from([
+        ("writers_replaced".to_string(), json!(replaced.len())),
+        ("lost_per_crash_max".to_string(), json!(lost_by_writer.values().max().unwrap_or(&0))),
+        ("duplicates_never_counted".to_string(), json!(never_counted)),
+        ("counted".to_string(), json!(counted)),
+        ("flushes".to_string(), json!(flushes)),
+        ("store_writes".to_string(), json!(store_writes)),
+        ("store_writes_per_request".to_string(), ratio(store_writes, counted)),
+    ])
 }
 
 #[cfg(test)]
@@ -491,6 +559,41 @@ mod tests {
 
     fn right() -> Vec<(&'static str, u64, u64)> {
         vec![("a", window_at(0), 2), ("a", window_at(10_000), 1), ("b", window_at(0), 1)]
+    }
+
+    /// The diagnostics read the service's events: a writer a restart replaced, the jobs it
+    /// counted that never reached the ledger, and a duplicate-only job no server counted.
+    #[test]
+    fn diagnostics_name_replaced_writers_and_their_losses() {
+        let mut events = history(&UPLOADS, &[], &[("a", window_at(0), 1)]);
+        let key = pessimist_core::usage::usage_key("a", window_at(0));
+        let internal = |what: &str, detail: Value| EventKind::Internal {
+            node: "api-1".into(),
+            what: what.into(),
+            detail,
+        };
+        let extra = [
+            internal("usage_started", json!({ "writer": "w" })),
+            internal("usage_counted", json!({ "writer": "w", "key": key, "total": 1, "job": 1 })),
+            internal("usage_counted", json!({ "writer": "w", "key": key, "total": 2, "job": 2 })),
+            internal("usage_flushed", json!({ "keys": 1 })),
+            internal("usage_started", json!({ "writer": "w2" })),
+        ];
+        for kind in extra {
+            let index = events.len() as u64;
+            events.push(Event { index, time_us: 99_000_000, kind });
+        }
+        let archived = json!([[key, "w", 1]]);
+        let figures = diagnostics(&events, &operations(&events), &archived);
+        assert_eq!(figures["writers_replaced"], json!(1));
+        assert_eq!(figures["lost_per_crash_max"], json!(1), "job 2 was counted, never archived");
+        // Job 5 was answered only as a duplicate and counted by no one.
+        assert_eq!(figures["duplicates_never_counted"], json!(1));
+        assert_eq!(figures["counted"], json!(2));
+        assert_eq!(figures["store_writes_per_request"], json!(0.5));
+        // Archived in full: nothing lost.
+        let figures = diagnostics(&events, &operations(&events), &json!([[key, "w", 2]]));
+        assert_eq!(figures["lost_per_crash_max"], json!(0));
     }
 
     #[test]
