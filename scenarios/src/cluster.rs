@@ -48,10 +48,8 @@ use pessimist_core::usage::UsageSettings;
 use pessimist_core::worker::WorkerSettings;
 use pessimist_sim::check::{Outcome, Verdict, PHASE_DRAIN, PHASE_FAULTS};
 use pessimist_sim::scenario::{Scenario, Workload};
-use pessimist_sim::service_check;
-use pessimist_sim::service_workload::{self, Endpoints};
-use pessimist_sim::usage_check;
-use pessimist_sim::usage_workload::{self, FinalBill, PHASE_BILLING};
+use pessimist_sim::service::workload::Endpoints;
+use pessimist_sim::usage::workload::{FinalBill, PHASE_BILLING};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -887,7 +885,7 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
         });
         let until_us = options.seconds * 1_000_000;
         let drain_until_us = until_us + options.drain_seconds * 1_000_000;
-        let processes = service_workload::client_processes(
+        let processes = pessimist_sim::service::workload::client_processes(
             &workload,
             &endpoints,
             &history,
@@ -913,7 +911,7 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
                 name: PHASE_BILLING.into(),
                 detail: json!({ "bound_ms": BILL_BOUND.as_millis() as u64, "settle_ms": settle_ms }),
             });
-            usage_workload::final_bill(bill, history.clone()).await;
+            pessimist_sim::usage::workload::final_bill(bill, history.clone()).await;
         }
         (history.events(), started_unix_ms)
     });
@@ -921,26 +919,31 @@ pub fn drive(options: &DriveOptions) -> Result<DriveSummary, Failure> {
     let events = merge_timed(events, usage_events(&layout, &cluster, started_unix_ms));
     let knobs = cluster.knobs.clone();
     let mut checks = BTreeMap::new();
-    checks.insert("jobs_complete".to_string(), service_check::jobs_complete(&events));
+    checks
+        .insert("jobs_complete".to_string(), pessimist_sim::service::check::jobs_complete(&events));
     checks.insert(
         "thumbnails".to_string(),
-        service_check::thumbnails(&events, &knobs, workload.thumbnail_side),
+        pessimist_sim::service::check::thumbnails(&events, &knobs, workload.thumbnail_side),
     );
-    checks.insert("auth_keys".to_string(), service_check::auth_keys(&events, &knobs));
+    checks
+        .insert("auth_keys".to_string(), pessimist_sim::service::check::auth_keys(&events, &knobs));
     checks.insert(
         "availability".to_string(),
-        service_check::service_availability(&events, 1000, None),
+        pessimist_sim::service::check::service_availability(&events, 1000, None),
     );
     if let (true, Ok(usage)) = (cluster.has_billing(), UsageSettings::from_knobs(&knobs)) {
         checks.insert(
             "billing".to_string(),
-            usage_check::billing(
+            pessimist_sim::usage::check::billing(
                 &events,
                 &usage,
                 &pessimist_core::billing::BillingSettings::from_knobs(&knobs).unwrap_or_default(),
                 // History time 0 is the drive's start on this machine's clock, which every
                 // node reads; a second of slack covers reading the two a moment apart.
-                usage_check::WallClock { epoch_unix_ms: started_unix_ms, slack_ms: 1000 },
+                pessimist_sim::usage::check::WallClock {
+                    epoch_unix_ms: started_unix_ms,
+                    slack_ms: 1000,
+                },
             ),
         );
     }
@@ -974,7 +977,7 @@ fn final_bill(cluster: &ClusterFile, uploaders: u64, seed: u64) -> Option<(Final
     let archive = cluster.with_role(billing::archive::ROLE).first()?.name.clone();
     let usage = UsageSettings::from_knobs(&cluster.knobs).ok()?;
     let store = StoreSettings::from_knobs(&cluster.knobs).ok()?;
-    let settle_ms = usage_workload::settle_ms(&usage, &store);
+    let settle_ms = pessimist_sim::usage::workload::settle_ms(&usage, &store);
     // The process after the admin, the uploaders and the pollers, as in a simulated run.
     let process = 2 * uploaders + 1;
     let (transport, _) = Transport::<BillingMessage>::unbound(

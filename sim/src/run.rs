@@ -37,15 +37,12 @@ use crate::check::{
 };
 use crate::fault::{swarm_plan, Fault, FaultPlan, LEADER};
 use crate::probe::{self, ProbeMessage, ProbeWorkload};
-use crate::queue_check;
-use crate::queue_workload::{self, Acknowledged, QueueWorkload};
+use crate::queue::workload::{Acknowledged, QueueWorkload};
 use crate::scenario::{Phases, Scenario, Workload};
-use crate::service_check;
-use crate::service_workload::{self, Endpoints, ServiceWorkload};
-use crate::store_check::{self, PHASE_CONVERGE};
-use crate::store_workload::{self, StoreWorkload};
-use crate::usage_check;
-use crate::usage_workload::{self, FinalBill, PHASE_BILLING};
+use crate::service::workload::{Endpoints, ServiceWorkload};
+use crate::store::check::PHASE_CONVERGE;
+use crate::store::workload::StoreWorkload;
+use crate::usage::workload::{FinalBill, PHASE_BILLING};
 use crate::world::{NodeSpec, Program, World};
 
 /// What one seed of a scenario produced.
@@ -125,49 +122,56 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
     match &scenario.workload {
         Workload::Probe(_) => {
             if wanted.durability {
-                checks.insert("durability".to_string(), check::durability(events));
+                checks.insert("durability".to_string(), probe::check::durability(events));
             }
             if wanted.integrity {
-                checks.insert("integrity".to_string(), check::integrity(events));
+                checks.insert("integrity".to_string(), probe::check::integrity(events));
             }
             if wanted.linearizability {
-                checks.insert("linearizability".to_string(), check::linearizability(events));
+                checks.insert("linearizability".to_string(), probe::check::linearizability(events));
             }
             if wanted.liveness {
                 let nodes = scenario.server_names();
-                checks.insert("liveness".to_string(), check::liveness(events, &nodes, bound_ms));
+                checks.insert(
+                    "liveness".to_string(),
+                    probe::check::liveness(events, &nodes, bound_ms),
+                );
             }
         }
         Workload::Queue(_) => {
             checks.insert(
                 "raft_safety".to_string(),
-                queue_check::raft_safety(events, queue_check::QUEUE_GROUP),
+                crate::raft_check::raft_safety(events, crate::queue::check::QUEUE_GROUP),
             );
-            checks.insert("no_double_ack".to_string(), queue_check::no_double_ack(events));
-            checks.insert("fifo_order".to_string(), queue_check::fifo_order(events));
-            checks.insert("leases".to_string(), queue_check::leases(events));
-            checks.insert("failover".to_string(), queue_check::failover(events));
-            checks
-                .insert("fault_availability".to_string(), queue_check::fault_availability(events));
-            checks.insert("lease_fencing".to_string(), queue_check::lease_fencing(events));
-            checks.insert("status_reads".to_string(), queue_check::status_reads(events));
+            checks.insert("no_double_ack".to_string(), crate::queue::check::no_double_ack(events));
+            checks.insert("fifo_order".to_string(), crate::queue::check::fifo_order(events));
+            checks.insert("leases".to_string(), crate::queue::check::leases(events));
+            checks.insert("failover".to_string(), crate::queue::check::failover(events));
+            checks.insert(
+                "fault_availability".to_string(),
+                crate::queue::check::fault_availability(events),
+            );
+            checks.insert("lease_fencing".to_string(), crate::queue::check::lease_fencing(events));
+            checks.insert("status_reads".to_string(), crate::queue::check::status_reads(events));
             if wanted.durability {
                 let knobs = serde_json::Value::Object(scenario.knobs.clone());
                 let settings = QueueSettings::from_knobs(&knobs).expect("validated knobs");
                 checks.insert(
                     "durability".to_string(),
-                    queue_check::queue_durability(events, settings.max_attempts),
+                    crate::queue::check::queue_durability(events, settings.max_attempts),
                 );
             }
             if wanted.linearizability {
                 checks.insert(
                     "linearizability".to_string(),
-                    queue_check::queue_linearizability(events),
+                    crate::queue::check::queue_linearizability(events),
                 );
             }
             if wanted.liveness {
-                checks
-                    .insert("liveness".to_string(), queue_check::queue_liveness(events, bound_ms));
+                checks.insert(
+                    "liveness".to_string(),
+                    crate::queue::check::queue_liveness(events, bound_ms),
+                );
             }
         }
         Workload::Service(_) => {} // Its checks follow.
@@ -176,68 +180,71 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
             let settings = StoreSettings::from_knobs(&knobs).expect("validated knobs");
             let nodes = scenario.names_with_role(pessimist_core::store::ROLE);
             let ring = Ring::new(&nodes, settings.vnodes, settings.n);
-            checks.insert("no_double_count".to_string(), store_check::no_double_count(events));
+            checks.insert(
+                "no_double_count".to_string(),
+                crate::store::check::no_double_count(events),
+            );
             if wanted.durability {
                 checks.insert(
                     "no_acknowledged_loss".to_string(),
-                    store_check::no_acknowledged_loss(events, &ring),
+                    crate::store::check::no_acknowledged_loss(events, &ring),
                 );
             }
             if wanted.liveness {
                 checks.insert(
                     "convergence".to_string(),
-                    store_check::convergence(events, &ring, bound_ms),
+                    crate::store::check::convergence(events, &ring, bound_ms),
                 );
             }
             checks.insert(
                 "read_your_writes".to_string(),
-                store_check::read_your_writes(events, settings.promises_read_your_writes()),
+                crate::store::check::read_your_writes(events, settings.promises_read_your_writes()),
             );
-            checks.insert("staleness".to_string(), store_check::staleness(events));
-            checks.insert("replication".to_string(), store_check::replication(events));
+            checks.insert("staleness".to_string(), crate::store::check::staleness(events));
+            checks.insert("replication".to_string(), crate::store::check::replication(events));
         }
     }
     if let Workload::Service(workload) = &scenario.workload {
         let knobs = serde_json::Value::Object(scenario.knobs.clone());
         let groups = [
-            ("raft_safety", queue_check::QUEUE_GROUP),
+            ("raft_safety", crate::queue::check::QUEUE_GROUP),
             ("auth_raft_safety", pessimist_core::auth::ROLE),
         ];
         for (name, group) in groups {
-            checks.insert(name.to_string(), queue_check::raft_safety(events, group));
+            checks.insert(name.to_string(), crate::raft_check::raft_safety(events, group));
         }
-        checks.insert("jobs_complete".to_string(), service_check::jobs_complete(events));
+        checks.insert("jobs_complete".to_string(), crate::service::check::jobs_complete(events));
         checks.insert(
             "thumbnails".to_string(),
-            service_check::thumbnails(events, &knobs, workload.thumbnail_side),
+            crate::service::check::thumbnails(events, &knobs, workload.thumbnail_side),
         );
         let workers = scenario.names_with_role(pessimist_core::worker::ROLE);
         checks.insert(
             "pill_quarantine".to_string(),
-            service_check::pill_quarantine(events, &knobs, &workers),
+            crate::service::check::pill_quarantine(events, &knobs, &workers),
         );
-        checks.insert("auth_keys".to_string(), service_check::auth_keys(events, &knobs));
+        checks.insert("auth_keys".to_string(), crate::service::check::auth_keys(events, &knobs));
         checks.insert(
             "availability".to_string(),
-            service_check::service_availability(events, 1000, wanted.heal_ok_fraction_min),
+            crate::service::check::service_availability(events, 1000, wanted.heal_ok_fraction_min),
         );
         if !scenario.names_with_role(pessimist_core::billing::ROLE).is_empty() {
             let usage = UsageSettings::from_knobs(&knobs).expect("validated knobs");
             checks.insert(
                 "billing".to_string(),
-                usage_check::billing(
+                crate::usage::check::billing(
                     events,
                     &usage,
                     &pessimist_core::billing::BillingSettings::from_knobs(&knobs)
                         .expect("validated knobs"),
-                    usage_check::WallClock::SIMULATED,
+                    crate::usage::check::WallClock::SIMULATED,
                 ),
             );
         }
     } else if let Workload::Store(_) = &scenario.workload {
         checks.insert(
             "availability".to_string(),
-            store_check::store_availability(events, 1000, wanted.heal_ok_fraction_min),
+            crate::store::check::store_availability(events, 1000, wanted.heal_ok_fraction_min),
         );
     } else {
         checks.insert(
@@ -370,7 +377,7 @@ fn resolve_leader(fault: &Fault, history: &History) -> Option<Fault> {
     let mut fault = fault.clone();
     if let Fault::Partition { groups } = &mut fault {
         if groups.iter().flatten().any(|node| node == LEADER) {
-            let leader = history.scan(queue_check::latest_leader)?.1;
+            let leader = history.scan(crate::queue::check::latest_leader)?.1;
             for node in groups.iter_mut().flatten().filter(|node| *node == LEADER) {
                 node.clone_from(&leader);
             }
@@ -381,7 +388,7 @@ fn resolve_leader(fault: &Fault, history: &History) -> Option<Fault> {
     if target != LEADER {
         return Some(fault);
     }
-    let leader = history.scan(queue_check::latest_leader);
+    let leader = history.scan(crate::queue::check::latest_leader);
     *target = leader?.1;
     Some(fault)
 }
@@ -487,7 +494,7 @@ async fn run_queue(
     let mut producers = Vec::new();
     for process in 0..workload.producers {
         let node = &clients[process as usize % clients.len()];
-        let task = queue_workload::producer(
+        let task = crate::queue::workload::producer(
             process,
             workload.clone(),
             client_for(process, node),
@@ -502,7 +509,7 @@ async fn run_queue(
     for index in 0..workload.workers {
         let process = workload.producers + index;
         let node = &clients[process as usize % clients.len()];
-        let task = queue_workload::worker(
+        let task = crate::queue::workload::worker(
             process,
             workload.clone(),
             client_for(process, node),
@@ -536,7 +543,8 @@ async fn run_queue(
                     break;
                 }
                 let unfinished =
-                    queue_workload::read_statuses(monitor, &mut client, &history, &jobs).await;
+                    crate::queue::workload::read_statuses(monitor, &mut client, &history, &jobs)
+                        .await;
                 if unfinished.is_some_and(|unfinished| unfinished.is_empty()) {
                     break;
                 }
@@ -564,7 +572,9 @@ async fn run_queue(
     let final_read = async move {
         let deadline_us = history.now_us() + bound_us;
         while history.now_us() < deadline_us {
-            if queue_workload::read_statuses(monitor, &mut client, &history, &jobs).await.is_some()
+            if crate::queue::workload::read_statuses(monitor, &mut client, &history, &jobs)
+                .await
+                .is_some()
             {
                 break;
             }
@@ -627,7 +637,7 @@ async fn run_service(
     let drain_until_us = until_us + phases.liveness_bound_ms * 1000;
     // The admin runs on the first client node; each uploader and its poller on the next in
     // turn.
-    let processes = service_workload::client_processes(
+    let processes = crate::service::workload::client_processes(
         &workload,
         &endpoints,
         history,
@@ -658,7 +668,7 @@ async fn run_service(
     if let (Some(billing), Some(archive)) = (billing.first(), archive.first()) {
         let usage = UsageSettings::from_knobs(&knobs).expect("validated knobs");
         let store = StoreSettings::from_knobs(&knobs).expect("validated knobs");
-        let settle_ms = usage_workload::settle_ms(&usage, &store);
+        let settle_ms = crate::usage::workload::settle_ms(&usage, &store);
         history.record(EventKind::Phase {
             name: PHASE_BILLING.into(),
             detail: json!({ "bound_ms": phases.liveness_bound_ms, "settle_ms": settle_ms }),
@@ -680,8 +690,9 @@ async fn run_service(
             pause: Duration::from_millis(usage.flush_interval_ms),
             bound: Duration::from_millis(phases.liveness_bound_ms),
         };
-        let task =
-            world.client(&clients[0]).spawn(usage_workload::final_bill(bill, history.clone()));
+        let task = world
+            .client(&clients[0])
+            .spawn(crate::usage::workload::final_bill(bill, history.clone()));
         task.await.expect("the billing client panicked");
     }
 }
@@ -727,7 +738,7 @@ async fn run_store(
     let mut tasks = Vec::new();
     for process in 0..workload.writers {
         let node = &clients[process as usize % clients.len()];
-        let task = store_workload::writer(
+        let task = crate::store::workload::writer(
             process,
             format!("{node}/w{process}"),
             workload.clone(),
@@ -741,7 +752,7 @@ async fn run_store(
     for index in 0..workload.readers {
         let process = workload.writers + index;
         let node = &clients[process as usize % clients.len()];
-        let task = store_workload::reader(
+        let task = crate::store::workload::reader(
             process,
             workload.clone(),
             client_for(process, node),
@@ -754,7 +765,7 @@ async fn run_store(
     play_faults(world, plan, phases, history).await;
     let monitor = workload.writers + workload.readers;
     let writers_done = Arc::new(AtomicBool::new(false));
-    let watch = store_workload::monitor(
+    let watch = crate::store::workload::monitor(
         monitor,
         workload.clone(),
         client_for(monitor, &clients[0]),
@@ -777,7 +788,7 @@ async fn run_store(
         name: PHASE_FINAL_READS.into(),
         detail: json!({ "bound_ms": phases.liveness_bound_ms }),
     });
-    let dumps = store_workload::final_dumps(
+    let dumps = crate::store::workload::final_dumps(
         monitor,
         workload,
         client,

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::fault::{FaultPlan, SwarmSettings};
 use crate::probe::ProbeWorkload;
-use crate::queue_workload::QueueWorkload;
-use crate::service_workload::ServiceWorkload;
-use crate::store_workload::StoreWorkload;
+use crate::queue::workload::QueueWorkload;
+use crate::service::workload::ServiceWorkload;
+use crate::store::workload::StoreWorkload;
 use crate::variant::Variant;
 
 /// Server nodes a scenario may declare.
@@ -87,13 +87,13 @@ pub struct NodeDeclaration {
 pub enum Workload {
     /// The seam probe (see [`crate::probe`]); every node has role `probe`.
     Probe(ProbeWorkload),
-    /// Producers and workers of the replicated job queue (see [`crate::queue_workload`]);
+    /// Producers and workers of the replicated job queue (see [`crate::queue::workload`]);
     /// every node has role `queue`.
     Queue(QueueWorkload),
-    /// HTTP clients of the whole image service (see [`crate::service_workload`]); nodes have
+    /// HTTP clients of the whole image service (see [`crate::service::workload`]); nodes have
     /// the roles `queue`, `auth`, `api` and `worker`, at least one of each.
     Service(ServiceWorkload),
-    /// Usage shippers and readers of the usage store (see [`crate::store_workload`]); every
+    /// Usage shippers and readers of the usage store (see [`crate::store::workload`]); every
     /// node has role `store`.
     Store(StoreWorkload),
 }

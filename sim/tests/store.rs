@@ -15,7 +15,7 @@ use pessimist_core::seams::rng::rng_for;
 use pessimist_core::store::client::{ClientOptions, StoreClient, Writer};
 use pessimist_core::store::counter::Counter;
 use pessimist_core::store::StoreSettings;
-use pessimist_sim::store_workload::usage_key;
+use pessimist_sim::store::workload::usage_key;
 use pessimist_sim::world::{NodeSpec, Program, World};
 use serde_json::json;
 

@@ -1,7 +1,7 @@
 //! The usage pipeline's final bill: once the image service's clients have drained, the
 //! billing client asks the billing node for final runs that bill every window, open ones
 //! too, until a run completes and bills nothing new, then reads the archive's ledger
-//! ([`crate::usage_check`] compares it with what the API servers counted).
+//! ([`crate::usage::check`] compares it with what the API servers counted).
 //!
 //! It runs in the simulation and, over real TCP, against a real cluster (`cluster drive`).
 //!

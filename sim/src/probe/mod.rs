@@ -15,6 +15,8 @@
 //! **Invariant:** the probe server reads its state only from its disk seam, never from memory
 //! that a crash would erase.
 
+pub mod check;
+
 use std::time::Duration;
 
 use pessimist_core::history::{EventKind, History};

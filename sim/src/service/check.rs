@@ -1,10 +1,10 @@
 //! Checkers of the image service, pure functions of the history (shapes in
-//! [`crate::service_workload`]).
+//! [`crate::service::workload`]).
 //!
 //! - [`jobs_complete`]: every upload answered 202 ends completed or failed (dead-lettered);
 //!   figures: a job's latency to its thumbnail, the largest backlog.
 //! - [`thumbnails`]: every finished job ends as a reference computed another way says
-//!   ([`crate::thumbnail_oracle`]: `image`'s decode and Lanczos3 resize): a thumbnail of the
+//!   ([`crate::service::thumbnail_oracle`]: `image`'s decode and Lanczos3 resize): a thumbnail of the
 //!   contract's exact size whose mean-colour grid, as the poller recorded it, is within a
 //!   measured tolerance of the reference's; or a failure where the pill's documented nature
 //!   or the worker's knobs (memory budget, crash trigger) say it must fail. A damaged image
@@ -34,8 +34,8 @@ use serde_json::{json, Value};
 use crate::check::{
     operations, percentiles, phase_start_us, Distribution, Operation, Verdict, PHASE_HEAL,
 };
-use crate::service_workload::ImageSpec;
-use crate::thumbnail_oracle::{self, Expected, Signature, SIGNATURE_MAE_MAX};
+use crate::service::thumbnail_oracle::{self, Expected, Signature, SIGNATURE_MAE_MAX};
+use crate::service::workload::ImageSpec;
 
 /// Accepted jobs: job id to the upload's input (account, key, image spec).
 fn accepted_jobs(ops: &[Operation]) -> BTreeMap<u64, &Value> {
@@ -161,7 +161,7 @@ fn fetched_signature(output: &Value) -> Result<Signature, String> {
 
 /// Every finished job ends as the reference says: a thumbnail of the contract's size within
 /// the tolerance of `image`'s own decode and Lanczos3 resize, or a failure where the input must
-/// fail. See [`thumbnail_oracle`] for what the tolerance cannot tell apart.
+/// fail. See [`service::thumbnail_oracle`] for what the tolerance cannot tell apart.
 pub fn thumbnails(events: &[Event], knobs: &Value, side: u32) -> Verdict {
     let worker = WorkerSettings::from_knobs(knobs).unwrap_or_default();
     let ops = operations(events);
@@ -1028,7 +1028,7 @@ mod tests {
             let verdict = check(vec![(spec.clone(), done(&picture))]);
             assert!(!verdict.passed(), "{what} passed: {verdict:?}");
         }
-        // What the tolerance cannot tell (see thumbnail_oracle): the filter.
+        // What the tolerance cannot tell (see service::thumbnail_oracle): the filter.
         let nearest = resized(&spec, 32, 13, FilterType::Nearest);
         assert!(check(vec![(spec.clone(), done(&nearest))]).passed());
     }

@@ -1,6 +1,6 @@
 //! The usage pipeline's checker: the archive's ledger against what the clients saw. A pure
-//! function of the history (shapes in [`pessimist_core::usage`], [`crate::usage_workload`] and
-//! [`crate::service_workload`]); it never trusts the service's own count.
+//! function of the history (shapes in [`pessimist_core::usage`], [`crate::usage::workload`] and
+//! [`crate::service::workload`]); it never trusts the service's own count.
 //!
 //! Each upload a client was answered `202` for, as a new job, is one job to bill to the
 //! account whose key the client used, in the window (and period) of its acceptance: some time

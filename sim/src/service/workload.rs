@@ -22,7 +22,7 @@
 //!   and every `cross_account_read_ms` read a job of one account with a valid key of another.
 //!   (Process `2 * uploaders + 1` is the final bill's.)
 //!
-//! History shapes ([`crate::service_check`] reads them):
+//! History shapes ([`crate::service::check`] reads them):
 //! - `create_account` / `create_key` / `revoke_key`: invoke `{account}` / `{account}` /
 //!   `{key}`; ok adds `{account}` / `{key}` / `{key, revoked_ms}`;
 //! - `upload`: invoke `{account, key, image, idempotency}` (`key` is `null` for a key that
@@ -30,7 +30,7 @@
 //!   HTTP answer came);
 //! - `fetch`: invoke `{job, account}`, ok `{job, status: "done", thumbnail, bytes, width,
 //!   height, signature}` (the thumbnail's BLAKE3 digest, and its size and mean-colour grid as
-//!   the client decoded it, [`crate::thumbnail_oracle::Signature`]; `undecodable` instead of the
+//!   the client decoded it, [`crate::service::thumbnail_oracle::Signature`]; `undecodable` instead of the
 //!   last three when it is no JPEG) or
 //!   `{job, status: "failed" | "queued" | "running", reason?}`;
 //! - `probe` (the admin checking a key, or a server prober a revoked key): invoke `{key, want}`
@@ -55,7 +55,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::thumbnail_oracle::Signature;
+use crate::service::thumbnail_oracle::Signature;
 
 /// The image service workload's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -1,7 +1,7 @@
 //! The queue's workload: producers enqueue jobs, workers lease, work and ack them, and after
 //! the heal a drain empties the queue and a final status read says where every acknowledged
 //! job ended. Every operation goes into the history with Jepsen's invoke/ok/fail/info, in the
-//! shapes [`crate::queue_check`] reads:
+//! shapes [`crate::queue::check`] reads:
 //!
 //! - `enqueue`: invoke `{key, payload}`, ok adds `{job, duplicate}`;
 //! - `lease`: invoke `{worker, visibility_ms, request}`, ok `{job, payload, lease, attempt,

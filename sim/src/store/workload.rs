@@ -3,7 +3,7 @@
 //! wrote; readers read recent keys. From the heal a monitor dumps every node, round after
 //! round, until (once the shippers have stopped) every key's replicas agree; then it takes a
 //! final dump of every node's states. Every operation goes
-//! into the history in the shapes [`crate::store_check`] reads:
+//! into the history in the shapes [`crate::store::check`] reads:
 //!
 //! - `flush`: invoke `{writer, batch, entries: [[key, increment, slot_batch, total], ...]}`;
 //!   ok adds `{hinted}` (acknowledgements from fallbacks); when some key was not
@@ -367,7 +367,7 @@ pub async fn monitor(
         }
         if let Some(done_at_us) = done_at_us {
             let agreed = views.len() == nodes.len()
-                && crate::store_check::disagreeing_keys(client.ring(), &views).is_empty();
+                && crate::store::check::disagreeing_keys(client.ring(), &views).is_empty();
             if agreed || history.now_us() >= done_at_us + bound_ms * 1000 {
                 return client;
             }

@@ -31,7 +31,7 @@ use std::io::Cursor;
 use image::imageops::FilterType;
 use image::RgbImage;
 
-use crate::service_workload::ImageSpec;
+use crate::service::workload::ImageSpec;
 
 /// The most cells a signature has on a side. 8 x 8 x 3 bytes: at most 384 hex characters
 /// per thumbnail in the history, about a third of a 32 x 32 thumbnail's own size.

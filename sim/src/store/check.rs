@@ -1,5 +1,5 @@
 //! The usage store's checkers: pure functions of the history (shapes in
-//! [`crate::store_workload`]) and of the ring the scenario's knobs describe.
+//! [`crate::store::workload`]) and of the ring the scenario's knobs describe.
 //!
 //! - [`no_double_count`]: no writer's count on a key, in the final states or in any read,
 //!   exceeds the running total it attempted: a retried or duplicated flush never counts twice
@@ -46,7 +46,7 @@ use serde_json::{json, Value};
 use crate::check::{
     operations, percentiles, phase_start_us, Distribution, Operation, Verdict, PHASE_HEAL,
 };
-use crate::store_workload::DumpView;
+use crate::store::workload::DumpView;
 
 /// The phase in which writers have stopped and the monitor waits for convergence.
 pub const PHASE_CONVERGE: &str = "converge";
@@ -72,7 +72,7 @@ pub fn disagreeing_keys(ring: &Ring, views: &BTreeMap<String, DumpView>) -> BTre
         .collect()
 }
 
-/// A state as the history shows it (see [`crate::store_workload::state_json`]).
+/// A state as the history shows it (see [`crate::store::workload::state_json`]).
 fn parse_state(value: &Value) -> Option<Counter> {
     let mut counter = Counter::default();
     if let Some(slots) = value.get("slots").and_then(Value::as_object) {
