@@ -12,6 +12,8 @@
 //!   `fifo-queue`.
 //! - `unique_queue`: the O(n log n) decision procedure for `fifo-queue` histories whose
 //!   enqueued values are distinct; it proves either verdict or leaves the history to the search.
+//! - `unique_log`: the same for `kv` keys used as append-only logs of distinct tokens (the
+//!   probe's nodes).
 //! - `search`: the Wing-Gong/Lowe search with its cache and prunings, one per partition
 //!   (P-compositionality: calls on different keys are checked separately; the partitions'
 //!   searches take turns, so the first refutation found ends the check).
@@ -59,10 +61,11 @@ pub mod generate;
 pub mod history;
 pub mod model;
 mod search;
+mod unique_log;
 mod unique_queue;
 pub mod witness;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -123,7 +126,7 @@ fn check_model(
     match model {
         "register" => check_with(RegisterModel::register(), init, history, states_max),
         "cas-register" => check_with(RegisterModel::cas_register(), init, history, states_max),
-        "kv" => check_with(KvModel::new(), init, history, states_max),
+        "kv" => check_kv(init, history, states_max, witnessing),
         "fifo-queue" => check_queue(init, history, states_max, witnessing),
         _ => Err(HistoryError::invalid(
             "model",
@@ -163,45 +166,127 @@ fn check_queue(
         }
         unique_queue::Decision::Violation(violation) => violation,
     };
-    let describe = |search_index: usize| describe_call(&calls[call_indices[search_index]]);
-    let mut text = violation.description.clone();
-    for (position, &search_index) in violation.calls.iter().enumerate() {
-        let call = describe(search_index);
-        text = text.replace(
-            &format!("{{{position}}}"),
-            &format!("history[{}] ({} {})", call.invoke_index, call.f, call.input),
-        );
-    }
-    let violation_text = format!("{}: {text}", violation.kind);
-    let end = violation.end_position.min(history.len() - 1);
-    // The prefix the violation needs is already not linearizable (linearizability is
-    // prefix-closed): searching it alone is cheaper, and its witness is as good. A queue state
-    // costs the search memory in proportion to the queue's length, so a long prefix gets the
-    // violation alone rather than a search whose memory the budget does not bound.
-    if witnessing == Witnessing::Searched && end < WITNESS_SEARCH_EVENTS_MAX {
-        if let Ok(Verdict::NotLinearizable { mut witness }) =
-            check_with(FifoQueueModel::new(), init, &history[..=end], states_max)
-        {
-            witness.violation = Some(violation_text);
-            return Ok(Verdict::NotLinearizable { witness });
-        }
-    }
-    let witness = Witness {
-        model: model.name().to_string(),
-        key: None,
-        state_initial: model.describe_state(state_initial),
-        linearized: Vec::new(),
-        linearized_omitted: 0,
-        cannot_place: violation.calls.iter().map(|&index| describe(index)).collect(),
-        calls_in_partition: search_calls.len(),
-        refuted_by: None,
-        violation: Some(violation_text),
-    };
-    Ok(Verdict::NotLinearizable { witness: Box::new(witness) })
+    let refuted = Refuted { calls: &calls, call_indices: &call_indices, violation, key: None };
+    let state = model.describe_state(state_initial);
+    Ok(refuted.verdict(FifoQueueModel::new, init, history, states_max, witnessing, state))
 }
 
-/// Longest prefix (in events) of a `fifo-queue` history the unique-value procedure refuted
-/// that the general search is run on for a witness.
+/// A `kv` history: the append-only log procedure for each key first, the general search when
+/// a key does not qualify.
+fn check_kv(
+    init: &Value,
+    history: &[Op],
+    states_max: u64,
+    witnessing: Witnessing,
+) -> Result<Verdict, HistoryError> {
+    let mut model = KvModel::new();
+    let (calls, state_initial, partitions) = decode(&mut model, init, history)?;
+    if state_initial != 0 {
+        return check_with(KvModel::new(), init, history, states_max);
+    }
+    for (key, members) in partitions {
+        let (call_indices, search_calls): (Vec<usize>, Vec<_>) = members.into_iter().unzip();
+        match unique_log::decide(&search_calls, |id| model.text(id).into_bytes()) {
+            unique_queue::Decision::Linearizable => {}
+            unique_queue::Decision::Undecided => {
+                return check_with(KvModel::new(), init, history, states_max)
+            }
+            unique_queue::Decision::Violation(violation) => {
+                let refuted =
+                    Refuted { calls: &calls, call_indices: &call_indices, violation, key };
+                let state = model.describe_state(state_initial);
+                return Ok(refuted.verdict(
+                    KvModel::new,
+                    init,
+                    history,
+                    states_max,
+                    witnessing,
+                    state,
+                ));
+            }
+        }
+    }
+    Ok(Verdict::Linearizable)
+}
+
+/// A violation a fast procedure proved, on one partition's calls.
+struct Refuted<'c, 'h> {
+    /// Every paired call of the history.
+    calls: &'c [Call<'h>],
+    /// The partition's calls, as indexes into `calls`.
+    call_indices: &'c [usize],
+    violation: unique_queue::Violation,
+    key: Option<&'h str>,
+}
+
+impl Refuted<'_, '_> {
+    /// The verdict: the general search's witness on the shortest prefix the violation needs
+    /// (when `witnessing` asks for it and that search decides), else the violation alone.
+    fn verdict<M: Model>(
+        self,
+        new_model: impl Fn() -> M,
+        init: &Value,
+        history: &[Op],
+        states_max: u64,
+        witnessing: Witnessing,
+        state_initial: Value,
+    ) -> Verdict {
+        let Refuted { calls, call_indices, violation, key } = self;
+        let describe = |search_index: usize| describe_call(&calls[call_indices[search_index]]);
+        let mut text = violation.description.clone();
+        for (position, &search_index) in violation.calls.iter().enumerate() {
+            let call = describe(search_index);
+            text = text.replace(
+                &format!("{{{position}}}"),
+                &format!("history[{}] ({} {})", call.invoke_index, call.f, call.input),
+            );
+        }
+        let violation_text = format!("{}: {text}", violation.kind);
+        let end = violation.end_position.min(history.len() - 1);
+        // The prefix the violation needs is already not linearizable (linearizability is
+        // prefix-closed): searching it alone is cheaper, and its witness is as good. A state
+        // costs the search memory in proportion to its size (a queue's length, a log's), so
+        // a long prefix gets the violation alone rather than a search whose memory the
+        // budget does not bound.
+        if witnessing == Witnessing::Searched && end < WITNESS_SEARCH_EVENTS_MAX {
+            if let Ok(Verdict::NotLinearizable { mut witness }) =
+                check_with(new_model(), init, &history[..=end], states_max)
+            {
+                // The prefix cuts the completions of calls still running at its end; a
+                // witness that names one of them as never completed would misdescribe the
+                // history, so it is kept only when it names none.
+                let cut: BTreeSet<usize> = calls
+                    .iter()
+                    .filter(|call| call.invoke_index <= end)
+                    .filter(|call| call.return_index().is_some_and(|returned| returned > end))
+                    .map(|call| call.invoke_index)
+                    .collect();
+                let named = witness.linearized.iter().map(|step| step.call.invoke_index);
+                let mut named =
+                    named.chain(witness.cannot_place.iter().map(|call| call.invoke_index));
+                if !named.any(|index| cut.contains(&index)) {
+                    witness.violation = Some(violation_text);
+                    return Verdict::NotLinearizable { witness };
+                }
+            }
+        }
+        let witness = Witness {
+            model: new_model().name().to_string(),
+            key: key.map(str::to_string),
+            state_initial,
+            linearized: Vec::new(),
+            linearized_omitted: 0,
+            cannot_place: violation.calls.iter().map(|&index| describe(index)).collect(),
+            calls_in_partition: call_indices.len(),
+            refuted_by: None,
+            violation: Some(violation_text),
+        };
+        Verdict::NotLinearizable { witness: Box::new(witness) }
+    }
+}
+
+/// Longest prefix (in events) of a history a fast procedure refuted that the general search
+/// is run on for a witness.
 pub const WITNESS_SEARCH_EVENTS_MAX: usize = 1 << 16;
 
 /// Calls of a history, decoded and partitioned: the paired calls, the initial state, and the

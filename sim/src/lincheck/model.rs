@@ -551,6 +551,11 @@ impl KvModel {
         KvModel::default()
     }
 
+    /// The text of an interned string.
+    pub(crate) fn text(&self, id: u32) -> String {
+        self.strings.content(id)
+    }
+
     fn string_id(&mut self, value: &Value, what: &str) -> Result<u32, String> {
         match value {
             Value::String(text) => Ok(self.strings.intern(text)),
