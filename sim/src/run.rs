@@ -323,7 +323,9 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
             run_store(&scenario, workload, &plan, &mut world, &history, seed).await
         }
     }
-    history.events()
+    let events = history.events();
+    world.shutdown();
+    events
 }
 
 /// Plays the fault plan from the start of the run, then heals everything at the end of the

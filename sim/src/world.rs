@@ -353,6 +353,31 @@ impl World {
         server.crashed = false;
     }
 
+    /// Ends the world: kills every node, servers and clients, so that madsim drops their
+    /// tasks before the run's runtime goes away. Call it last, once the history is taken.
+    ///
+    /// Why: in madsim 0.2.34 a task that has not finished owns itself. Its future holds its
+    /// `TaskInfo` (`src/sim/task/mod.rs:644`), which holds the task's own waker (`:650`), and
+    /// `Runtime` has no `Drop` that cancels what is left (madsim-rs/madsim#242). Every task
+    /// still waiting when `block_on` returns (servers, pollers, connections) is never freed,
+    /// nor anything it holds: the history, the disks, image buffers, the node's
+    /// `init` closure. A sweep kept every seed's world in memory. A kill wakes every task of
+    /// the node (`:133`), and the executor drops the future of a task whose node is killed
+    /// instead of polling it (`:272`), which breaks the cycle; it does so in the same
+    /// `block_on` round that sees the main future finish, so nothing more is simulated.
+    pub fn shutdown(&mut self) {
+        let handle = Handle::current();
+        for server in self.servers.values_mut() {
+            // A crashed server was killed already: a second kill finds no task to wake. A
+            // paused one's parked tasks are dropped by the kill.
+            handle.kill(server.handle.id());
+            server.crashed = true;
+        }
+        for client in self.clients.values() {
+            handle.kill(client.id());
+        }
+    }
+
     fn apply_disks(&mut self) {
         let mut slow: BTreeMap<&str, u64> = BTreeMap::new();
         let mut torn: BTreeSet<&str> = BTreeSet::new();
