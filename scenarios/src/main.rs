@@ -767,6 +767,8 @@ fn run_sweep(
         .map(|(scenario, file)| PlannedScenario {
             name: scenario.name.clone(),
             file: file.clone(),
+            description: scenario.description.clone(),
+            heal_ok_fraction_min: scenario.checks.heal_ok_fraction_min,
             seeds: match seeds {
                 Some(count) => (1..=count).collect(),
                 None => scenario.seeds.clone(),

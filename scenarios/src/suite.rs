@@ -154,6 +154,8 @@ pub fn run_scenario(
     let run = RunSummary {
         scenario: scenario.name.clone(),
         file: file.to_string(),
+        description: scenario.description.clone(),
+        heal_ok_fraction_min: scenario.checks.heal_ok_fraction_min,
         outcome: Outcome::worst(summaries.iter().map(|seed| seed.outcome)),
         seeds: summaries,
     };

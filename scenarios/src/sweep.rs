@@ -58,12 +58,17 @@ impl std::fmt::Display for Shard {
 }
 
 /// One scenario of a sweep's plan and the seeds the whole sweep runs of it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedScenario {
     pub name: String,
     /// The scenario file as given, for replay commands.
     pub file: String,
+    /// The scenario's description and SLO, carried into its run summary for the report.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heal_ok_fraction_min: Option<f64>,
     pub seeds: Vec<u64>,
 }
 
@@ -109,6 +114,8 @@ pub fn group_runs(plan: &[PlannedScenario], results: Vec<(usize, SeedSummary)>) 
         .map(|(index, seeds)| RunSummary {
             scenario: plan[index].name.clone(),
             file: plan[index].file.clone(),
+            description: plan[index].description.clone(),
+            heal_ok_fraction_min: plan[index].heal_ok_fraction_min,
             outcome: Outcome::worst(seeds.iter().map(|seed| seed.outcome)),
             seeds,
         })
@@ -435,8 +442,20 @@ mod tests {
 
     fn plan() -> Vec<PlannedScenario> {
         vec![
-            PlannedScenario { name: "a".into(), file: "a.json".into(), seeds: vec![1, 2, 3, 4, 5] },
-            PlannedScenario { name: "b".into(), file: "b.json".into(), seeds: vec![1, 2] },
+            PlannedScenario {
+                name: "a".into(),
+                file: "a.json".into(),
+                description: String::new(),
+                heal_ok_fraction_min: None,
+                seeds: vec![1, 2, 3, 4, 5],
+            },
+            PlannedScenario {
+                name: "b".into(),
+                file: "b.json".into(),
+                description: String::new(),
+                heal_ok_fraction_min: None,
+                seeds: vec![1, 2],
+            },
         ]
     }
 

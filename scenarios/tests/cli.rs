@@ -283,6 +283,8 @@ fn an_undecided_check_is_inconclusive_and_exits_3() {
     let run = RunSummary {
         scenario: "small".into(),
         file: "small.json".into(),
+        description: String::new(),
+        heal_ok_fraction_min: None,
         outcome: seed.outcome,
         seeds: vec![seed],
     };
