@@ -322,6 +322,8 @@ fn timeline_charts(
         timeline
             .buckets
             .iter()
+            // A bucket before the clients started is no measurement at all.
+            .filter(|bucket| bucket.covered_ms > 0)
             .filter_map(|bucket| {
                 let partial = bucket.covered_ms < timeline.bucket_ms;
                 Some((seconds(bucket.start_ms), value(bucket)?, partial))

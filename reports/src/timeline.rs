@@ -536,6 +536,43 @@ mod tests {
     }
 
     #[test]
+    fn buckets_the_workload_covers_in_part_are_partial_not_outages() {
+        // Clients start at 1.5 s; the run ends at 3.25 s: the second and fourth buckets are
+        // partial, and their throughput is over the part covered.
+        let mut events =
+            vec![event(0, 0, EventKind::Phase { name: "faults".into(), detail: json!({}) })];
+        for (index, time_ms) in [1500u64, 1700, 2100, 3100].into_iter().enumerate() {
+            let index = 1 + 2 * index as u64;
+            events.push(event(index, time_ms, invoke(0)));
+            events.push(event(
+                index + 1,
+                time_ms + 100,
+                EventKind::Ok { process: 0, f: "write".into(), value: json!(1) },
+            ));
+        }
+        events.push(event(9, 3250, EventKind::Phase { name: "end".into(), detail: json!({}) }));
+        let timeline = timeline(&events, 1000);
+        let covered: Vec<u64> = timeline.buckets.iter().map(|bucket| bucket.covered_ms).collect();
+        assert_eq!(covered, [0, 500, 1000, 250]);
+        assert_eq!(timeline.buckets[1].throughput_per_s, 4.0, "2 ok in 500 ms");
+        assert_eq!(timeline.buckets[2].throughput_per_s, 1.0);
+        assert_eq!(timeline.buckets[3].throughput_per_s, 4.0, "1 ok in 250 ms");
+    }
+
+    #[test]
+    fn a_fault_names_its_target() {
+        let check = |detail: serde_json::Value, expected: &str| {
+            assert_eq!(fault_target(&detail), expected, "{detail}");
+        };
+        check(json!({"kind": "crash", "node": "api-1"}), "api-1");
+        check(json!({"kind": "one_way", "from": "a", "to": "b"}), "a -> b");
+        check(json!({"kind": "partition", "groups": [["a"], ["b", "c"]]}), "[a] | [b, c]");
+        check(json!({"kind": "clock_jump", "node": "q1", "delta_ms": -500}), "q1, delta_ms -500");
+        check(json!({"kind": "packet_loss", "rate": 0.1}), "rate 0.1");
+        check(json!("not an object"), "");
+    }
+
+    #[test]
     fn quantiles_take_the_nearest_rank() {
         let values: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(quantile(&values, 0.5), Some(50.0));

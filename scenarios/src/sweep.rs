@@ -175,18 +175,30 @@ pub fn run_pairs(
     jobs: usize,
     out: Option<&Path>,
 ) -> Result<Vec<(usize, SeedSummary)>, String> {
+    run_pairs_into(scenarios, pairs, jobs, &|name| out.map(|out| out.join(name)))
+}
+
+/// [`run_pairs`], each scenario's results in `directory(name)` (`None`: no histories written):
+/// `run` writes one scenario's straight into its `--out`.
+#[cfg(madsim)]
+pub fn run_pairs_into(
+    scenarios: &[(pessimist_sim::scenario::Scenario, String)],
+    pairs: &[(usize, u64)],
+    jobs: usize,
+    directory: &(dyn Fn(&str) -> Option<PathBuf> + Sync),
+) -> Result<Vec<(usize, SeedSummary)>, String> {
     use std::collections::BTreeSet;
 
     use indicatif::{ProgressBar, ProgressStyle};
     use rayon::prelude::*;
 
     assert!(jobs >= 1, "at least one worker thread");
-    if let Some(out) = out {
-        let used: BTreeSet<usize> = pairs.iter().map(|&(index, _)| index).collect();
-        for index in used {
-            let directory = out.join(&scenarios[index].0.name).join("histories");
-            std::fs::create_dir_all(&directory)
-                .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
+    let used: BTreeSet<usize> = pairs.iter().map(|&(index, _)| index).collect();
+    for index in used {
+        if let Some(directory) = directory(&scenarios[index].0.name) {
+            let histories = directory.join("histories");
+            std::fs::create_dir_all(&histories)
+                .map_err(|error| format!("cannot create {}: {error}", histories.display()))?;
         }
     }
     // A simulation runs the whole cluster on its thread's stack: give workers the main
@@ -212,7 +224,7 @@ pub fn run_pairs(
             .par_iter()
             .map(|&(index, seed)| {
                 let (scenario, file) = &scenarios[index];
-                let directory = out.map(|out| out.join(&scenario.name));
+                let directory = directory(&scenario.name);
                 let summary =
                     crate::suite::seed_summary(scenario, file, seed, directory.as_deref())
                         .map_err(|error| format!("cannot write a history: {error}"))?;
