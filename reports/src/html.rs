@@ -519,7 +519,9 @@ tr.failed td{color:#b02020}tr.inconclusive td{color:#a05a00}tr.stuck td{backgrou
 .box.failed{border-color:#b02020}.box.expected{border-color:#6a4a9a}.box.inconclusive{border-color:#a05a00}.box.passed{border-color:#2a7a2a}\
 .box h3{margin:0.3em 0}.box ul{padding-left:1.2em;margin:0.3em 0}.box li{font-weight:normal;color:#222}\
 .swatch{display:inline-block;width:1em;height:0.8em;margin-right:0.3em;vertical-align:middle}\
-.witness{overflow-x:auto}.witness td code{display:block;max-height:9em;overflow:auto;word-break:break-all;font-size:85%}\
+.witness{overflow-x:auto}.witness p{overflow-wrap:anywhere}\
+.witness td code{display:block;max-height:9em;overflow:auto;word-break:break-all;font-size:85%}\
+.witness td:nth-child(-n+3) code,.witness td:nth-child(5) code,.witness td:nth-child(6) code{word-break:normal;white-space:nowrap}\
 details.check summary{cursor:pointer}details.check{margin:0.2em 0}";
 
 /// Chart SVG drawn by plotters, inserted as markup: the one unescaped insertion of the page
