@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::distribution::{pool, PooledDistribution};
-use crate::timeline::{timeline, Pool, PooledTimeline, SeedRow, Timeline};
+use crate::timeline::{timeline, FaultWindow, Pool, PooledTimeline, SeedRow, Timeline};
 
 /// Simulated time per bucket of a chart.
 pub const BUCKET_MS: u64 = 1000;
@@ -159,6 +159,9 @@ pub struct FailingSeed {
     /// Per failed check that has one, the linearizability witness (the figure `witness`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub witnesses: BTreeMap<String, Witness>,
+    /// The faults the seed's history records, as injected (empty when its history was not
+    /// read: see [`SEEDS_POOLED_MAX`]).
+    pub faults: Vec<FaultWindow>,
 }
 
 /// One scenario's report.
@@ -166,6 +169,10 @@ pub struct FailingSeed {
 pub struct ScenarioReport {
     pub scenario: String,
     pub file: String,
+    /// What the scenario tests, in its own words.
+    pub description: String,
+    /// The scenario's SLO: the least share of ok operations from the heal on.
+    pub heal_ok_fraction_min: Option<f64>,
     pub seeds: usize,
     pub failed_seeds: usize,
     pub inconclusive_seeds: usize,
@@ -339,6 +346,7 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
                         Some((name.clone(), serde_json::from_value(witness.clone()).ok()?))
                     })
                     .collect(),
+                faults: Vec::new(),
             })
             .collect::<Vec<_>>();
         let mut failing = failing;
@@ -370,6 +378,9 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
                 read_history(&loaded.directory, seed.history.as_deref().unwrap_or_default())?;
             let seed_timeline = pool_of_seeds.add(&events);
             seed_rows.push(SeedRow::new(seed.seed, seed.outcome, &seed_timeline));
+            if let Some(failing) = failing.iter_mut().find(|failing| failing.seed == seed.seed) {
+                failing.faults = seed_timeline.faults.clone();
+            }
             if charted.is_some_and(|charted| charted.seed == seed.seed) {
                 timeline_charted = Some(seed_timeline);
             }
@@ -384,6 +395,8 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
         scenarios.push(ScenarioReport {
             scenario: run.scenario.clone(),
             file: run.file.clone(),
+            description: run.description.clone(),
+            heal_ok_fraction_min: run.heal_ok_fraction_min,
             seeds: run.seeds.len(),
             failed_seeds: count_seeds(run, Outcome::Failed),
             inconclusive_seeds: count_seeds(run, Outcome::Inconclusive),
@@ -406,7 +419,7 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
     })
 }
 
-fn number(value: f64) -> String {
+pub fn number(value: f64) -> String {
     if value.fract() == 0.0 && value.abs() < 1e15 {
         format!("{value:.0}")
     } else if value.abs() >= 100.0 {
@@ -430,27 +443,18 @@ pub fn with_unit(value: Option<f64>, unit: &str) -> String {
     value.map_or("-".to_string(), |value| format!("{} {unit}", number(value)))
 }
 
-/// Simulated time in seconds, to the millisecond, or `-`.
-pub fn seconds(time_us: Option<u64>) -> String {
-    time_us.map_or("-".to_string(), |time_us| {
-        format!("{}.{:03} s", time_us / 1_000_000, time_us / 1000 % 1000)
+/// Simulated time in milliseconds (to the microsecond when it has a fraction), or `-`.
+pub fn millis(time_us: Option<u64>) -> String {
+    time_us.map_or("-".to_string(), |time_us| match time_us % 1000 {
+        0 => format!("{} ms", time_us / 1000),
+        fraction => format!("{}.{fraction:03} ms", time_us / 1000),
     })
 }
 
-/// Characters of a value shown in a witness table.
-const VALUE_SHOWN_CHARS_MAX: usize = 80;
-
-/// A value as compact JSON, its middle elided when long (what tells states apart is usually
-/// their end).
-pub fn short_value(value: &Value) -> String {
-    let text = value.to_string();
-    let count = text.chars().count();
-    if count <= VALUE_SHOWN_CHARS_MAX {
-        return text;
-    }
-    let head: String = text.chars().take(20).collect();
-    let tail: String = text.chars().skip(count - 50).collect();
-    format!("{head}...{tail}")
+/// A value as compact JSON, whole: a witness's point is often at a value's end (the missing
+/// appends), so none is cut; the page scrolls a long one in its cell.
+pub fn whole_value(value: &Value) -> String {
+    value.to_string()
 }
 
 /// A linearizability witness laid out for a table, the same in Markdown and HTML.
@@ -475,7 +479,7 @@ pub const WITNESS_COLUMNS: [&str; 7] =
 fn call_row(call: &WitnessCall, state_after: Option<&Value>) -> [String; WITNESS_COLUMNS.len()] {
     // JSON cannot tell `Some(null)` from `None`: the outcome says which it was.
     let returned = match call.outcome.as_str() {
-        "ok" => short_value(call.output.as_ref().unwrap_or(&Value::Null)),
+        "ok" => whole_value(call.output.as_ref().unwrap_or(&Value::Null)),
         "fail" => "failed".to_string(),
         _ if call.completion_index.is_some() => "? (info)".to_string(),
         _ => "? (never completed)".to_string(),
@@ -483,11 +487,11 @@ fn call_row(call: &WitnessCall, state_after: Option<&Value>) -> [String; WITNESS
     [
         format!("[{}]", call.invoke_index),
         call.process.to_string(),
-        format!("{} {}", call.f, short_value(&call.input)),
+        format!("{} {}", call.f, whole_value(&call.input)),
         returned,
-        seconds(call.invoke_time_us),
-        seconds(call.completion_time_us),
-        state_after.map_or("-".to_string(), short_value),
+        millis(call.invoke_time_us),
+        millis(call.completion_time_us),
+        state_after.map_or("-".to_string(), whole_value),
     ]
 }
 
@@ -503,16 +507,16 @@ pub fn witness_table(witness: &Witness) -> WitnessTable {
     if let Some(call) = &witness.refuted_by {
         let returned = match call.outcome.as_str() {
             "fail" => "failed".to_string(),
-            _ => format!("returned {}", short_value(call.output.as_ref().unwrap_or(&Value::Null))),
+            _ => format!("returned {}", whole_value(call.output.as_ref().unwrap_or(&Value::Null))),
         };
         headline.push_str(&format!(
             " No linearization exists from history[{}] at {} on: process {}'s {} {} {returned}, \
              and no order of the calls before it explains that.",
             call.completion_index.unwrap_or(call.invoke_index),
-            seconds(call.completion_time_us),
+            millis(call.completion_time_us),
             call.process,
             call.f,
-            short_value(&call.input),
+            whole_value(&call.input),
         ));
     }
     WitnessTable {
@@ -524,7 +528,7 @@ pub fn witness_table(witness: &Witness) -> WitnessTable {
             .iter()
             .map(|step| call_row(&step.call, Some(&step.state_after)))
             .collect(),
-        state_stuck: short_value(witness.state_stuck()),
+        state_stuck: whole_value(witness.state_stuck()),
         cannot_place: witness.cannot_place.iter().map(|call| call_row(call, None)).collect(),
     }
 }
@@ -810,6 +814,8 @@ mod tests {
         let run = RunSummary {
             scenario: "s".into(),
             file: "s.json".into(),
+            description: String::new(),
+            heal_ok_fraction_min: None,
             outcome: Outcome::Failed,
             seeds: vec![
                 seed(

@@ -16,7 +16,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
-use crate::html::escape;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 /// A claim's verdict, computed from the figures by the claim's rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -207,6 +207,8 @@ td.number{text-align:right}blockquote{border-left:4px solid #ccc;margin:1em 0;pa
 .holds{color:#2a7a2a;font-weight:bold}.fails{color:#b02020;font-weight:bold}.only{color:#a06000;font-weight:bold}\
 code{background:#f4f4f4;padding:1px 4px}svg{display:block;margin:0.5em 0}.note{color:#666;font-size:90%}";
 
+/// Largest over smallest bar from which a chart's axis is logarithmic.
+const LOG_AXIS_RATIO_MIN: f64 = 100.0;
 const COLOURS: [RGBColor; 5] = [
     RGBColor(38, 139, 210),
     RGBColor(203, 75, 22),
@@ -215,13 +217,28 @@ const COLOURS: [RGBColor; 5] = [
     RGBColor(181, 137, 0),
 ];
 
-fn verdict_html(verdict: &ClaimVerdict) -> String {
+fn verdict_html(verdict: &ClaimVerdict) -> Markup {
     let class = match verdict {
         ClaimVerdict::Holds => "holds",
         ClaimVerdict::Fails => "fails",
         ClaimVerdict::HoldsOnlyWhen(_) => "only",
     };
-    format!("<span class=\"{class}\">{}</span>", escape(&verdict.to_string()))
+    html! { span class=(class) { (verdict.to_string()) } }
+}
+
+/// Quoted text with its `$x$` spans (the design document's LaTeX for a symbol) set in
+/// italics, so no raw `$` markup reaches the reader.
+fn with_symbols(text: &str) -> Markup {
+    let parts: Vec<&str> = text.split('$').collect();
+    // An odd count of `$` leaves the text as it is: it is no symbol markup.
+    let symbols = parts.len() % 2 == 1;
+    html! {
+        @for (index, part) in parts.iter().enumerate() {
+            @if !symbols { @if index > 0 { "$" } (part) }
+            @else if index % 2 == 1 { i { (part) } }
+            @else { (part) }
+        }
+    }
 }
 
 /// A grouped bar chart: designs along the x axis, one bar per figure.
@@ -235,14 +252,22 @@ fn bar_chart_svg(section: &Section, chart: &ChartSpec) -> Result<String, String>
             .map_or(key.to_string(), |figure| figure.label.clone())
     };
     let value = |design: &DesignFigures, key: &str| design.values.get(key).copied().flatten();
-    let y_max = designs
+    let values: Vec<f64> = designs
         .iter()
         .flat_map(|design| chart.figures.iter().filter_map(move |key| value(design, key)))
         .filter(|value| value.is_finite())
-        .fold(0.0f64, f64::max)
-        .max(1e-9)
-        // Room above the tallest bar for the legend, one line per figure.
-        * (1.15 + 0.12 * chart.figures.len() as f64);
+        .collect();
+    let y_top = values.iter().copied().fold(0.0f64, f64::max).max(1e-9);
+    let y_low = values.iter().copied().filter(|value| *value > 0.0).fold(f64::INFINITY, f64::min);
+    // Bars a hundred times apart or more go on a logarithmic axis: on a linear one the
+    // smaller design's bar is a line of no height (a failover of 1.2e6 ms beside one of 900).
+    let logarithmic = y_low.is_finite() && y_top / y_low >= LOG_AXIS_RATIO_MIN;
+    // Room above the tallest bar for the legend, one line per figure.
+    let headroom = 1.15 + 0.12 * chart.figures.len() as f64;
+    let y_max = if logarithmic { y_top * headroom.powi(4) } else { y_top * headroom };
+    let y_floor = if logarithmic { y_low / 2.0 } else { 0.0 };
+    // Plotted values: their logarithm on a logarithmic axis (one drawing path for both).
+    let scale = |value: f64| if logarithmic { value.max(y_floor).log10() } else { value };
     let groups = designs.len().max(1) as f64;
     let bars = chart.figures.len().max(1) as f64;
     let width = 0.8 / bars;
@@ -257,12 +282,21 @@ fn bar_chart_svg(section: &Section, chart: &ChartSpec) -> Result<String, String>
             .margin(8)
             .x_label_area_size(32)
             .y_label_area_size(64)
-            .build_cartesian_2d(-0.5..groups - 0.5, 0.0..y_max)
+            .build_cartesian_2d(-0.5..groups - 0.5, scale(y_floor)..scale(y_max))
             .map_err(|error| fail(&error))?;
         // The designs are named under their bars below, not by the mesh: its labels land
         // where plotters finds round numbers, not on the groups.
+        let y_desc = match logarithmic {
+            true => format!("{} (log scale)", chart.y_label),
+            false => chart.y_label.clone(),
+        };
+        let y_tick = |y: &f64| match logarithmic {
+            true => format_value(Some(10f64.powf(*y))),
+            false => crate::report::number(*y),
+        };
         plot.configure_mesh()
-            .y_desc(chart.y_label.as_str())
+            .y_desc(y_desc)
+            .y_label_formatter(&y_tick)
             .x_labels(0)
             .disable_x_mesh()
             .light_line_style(WHITE.mix(0.0))
@@ -277,7 +311,10 @@ fn bar_chart_svg(section: &Section, chart: &ChartSpec) -> Result<String, String>
                 .filter_map(|(group, design)| {
                     let value = value(design, key)?;
                     let x = group as f64 + offset;
-                    Some(Rectangle::new([(x, 0.0), (x + width * 0.9, value)], colour.filled()))
+                    Some(Rectangle::new(
+                        [(x, scale(y_floor)), (x + width * 0.9, scale(value))],
+                        colour.filled(),
+                    ))
                 })
                 .collect();
             plot.draw_series(rectangles)
@@ -291,7 +328,7 @@ fn bar_chart_svg(section: &Section, chart: &ChartSpec) -> Result<String, String>
             .pos(Pos::new(HPos::Center, VPos::Top))
             .color(&BLACK);
         for (group, design) in designs.iter().enumerate() {
-            let (x, y) = plot.backend_coord(&(group as f64, 0.0));
+            let (x, y) = plot.backend_coord(&(group as f64, scale(y_floor)));
             root.draw(&Text::new(design.label.clone(), (x, y + 6), label_style.clone()))
                 .map_err(|error| fail(&error))?;
         }
@@ -301,88 +338,82 @@ fn bar_chart_svg(section: &Section, chart: &ChartSpec) -> Result<String, String>
     Ok(svg)
 }
 
-fn section_html(section: &Section, html: &mut String) -> Result<(), String> {
-    html.push_str(&format!(
-        "<h2 id=\"{}\">{}. {}</h2>\n<blockquote>{}</blockquote>\n<p>{}</p>\n<p>Seeds: {}.</p>\n<ul>\n",
-        anchor(section),
-        section.number,
-        escape(&section.title),
-        escape(&section.quote),
-        escape(&section.scenarios_text),
-        escape(&seeds_text(&section.seeds)),
-    ));
-    for design in &section.designs {
-        html.push_str(&format!(
-            "<li><b>{}</b> (<code>{}</code>",
-            escape(&design.design),
-            escape(&design.file)
-        ));
-        if !design.knobs.is_empty() {
-            html.push_str(&format!(", knobs <code>{}</code>", escape(&design.knobs)));
-        }
-        html.push(')');
-        if !design.description.is_empty() {
-            html.push_str(&format!(": {}", escape(&design.description)));
-        }
-        html.push_str("</li>\n");
-    }
-    html.push_str("</ul>\n<table><tr><th>figure</th>");
-    for design in &section.designs {
-        html.push_str(&format!("<th>{}</th>", escape(&design.label)));
-    }
-    html.push_str("</tr>\n<tr><td>seeds failing a check</td>");
-    for design in &section.designs {
-        html.push_str(&format!(
-            "<td class=\"number\">{} of {}</td>",
-            design.seeds_failing_a_check, design.seeds
-        ));
-    }
-    html.push_str("</tr>\n");
-    for figure in &section.figures {
-        let unit =
-            if figure.unit.is_empty() { String::new() } else { format!(" ({})", figure.unit) };
-        html.push_str(&format!("<tr><td>{}{}</td>", escape(&figure.label), escape(&unit)));
-        for design in &section.designs {
-            let value = design.values.get(&figure.key).copied().flatten();
-            html.push_str(&format!("<td class=\"number\">{}</td>", format_value(value)));
-        }
-        html.push_str("</tr>\n");
-    }
-    html.push_str(
-        "</table>\n<p class=\"note\">Means over the seeds unless the figure says otherwise.</p>\n",
-    );
+fn section_html(section: &Section) -> Result<Markup, String> {
+    let mut charts = Vec::new();
     for chart in &section.charts {
-        html.push_str(&bar_chart_svg(section, chart)?);
+        charts.push(bar_chart_svg(section, chart)?);
     }
-    html.push_str(&format!(
-        "<p><b>Verdict: {}.</b> {}</p>\n<p>Rule: {}</p>\n<p>What the design should change: {}</p>\n",
-        verdict_html(&section.verdict),
-        escape(&section.reason),
-        escape(&section.rule),
-        escape(&section.change)
-    ));
-    Ok(())
+    Ok(html! {
+        h2 id=(anchor(section)) { (section.number) ". " (section.title) }
+        blockquote { (with_symbols(&section.quote)) }
+        p { (section.scenarios_text) }
+        p { "Seeds: " (seeds_text(&section.seeds)) "." }
+        ul {
+            @for design in &section.designs {
+                li {
+                    b { (design.design) } " (" code { (design.file) }
+                    @if !design.knobs.is_empty() { ", knobs " code { (design.knobs) } }
+                    ")"
+                    @if !design.description.is_empty() { ": " (design.description) }
+                }
+            }
+        }
+        table {
+            tr { th { "figure" } @for design in &section.designs { th { (design.label) } } }
+            tr {
+                td { "seeds failing a check" }
+                @for design in &section.designs {
+                    td.number { (design.seeds_failing_a_check) " of " (design.seeds) }
+                }
+            }
+            @for figure in &section.figures {
+                tr {
+                    td { (figure.label) @if !figure.unit.is_empty() { " (" (figure.unit) ")" } }
+                    @for design in &section.designs {
+                        td.number { (format_value(design.values.get(&figure.key).copied().flatten())) }
+                    }
+                }
+            }
+        }
+        p.note { "Means over the seeds unless the figure says otherwise." }
+        // SVG drawn by plotters, which escapes the text it draws.
+        @for chart in charts { (PreEscaped(chart)) }
+        p { b { "Verdict: " (verdict_html(&section.verdict)) "." } " " (section.reason) }
+        p { "Rule: " (section.rule) }
+        p { "What the design should change: " (section.change) }
+    })
 }
 
 /// The review as a self-contained HTML page.
 pub fn review_html(review: &Review) -> Result<String, String> {
-    let mut html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Design review: seed 003's claims, tested</title><style>{STYLE}</style></head><body>\n<h1>Design review: seed 003's claims, tested</h1>\n<p>Each claim of the design is run as scenarios under faults, every design on the same seeds; its verdict follows from the figures by the rule stated with it. Regenerate with <code>{}</code>.</p>\n<table><tr><th>claim</th><th>verdict</th></tr>\n",
-        escape(&review.command)
-    );
+    let mut sections = Vec::new();
     for section in &review.sections {
-        html.push_str(&format!(
-            "<tr><td><a href=\"#{}\">{}. {}</a></td><td>{}</td></tr>\n",
-            anchor(section),
-            section.number,
-            escape(&section.title),
-            verdict_html(&section.verdict)
-        ));
+        sections.push(section_html(section)?);
     }
-    html.push_str("</table>\n");
-    for section in &review.sections {
-        section_html(section, &mut html)?;
-    }
-    html.push_str("</body></html>\n");
-    Ok(html)
+    let title = "Design review: seed 003's claims, tested";
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { (title) } style { (PreEscaped(STYLE)) } }
+            body {
+                h1 { (title) }
+                p {
+                    "Each claim of the design is run as scenarios under faults, every design on \
+                     the same seeds; its verdict follows from the figures by the rule stated with \
+                     it. Regenerate with " code { (review.command) } "."
+                }
+                table {
+                    tr { th { "claim" } th { "verdict" } }
+                    @for section in &review.sections {
+                        tr {
+                            td { a href={ "#" (anchor(section)) } { (section.number) ". " (section.title) } }
+                            td { (verdict_html(&section.verdict)) }
+                        }
+                    }
+                }
+                @for section in sections { (section) }
+            }
+        }
+    };
+    Ok(page.into_string() + "\n")
 }

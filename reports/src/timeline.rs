@@ -19,7 +19,10 @@ pub struct Bucket {
     pub ok: u64,
     pub fail: u64,
     pub info: u64,
-    /// Completed `ok` operations per simulated second.
+    /// The part of the bucket the workload ran in, in ms: the whole bucket, or less for the
+    /// first and last (clients start after the cluster is up; the run ends mid-bucket).
+    pub covered_ms: u64,
+    /// Completed `ok` operations per simulated second of the part covered.
     pub throughput_per_s: f64,
     /// Latency percentiles of the `ok` operations, in ms.
     pub latency_p50_ms: Option<f64>,
@@ -58,8 +61,62 @@ impl Completions {
 pub struct FaultWindow {
     pub fault: u64,
     pub kind: String,
+    /// What it hit, in words (`api-1`, `queue-1 -> queue-2`, `[a, b] | [c]`, `rate 0.1`).
+    pub target: String,
     pub start_ms: f64,
     pub end_ms: f64,
+}
+
+impl FaultWindow {
+    /// `crash api-1`: the kind and the target, as a chart's band is labelled.
+    pub fn label(&self) -> String {
+        if self.target.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{} {}", self.kind, self.target)
+        }
+    }
+}
+
+/// A fault's target in words, from the fault as the history recorded it (its fields beside
+/// `kind`): the node, the link, the groups, else the fault's numbers.
+pub fn fault_target(detail: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let Some(fields) = detail.as_object() else { return String::new() };
+    let text = |value: &Value| match value {
+        Value::String(text) => text.clone(),
+        Value::Array(items) => {
+            let items: Vec<String> = items
+                .iter()
+                .map(|item| item.as_str().map_or_else(|| item.to_string(), str::to_string))
+                .collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
+    };
+    let field = |name: &str| fields.get(name).map(text);
+    let mut target = Vec::new();
+    if let Some(node) = field("node") {
+        target.push(node);
+    }
+    if let (Some(from), Some(to)) = (field("from"), field("to")) {
+        target.push(format!("{from} -> {to}"));
+    }
+    if let Some(Value::Array(groups)) = fields.get("groups") {
+        target.push(groups.iter().map(text).collect::<Vec<_>>().join(" | "));
+    }
+    if let (Some(bridge), Some(Value::Array(sides))) = (field("bridge"), fields.get("sides")) {
+        let sides: Vec<String> = sides.iter().map(text).collect();
+        target.push(format!("{} via {bridge}", sides.join(" | ")));
+    }
+    // The fault's numbers (a rate, an offset), which tell two faults of a kind apart.
+    for (name, value) in fields {
+        if ["kind", "node", "from", "to", "groups", "bridge", "sides"].contains(&name.as_str()) {
+            continue;
+        }
+        target.push(format!("{name} {}", text(value)));
+    }
+    target.join(", ")
 }
 
 /// A history as series.
@@ -105,6 +162,7 @@ fn timeline_and_latencies(events: &[Event], bucket_ms: u64) -> (Timeline, Vec<Ve
             ok: 0,
             fail: 0,
             info: 0,
+            covered_ms: bucket_ms,
             throughput_per_s: 0.0,
             latency_p50_ms: None,
             latency_p99_ms: None,
@@ -113,7 +171,8 @@ fn timeline_and_latencies(events: &[Event], bucket_ms: u64) -> (Timeline, Vec<Ve
         .collect();
     let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); bucket_count];
     let mut invoked: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut open_faults: BTreeMap<u64, (String, u64)> = BTreeMap::new();
+    let mut open_faults: BTreeMap<u64, (String, String, u64)> = BTreeMap::new();
+    let mut first_invoke_us = None;
     let mut faults = Vec::new();
     let mut phases = BTreeMap::new();
     let (mut before_heal, mut after_heal) = (Completions::default(), Completions::default());
@@ -128,6 +187,7 @@ fn timeline_and_latencies(events: &[Event], bucket_ms: u64) -> (Timeline, Vec<Ve
         }
         match &event.kind {
             EventKind::Invoke { process, .. } => {
+                first_invoke_us.get_or_insert(event.time_us);
                 invoked.insert(*process, event.time_us);
             }
             EventKind::Ok { process, .. } => {
@@ -144,14 +204,15 @@ fn timeline_and_latencies(events: &[Event], bucket_ms: u64) -> (Timeline, Vec<Ve
                 buckets[bucket].info += 1;
                 invoked.remove(process);
             }
-            EventKind::FaultStart { fault, kind, .. } => {
-                open_faults.insert(*fault, (kind.clone(), event.time_us));
+            EventKind::FaultStart { fault, kind, detail } => {
+                open_faults.insert(*fault, (kind.clone(), fault_target(detail), event.time_us));
             }
             EventKind::FaultEnd { fault, .. } => {
-                if let Some((kind, start_us)) = open_faults.remove(fault) {
+                if let Some((kind, target, start_us)) = open_faults.remove(fault) {
                     faults.push(FaultWindow {
                         fault: *fault,
                         kind,
+                        target,
                         start_ms: start_us as f64 / 1000.0,
                         end_ms: event.time_us as f64 / 1000.0,
                     });
@@ -165,19 +226,31 @@ fn timeline_and_latencies(events: &[Event], bucket_ms: u64) -> (Timeline, Vec<Ve
     }
     // A fault never healed by its own end (the heal phase heals everything) ends at the heal.
     let heal_ms = phases.get("heal").copied().unwrap_or(end_us as f64 / 1000.0);
-    for (fault, (kind, start_us)) in open_faults {
+    for (fault, (kind, target, start_us)) in open_faults {
         faults.push(FaultWindow {
             fault,
             kind,
+            target,
             start_ms: start_us as f64 / 1000.0,
             end_ms: heal_ms,
         });
     }
     faults.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms).then(a.fault.cmp(&b.fault)));
+    // The workload's span: from the first invoke to the history's end. A bucket outside it
+    // in part is partial, and its throughput is over the part covered, so a run that starts
+    // or ends mid-bucket does not read as an outage.
+    let span_us = (first_invoke_us.unwrap_or(0), end_us);
     let mut all_latencies = Vec::new();
     for (bucket, latencies) in buckets.iter_mut().zip(&mut latencies) {
         latencies.sort_by(f64::total_cmp);
-        bucket.throughput_per_s = bucket.ok as f64 * 1000.0 / bucket_ms as f64;
+        let (from_us, to_us) = (bucket.start_ms * 1000, (bucket.start_ms + bucket_ms) * 1000);
+        let covered_us = to_us.min(span_us.1.max(from_us)).saturating_sub(from_us.max(span_us.0));
+        bucket.covered_ms = covered_us.div_ceil(1000).min(bucket_ms);
+        assert!(bucket.covered_ms <= bucket_ms, "a bucket covers at most its length");
+        bucket.throughput_per_s = match bucket.covered_ms {
+            0 => 0.0,
+            covered_ms => bucket.ok as f64 * 1000.0 / covered_ms as f64,
+        };
         bucket.latency_p50_ms = quantile(latencies, 0.5);
         bucket.latency_p99_ms = quantile(latencies, 0.99);
         let completed = bucket.ok + bucket.fail + bucket.info;
@@ -248,6 +321,8 @@ pub struct PooledBucket {
     pub start_ms: u64,
     /// Seeds whose run reached this bucket.
     pub seeds: usize,
+    /// Some seed's workload covered only part of it (see [`Bucket::covered_ms`]).
+    pub partial: bool,
     /// Share of those seeds with a fault active at some point of the bucket, and the mean
     /// number of faults active in it per seed (overlapping faults count each).
     pub fault_fraction: f64,
@@ -279,14 +354,18 @@ pub struct PooledTimeline {
     pub latency_p99_ms: Option<f64>,
 }
 
+/// One seed's bucket as a pool keeps it: throughput, ok, completed, faults active, partial.
+type SeedBucket = (f64, u64, u64, usize, bool);
+
 /// Accumulates seeds' histories into a [`PooledTimeline`]. Memory grows with the operations
 /// added (their latencies are kept for exact pooled percentiles): callers bound the seeds.
 #[derive(Debug)]
 pub struct Pool {
     bucket_ms: u64,
     seeds: usize,
-    /// Per bucket: per seed (throughput, ok, completed, faults active), and every latency.
-    per_seed: Vec<Vec<(f64, u64, u64, usize)>>,
+    /// Per bucket: per seed (throughput, ok, completed, faults active, partial), and every
+    /// latency.
+    per_seed: Vec<Vec<SeedBucket>>,
     latencies: Vec<Vec<f64>>,
     end_ms: f64,
     heal_ms: Option<f64>,
@@ -324,7 +403,14 @@ impl Pool {
                 .filter(|window| window.start_ms < to_ms && window.end_ms > from_ms)
                 .count();
             let completed = bucket.ok + bucket.fail + bucket.info;
-            self.per_seed[index].push((bucket.throughput_per_s, bucket.ok, completed, faulted));
+            let partial = bucket.covered_ms < self.bucket_ms;
+            self.per_seed[index].push((
+                bucket.throughput_per_s,
+                bucket.ok,
+                completed,
+                faulted,
+                partial,
+            ));
             self.latencies[index].extend(latencies);
         }
         self.end_ms = self.end_ms.max(timeline.end_ms);
@@ -354,6 +440,7 @@ impl Pool {
                 let bucket = PooledBucket {
                     start_ms: index as u64 * self.bucket_ms,
                     seeds: seeds.len(),
+                    partial: seeds.iter().any(|seed| seed.4),
                     fault_fraction: seeds.iter().filter(|seed| seed.3 > 0).count() as f64 / count,
                     faults_mean: seeds.iter().map(|seed| seed.3 as f64).sum::<f64>() / count,
                     throughput_mean_per_s: throughputs.clone().sum::<f64>() / count,
@@ -446,6 +533,43 @@ mod tests {
         assert_eq!(timeline.faults[1].end_ms, 1700.0);
         assert_eq!(timeline.latency_p50_ms, Some(50.0));
         assert_eq!(timeline.latency_p99_ms, Some(300.0));
+    }
+
+    #[test]
+    fn buckets_the_workload_covers_in_part_are_partial_not_outages() {
+        // Clients start at 1.5 s; the run ends at 3.25 s: the second and fourth buckets are
+        // partial, and their throughput is over the part covered.
+        let mut events =
+            vec![event(0, 0, EventKind::Phase { name: "faults".into(), detail: json!({}) })];
+        for (index, time_ms) in [1500u64, 1700, 2100, 3100].into_iter().enumerate() {
+            let index = 1 + 2 * index as u64;
+            events.push(event(index, time_ms, invoke(0)));
+            events.push(event(
+                index + 1,
+                time_ms + 100,
+                EventKind::Ok { process: 0, f: "write".into(), value: json!(1) },
+            ));
+        }
+        events.push(event(9, 3250, EventKind::Phase { name: "end".into(), detail: json!({}) }));
+        let timeline = timeline(&events, 1000);
+        let covered: Vec<u64> = timeline.buckets.iter().map(|bucket| bucket.covered_ms).collect();
+        assert_eq!(covered, [0, 500, 1000, 250]);
+        assert_eq!(timeline.buckets[1].throughput_per_s, 4.0, "2 ok in 500 ms");
+        assert_eq!(timeline.buckets[2].throughput_per_s, 1.0);
+        assert_eq!(timeline.buckets[3].throughput_per_s, 4.0, "1 ok in 250 ms");
+    }
+
+    #[test]
+    fn a_fault_names_its_target() {
+        let check = |detail: serde_json::Value, expected: &str| {
+            assert_eq!(fault_target(&detail), expected, "{detail}");
+        };
+        check(json!({"kind": "crash", "node": "api-1"}), "api-1");
+        check(json!({"kind": "one_way", "from": "a", "to": "b"}), "a -> b");
+        check(json!({"kind": "partition", "groups": [["a"], ["b", "c"]]}), "[a] | [b, c]");
+        check(json!({"kind": "clock_jump", "node": "q1", "delta_ms": -500}), "q1, delta_ms -500");
+        check(json!({"kind": "packet_loss", "rate": 0.1}), "rate 0.1");
+        check(json!("not an object"), "");
     }
 
     #[test]

@@ -149,6 +149,8 @@ fn a_report_has_the_seeds_the_distributions_and_the_witness() {
     let run = RunSummary {
         scenario: "small".into(),
         file: "small.json".into(),
+        description: String::new(),
+        heal_ok_fraction_min: None,
         outcome: Outcome::Failed,
         seeds,
     };
@@ -227,11 +229,11 @@ fn a_report_has_the_seeds_the_distributions_and_the_witness() {
         "- auth_keys.new_key_delay_ms (time for a new key to work): 5 events over 2 seeds (2 with events): p50 300 ms, p90 5000 ms, p99 5000 ms, max 5000 ms",
         "linearizability witness. Not linearizable as kv for key \"n1\"",
         &format!(
-            "No linearization exists from history[{}] at 7.950 s on: process 0's get null returned \"1,\"",
+            "No linearization exists from history[{}] at 7950 ms on: process 0's get null returned \"1,\"",
             failing.len() - 1
         ),
         "| history | process | call | returned | invoked | completed | state after |",
-        &format!("| [{}] | 0 | get null | \"1,\" | 7.900 s | 7.950 s | - |", failing.len() - 2),
+        &format!("| [{}] | 0 | get null | \"1,\" | 7900 ms | 7950 ms | - |", failing.len() - 2),
         "Where the search for an order got stuck, its last steps:",
         "None of these can come next in state",
     ] {
@@ -243,8 +245,10 @@ fn a_report_has_the_seeds_the_distributions_and_the_witness() {
     );
 
     let html = std::fs::read_to_string(&written.html).unwrap();
-    // The example seed's three charts, the pooled three, one histogram.
-    assert_eq!(html.matches("<svg").count(), 7, "{html}");
+    // The example seed's three charts, the pooled three, one histogram, the witness's bars.
+    assert_eq!(html.matches("<svg").count(), 8, "{html}");
+    // The stale read's bar, named by its invoke's position.
+    let stale_bar = format!("<title>[{}] get null -&gt; &quot;1,&quot;</title>", failing.len() - 2);
     for expected in [
         "<h3>Across seeds</h3>",
         "2 of 2 seeds read",
@@ -258,7 +262,9 @@ fn a_report_has_the_seeds_the_distributions_and_the_witness() {
         "p99 5000 ms",
         "<b>linearizability witness.</b>",
         "<tr class=\"stuck\">",
-        "<td><code>7.900 s</code></td><td><code>7.950 s</code></td>",
+        "<td><code>7900 ms</code></td><td><code>7950 ms</code></td>",
+        stale_bar.as_str(),
+        "process 0</text>",
         " earlier steps</td></tr>",
     ] {
         assert!(html.contains(expected), "index.html lacks {expected:?}");

@@ -2,8 +2,11 @@
 //! sweep), merge shards, replay and shrink a failing seed, compare design variants, write
 //! reports, check histories for linearizability.
 //!
-//! With no arguments it runs the default suite (every scenario in `scenarios/`, each over its
-//! own seeds, in parallel) and writes its results and `reports/out/index.html`.
+//! With no arguments it runs the default suite (every scenario in the checkout's `scenarios/`,
+//! each over its own seeds, in parallel) and writes its results and `reports/out/index.html`
+//! in the current directory. Every output defaults to `reports/out/...` in the current
+//! directory; printed replay and shrink commands name this binary and the scenario by
+//! absolute paths, so they run when pasted anywhere.
 //!
 //! Exit status: 0 when every check passed, 1 when a check failed, 2 for bad input, 3 when no
 //! check failed but one could not decide (inconclusive: a search ran out of its deterministic
@@ -41,7 +44,11 @@ enum Command {
         /// Run seeds 1 to N (default: the seeds the scenario lists).
         #[arg(long)]
         seeds: Option<u64>,
-        /// Where to write results (default: reports/out/<scenario name>).
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Where to write results (default: reports/out/<scenario name> in the current
+        /// directory); the results of an earlier run there are removed first.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -60,7 +67,8 @@ enum Command {
         /// Run only shard K of N of the (scenario, seed) pairs, K counted from 1.
         #[arg(long)]
         shard: Option<pessimist_scenarios::sweep::Shard>,
-        /// Where to write results (default: reports/out/sweep).
+        /// Where to write results (default: reports/out/sweep in the current directory); the
+        /// results of an earlier run there are removed first.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Also write the results as JUnit XML to this file.
@@ -77,7 +85,8 @@ enum Command {
         /// Shard output directories (each holds a sweep.json).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
-        /// Where to write the merged results (default: reports/out/merged).
+        /// Where to write the merged results (default: reports/out/merged in the current
+        /// directory).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Also write the merged results as JUnit XML to this file.
@@ -87,11 +96,13 @@ enum Command {
     /// Shrink a failing seed's fault plan (drop events, shorten windows, weaken faults) while
     /// the same check still fails, and write the minimal plan as a scenario file.
     Shrink {
+        /// The scenario file (JSON) the seed failed in.
         scenario: PathBuf,
+        /// The failing seed whose fault plan to shrink.
         #[arg(long)]
         seed: u64,
         /// Where to write the shrunk scenario (default:
-        /// reports/out/shrunk/<scenario>-seed-<seed>.json).
+        /// reports/out/shrunk/<scenario>-seed-<seed>.json in the current directory).
         #[arg(long)]
         out: Option<PathBuf>,
         /// The check whose failure must persist (default: the first failing one by name).
@@ -104,6 +115,8 @@ enum Command {
     /// Write a report of a results directory (one `run`, `sweep`, `merge` or the default suite
     /// wrote): index.html (self-contained, SVG charts), report.md and report.json.
     Report {
+        /// A results directory: one `run`, `sweep` or `merge` wrote (its summary.json, or one
+        /// per scenario subdirectory).
         run_dir: PathBuf,
         /// Where to write the report (default: RUN_DIR).
         #[arg(long)]
@@ -112,6 +125,7 @@ enum Command {
     /// Run every design variant a scenario declares, and the scenario as it is, on the same
     /// seeds, and put their figures side by side (Markdown and JSON).
     Compare {
+        /// The scenario file (JSON) that declares the design variants.
         scenario: PathBuf,
         /// Run seeds 1 to N (default: the seeds the scenario lists).
         #[arg(long)]
@@ -119,7 +133,8 @@ enum Command {
         /// Worker threads (default: the number of cores).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Where to write results (default: reports/out/compare/<scenario name>).
+        /// Where to write results (default: reports/out/compare/<scenario name> in the current
+        /// directory).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -143,6 +158,7 @@ enum Command {
     /// Print the scenario files' JSON Schema (generated from the scenario types), or write it
     /// to FILE (the checked-in copy is scenarios/schema.json).
     Schema {
+        /// Write the schema to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -154,7 +170,9 @@ enum Command {
     },
     /// Re-run one seed and print its history readably, then its verdicts.
     Replay {
+        /// The scenario file (JSON).
         scenario: PathBuf,
+        /// The seed to re-run.
         #[arg(long)]
         seed: u64,
     },
@@ -184,6 +202,7 @@ enum ClusterCommand {
         /// The scenario (default: the one DIR was made from, else
         /// scenarios/service-baseline.json).
         scenario: Option<PathBuf>,
+        /// The cluster's directory: its layout, the nodes' data and logs.
         #[arg(long, default_value = "target/cluster")]
         dir: PathBuf,
         /// The first node's port on 127.0.0.1; each node takes two.
@@ -198,24 +217,29 @@ enum ClusterCommand {
     },
     /// Stop every process of the cluster (SIGTERM, then SIGKILL); the data stays.
     Down {
+        /// The cluster's directory: its layout, the nodes' data and logs.
         #[arg(long, default_value = "target/cluster")]
         dir: PathBuf,
     },
     /// Each node's role, address, pid (or down) and boots.
     Status {
+        /// The cluster's directory: its layout, the nodes' data and logs.
         #[arg(long, default_value = "target/cluster")]
         dir: PathBuf,
     },
     /// Send SIGKILL to nodes (the supervisor restarts them).
     Kill {
+        /// The nodes to kill, by name.
         #[arg(required = true)]
         nodes: Vec<String>,
+        /// The cluster's directory: its layout, the nodes' data and logs.
         #[arg(long, default_value = "target/cluster")]
         dir: PathBuf,
     },
     /// Run the scenario's service workload against the cluster, drain, and check the history
     /// with the simulator's checkers; write DIR/drive/history.jsonl and summary.json.
     Drive {
+        /// The cluster's directory: its layout, the nodes' data and logs.
         #[arg(long, default_value = "target/cluster")]
         dir: PathBuf,
         /// How long uploads go on.
@@ -234,10 +258,13 @@ enum ClusterCommand {
     /// Uploads per second through a fresh real cluster on loopback, beside the simulated
     /// figure for the same scenario (run by the simulation build of pessimist).
     Bench {
+        /// The scenario whose topology and workload to measure.
         #[arg(default_value = "scenarios/bench/service-throughput.json")]
         scenario: PathBuf,
+        /// The bench cluster's directory (made fresh).
         #[arg(long, default_value = "target/cluster-bench")]
         dir: PathBuf,
+        /// The first node's port on 127.0.0.1; each node takes two.
         #[arg(long, default_value_t = 17600)]
         base_port: u16,
         /// The simulation build of pessimist.
@@ -262,6 +289,10 @@ enum ClusterCommand {
     },
 }
 
+/// Where results go when no `--out` is given: relative to the current directory, like any
+/// other output a command writes (never into the source tree the binary was built from).
+const OUT_DIR_DEFAULT: &str = "reports/out";
+
 const EXIT_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_INCONCLUSIVE: u8 = 3;
@@ -277,7 +308,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         None => run_default_suite(),
-        Some(Command::Run { scenario, seed, seeds, out }) => run(&scenario, seed, seeds, out),
+        Some(Command::Run { scenario, seed, seeds, jobs, out }) => {
+            run(&scenario, seed, seeds, jobs, out)
+        }
         Some(Command::Sweep { scenarios, seeds, jobs, shard, out, junit, shrink }) => {
             sweep(&scenarios, seeds, jobs, shard, out, junit, shrink)
         }
@@ -379,7 +412,7 @@ fn run_default_suite() -> ExitCode {
 }
 
 #[cfg(not(madsim))]
-fn run(_: &Path, _: Option<u64>, _: Option<u64>, _: Option<PathBuf>) -> ExitCode {
+fn run(_: &Path, _: Option<u64>, _: Option<u64>, _: Option<usize>, _: Option<PathBuf>) -> ExitCode {
     simulation_unavailable()
 }
 
@@ -508,7 +541,7 @@ fn write_junit(path: &Path, runs: &[pessimist_sim::summary::RunSummary]) -> Resu
 }
 
 fn merge(dirs: &[PathBuf], out: Option<PathBuf>, junit: Option<PathBuf>) -> ExitCode {
-    let out = out.unwrap_or_else(|| suite::workspace_root().join("reports/out/merged"));
+    let out = out.unwrap_or_else(|| Path::new(OUT_DIR_DEFAULT).join("merged"));
     let merged = match pessimist_scenarios::sweep::merge(dirs, &out) {
         Ok(merged) => merged,
         Err(message) => return bad_input(message),
@@ -565,7 +598,13 @@ fn print_run(run: &pessimist_sim::summary::RunSummary) {
 }
 
 #[cfg(madsim)]
-fn run(path: &Path, seed: Option<u64>, seeds: Option<u64>, out: Option<PathBuf>) -> ExitCode {
+fn run(
+    path: &Path,
+    seed: Option<u64>,
+    seeds: Option<u64>,
+    jobs: Option<usize>,
+    out: Option<PathBuf>,
+) -> ExitCode {
     let scenario = match load_scenario(path) {
         Ok(scenario) => scenario,
         Err(error) => {
@@ -580,15 +619,19 @@ fn run(path: &Path, seed: Option<u64>, seeds: Option<u64>, out: Option<PathBuf>)
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let out =
-        out.unwrap_or_else(|| suite::workspace_root().join("reports/out").join(&scenario.name));
+    let jobs = jobs.unwrap_or_else(default_jobs);
+    if !(1..=JOBS_MAX).contains(&jobs) {
+        return bad_input(format!("--jobs must be between 1 and {JOBS_MAX}"));
+    }
+    let out = out.unwrap_or_else(|| Path::new(OUT_DIR_DEFAULT).join(&scenario.name));
+    if let Err(message) = suite::clear_previous_results(&out) {
+        return bad_input(message);
+    }
     let file = suite::display_path(path);
-    let run = match suite::run_scenario(&scenario, &file, &seeds, Some(&out)) {
+    let run = match suite::run_scenario(&scenario, &file, &seeds, Some(&out), jobs.min(seeds.len()))
+    {
         Ok(run) => run,
-        Err(error) => {
-            eprintln!("pessimist: cannot write results to {}: {error}", out.display());
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+        Err(message) => return bad_input(message),
     };
     print_run(&run);
     println!("results: {}", suite::display_path(&out.join("summary.json")));
@@ -611,7 +654,7 @@ fn run_default_suite() -> ExitCode {
         Ok(scenarios) => scenarios,
         Err(message) => return bad_input(message),
     };
-    let out = suite::workspace_root().join("reports/out");
+    let out = PathBuf::from(OUT_DIR_DEFAULT);
     let (manifest, runs) = match run_sweep(&scenarios, None, default_jobs(), None, &out) {
         Ok(done) => done,
         Err(message) => return bad_input(message),
@@ -767,12 +810,15 @@ fn run_sweep(
         .map(|(scenario, file)| PlannedScenario {
             name: scenario.name.clone(),
             file: file.clone(),
+            description: scenario.description.clone(),
+            heal_ok_fraction_min: scenario.checks.heal_ok_fraction_min,
             seeds: match seeds {
                 Some(count) => (1..=count).collect(),
                 None => scenario.seeds.clone(),
             },
         })
         .collect();
+    suite::clear_previous_results(out)?;
     let pairs = sweep::shard_pairs(&sweep::plan_pairs(&plan), shard);
     let started = std::time::Instant::now();
     let results = sweep::run_pairs(scenarios, &pairs, jobs, Some(out))?;
@@ -813,7 +859,7 @@ fn sweep(
         Ok(scenarios) => scenarios,
         Err(message) => return bad_input(message),
     };
-    let out = out.unwrap_or_else(|| suite::workspace_root().join("reports/out/sweep"));
+    let out = out.unwrap_or_else(|| Path::new(OUT_DIR_DEFAULT).join("sweep"));
     let jobs = jobs.unwrap_or_else(default_jobs);
     let (manifest, runs) = match run_sweep(&scenarios, seeds, jobs, shard, &out) {
         Ok(done) => done,
@@ -923,8 +969,8 @@ fn shrink(
         Err(message) => return bad_input(message),
     };
     let out = out.unwrap_or_else(|| {
-        suite::workspace_root()
-            .join("reports/out/shrunk")
+        Path::new(OUT_DIR_DEFAULT)
+            .join("shrunk")
             .join(format!("{}-seed-{seed}.json", scenario.name))
     });
     let text = serde_json::to_string_pretty(&shrunk.scenario).expect("scenarios serialize") + "\n";
@@ -974,9 +1020,8 @@ fn compare(path: &Path, seeds: Option<u64>, jobs: Option<usize>, out: Option<Pat
     }
     let file = suite::display_path(path);
     let designs = compare::designs(&scenario, &file);
-    let out = out.unwrap_or_else(|| {
-        suite::workspace_root().join("reports/out/compare").join(&scenario.name)
-    });
+    let out =
+        out.unwrap_or_else(|| Path::new(OUT_DIR_DEFAULT).join("compare").join(&scenario.name));
     let jobs = jobs.unwrap_or_else(default_jobs);
     let (manifest, runs) = match run_sweep(&designs, seeds, jobs, None, &out) {
         Ok(done) => done,

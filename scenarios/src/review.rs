@@ -1781,6 +1781,8 @@ pub fn run_review(options: &ReviewOptions, root: &Path) -> Result<Review, String
             let run = RunSummary {
                 scenario: design.scenario.name.clone(),
                 file: design.file.clone(),
+                description: design.scenario.description.clone(),
+                heal_ok_fraction_min: design.scenario.checks.heal_ok_fraction_min,
                 outcome: Outcome::worst(summaries.iter().map(|seed| seed.outcome)),
                 seeds: summaries,
             };

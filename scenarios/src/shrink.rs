@@ -237,7 +237,7 @@ pub fn shrink(
         }
     }
     current.description = format!(
-        "Shrunk from {file} seed {seed}: a minimal fault plan ({} of {events_before} events, windows and intensities cut) under which the check `{checker}` still fails. Replay: cargo run --release -- replay <this file> --seed {seed}.",
+        "Shrunk from {file} seed {seed}: a minimal fault plan ({} of {events_before} events, windows and intensities cut) under which the check `{checker}` still fails. Replay: pessimist replay <this file> --seed {seed}.",
         current.faults.plan.events.len(),
     );
     Ok(Shrunk { scenario: current, seed, checker, events_before, runs, budget_spent })

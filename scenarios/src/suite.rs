@@ -13,12 +13,42 @@ use pessimist_sim::summary::SeedSummary;
 
 /// The command that replays `seed` of the scenario in `file`.
 pub fn replay_command(file: &str, seed: u64) -> String {
-    format!("cargo run --release -- replay {file} --seed {seed}")
+    format!("{} replay {} --seed {seed}", program(), shell_word(&absolute(file)))
 }
 
 /// The command that shrinks the fault plan of failing `seed` of the scenario in `file`.
 pub fn shrink_command(file: &str, seed: u64) -> String {
-    format!("cargo run --release -- shrink {file} --seed {seed}")
+    format!("{} shrink {} --seed {seed}", program(), shell_word(&absolute(file)))
+}
+
+/// The name of the command-line binary (`[[bin]]` of this crate).
+pub const BINARY_NAME: &str = "pessimist";
+
+/// The program printed commands name: the `pessimist` binary that is running, by its
+/// absolute path, so a command pasted in any directory runs the same build without a
+/// checkout; `pessimist` (the installed name) when the caller is another program (a test).
+pub fn program() -> String {
+    match std::env::current_exe() {
+        Ok(path) if path.file_stem().is_some_and(|stem| stem.to_string_lossy() == BINARY_NAME) => {
+            shell_word(&path.display().to_string())
+        }
+        _ => BINARY_NAME.to_string(),
+    }
+}
+
+/// `file` made absolute against the current directory (unchanged if that fails).
+fn absolute(file: &str) -> String {
+    std::path::absolute(file).map_or_else(|_| file.to_string(), |path| path.display().to_string())
+}
+
+/// A path as one shell word: quoted when it holds anything a shell would split or expand.
+pub fn shell_word(text: &str) -> String {
+    let plain = text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c));
+    if plain && !text.is_empty() {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// The workspace root: where `scenarios/` and `reports/` are.
@@ -46,6 +76,55 @@ pub fn scenario_files_in(directory: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// The scenario files of the default suite: `scenarios/*.json`, sorted.
 pub fn default_suite_files() -> std::io::Result<Vec<PathBuf>> {
     scenario_files_in(&workspace_root().join("scenarios"))
+}
+
+/// What `run` and `sweep` write into their output directory, besides one subdirectory per
+/// scenario (with a `summary.json`): removed before a new run so that no history of an
+/// earlier run is left beside the new ones.
+const RESULT_ENTRIES: [&str; 7] = [
+    "summary.json",
+    "sweep.json",
+    "summary.md",
+    "histories",
+    "index.html",
+    "report.md",
+    "report.json",
+];
+
+/// Removes an earlier run's results from `out` (see [`RESULT_ENTRIES`]) and, when a sweep
+/// wrote it (a `sweep.json`), its subdirectories that hold a `summary.json`; anything else in
+/// it stays, so a mistaken `--out` loses no file pessimist did not write. The error is one
+/// line.
+pub fn clear_previous_results(out: &Path) -> Result<(), String> {
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(format!("{}: not a directory; give --out a directory", out.display()));
+    }
+    let swept = out.join("sweep.json").is_file();
+    let entries = std::fs::read_dir(out)
+        .map_err(|error| format!("{}: cannot list: {error}", out.display()))?;
+    let mut stale: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            let name = path.file_name().map(|name| name.to_string_lossy().to_string());
+            name.is_some_and(|name| RESULT_ENTRIES.contains(&name.as_str()))
+                || (swept && path.is_dir() && path.join("summary.json").is_file())
+        })
+        .collect();
+    stale.sort();
+    for path in stale {
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|error| {
+            format!("{}: cannot remove an earlier run's results: {error}", path.display())
+        })?;
+    }
+    Ok(())
 }
 
 /// Shows a path relative to the current directory when it is below it.
@@ -136,29 +215,36 @@ pub fn write_run_summary(run: &RunSummary, out: &Path) -> std::io::Result<()> {
     std::fs::write(out.join("summary.json"), text + "\n")
 }
 
-/// Runs `scenario` (loaded from `file`) over `seeds`, writing histories under `out` when given.
+/// Runs `scenario` (loaded from `file`) over `seeds` on `jobs` worker threads with the
+/// sweep's progress bar, writing histories under `out` when given. The summary lists the
+/// seeds in the order given, however they ran.
 #[cfg(madsim)]
 pub fn run_scenario(
     scenario: &Scenario,
     file: &str,
     seeds: &[u64],
     out: Option<&Path>,
-) -> std::io::Result<RunSummary> {
-    if let Some(out) = out {
-        std::fs::create_dir_all(out.join("histories"))?;
-    }
-    let mut summaries = Vec::new();
-    for &seed in seeds {
-        summaries.push(seed_summary(scenario, file, seed, out)?);
-    }
+    jobs: usize,
+) -> Result<RunSummary, String> {
+    let pairs: Vec<(usize, u64)> = seeds.iter().map(|&seed| (0, seed)).collect();
+    let scenarios = [(scenario.clone(), file.to_string())];
+    let summaries: Vec<SeedSummary> =
+        crate::sweep::run_pairs_into(&scenarios, &pairs, jobs, &|_| out.map(Path::to_path_buf))?
+            .into_iter()
+            .map(|(_, summary)| summary)
+            .collect();
+    assert_eq!(summaries.len(), seeds.len(), "one summary per seed");
     let run = RunSummary {
         scenario: scenario.name.clone(),
         file: file.to_string(),
+        description: scenario.description.clone(),
+        heal_ok_fraction_min: scenario.checks.heal_ok_fraction_min,
         outcome: Outcome::worst(summaries.iter().map(|seed| seed.outcome)),
         seeds: summaries,
     };
     if let Some(out) = out {
-        write_run_summary(&run, out)?;
+        write_run_summary(&run, out)
+            .map_err(|error| format!("cannot write results to {}: {error}", out.display()))?;
     }
     Ok(run)
 }

@@ -58,12 +58,17 @@ impl std::fmt::Display for Shard {
 }
 
 /// One scenario of a sweep's plan and the seeds the whole sweep runs of it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedScenario {
     pub name: String,
     /// The scenario file as given, for replay commands.
     pub file: String,
+    /// The scenario's description and SLO, carried into its run summary for the report.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heal_ok_fraction_min: Option<f64>,
     pub seeds: Vec<u64>,
 }
 
@@ -109,6 +114,8 @@ pub fn group_runs(plan: &[PlannedScenario], results: Vec<(usize, SeedSummary)>) 
         .map(|(index, seeds)| RunSummary {
             scenario: plan[index].name.clone(),
             file: plan[index].file.clone(),
+            description: plan[index].description.clone(),
+            heal_ok_fraction_min: plan[index].heal_ok_fraction_min,
             outcome: Outcome::worst(seeds.iter().map(|seed| seed.outcome)),
             seeds,
         })
@@ -168,18 +175,30 @@ pub fn run_pairs(
     jobs: usize,
     out: Option<&Path>,
 ) -> Result<Vec<(usize, SeedSummary)>, String> {
+    run_pairs_into(scenarios, pairs, jobs, &|name| out.map(|out| out.join(name)))
+}
+
+/// [`run_pairs`], each scenario's results in `directory(name)` (`None`: no histories written):
+/// `run` writes one scenario's straight into its `--out`.
+#[cfg(madsim)]
+pub fn run_pairs_into(
+    scenarios: &[(pessimist_sim::scenario::Scenario, String)],
+    pairs: &[(usize, u64)],
+    jobs: usize,
+    directory: &(dyn Fn(&str) -> Option<PathBuf> + Sync),
+) -> Result<Vec<(usize, SeedSummary)>, String> {
     use std::collections::BTreeSet;
 
     use indicatif::{ProgressBar, ProgressStyle};
     use rayon::prelude::*;
 
     assert!(jobs >= 1, "at least one worker thread");
-    if let Some(out) = out {
-        let used: BTreeSet<usize> = pairs.iter().map(|&(index, _)| index).collect();
-        for index in used {
-            let directory = out.join(&scenarios[index].0.name).join("histories");
-            std::fs::create_dir_all(&directory)
-                .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
+    let used: BTreeSet<usize> = pairs.iter().map(|&(index, _)| index).collect();
+    for index in used {
+        if let Some(directory) = directory(&scenarios[index].0.name) {
+            let histories = directory.join("histories");
+            std::fs::create_dir_all(&histories)
+                .map_err(|error| format!("cannot create {}: {error}", histories.display()))?;
         }
     }
     // A simulation runs the whole cluster on its thread's stack: give workers the main
@@ -205,7 +224,7 @@ pub fn run_pairs(
             .par_iter()
             .map(|&(index, seed)| {
                 let (scenario, file) = &scenarios[index];
-                let directory = out.map(|out| out.join(&scenario.name));
+                let directory = directory(&scenario.name);
                 let summary =
                     crate::suite::seed_summary(scenario, file, seed, directory.as_deref())
                         .map_err(|error| format!("cannot write a history: {error}"))?;
@@ -435,8 +454,20 @@ mod tests {
 
     fn plan() -> Vec<PlannedScenario> {
         vec![
-            PlannedScenario { name: "a".into(), file: "a.json".into(), seeds: vec![1, 2, 3, 4, 5] },
-            PlannedScenario { name: "b".into(), file: "b.json".into(), seeds: vec![1, 2] },
+            PlannedScenario {
+                name: "a".into(),
+                file: "a.json".into(),
+                description: String::new(),
+                heal_ok_fraction_min: None,
+                seeds: vec![1, 2, 3, 4, 5],
+            },
+            PlannedScenario {
+                name: "b".into(),
+                file: "b.json".into(),
+                description: String::new(),
+                heal_ok_fraction_min: None,
+                seeds: vec![1, 2],
+            },
         ]
     }
 

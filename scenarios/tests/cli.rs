@@ -52,7 +52,7 @@ fn a_passing_run_exits_0_and_writes_the_summary() {
     assert_eq!(seed["history_hash"].as_str().unwrap().len(), 64);
     assert_eq!(
         seed["replay"],
-        "cargo run --release -- replay scenarios/seams/probe-gray.json --seed 5"
+        common::printed_command("replay", "scenarios/seams/probe-gray.json", Some(5))
     );
     for check in ["durability", "integrity", "liveness"] {
         assert_eq!(seed["checks"][check]["status"], "passed", "{check}");
@@ -79,8 +79,11 @@ fn a_failing_check_exits_1_and_prints_the_replay_command() {
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("durability: "), "{stdout}");
-    assert!(stdout.contains("replay: cargo run --release -- replay scenarios/examples/ack-before-fsync.json --seed 1"), "{stdout}");
-    assert!(stdout.contains("shrink: cargo run --release -- shrink scenarios/examples/ack-before-fsync.json --seed 1"), "{stdout}");
+    for verb in ["replay", "shrink"] {
+        let command =
+            common::printed_command(verb, "scenarios/examples/ack-before-fsync.json", Some(1));
+        assert!(stdout.contains(&format!("{verb}: {command}")), "{stdout}");
+    }
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["outcome"], "failed");
@@ -283,6 +286,8 @@ fn an_undecided_check_is_inconclusive_and_exits_3() {
     let run = RunSummary {
         scenario: "small".into(),
         file: "small.json".into(),
+        description: String::new(),
+        heal_ok_fraction_min: None,
         outcome: seed.outcome,
         seeds: vec![seed],
     };

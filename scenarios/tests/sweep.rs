@@ -69,18 +69,11 @@ fn sweep_results_do_not_depend_on_the_number_of_worker_threads() {
     assert_eq!(first.status.code(), Some(1), "{}", text(&first));
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
     let output = text(&first);
-    assert!(
-        output.contains(
-            "replay: cargo run --release -- replay scenarios/examples/ack-before-fsync.json --seed"
-        ),
-        "{output}"
-    );
-    assert!(
-        output.contains(
-            "shrink: cargo run --release -- shrink scenarios/examples/ack-before-fsync.json --seed"
-        ),
-        "{output}"
-    );
+    for verb in ["replay", "shrink"] {
+        let command =
+            common::printed_command(verb, "scenarios/examples/ack-before-fsync.json", None);
+        assert!(output.contains(&format!("{verb}: {command}")), "{output}");
+    }
     let (one_tree, two_tree) = (tree(&one), tree(&two));
     // sweep.json, two summaries, eight histories.
     assert_eq!(
@@ -119,9 +112,9 @@ fn sweep_results_do_not_depend_on_the_number_of_worker_threads() {
         html.contains("fill=\"#DC322F\"") || html.contains("fill-opacity"),
         "fault windows are shaded"
     );
-    assert!(html.contains(
-        "shrink: <code>cargo run --release -- shrink scenarios/examples/ack-before-fsync.json"
-    ));
+    let shrink =
+        common::printed_command("shrink", "scenarios/examples/ack-before-fsync.json", None);
+    assert!(html.contains(&format!("shrink: <code>{shrink}")), "{shrink}");
     let markdown = std::fs::read_to_string(one.join("report.md")).unwrap();
     assert!(markdown.contains("| durability | "), "{markdown}");
     let json = read_json(&one.join("report.json"));

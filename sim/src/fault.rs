@@ -72,6 +72,11 @@ pub enum Fault {
     ClockJump { node: String, delta_ms: i64 },
 }
 
+/// Largest clock offset or jump a fault may set, in ms: a year, past any skew a real clock
+/// shows and far from overflowing the wall clock's i64 milliseconds however many jumps a plan
+/// of bounded length adds up.
+pub const CLOCK_SHIFT_MS_MAX: i64 = 365 * 86_400_000;
+
 /// The fault kinds by name, for swarm settings and reports.
 pub const FAULT_KINDS: &[&str] = &[
     "isolate",
@@ -208,6 +213,14 @@ impl Fault {
             {
                 Err(("drift_ppm".into(), format!("{drift_ppm} is beyond +-100000 ppm")))
             }
+            Fault::ClockOffset { offset_ms, .. } if offset_ms.abs() > CLOCK_SHIFT_MS_MAX => Err((
+                "offset_ms".into(),
+                format!("{offset_ms} is beyond +-{CLOCK_SHIFT_MS_MAX} ms (a year)"),
+            )),
+            Fault::ClockJump { delta_ms, .. } if delta_ms.abs() > CLOCK_SHIFT_MS_MAX => Err((
+                "delta_ms".into(),
+                format!("{delta_ms} is beyond +-{CLOCK_SHIFT_MS_MAX} ms (a year)"),
+            )),
             Fault::Partition { groups } => {
                 let mut seen = BTreeSet::new();
                 for node in groups.iter().flatten() {
@@ -505,6 +518,23 @@ mod tests {
 
     fn nodes() -> Vec<String> {
         (1..=5).map(|i| format!("n{i}")).collect()
+    }
+
+    #[test]
+    fn clock_shifts_are_bounded() {
+        let node = "n1".to_string();
+        for (fault, field) in [
+            (Fault::ClockJump { node: node.clone(), delta_ms: CLOCK_SHIFT_MS_MAX + 1 }, "delta_ms"),
+            (Fault::ClockOffset { node: node.clone(), offset_ms: i64::MIN }, "offset_ms"),
+        ] {
+            assert_eq!(fault.validate().unwrap_err().0, field, "{fault:?}");
+        }
+        for fault in [
+            Fault::ClockJump { node: node.clone(), delta_ms: -CLOCK_SHIFT_MS_MAX },
+            Fault::ClockOffset { node, offset_ms: CLOCK_SHIFT_MS_MAX },
+        ] {
+            fault.validate().unwrap();
+        }
     }
 
     #[test]

@@ -34,6 +34,13 @@ pub struct SeedSummary {
 pub struct RunSummary {
     pub scenario: String,
     pub file: String,
+    /// The scenario's description, so a report can say what it tests.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The scenario's availability threshold from the heal on (`checks.heal_ok_fraction_min`),
+    /// so a report can draw it as the SLO line; `None` when the scenario sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heal_ok_fraction_min: Option<f64>,
     /// The worst of its seeds' outcomes.
     pub outcome: Outcome,
     pub seeds: Vec<SeedSummary>,

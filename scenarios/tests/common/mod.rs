@@ -26,3 +26,17 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&directory).unwrap();
     directory
 }
+
+/// The command the binary prints to `verb` (`replay`, `shrink`) `seed` of the scenario at
+/// `file` (relative to the workspace root): the binary by its absolute path, the file by its.
+pub fn printed_command(verb: &str, file: &str, seed: Option<u64>) -> String {
+    let command = format!(
+        "{} {verb} {}",
+        env!("CARGO_BIN_EXE_pessimist"),
+        workspace_root().join(file).display()
+    );
+    match seed {
+        Some(seed) => format!("{command} --seed {seed}"),
+        None => format!("{command} --seed"),
+    }
+}
