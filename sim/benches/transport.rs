@@ -9,50 +9,26 @@
 //! serialization alone costs.
 //!
 //! Two traffics:
-//! - **The queue's Raft traffic**, held to the target: real raft-rs messages as the queue's
-//!   replicas exchange them (`QueueMessage::Raft`, protobuf bytes carried as a byte string).
-//!   A leader's heartbeats and appends, one in six carrying an `Enqueue` entry with a JPEG
-//!   upload (a 2,984-byte frame); the follower answers each. A default-suite run
-//!   (`service-baseline`, seed 1) sent 16,246 frames of median 17 bytes, 8% of them over
-//!   1 KB: these exchanges follow that mix (one message in twelve is large).
+//! - **The queue's Raft traffic**: real raft-rs messages as the queue's replicas exchange them
+//!   (`QueueMessage::Raft`, protobuf bytes carried as a byte string). A leader's heartbeats
+//!   and appends, one in six carrying an `Enqueue` entry with a JPEG upload; the follower
+//!   answers each, so one message in twelve is large, as in a default-suite run.
 //! - **postcard's worst case**, a reference: a message of seven `u64`s near `u64::MAX / 3`,
-//!   nine varint bytes each. Encoding and decoding it costs about 3.6k instructions per round
-//!   trip against raw TCP's 11.8k (cachegrind), an instruction ratio of 0.77 for raw TCP plus
-//!   postcard: serialization alone takes most of what the 0.7 target leaves, so this traffic
-//!   is shown, not held to it.
+//!   nine varint bytes each, where serialization costs the most.
 //!
 //! Every workload sends messages it already holds, as raw TCP writes frames it already holds:
 //! the transport and the postcard reference encode a borrowed message, so no row pays for
 //! building or copying a message before it is sent.
 //!
-//! What bounds the ratio on the queue's traffic (cachegrind, 400k messages): raw TCP executes about
-//! 6.1k instructions per message, raw TCP plus postcard 6.8k (an instruction ratio of 0.89), the
-//! transport 7.1k one-way (0.85) and 7.4k with calls (0.82). The wall-clock ratio is lower than
-//! the instruction ratio because the transport's larger working set (a write queue and a read
-//! buffer per connection, the decoded message, the peer and call tables, the futures of `call`,
-//! `reply` and the inbox) misses the L1 data cache about 58 times per message, against raw's 19
-//! and raw plus postcard's 36, and its code misses the instruction cache about 175 times per
-//! message against raw plus postcard's 100: the code run at least once every four messages
-//! (callgrind `--dump-instr`) takes about 34 KB with calls and 29 KB one-way, against 26 KB,
-//! over the 32 KB L1 instruction cache, so madsim's own code misses more beside it. A
-//! simulation's four nodes take turns on one core, and each evicts the others' state. Its locks
-//! and reference counts are atomic operations besides, which cost more cycles than their
-//! instruction count says: callgrind counts 74 atomic read-modify-writes per message through
-//! the transport against raw TCP's 66 (with or without postcard), most of both being madsim's
-//! own (a call's round trip takes seven locks across its two ends: the peer table, the call's
-//! start and its two polls of the reply on the caller's side, two polls of the request and the
-//! reply's write on the server's; in the simulation each is a spin lock, one atomic operation;
-//! madsim wakes a reader twice per message, once when the packet is sent and once when it
-//! arrives).
-//!
-//! Wall-clock rates on a shared machine vary by about 15% from run to run, and interference
-//! only ever adds time: each row reports its best run of 9 (`cargo bench`), the one closest to
-//! the code's own cost, and the ratio of best runs; the ratio of median runs is printed beside
-//! it.
+//! The figures are information, not a target: the transport is kept plain (a reader task per
+//! connection, a timer per call) and an optimisation stays only where it moves the whole
+//! suite's seeds per hour (`pessimist sweep`), which this benchmark does not measure.
+//! Wall-clock rates on a shared machine vary from run to run, and interference only ever adds
+//! time: each row reports its best run of 9 (`cargo bench`) and the ratio of best runs; the
+//! ratio of median runs is printed beside it.
 //!
 //! Run: `cargo bench -p pessimist-sim --bench transport`; name workloads after `--` to run
-//! only those (for profiling), e.g. `-- call`. Target: the transport keeps at least 0.7 of
-//! raw madsim's rate on the queue's traffic.
+//! only those (for profiling), e.g. `-- call`.
 
 // madsim's runtime and simulated TCP exist only in the simulation build (the default).
 #[cfg(madsim)]
@@ -564,17 +540,17 @@ mod simulated {
         values[values.len() / 2]
     }
 
-    /// The workloads, by the name that selects them, with their label and whether the target
-    /// holds them. Each traffic's first row is its baseline, raw madsim TCP.
-    const WORKLOADS: [(&str, &str, bool); 8] = [
-        ("raw", "queue Raft traffic: raw madsim TCP", false),
-        ("raw-postcard", "reference: raw TCP + postcard per hop", false),
-        ("call", "pessimist transport, fault layer idle", true),
-        ("rules-elsewhere", "pessimist transport, rules elsewhere", true),
-        ("one-way", "pessimist transport, one-way sends", true),
-        ("worst-raw", "postcard's worst case: raw madsim TCP", false),
-        ("worst-raw-postcard", "reference: raw TCP + postcard per hop", false),
-        ("worst-call", "pessimist transport, fault layer idle", false),
+    /// The workloads, by the name that selects them, with their label. Each traffic's first
+    /// row is its baseline, raw madsim TCP.
+    const WORKLOADS: [(&str, &str); 8] = [
+        ("raw", "queue Raft traffic: raw madsim TCP"),
+        ("raw-postcard", "reference: raw TCP + postcard per hop"),
+        ("call", "pessimist transport, fault layer idle"),
+        ("rules-elsewhere", "pessimist transport, rules elsewhere"),
+        ("one-way", "pessimist transport, one-way sends"),
+        ("worst-raw", "postcard's worst case: raw madsim TCP"),
+        ("worst-raw-postcard", "reference: raw TCP + postcard per hop"),
+        ("worst-call", "pessimist transport, fault layer idle"),
     ];
 
     /// Rules on links the workloads do not use: every frame pays the table lookup.
@@ -615,7 +591,7 @@ mod simulated {
         for name in &chosen {
             assert!(WORKLOADS.iter().any(|(known, ..)| known == name), "no workload {name:?}");
         }
-        let workloads: Vec<(&str, &str, bool)> = WORKLOADS
+        let workloads: Vec<(&str, &str)> = WORKLOADS
             .into_iter()
             .filter(|(name, ..)| chosen.is_empty() || chosen.contains(name))
             .collect();
@@ -651,8 +627,7 @@ mod simulated {
                 .position(|(name, ..)| *name == wanted)
                 .map(|at| (best[at], typical[at]))
         };
-        let mut worst: Option<f64> = None;
-        for (at, (name, label, targeted)) in workloads.iter().enumerate() {
+        for (at, (name, label)) in workloads.iter().enumerate() {
             let label = format!("{label}:");
             let (rate, typical) = (best[at], typical[at]);
             let baseline = if name.starts_with("worst-") { "worst-raw" } else { "raw" };
@@ -663,19 +638,9 @@ mod simulated {
                         "  {label:<42} {rate:>10.0} messages/s  ratio {ratio:.2}  (median {:.2})",
                         typical / raw_typical
                     );
-                    if *targeted {
-                        worst = Some(worst.map_or(ratio, |worst| worst.min(ratio)));
-                    }
                 }
                 _ => println!("  {label:<42} {rate:>10.0} messages/s  (median {typical:.0})"),
             }
-        }
-        if let Some(worst) = worst {
-            let verdict = if worst >= 0.7 { "met" } else { "MISSED" };
-            println!(
-                "  target ratio >= 0.70 on every transport row of the queue's traffic: {verdict} \
-                 (worst {worst:.2})"
-            );
         }
     }
 }
