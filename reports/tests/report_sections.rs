@@ -107,7 +107,7 @@ fn seed(directory: &Path, seed: u64, events: &[Event], delays_ms: &[f64]) -> See
     let relative = format!("histories/seed-{seed}.jsonl");
     std::fs::write(directory.join(&relative), to_json_lines(events)).unwrap();
     let checks = BTreeMap::from([
-        ("linearizability".to_string(), check::linearizability(events)),
+        ("linearizability".to_string(), pessimist_sim::probe::check::linearizability(events)),
         ("availability".to_string(), check::availability(events, None)),
         ("auth_keys".to_string(), staleness(delays_ms)),
     ]);

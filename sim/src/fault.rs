@@ -209,18 +209,27 @@ impl Fault {
                 Err(("factor".into(), format!("{factor} is outside 10..=1000")))
             }
             Fault::ClockDrift { drift_ppm, .. }
-                if drift_ppm.abs() > pessimist_core::seams::clock::DRIFT_PPM_MAX =>
+                if drift_ppm.unsigned_abs()
+                    > pessimist_core::seams::clock::DRIFT_PPM_MAX.unsigned_abs() =>
             {
                 Err(("drift_ppm".into(), format!("{drift_ppm} is beyond +-100000 ppm")))
             }
-            Fault::ClockOffset { offset_ms, .. } if offset_ms.abs() > CLOCK_SHIFT_MS_MAX => Err((
-                "offset_ms".into(),
-                format!("{offset_ms} is beyond +-{CLOCK_SHIFT_MS_MAX} ms (a year)"),
-            )),
-            Fault::ClockJump { delta_ms, .. } if delta_ms.abs() > CLOCK_SHIFT_MS_MAX => Err((
-                "delta_ms".into(),
-                format!("{delta_ms} is beyond +-{CLOCK_SHIFT_MS_MAX} ms (a year)"),
-            )),
+            Fault::ClockOffset { offset_ms, .. }
+                if offset_ms.unsigned_abs() > CLOCK_SHIFT_MS_MAX as u64 =>
+            {
+                Err((
+                    "offset_ms".into(),
+                    format!("{offset_ms} is beyond +-{CLOCK_SHIFT_MS_MAX} ms (a year)"),
+                ))
+            }
+            Fault::ClockJump { delta_ms, .. }
+                if delta_ms.unsigned_abs() > CLOCK_SHIFT_MS_MAX as u64 =>
+            {
+                Err((
+                    "delta_ms".into(),
+                    format!("{delta_ms} is beyond +-{CLOCK_SHIFT_MS_MAX} ms (a year)"),
+                ))
+            }
             Fault::Partition { groups } => {
                 let mut seen = BTreeSet::new();
                 for node in groups.iter().flatten() {
