@@ -74,8 +74,11 @@ fn scenario(root: &Path, name: &str, check: &str, status: Status) {
     std::fs::write(directory.join("summary.json"), serde_json::to_string(&run).unwrap()).unwrap();
 }
 
-fn scratch() -> PathBuf {
-    let directory = std::env::temp_dir().join(format!("pessimist-glance-{}", std::process::id()));
+/// A fresh directory of the test's own: the tests of this file run in parallel threads of one
+/// process, so the process id alone would let one wipe another's files.
+fn scratch(test: &str) -> PathBuf {
+    let directory =
+        std::env::temp_dir().join(format!("pessimist-glance-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&directory);
     std::fs::create_dir_all(&directory).unwrap();
     directory
@@ -90,7 +93,7 @@ fn element<'a>(html: &'a str, open: &str, close: &str) -> &'a str {
 
 #[test]
 fn the_first_screen_tells_failed_expected_and_inconclusive_apart() {
-    let root = scratch();
+    let root = scratch("the_first_screen_tells_failed_expected_and_inconclusive_apart");
     scenario(&root, "broken-design", "pill_quarantine", Status::FailedAsExpected);
     scenario(&root, "undecided", "linearizability", Status::Unknown);
     scenario(&root, "regressed", "no_double_ack", Status::Failed);
@@ -133,7 +136,7 @@ fn the_first_screen_tells_failed_expected_and_inconclusive_apart() {
 
 #[test]
 fn a_page_without_expected_failures_shows_no_such_box() {
-    let root = scratch().join("plain");
+    let root = scratch("a_page_without_expected_failures_shows_no_such_box").join("plain");
     std::fs::create_dir_all(&root).unwrap();
     scenario(&root, "healthy", "no_double_ack", Status::Passed);
     let written = pessimist_reports::write_report(&root, &root).expect("report");
