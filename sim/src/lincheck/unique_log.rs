@@ -30,7 +30,7 @@
 //! Invariants: every violation names calls of the history that form it; positions only, no
 //! clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{KvInput, KvOutput};
 use super::search::SearchCall;
@@ -86,10 +86,11 @@ pub(crate) fn decide(
     // Every get reads a prefix of the longest read, each token appended once.
     gets.sort_by_key(|(index, read)| (read.len(), *index));
     let longest: Vec<&[u8]> = gets.last().and_then(|(_, read)| tokens(read)).unwrap_or_default();
+    // The get that read the longest log (any index when there is none: it is never named).
+    let reader = gets.last().map_or(0, |(index, _)| *index);
     let mut seen: BTreeMap<&[u8], usize> = BTreeMap::new();
     for (position, token) in longest.iter().enumerate() {
         if !append_of.contains_key(*token) {
-            let reader = gets.last().map_or(0, |(index, _)| *index);
             return Decision::Violation(Violation {
                 kind: "fresh",
                 description: format!(
@@ -101,7 +102,6 @@ pub(crate) fn decide(
             });
         }
         if let Some(first) = seen.insert(token, position) {
-            let reader = gets.last().map_or(0, |(index, _)| *index);
             return Decision::Violation(Violation {
                 kind: "diverge",
                 description: format!(
@@ -116,7 +116,6 @@ pub(crate) fn decide(
     let longest_text = gets.last().map(|(_, read)| read.as_slice()).unwrap_or_default();
     for (index, read) in &gets {
         if !longest_text.starts_with(read) {
-            let reader = gets.last().map_or(0, |(index, _)| *index);
             return Decision::Violation(Violation {
                 kind: "diverge",
                 description: "{0} and {1} read logs neither of which extends the other".to_string(),
@@ -134,11 +133,11 @@ pub(crate) fn decide(
     for (position, token) in longest.iter().enumerate() {
         groups[2 * position + 1].push(append_of[*token]);
     }
-    let read_tokens: BTreeMap<&[u8], ()> = longest.iter().map(|token| (*token, ())).collect();
+    let read_tokens: BTreeSet<&[u8]> = longest.iter().copied().collect();
     let last = groups.len() - 1;
     for (token, &index) in &append_of {
         // Unread appends that surely happened come last; unread unknown ones may never have.
-        if !read_tokens.contains_key(token.as_slice()) && calls[index].return_position.is_some() {
+        if !read_tokens.contains(token.as_slice()) && calls[index].return_position.is_some() {
             groups[last].push(index);
         }
     }
@@ -148,7 +147,7 @@ pub(crate) fn decide(
         Some(position) => position,
         None => calls[index].invoke_position,
     };
-    let longest_read_return = gets.last().map_or(0, |(index, _)| returned(*index));
+    let longest_read_return = if gets.is_empty() { 0 } else { returned(reader) };
     // One sweep: no call of a later group returned before a call of an earlier group began.
     let mut began_latest: Option<usize> = None;
     for group in &groups {
