@@ -31,8 +31,14 @@
 //!   `AlreadyDone`, `DeadLettered`, `StaleLease { current }` (`current: None` when the job is
 //!   queued, i.e. its lease expired and it was not leased again) or `UnknownJob`. This is the
 //!   *fencing*: a worker whose lease expired cannot complete or fail the job any more, even if
-//!   the job was leased again to someone else. A repeated ack of a done job (a client retry)
-//!   also answers `AlreadyDone`.
+//!   the job was leased again to someone else.
+//! - **Ack and nack are idempotent per lease.** An ack or nack that repeats one that took effect
+//!   (the same job, lease and kind: a client retry, or a request the network delivered twice)
+//!   changes nothing and answers as the first did (`Acked`, or `Nacked` with the first's
+//!   `dead_lettered`), for as long as the job is remembered. Each job keeps how each of its
+//!   leases that an ack or nack ended ended: at most `max_attempts` entries. So a worker always
+//!   learns whether its ack or nack counted. An ack after a nack of the same lease (or the
+//!   reverse), or an ack or nack of a lease that expired, is rejected as above.
 //! - **Lease expiry** is a nack with the reason `"lease expired after N attempts"`.
 //! - **Retention**: a finished (done or dead-lettered) job is remembered for `retention_ms`
 //!   after it finished, then forgotten with its idempotency key: its status is `Unknown`, acks
@@ -67,6 +73,9 @@
 //!   the retention index, dead-lettered ⇔ also in the dead-letter order; its key maps back to it.
 //! - **Invariant:** `attempts <= max_attempts`; a queued job has an attempt left
 //!   (`attempts < max_attempts`); a leased or finished job has had at least one.
+//! - **Invariant:** a job's leases ended by ack or nack are distinct, assigned, fewer than its
+//!   attempts plus one, and never its current lease; at most one ended by ack, and only a done
+//!   job's, as its last.
 //! - **Invariant:** after an apply, no lease has a deadline before `now` (the time advance
 //!   expired those at or before it; a lease given with `visibility_ms: 0` ends at `now`, and so
 //!   at the next command) and no job finished before `now` is past its retention (one finished
@@ -91,7 +100,7 @@ pub const VISIBILITY_MS_MAX: u64 = 12 * 60 * 60 * 1000;
 /// Longest dead-letter reason kept, in bytes; a longer nack reason is cut at a char boundary.
 pub const NACK_REASON_BYTES_MAX: usize = 1024;
 /// The first byte of every snapshot: the format of the bytes that follow.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 /// Largest result an ack may carry, in bytes: a job's result lives in the replicated state
 /// until the job is forgotten, so it is bounded like everything else there.
 pub const RESULT_BYTES_MAX: usize = 1 << 20;
@@ -327,6 +336,16 @@ struct Job {
     result: Vec<u8>,
     attempts: u32,
     state: JobState,
+    /// The leases an ack or nack ended, in the order they ended, and how: a repeat of that ack
+    /// or nack answers the same. At most `max_attempts` entries.
+    ended: Vec<(LeaseId, Ended)>,
+}
+
+/// How an ack or nack ended a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Ended {
+    Acked,
+    Nacked { dead_lettered: bool },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -499,6 +518,24 @@ impl QueueMachine {
             if job.attempts > max_attempts {
                 return fail("more attempts than max_attempts");
             }
+            let current = match job.state {
+                JobState::Leased { lease, .. } => Some(lease),
+                _ => None,
+            };
+            let ended: BTreeSet<LeaseId> = job.ended.iter().map(|&(lease, _)| lease).collect();
+            let acks = job.ended.iter().filter(|(_, how)| *how == Ended::Acked).count();
+            let acked_last = job.ended.last().is_some_and(|(_, how)| *how == Ended::Acked);
+            if ended.len() != job.ended.len()
+                || ended.len() > job.attempts as usize
+                || ended.iter().any(|&lease| lease == 0 || lease >= self.lease_id_next)
+                || current.is_some_and(|lease| ended.contains(&lease))
+            {
+                return fail("leases ended by ack or nack repeat, exceed attempts, or are current");
+            }
+            let done = matches!(job.state, JobState::Done { .. });
+            if acks > 1 || (acks == 1 && !(done && acked_last)) {
+                return fail("a lease ended by ack, but the job is not done by it");
+            }
             match &job.state {
                 JobState::Queued => {
                     depth.queued += 1;
@@ -589,6 +626,7 @@ impl QueueMachine {
             result: Vec::new(),
             attempts: 0,
             state: JobState::Queued,
+            ended: Vec::new(),
         };
         let previous = self.jobs.insert(job_id, job);
         assert!(previous.is_none(), "queue: job id {job_id} assigned twice");
@@ -658,6 +696,9 @@ impl QueueMachine {
 
     fn ack(&mut self, job_id: JobId, lease: LeaseId, result: &[u8]) -> Response {
         if let Err(reason) = self.check_current_lease(job_id, lease) {
+            if self.ended(job_id, lease) == Some(Ended::Acked) {
+                return Response::Acked { job: job_id };
+            }
             return Response::Rejected { job: job_id, reason };
         }
         if result.len() > RESULT_BYTES_MAX {
@@ -674,16 +715,28 @@ impl QueueMachine {
         job.state = JobState::Done { finished_at_ms: now_ms };
         job.payload = Vec::new();
         job.result = result.to_vec();
+        job.ended.push((lease, Ended::Acked));
         self.finished.insert((now_ms, job_id));
         Response::Acked { job: job_id }
     }
 
     fn nack(&mut self, job_id: JobId, lease: LeaseId, reason: &str, permanent: bool) -> Response {
         if let Err(rejection) = self.check_current_lease(job_id, lease) {
+            if let Some(Ended::Nacked { dead_lettered }) = self.ended(job_id, lease) {
+                return Response::Nacked { job: job_id, dead_lettered };
+            }
             return Response::Rejected { job: job_id, reason: rejection };
         }
         let dead_lettered = self.fail_attempt(job_id, reason, permanent);
+        let job = self.jobs.get_mut(&job_id).expect("queue: a nacked job is remembered");
+        job.ended.push((lease, Ended::Nacked { dead_lettered }));
         Response::Nacked { job: job_id, dead_lettered }
+    }
+
+    /// How an ack or nack ended `job_id`'s `lease`, if one did.
+    fn ended(&self, job_id: JobId, lease: LeaseId) -> Option<Ended> {
+        let job = self.jobs.get(&job_id)?;
+        job.ended.iter().find(|(ended, _)| *ended == lease).map(|&(_, how)| how)
     }
 
     fn release(&mut self, job_id: JobId, lease: LeaseId) -> Response {
@@ -1028,7 +1081,8 @@ mod tests {
                 (102, ack(1, 1), stale(1, Some(2))),
                 (102, nack(1, 1, "late"), stale(1, Some(2))),
                 (103, ack(1, 2), Response::Acked { job: 1 }),
-                (104, ack(1, 2), rejected(1, Rejection::AlreadyDone)),
+                // A repeated ack answers as the first did; a nack of the acked lease is refused.
+                (104, ack(1, 2), Response::Acked { job: 1 }),
                 (104, nack(1, 2, "late"), rejected(1, Rejection::AlreadyDone)),
                 (105, ack(2, 1), rejected(2, Rejection::UnknownJob)),
                 (105, ack(0, 1), rejected(0, Rejection::UnknownJob)),
@@ -1049,7 +1103,10 @@ mod tests {
                 (4, status(&[1]), statuses(&[(1, dead(2, "boom again"))])),
                 (5, lease(100), Response::Empty),
                 (6, ack(1, 2), rejected(1, Rejection::DeadLettered)),
-                (6, nack(1, 2, "again"), rejected(1, Rejection::DeadLettered)),
+                // A repeated nack (a retry, or a request delivered twice) answers as the first.
+                (6, nack(1, 2, "again"), Response::Nacked { job: 1, dead_lettered: true }),
+                (6, nack(1, 1, "boom"), Response::Nacked { job: 1, dead_lettered: false }),
+                (6, ack(1, 1), rejected(1, Rejection::DeadLettered)),
             ],
         );
         assert_eq!(machine.dead_letters(), vec![1]);
@@ -1343,6 +1400,8 @@ mod tests {
         attempts: u32,
         state: ModelState,
         forgotten: bool,
+        /// Each ack or nack that took effect: its lease, whether an ack, and its answer.
+        ended: Vec<(LeaseId, bool, Response)>,
     }
 
     enum ModelState {
@@ -1402,6 +1461,7 @@ mod tests {
                         attempts: 0,
                         state: ModelState::Queued,
                         forgotten: false,
+                        ended: Vec::new(),
                     });
                     enqueued(self.jobs.len() as JobId)
                 }
@@ -1425,7 +1485,9 @@ mod tests {
                     }
                 }
                 Command::Ack { job, lease, result } => match self.current_lease(*job, *lease) {
-                    Err(reason) => rejected(*job, reason),
+                    Err(reason) => {
+                        self.repeat(*job, *lease, true).unwrap_or(rejected(*job, reason))
+                    }
                     Ok(_) if result.len() > RESULT_BYTES_MAX => rejected(
                         *job,
                         Rejection::ResultTooLarge { bytes: result.len(), max: RESULT_BYTES_MAX },
@@ -1434,15 +1496,20 @@ mod tests {
                         let finished_at_ms = self.now_ms;
                         let result = result.clone();
                         self.jobs[at].state = ModelState::Done { finished_at_ms, result };
+                        self.jobs[at].ended.push((*lease, true, Response::Acked { job: *job }));
                         Response::Acked { job: *job }
                     }
                 },
                 Command::Nack { job, lease, reason, permanent } => {
                     match self.current_lease(*job, *lease) {
-                        Err(rejection) => rejected(*job, rejection),
+                        Err(rejection) => {
+                            self.repeat(*job, *lease, false).unwrap_or(rejected(*job, rejection))
+                        }
                         Ok(at) => {
                             let dead_lettered = self.fail(at, reason.clone(), *permanent);
-                            Response::Nacked { job: *job, dead_lettered }
+                            let response = Response::Nacked { job: *job, dead_lettered };
+                            self.jobs[at].ended.push((*lease, false, response.clone()));
+                            response
                         }
                     }
                 }
@@ -1463,6 +1530,13 @@ mod tests {
                     status: self.status(*job),
                 },
             }
+        }
+
+        /// The answer an ack (`ack`) or nack of `lease` got when it took effect, if one did.
+        fn repeat(&self, job: JobId, lease: LeaseId, ack: bool) -> Option<Response> {
+            let at = self.remembered(job)?;
+            let ended = self.jobs[at].ended.iter();
+            ended.filter(|(l, a, _)| *l == lease && *a == ack).map(|(_, _, r)| r.clone()).next()
         }
 
         fn current_lease(&self, job: JobId, lease: LeaseId) -> Result<usize, Rejection> {
