@@ -777,6 +777,40 @@ fn figures_html(scenario: &ScenarioReport) -> Markup {
     }
 }
 
+/// What the scenario covered: per situation it must reach, the seeds that reached it; per
+/// fault kind, the faults injected and the vacuous ones (they hit nothing).
+fn coverage_html(scenario: &ScenarioReport) -> Markup {
+    html! {
+        @if !scenario.must_happen.is_empty() {
+            h3 { "Must happen" }
+            table {
+                tr { th { "situation" } th { "seeds that reached it" } }
+                @for situation in &scenario.must_happen {
+                    tr class=[(situation.seeds_reached == 0).then_some("failed")] {
+                        td { (situation.situation) }
+                        td.n { (situation.seeds_reached) " of " (situation.seeds) }
+                    }
+                }
+            }
+        }
+        @if !scenario.fault_bite.is_empty() {
+            h3 { "Faults that bit" }
+            p.note {
+                "A vacuous fault hit nothing: a cut no frame crossed, a rule no frame met, a crash \
+                 of a node already down, a disk or clock nobody used while it was faulty."
+            }
+            table {
+                tr { th { "fault kind" } th { "injected" } th { "vacuous" } }
+                @for kind in &scenario.fault_bite {
+                    tr class=[(kind.vacuous > 0).then_some("inconclusive")] {
+                        td { (kind.kind) } td.n { (kind.faults) } td.n { (kind.vacuous) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn scenario_section(scenario: &ScenarioReport) -> Result<Markup, String> {
     let measures = crate::report::figures_only_checks(scenario);
     let timeline_charts = match &scenario.timeline {
@@ -823,6 +857,7 @@ fn scenario_section(scenario: &ScenarioReport) -> Result<Markup, String> {
                 (measures.join(", ")) "."
             }
         }
+        (coverage_html(scenario))
         (figures_html(scenario))
         @if let (Some(seed), Some(timeline)) = (scenario.charted_seed, &scenario.timeline) {
             h3 { "Seed " (seed) " over simulated time" }

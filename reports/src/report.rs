@@ -188,6 +188,38 @@ pub struct ScenarioReport {
     pub pooled: Option<PooledTimeline>,
     /// Every per-event measure the checkers reported, pooled over all seeds.
     pub distributions: Vec<PooledDistribution>,
+    /// Per situation the scenario must reach, the seeds that reached it.
+    pub must_happen: Vec<pessimist_sim::summary::Coverage>,
+    /// Per fault kind, the faults injected over every seed and the vacuous ones among them.
+    pub fault_bite: Vec<FaultBite>,
+}
+
+/// How often faults of one kind had an effect, over a scenario's seeds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FaultBite {
+    pub kind: String,
+    pub faults: u64,
+    /// Faults that did nothing (see `sim/src/fault_effect.rs`).
+    pub vacuous: u64,
+}
+
+/// Per fault kind, the faults and vacuous faults the seeds' `faults_bite` figures count.
+pub fn fault_bite(run: &RunSummary) -> Vec<FaultBite> {
+    let mut kinds: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for seed in &run.seeds {
+        let Some(check) = seed.checks.get("faults_bite") else { continue };
+        let count = |figure: &str, kind: &str| check.figures[figure][kind].as_u64().unwrap_or(0);
+        let Some(by_kind) = check.figures.get("faults_by_kind").and_then(Value::as_object) else {
+            continue;
+        };
+        for kind in by_kind.keys() {
+            let entry = kinds.entry(kind.clone()).or_default();
+            entry.0 += count("faults_by_kind", kind);
+            entry.1 += count("vacuous_by_kind", kind);
+        }
+    }
+    let kinds = kinds.into_iter();
+    kinds.map(|(kind, (faults, vacuous))| FaultBite { kind, faults, vacuous }).collect()
 }
 
 /// The whole report.
@@ -408,6 +440,8 @@ pub fn build_report(runs: &[LoadedRun]) -> Result<Report, String> {
             seed_rows,
             pooled: pool_of_seeds.finish(),
             distributions: pooled_distributions(run),
+            must_happen: run.must_happen.clone(),
+            fault_bite: fault_bite(run),
         });
     }
     Ok(Report {
@@ -659,6 +693,22 @@ pub fn report_markdown(report: &Report) -> String {
             ));
         }
         let measures = figures_only_checks(scenario);
+        if !scenario.must_happen.is_empty() {
+            page.push_str("\n| must happen | seeds that reached it |\n|---|---|\n");
+            for situation in &scenario.must_happen {
+                let failed = if situation.seeds_reached == 0 { " **FAILED**" } else { "" };
+                page.push_str(&format!(
+                    "| {} | {} of {}{failed} |\n",
+                    situation.situation, situation.seeds_reached, situation.seeds
+                ));
+            }
+        }
+        if !scenario.fault_bite.is_empty() {
+            page.push_str("\n| fault kind | injected | vacuous |\n|---|---|---|\n");
+            for kind in &scenario.fault_bite {
+                page.push_str(&format!("| {} | {} | {} |\n", kind.kind, kind.faults, kind.vacuous));
+            }
+        }
         if !measures.is_empty() {
             page.push_str(&format!(
                 "\nFigures only (no threshold in this scenario, so they cannot fail): {}.\n",
@@ -812,6 +862,7 @@ mod tests {
     #[test]
     fn figures_flatten_and_aggregate_over_the_seeds() {
         let run = RunSummary {
+            must_happen: Vec::new(),
             scenario: "s".into(),
             file: "s.json".into(),
             description: String::new(),

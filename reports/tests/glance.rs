@@ -64,6 +64,7 @@ fn scenario(root: &Path, name: &str, check: &str, status: Status) {
         history_events: 61,
     };
     let run = RunSummary {
+        must_happen: Vec::new(),
         scenario: name.into(),
         file: format!("{name}.json"),
         description: format!("What {name} shows."),

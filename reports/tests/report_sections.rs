@@ -147,6 +147,7 @@ fn a_report_has_the_seeds_the_distributions_and_the_witness() {
         seeds[1].checks
     );
     let run = RunSummary {
+        must_happen: Vec::new(),
         scenario: "small".into(),
         file: "small.json".into(),
         description: String::new(),

@@ -532,6 +532,9 @@ fn print_failures(runs: &[pessimist_sim::summary::RunSummary]) {
             run.seeds.len(),
             not_passed_counts(&run.seeds)
         );
+        for line in run.unreached() {
+            println!("    FAILED: {line}");
+        }
     }
 }
 
@@ -594,6 +597,13 @@ fn print_run(run: &pessimist_sim::summary::RunSummary) {
                 println!("    shrink: {shrink}");
             }
         }
+    }
+    for situation in &run.must_happen {
+        let word = if situation.seeds_reached == 0 { "FAILED" } else { "reached" };
+        println!(
+            "must happen: {:<26} {word} in {} of {} seeds",
+            situation.situation, situation.seeds_reached, situation.seeds
+        );
     }
 }
 

@@ -1778,14 +1778,13 @@ pub fn run_review(options: &ReviewOptions, root: &Path) -> Result<Review, String
         for design in designs {
             let summaries = by_design.remove(&index).unwrap_or_default();
             index += 1;
-            let run = RunSummary {
-                scenario: design.scenario.name.clone(),
-                file: design.file.clone(),
-                description: design.scenario.description.clone(),
-                heal_ok_fraction_min: design.scenario.checks.heal_ok_fraction_min,
-                outcome: Outcome::worst(summaries.iter().map(|seed| seed.outcome)),
-                seeds: summaries,
-            };
+            let run = RunSummary::new(
+                design.scenario.name.clone(),
+                design.file.clone(),
+                design.scenario.description.clone(),
+                design.scenario.checks.heal_ok_fraction_min,
+                summaries,
+            );
             figures.push(design_figures(claim, design, &run));
         }
         sections.push(section(claim, seeds, figures));

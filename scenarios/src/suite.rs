@@ -234,14 +234,13 @@ pub fn run_scenario(
             .map(|(_, summary)| summary)
             .collect();
     assert_eq!(summaries.len(), seeds.len(), "one summary per seed");
-    let run = RunSummary {
-        scenario: scenario.name.clone(),
-        file: file.to_string(),
-        description: scenario.description.clone(),
-        heal_ok_fraction_min: scenario.checks.heal_ok_fraction_min,
-        outcome: Outcome::worst(summaries.iter().map(|seed| seed.outcome)),
-        seeds: summaries,
-    };
+    let run = RunSummary::new(
+        scenario.name.clone(),
+        file.to_string(),
+        scenario.description.clone(),
+        scenario.checks.heal_ok_fraction_min,
+        summaries,
+    );
     if let Some(out) = out {
         write_run_summary(&run, out)
             .map_err(|error| format!("cannot write results to {}: {error}", out.display()))?;

@@ -111,13 +111,15 @@ pub fn group_runs(plan: &[PlannedScenario], results: Vec<(usize, SeedSummary)>) 
     }
     by_scenario
         .into_iter()
-        .map(|(index, seeds)| RunSummary {
-            scenario: plan[index].name.clone(),
-            file: plan[index].file.clone(),
-            description: plan[index].description.clone(),
-            heal_ok_fraction_min: plan[index].heal_ok_fraction_min,
-            outcome: Outcome::worst(seeds.iter().map(|seed| seed.outcome)),
-            seeds,
+        .map(|(index, seeds)| {
+            let planned = &plan[index];
+            RunSummary::new(
+                planned.name.clone(),
+                planned.file.clone(),
+                planned.description.clone(),
+                planned.heal_ok_fraction_min,
+                seeds,
+            )
         })
         .collect()
 }
@@ -137,7 +139,7 @@ pub fn manifest(
         seeds_run,
         seeds_failed: count(Outcome::Failed),
         seeds_inconclusive: count(Outcome::Inconclusive),
-        outcome: Outcome::worst(seeds().map(|seed| seed.outcome)),
+        outcome: Outcome::worst(runs.iter().map(|run| run.outcome)),
     }
 }
 
@@ -441,6 +443,20 @@ pub fn junit_xml(runs: &[RunSummary]) -> String {
                 output.push_str(&format!("shrink: {shrink}\n"));
             }
             case.set_system_out(output);
+            suite.add_test_case(case);
+        }
+        // One case per situation the scenario must reach: failed when no seed reached it.
+        for situation in &run.must_happen {
+            let status = if situation.seeds_reached == 0 {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status.set_message(situation.unreached_line());
+                status.set_type("situation never reached");
+                status
+            } else {
+                TestCaseStatus::success()
+            };
+            let mut case = TestCase::new(format!("must happen: {}", situation.situation), status);
+            case.set_classname(format!("{}.{}", "pessimist", run.scenario));
             suite.add_test_case(case);
         }
         report.add_test_suite(suite);

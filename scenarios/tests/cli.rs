@@ -284,6 +284,7 @@ fn an_undecided_check_is_inconclusive_and_exits_3() {
     };
     assert_eq!(seed.outcome, Outcome::Inconclusive);
     let run = RunSummary {
+        must_happen: Vec::new(),
         scenario: "small".into(),
         file: "small.json".into(),
         description: String::new(),

@@ -2,6 +2,9 @@
 //!
 //! - [`fault`]: faults and fault plans as data, and swarm generation from a seed;
 //! - [`nemesis`]: the network state that a set of active faults makes (pure);
+//! - [`fault_effect`]: what a fault did, from the seams' counters (pure);
+//! - [`coverage`]: whether the faults bit (`faults_bite`) and which situations the scenario
+//!   must reach were reached (`must_happen`);
 //! - [`world`]: the cluster on madsim and the injection of faults (simulation build only);
 //! - [`run`]: one seed of a scenario, from world to verdicts (simulation build only);
 //! - [`scenario`]: the scenario description and its validation;
@@ -22,7 +25,9 @@
 //! context and seams; checkers see only the history.
 
 pub mod check;
+pub mod coverage;
 pub mod fault;
+pub mod fault_effect;
 pub mod lincheck;
 pub mod nemesis;
 pub mod probe;

@@ -252,6 +252,16 @@ pub fn check_history(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, 
             check::availability(events, wanted.heal_ok_fraction_min),
         );
     }
+    checks.insert(
+        "faults_bite".to_string(),
+        crate::coverage::faults_bite(events, wanted.faults_bite),
+    );
+    if !scenario.must_happen.is_empty() {
+        checks.insert(
+            "must_happen".to_string(),
+            crate::coverage::must_happen(events, &scenario.must_happen),
+        );
+    }
     for expected in &wanted.expect_failures {
         let Some(verdict) = checks.get_mut(expected) else { continue };
         verdict.figures.insert("expected_to_fail".into(), json!(true));
@@ -353,10 +363,17 @@ async fn play_faults(world: &mut World, plan: &FaultPlan, phases: &Phases, histo
         tokio::time::sleep_until(at(step.time_ms)).await;
         if step.is_start {
             let Some(fault) = resolve_leader(&events[step.id as usize].fault, history) else {
+                // A fault that found no target did nothing: it is vacuous, and counted so.
+                let kind = events[step.id as usize].fault.kind();
                 history.record(EventKind::Internal {
                     node: "nemesis".into(),
-                    what: "fault_skipped".into(),
-                    detail: json!({ "fault": step.id, "reason": "no leader known to target" }),
+                    what: "fault_effect".into(),
+                    detail: json!({
+                        "fault": step.id,
+                        "kind": kind,
+                        "bit": false,
+                        "reason": "no leader known to target",
+                    }),
                 });
                 continue;
             };

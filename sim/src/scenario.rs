@@ -16,7 +16,7 @@ use pessimist_core::usage::UsageSettings;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::fault::{FaultPlan, SwarmSettings};
+use crate::fault::{Fault, FaultPlan, SwarmSettings};
 use crate::probe::ProbeWorkload;
 use crate::queue::workload::QueueWorkload;
 use crate::service::workload::ServiceWorkload;
@@ -49,6 +49,14 @@ pub struct Scenario {
     pub faults: Faults,
     #[serde(default)]
     pub checks: Checks,
+    /// Situations the scenario exists for, which some seed must reach: a built-in
+    /// (`leader_change`, `dead_letter`, `lease_expired`, `hinted_handoff`, `read_repair`,
+    /// `anti_entropy_repair`, `revocation_during_outage`, `torn_tail_recovered`,
+    /// `corruption_detected`, `worker_oom_kill`, `api_server_shed_load`, `fault_bit`; see
+    /// `sim/src/coverage.rs`) or the name of any internal event (`worker_crash`). A run or
+    /// sweep in which no seed reached one fails the scenario.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub must_happen: Vec<String>,
     /// The seeds `run` uses when none is given.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
@@ -153,6 +161,11 @@ pub struct Checks {
     /// quarantine). Such a check passes the run when it fails, and fails it when it passes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expect_failures: Vec<String>,
+    /// Every fault the plan injects must have an effect (`faults_bite` fails on a vacuous
+    /// one: a partition nobody sent across, a crash of a node already down, an `@leader` with
+    /// no leader). Off: the vacuous faults are counted as figures.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub faults_bite: bool,
 }
 
 impl Default for Checks {
@@ -164,6 +177,7 @@ impl Default for Checks {
             linearizability: false,
             heal_ok_fraction_min: None,
             expect_failures: Vec::new(),
+            faults_bite: false,
         }
     }
 }
@@ -244,8 +258,21 @@ impl Scenario {
         {
             return Err(invalid("name", "must be non-empty letters, digits, '-' or '_'"));
         }
+        for (index, name) in self.must_happen.iter().enumerate() {
+            if !crate::coverage::is_situation_name(name) {
+                return Err(invalid(
+                    format!("must_happen[{index}]"),
+                    format!(
+                        "{name:?} is not a situation: a built-in ({}) or an event name \
+                         (lower-case letters, digits, '_')",
+                        crate::coverage::builtin_names().join(", ")
+                    ),
+                ));
+            }
+        }
         for (index, name) in self.checks.expect_failures.iter().enumerate() {
             let figures_only = FIGURES_ONLY_CHECKS.contains(&name.as_str())
+                || (name == "faults_bite" && !self.checks.faults_bite)
                 || (name == "availability" && self.checks.heal_ok_fraction_min.is_none());
             if figures_only {
                 return Err(invalid(
@@ -356,6 +383,27 @@ impl Scenario {
             .plan
             .validate(&names, &clients, phases.faults_ms)
             .map_err(|(path, message)| invalid(format!("faults.plan{path}"), message))?;
+        // `@leader` can only bite where a Raft group elects one.
+        let has_leader = matches!(self.workload, Workload::Queue(_) | Workload::Service(_));
+        if !has_leader {
+            let aims = |fault: &Fault| fault.nodes().contains(&crate::fault::LEADER);
+            if let Some(index) = self.faults.plan.events.iter().position(|event| aims(&event.fault))
+            {
+                return Err(invalid(
+                    format!("faults.plan[{index}].fault"),
+                    format!(
+                        "{} names no node here: this workload has no leader",
+                        crate::fault::LEADER
+                    ),
+                ));
+            }
+            if self.faults.swarm.as_ref().is_some_and(|swarm| swarm.leader_probability > 0.0) {
+                return Err(invalid(
+                    "faults.swarm.leader_probability",
+                    "must be 0: this workload has no leader to aim at",
+                ));
+            }
+        }
         if let Some(swarm) = &self.faults.swarm {
             swarm
                 .validate()

@@ -7,6 +7,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{Outcome, Verdict};
 
+/// How many of a run's seeds reached one situation the scenario says must happen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Coverage {
+    pub situation: String,
+    pub seeds_reached: usize,
+    pub seeds: usize,
+}
+
+impl Coverage {
+    /// The line a report prints for a situation no seed reached.
+    pub fn unreached_line(&self) -> String {
+        format!("no seed of {} reached `{}`", self.seeds, self.situation)
+    }
+}
+
 /// One seed's result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +57,64 @@ pub struct RunSummary {
     /// so a report can draw it as the SLO line; `None` when the scenario sets none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heal_ok_fraction_min: Option<f64>,
-    /// The worst of its seeds' outcomes.
+    /// The worst of its seeds' outcomes; failed also when no seed reached a situation the
+    /// scenario must reach.
     pub outcome: Outcome,
+    /// Per situation of the scenario's `must_happen`, the seeds that reached it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub must_happen: Vec<Coverage>,
     pub seeds: Vec<SeedSummary>,
+}
+
+impl RunSummary {
+    /// A scenario's summary over `seeds`: its outcome, and its `must_happen` coverage from the
+    /// seeds' `must_happen` figures.
+    pub fn new(
+        scenario: String,
+        file: String,
+        description: String,
+        heal_ok_fraction_min: Option<f64>,
+        seeds: Vec<SeedSummary>,
+    ) -> RunSummary {
+        let must_happen = coverage(&seeds);
+        let unreached = must_happen.iter().any(|situation| situation.seeds_reached == 0);
+        let coverage_outcome = if unreached { Outcome::Failed } else { Outcome::Passed };
+        let outcome =
+            Outcome::worst(seeds.iter().map(|seed| seed.outcome).chain([coverage_outcome]));
+        RunSummary {
+            scenario,
+            file,
+            description,
+            heal_ok_fraction_min,
+            outcome,
+            must_happen,
+            seeds,
+        }
+    }
+
+    /// The situations no seed reached, one line each.
+    pub fn unreached(&self) -> Vec<String> {
+        let unreached = self.must_happen.iter().filter(|situation| situation.seeds_reached == 0);
+        unreached.map(Coverage::unreached_line).collect()
+    }
+}
+
+/// Per situation named in the seeds' `must_happen` figures, how many seeds reached it.
+fn coverage(seeds: &[SeedSummary]) -> Vec<Coverage> {
+    let mut reached: BTreeMap<String, usize> = BTreeMap::new();
+    for seed in seeds {
+        let Some(verdict) = seed.checks.get("must_happen") else { continue };
+        let Some(situations) = verdict.figures.get("reached").and_then(|r| r.as_object()) else {
+            continue;
+        };
+        for (situation, hit) in situations {
+            *reached.entry(situation.clone()).or_default() +=
+                usize::from(hit.as_bool() == Some(true));
+        }
+    }
+    let seeds = seeds.len();
+    reached
+        .into_iter()
+        .map(|(situation, seeds_reached)| Coverage { situation, seeds_reached, seeds })
+        .collect()
 }

@@ -10,6 +10,10 @@
 //! applies the difference to madsim's clogs, its global loss and latency, and the transport's
 //! link rules. Disk, clock and process faults go to the node's controls.
 //!
+//! Every fault's effect is measured (see [`crate::fault_effect`]): the world reads the seams'
+//! counters when it injects a fault and when the fault ends, and records a `fault_effect`
+//! event (node `nemesis`) saying what the fault did and whether it bit.
+//!
 //! **Invariant:** after [`World::heal_all`] every fault is gone: no clog, no link rule, no loss,
 //! every node running and unpaused, disks healthy, clocks true.
 
@@ -32,6 +36,7 @@ use pessimist_core::seams::rng::rng_for;
 use serde_json::json;
 
 use crate::fault::Fault;
+use crate::fault_effect::{effect, Reading, Struck};
 use crate::nemesis::{is_network_fault, network_state, NetworkState};
 
 /// The port every server node listens on.
@@ -68,6 +73,9 @@ pub struct World {
     all_names: Vec<String>,
     active: BTreeMap<u64, Fault>,
     applied: NetworkState,
+    /// Each fault whose effect is not recorded yet: the fault, what the world saw as it
+    /// struck, and the seams' counters then.
+    watched: BTreeMap<u64, (Fault, Struck, Reading)>,
 }
 
 fn server_ip(index: usize) -> IpAddr {
@@ -171,6 +179,7 @@ impl World {
             all_names,
             active: BTreeMap::new(),
             applied: NetworkState::default(),
+            watched: BTreeMap::new(),
         }
     }
 
@@ -235,6 +244,13 @@ impl World {
         if !fault.is_instant() {
             self.active.insert(fault_id, fault.clone());
         }
+        let before = self.reading(fault);
+        let mut struck = Struck::default();
+        if let Fault::Crash { node } | Fault::Pause { node } = fault {
+            let server = &self.servers[node];
+            struck.was_running = !server.crashed && !server.paused;
+            struck.pending_bytes = if server.crashed { 0 } else { server.disk.pending_bytes() };
+        }
         match fault {
             fault if is_network_fault(fault) => self.apply_network(),
             Fault::Crash { node } => self.crash(node),
@@ -252,6 +268,7 @@ impl World {
             Fault::CorruptDisk { node, file } => {
                 let hit = self.servers[node].disk.corrupt(file.as_deref());
                 self.history.internal(node, "disk_corrupted", json!({ "hit": hit }));
+                struck.corrupted = hit;
             }
             Fault::ClockOffset { node, offset_ms } => {
                 self.servers[node].clock.set_offset_ms(*offset_ms)
@@ -262,6 +279,39 @@ impl World {
             Fault::ClockJump { node, delta_ms } => self.servers[node].clock.jump_ms(*delta_ms),
             other => unreachable!("fault kind {} has no injector", other.kind()),
         }
+        self.watched.insert(fault_id, (fault.clone(), struck, before));
+        if let Fault::CorruptDisk { .. } = fault {
+            self.record_effect(fault_id); // Done at once: nothing more can come of it.
+        }
+    }
+
+    /// The seams' counters that `fault`'s effect is measured on.
+    fn reading(&self, fault: &Fault) -> Reading {
+        let mut reading = Reading::default();
+        if is_network_fault(fault) {
+            reading.links = self.link_faults.tallies();
+        }
+        if let Some(node) = fault.clone().single_target_mut() {
+            if let Some(server) = self.servers.get(node.as_str()) {
+                reading.disk = Some(server.disk.stats());
+                reading.clock = Some(server.clock.stats());
+            }
+        }
+        reading
+    }
+
+    /// Records what the watched fault `fault_id` did, measured from its start to now.
+    fn record_effect(&mut self, fault_id: u64) {
+        let Some((fault, struck, before)) = self.watched.remove(&fault_id) else {
+            return;
+        };
+        let after = self.reading(&fault);
+        let effect = effect(&fault, &struck, &before, &after, &self.all_names);
+        let mut detail = json!({ "fault": fault_id, "kind": fault.kind(), "bit": effect.bit });
+        if let (Some(detail), Some(counts)) = (detail.as_object_mut(), effect.detail.as_object()) {
+            detail.extend(counts.clone());
+        }
+        self.history.internal("nemesis", "fault_effect", detail);
     }
 
     /// Heals the fault with id `fault_id`, and records it. Unknown ids (instant faults) are
@@ -309,6 +359,7 @@ impl World {
             other => unreachable!("fault kind {} is instant", other.kind()),
         }
         self.history.record(EventKind::FaultEnd { fault: fault_id, kind: fault.kind().into() });
+        self.record_effect(fault_id);
     }
 
     /// Heals every active fault, newest first, and makes sure every node runs.
@@ -316,6 +367,11 @@ impl World {
         let ids: Vec<u64> = self.active.keys().rev().copied().collect();
         for id in ids {
             self.heal(id);
+        }
+        // Instant faults (clock jumps) end with the fault phase.
+        let instant: Vec<u64> = self.watched.keys().copied().collect();
+        for id in instant {
+            self.record_effect(id);
         }
         let names: Vec<String> = self.servers.keys().cloned().collect();
         for name in names {

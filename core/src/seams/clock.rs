@@ -48,6 +48,18 @@ enum ClockKind {
     },
 }
 
+/// What a simulated clock's faults did to its readings, for the nemesis to report. Counts only
+/// grow; the nemesis compares two readings of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockStats {
+    /// Wall-clock readings that were off true time (by at least a microsecond).
+    pub skewed_reads: u64,
+    /// The largest error of any reading so far, in ms (reading minus true time, either sign).
+    pub error_ms_max_abs: u64,
+    /// Sleeps stretched or shrunk by drift.
+    pub drifted_sleeps: u64,
+}
+
 /// The faults applied on top of true time. `offset_us` absorbs jumps and the drift
 /// accumulated before `drift_anchor_us`, so a reading is a pure function of true time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,6 +67,7 @@ struct Skew {
     offset_us: i64,
     drift_ppm: i64,
     drift_anchor_us: i64,
+    stats: ClockStats,
 }
 
 impl Skew {
@@ -102,7 +115,14 @@ impl Clock {
             }
             ClockKind::Simulated { start, skew } => {
                 let true_us = start.elapsed().as_micros() as i64;
-                let reading_us = skew.lock().expect("clock lock poisoned").reading_us(true_us);
+                let mut skew = skew.lock().expect("clock lock poisoned");
+                let reading_us = skew.reading_us(true_us);
+                let error_us = reading_us - true_us;
+                if error_us != 0 {
+                    skew.stats.skewed_reads += 1;
+                    let error_ms = error_us.unsigned_abs() / 1000;
+                    skew.stats.error_ms_max_abs = skew.stats.error_ms_max_abs.max(error_ms);
+                }
                 SIMULATED_EPOCH_UNIX_MS + reading_us.div_euclid(1000)
             }
         }
@@ -137,7 +157,11 @@ impl Clock {
         match &self.kind {
             ClockKind::System { .. } => duration,
             ClockKind::Simulated { skew, .. } => {
-                let drift_ppm = skew.lock().expect("clock lock poisoned").drift_ppm;
+                let drift_ppm = {
+                    let mut skew = skew.lock().expect("clock lock poisoned");
+                    skew.stats.drifted_sleeps += u64::from(skew.drift_ppm != 0);
+                    skew.drift_ppm
+                };
                 let scaled_us =
                     duration.as_micros() as i128 * 1_000_000 / (1_000_000 + drift_ppm) as i128;
                 Duration::from_micros(scaled_us.max(0) as u64)
@@ -192,9 +216,17 @@ impl ClockControl {
         });
     }
 
-    /// Removes every clock fault: the clock reads true time again.
+    /// Removes every clock fault: the clock reads true time again. The stats stay.
     pub fn heal(&self) {
-        self.with_skew(|skew, _| *skew = Skew::default());
+        self.with_skew(|skew, _| *skew = Skew { stats: skew.stats, ..Skew::default() });
+    }
+
+    /// What the clock's faults did to its readings so far.
+    pub fn stats(&self) -> ClockStats {
+        match &self.clock.kind {
+            ClockKind::System { .. } => ClockStats::default(),
+            ClockKind::Simulated { skew, .. } => skew.lock().expect("clock lock poisoned").stats,
+        }
     }
 
     /// This node's clock error now, in milliseconds (reading minus true time).
@@ -221,7 +253,12 @@ mod tests {
 
     #[test]
     fn skew_reading_combines_offset_and_drift() {
-        let skew = Skew { offset_us: 5_000, drift_ppm: 1_000, drift_anchor_us: 1_000_000 };
+        let skew = Skew {
+            offset_us: 5_000,
+            drift_ppm: 1_000,
+            drift_anchor_us: 1_000_000,
+            ..Skew::default()
+        };
         // One second after the anchor a +1000 ppm clock has gained 1 ms.
         assert_eq!(skew.reading_us(2_000_000), 2_000_000 + 5_000 + 1_000);
         assert_eq!(Skew::default().reading_us(123), 123);

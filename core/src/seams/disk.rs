@@ -410,6 +410,13 @@ pub struct DiskStats {
     pub crashes: u64,
     pub bytes_lost_on_crash: u64,
     pub corruptions_injected: u64,
+    /// Operations charged while the disk was slow, and the latency the slowness added.
+    pub ops_slowed: u64,
+    pub slowed_extra_us: u64,
+    /// Operations that found the disk stalled and waited for the stall to end.
+    pub ops_stalled: u64,
+    /// Crashes that kept a torn prefix of pending appends (torn writes armed, some kept).
+    pub torn_crashes: u64,
 }
 
 /// A node's disk kept in memory. The state lives outside the node, so it survives the node's
@@ -444,19 +451,31 @@ impl SimDisk {
 
     /// Charges `base_us` of latency (times the slow factor) and waits out any stall.
     async fn charge(&self, base_us: u64) {
+        let mut waited = false;
         loop {
             let unstalled = self.lock().unstalled.clone();
             let notified = unstalled.notified();
             tokio::pin!(notified);
             // Registered before the check, so an unstall between the check and the wait wakes us.
             notified.as_mut().enable();
-            if !self.lock().stalled {
-                break;
+            {
+                let mut state = self.lock();
+                if !state.stalled {
+                    break;
+                }
+                if !waited {
+                    state.stats.ops_stalled += 1;
+                    waited = true;
+                }
             }
             notified.await;
         }
         let sleep_us = {
             let mut state = self.lock();
+            if state.slow_factor > 1 {
+                state.stats.ops_slowed += 1;
+                state.stats.slowed_extra_us += base_us * (state.slow_factor - 1);
+            }
             state.latency_debt_us += base_us * state.slow_factor;
             let whole_ms_us = state.latency_debt_us / 1000 * 1000;
             state.latency_debt_us -= whole_ms_us;
@@ -577,6 +596,7 @@ impl DiskControl {
         let mut state = self.disk.lock();
         let state = &mut *state;
         state.stats.crashes += 1;
+        let mut torn = false;
         for file in state.files.values_mut() {
             let pending = std::mem::take(&mut file.pending);
             let only_appends = pending.iter().all(|w| matches!(w, PendingWrite::Append(_)));
@@ -593,9 +613,11 @@ impl DiskControl {
             } else {
                 0
             };
+            torn |= kept > 0;
             file.durable.extend_from_slice(&pending_bytes[..kept]);
             state.stats.bytes_lost_on_crash += (pending_bytes.len() - kept) as u64;
         }
+        state.stats.torn_crashes += u64::from(torn);
         state.files.retain(|_, file| !file.durable.is_empty());
         state.latency_debt_us = 0;
     }
@@ -631,6 +653,17 @@ impl DiskControl {
     /// The bytes a read sees now, durable and pending.
     pub fn visible_bytes(&self, file: &str) -> Vec<u8> {
         self.disk.lock().files.get(file).map(SimFile::visible).unwrap_or_default()
+    }
+
+    /// Bytes written but not yet fsynced, over every file: what a crash now would lose.
+    pub fn pending_bytes(&self) -> u64 {
+        let state = self.disk.lock();
+        let pending = state.files.values().flat_map(|file| &file.pending);
+        pending
+            .map(|write| match write {
+                PendingWrite::Append(bytes) | PendingWrite::Replace(bytes) => bytes.len() as u64,
+            })
+            .sum()
     }
 
     /// Counters so far.

@@ -44,7 +44,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub use self::faults::{LinkFaults, LinkRule, Verdict};
+pub use self::faults::{LinkFaults, LinkRule, LinkTally, Verdict};
 pub use self::frame::FRAME_BYTES_MAX;
 
 use self::conn::Connection;
@@ -317,10 +317,11 @@ impl<M: Message> Transport<M> {
         connection: &Arc<Connection<M>>,
         wire: &Wire<&M>,
     ) -> Result<(), NetError> {
-        let Some(rule) = self.shared.faults.rule(&self.shared.me, &connection.peer) else {
-            return connection.write(wire).await;
-        };
-        let verdict = rule.judge(&mut *lock(&self.shared.rng));
+        let verdict = self.shared.faults.judge(
+            &self.shared.me,
+            &connection.peer,
+            &mut *lock(&self.shared.rng),
+        );
         match verdict {
             Verdict::Pass => connection.write(wire).await,
             Verdict::Drop => Ok(()),

@@ -45,6 +45,29 @@ fn link_rules_merge_and_clear() {
     assert_eq!(faults.rule("a", "b"), None);
 }
 
+#[test]
+fn judging_tallies_each_link_by_node_and_healing_keeps_the_tallies() {
+    let faults = LinkFaults::default();
+    let mut rng = SeededRng::seed_from_u64(1);
+    // No rule: every frame passes and is counted.
+    assert_eq!(faults.judge("a", "b", &mut rng), Verdict::Pass);
+    // A node's rule applies to every transport of the node (`a/queue` is node a's).
+    faults.set_link("a", "b", LinkRule { delay_ms: 3, ..LinkRule::default() });
+    faults.set_every_link(LinkRule { duplicate_probability: 1.0, ..LinkRule::default() });
+    let delayed = Verdict::Deliver { after: Duration::from_millis(3), copies: 2 };
+    assert_eq!(faults.judge("a/queue", "b", &mut rng), delayed);
+    faults.set_every_link(LinkRule { drop_probability: 1.0, ..LinkRule::default() });
+    assert_eq!(faults.judge("b", "a/queue", &mut rng), Verdict::Drop);
+    faults.heal();
+    let tallies = faults.tallies();
+    let a_b = LinkTally { sent: 2, delayed: 1, duplicated: 1, ..LinkTally::default() };
+    let b_a = LinkTally { sent: 1, dropped: 1, ..LinkTally::default() };
+    assert_eq!(tallies[&("a".to_string(), "b".to_string())], a_b);
+    assert_eq!(tallies[&("b".to_string(), "a".to_string())], b_a);
+    assert_eq!(tallies.len(), 2);
+    assert_eq!(a_b.since(&LinkTally { sent: 1, ..LinkTally::default() }).sent, 1);
+}
+
 /// A stream that gives at most `step` bytes per read, so frames arrive cut anywhere.
 struct Trickle<'a> {
     bytes: &'a [u8],
