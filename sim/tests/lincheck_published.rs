@@ -54,3 +54,15 @@ fn published_verdicts_agree() {
         disagreements.join("\n")
     );
 }
+
+/// The queue histories projected from runs (`tests/data/queue-projected`) get the verdict
+/// Porcupine's queue model gave them too.
+#[test]
+fn projected_queue_histories_agree() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/queue-projected");
+    let mut files = Vec::new();
+    fixture_files(&folder, &mut files);
+    assert_eq!(files.len(), 8, "seed 1 of each of the eight queue scenarios");
+    let disagreements: Vec<String> = files.iter().filter_map(|path| check(path)).collect();
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}

@@ -1299,6 +1299,24 @@ pub fn queue_linearizability(events: &[Event]) -> Verdict {
     )
 }
 
+/// The history [`queue_linearizability`] searches, as a `fifo-queue` history file for
+/// `pessimist lincheck` or any other checker of the format (no `expect`: the verdict is the
+/// checker's to find). An error names why there is nothing to search: a malformed history,
+/// or first deliveries no uncertain lease explains (the check fails those before searching).
+pub fn queue_projection(events: &[Event]) -> Result<crate::lincheck::HistoryFile, String> {
+    let projection = project(&operations(events))?;
+    if let Some(first) = projection.unexplained.into_iter().next() {
+        return Err(first);
+    }
+    Ok(crate::lincheck::HistoryFile {
+        model: "fifo-queue".to_string(),
+        init: Value::Null,
+        expect: None,
+        source: Some("queue_linearizability's projection of a queue history".to_string()),
+        history: projection.ops,
+    })
+}
+
 /// The queue recovers after the heal: the drain finishes every acknowledged job within the
 /// bound. Figures: the first commit and the first successful client operation after the heal,
 /// and how long the drain took.
@@ -1797,6 +1815,51 @@ mod tests {
         assert_eq!(verdict.figures["duplicate_enqueues_dropped"], json!(1));
         // Job 2's enqueue timed out and nothing returned its payload: left out.
         assert_eq!(verdict.figures["unknown_enqueues_dropped"], json!(1));
+    }
+
+    #[test]
+    fn queue_projection_is_the_history_the_check_searches() {
+        use crate::lincheck::{check_file, parse_history, Verdict, STATES_EXPLORED_MAX};
+        let verdict_of = |history: &History| {
+            let file = queue_projection(&history.events).expect("a projection");
+            assert_eq!(file.model, "fifo-queue");
+            // Written and read back as `pessimist lincheck` reads it.
+            let text = serde_json::to_string(&file).expect("serializes");
+            let file = parse_history(&text).expect("parses");
+            let verdict = check_file(&file, STATES_EXPLORED_MAX).expect("well formed");
+            (file.history.len(), verdict)
+        };
+        let mut history = History::default();
+        history
+            .enqueue(1, 1)
+            .invoke(1, "enqueue", enqueue_in(2))
+            .info(1, "enqueue", enqueue_in(2))
+            .enqueue_as(2, "k1", 1, true)
+            .lease(3, 1, 10, 1)
+            .lease(3, 1, 11, 2)
+            .invoke(4, "lease", worker(4))
+            .info(4, "lease", worker(4))
+            .lease_nothing(3);
+        let (events, verdict) = verdict_of(&history);
+        let checked = queue_linearizability(&history.events);
+        assert_eq!(json!(events), checked.figures["operations"]);
+        assert!(matches!(verdict, Verdict::Linearizable), "{}", verdict.name());
+        assert_eq!(checked.figures["verdict"], json!("linearizable"));
+
+        let mut history = History::default();
+        history.enqueue(1, 1).enqueue(1, 2).lease(3, 2, 10, 1);
+        let (events, verdict) = verdict_of(&history);
+        // Three calls, each an invoke and its completion.
+        assert_eq!(events, 6);
+        assert!(matches!(verdict, Verdict::NotLinearizable { .. }), "{}", verdict.name());
+
+        let mut history = History::default();
+        history.enqueue(1, 1).invoke(2, "lease", worker(2));
+        history.ok(2, "lease", json!({ "job": 1, "lease": 10, "attempt": 1 }));
+        assert_eq!(
+            queue_projection(&history.events).map(|file| file.history.len()),
+            Err("event 3: ok lease without a payload".to_string())
+        );
     }
 
     #[test]
