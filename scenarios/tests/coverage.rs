@@ -10,9 +10,13 @@ use common::{pessimist, scratch};
 use pessimist_scenarios::suite::workspace_root;
 use serde_json::{json, Value};
 
-/// The seam probe's gray-failure scenario with `change` applied, run on seed 1: (exit code,
-/// stdout, summary.json).
+/// The seam probe's gray-failure scenario with `change` applied, run on seeds 1 and 2: (exit
+/// code, stdout, summary.json).
 fn run_changed(name: &str, change: impl FnOnce(&mut Value)) -> (i32, String, Value) {
+    run_seeds(name, &["--seeds", "2"], change)
+}
+
+fn run_seeds(name: &str, seeds: &[&str], change: impl FnOnce(&mut Value)) -> (i32, String, Value) {
     let text =
         std::fs::read_to_string(workspace_root().join("scenarios/seams/probe-gray.json")).unwrap();
     let mut scenario: Value = serde_json::from_str(&text).unwrap();
@@ -21,8 +25,9 @@ fn run_changed(name: &str, change: impl FnOnce(&mut Value)) -> (i32, String, Val
     let file = directory.join("scenario.json");
     std::fs::write(&file, serde_json::to_string_pretty(&scenario).unwrap()).unwrap();
     let out = directory.join("out");
-    let output =
-        pessimist(&["run", file.to_str().unwrap(), "--seed", "1", "--out", out.to_str().unwrap()]);
+    let mut args = vec!["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend(seeds);
+    let output = pessimist(&args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -79,11 +84,18 @@ fn a_situation_no_seed_reaches_fails_the_scenario() {
     assert_eq!(
         summary["must_happen"],
         json!([
-            { "situation": "fault_bit", "seeds_reached": 1, "seeds": 1 },
-            { "situation": "worker_oom_kill", "seeds_reached": 0, "seeds": 1 },
+            { "situation": "fault_bit", "seeds_reached": 2, "seeds": 2 },
+            { "situation": "worker_oom_kill", "seeds_reached": 0, "seeds": 2 },
         ])
     );
     assert!(output.contains("worker_oom_kill"), "{output}");
+    // One seed cannot show what must happen in some seed: it reports, and does not fail.
+    let (code, output, summary) = run_seeds("unreached-one-seed", &["--seed", "1"], |scenario| {
+        scenario["must_happen"] = json!(["worker_oom_kill"]);
+    });
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(summary["must_happen"][0]["seeds_reached"], 0);
+    assert!(output.contains("not reached"), "{output}");
 
     let (code, output, _) = run_changed("reached", |scenario| {
         scenario["must_happen"] = json!(["fault_bit"]);

@@ -89,8 +89,10 @@ fn sweep_results_do_not_depend_on_the_number_of_worker_threads() {
     assert_eq!(manifest["outcome"], "failed");
 
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("<testsuites name=\"pessimist\" tests=\"8\""), "{xml}");
-    assert!(xml.contains("<testsuite name=\"probe-crashes\" tests=\"4\" skipped=\"0\" errors=\"0\" failures=\"0\""), "{xml}");
+    // Eight seeds, and probe-crashes' two situations that must happen, each a case.
+    assert!(xml.contains("<testsuites name=\"pessimist\" tests=\"10\""), "{xml}");
+    assert!(xml.contains("<testsuite name=\"probe-crashes\" tests=\"6\" skipped=\"0\" errors=\"0\" failures=\"0\""), "{xml}");
+    assert!(xml.contains("must happen: corruption_detected"), "{xml}");
     let failures = manifest["seeds_failed"].as_u64().unwrap();
     assert_eq!(xml.matches("<failure ").count() as u64, failures, "{xml}");
     assert!(xml.contains("failed checks: durability"), "{xml}");

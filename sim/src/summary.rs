@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{Outcome, Verdict};
 
+/// The fewest seeds over which a situation no seed reached fails the scenario.
+pub const COVERAGE_SEEDS_MIN: usize = 2;
+
 /// How many of a run's seeds reached one situation the scenario says must happen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +71,8 @@ pub struct RunSummary {
 
 impl RunSummary {
     /// A scenario's summary over `seeds`: its outcome, and its `must_happen` coverage from the
-    /// seeds' `must_happen` figures.
+    /// seeds' `must_happen` figures. Coverage decides only over [`COVERAGE_SEEDS_MIN`] seeds or
+    /// more: one seed (a replay, `run --seed`) cannot show what must happen in *some* seed.
     pub fn new(
         scenario: String,
         file: String,
@@ -77,7 +81,8 @@ impl RunSummary {
         seeds: Vec<SeedSummary>,
     ) -> RunSummary {
         let must_happen = coverage(&seeds);
-        let unreached = must_happen.iter().any(|situation| situation.seeds_reached == 0);
+        let unreached = seeds.len() >= COVERAGE_SEEDS_MIN
+            && must_happen.iter().any(|situation| situation.seeds_reached == 0);
         let coverage_outcome = if unreached { Outcome::Failed } else { Outcome::Passed };
         let outcome =
             Outcome::worst(seeds.iter().map(|seed| seed.outcome).chain([coverage_outcome]));
@@ -92,8 +97,11 @@ impl RunSummary {
         }
     }
 
-    /// The situations no seed reached, one line each.
+    /// The situations no seed reached, one line each, where they fail the scenario.
     pub fn unreached(&self) -> Vec<String> {
+        if self.seeds.len() < COVERAGE_SEEDS_MIN {
+            return Vec::new();
+        }
         let unreached = self.must_happen.iter().filter(|situation| situation.seeds_reached == 0);
         unreached.map(Coverage::unreached_line).collect()
     }
