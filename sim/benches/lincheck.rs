@@ -297,8 +297,6 @@ fn queue_figures(filter: Option<&str>) -> bool {
     let mut all_met = true;
     for (operations, processes) in [(100, 4), (1_000, 2), (100, 8), (1_000, 8), (10_000, 16)] {
         for broken in [false, true] {
-            let shape = Shape { model: "fifo-queue", operations, processes, seed: 7, broken };
-            let file = generate::history(shape);
             let label = format!(
                 "fifo-queue {operations} ops, {processes} clients, {}",
                 if broken { "bad" } else { "ok" }
@@ -306,6 +304,8 @@ fn queue_figures(filter: Option<&str>) -> bool {
             if !wanted(&label) {
                 continue;
             }
+            let shape = Shape { model: "fifo-queue", operations, processes, seed: 7, broken };
+            let file = generate::history(shape);
             let ours = queue_time(&file, fast);
             // Information only, timed where the search decides within its budget.
             let search_text = if matches!(searched(&file), Verdict::Unknown { .. }) {
