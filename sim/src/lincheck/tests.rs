@@ -728,6 +728,35 @@ proptest! {
     }
 }
 
+#[test]
+fn the_interner_gives_one_id_per_json_text() {
+    let mut interner = model::ValueInterner::default();
+    // Distinct texts: an integer, the same as a float, as a string, negative, in an array,
+    // in an object, a boolean, the largest u64 and a float zero of either sign.
+    let values = [
+        json!(1),
+        json!(1.0),
+        json!("1"),
+        json!(-1),
+        json!([1]),
+        json!({"a": 1}),
+        json!(true),
+        json!(u64::MAX),
+        json!(0.0),
+        json!(-0.0),
+        json!(""),
+    ];
+    let ids: Vec<u32> = values.iter().map(|value| interner.intern(value)).collect();
+    let distinct: std::collections::BTreeSet<u32> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), values.len(), "{ids:?}");
+    assert!(!distinct.contains(&model::ValueInterner::NULL));
+    assert_eq!(interner.intern(&Value::Null), model::ValueInterner::NULL);
+    for (value, &id) in values.iter().zip(&ids) {
+        assert_eq!(interner.intern(&value.clone()), id, "{value}");
+        assert_eq!(interner.value(id), value);
+    }
+}
+
 // ---- The unique-value queue procedure ----
 
 /// What the unique-value procedure alone says of a `fifo-queue` history: `Some(true)`
