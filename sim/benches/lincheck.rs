@@ -17,9 +17,10 @@
 //! the concurrency on these histories: where it did not decide within its time limit, the
 //! row prints the limit and the speed-up as a lower bound. The general search's time on the
 //! generated histories is printed for information. On a non-linearizable history `check`
-//! also builds its witness by the general search on the shortest refuted prefix, which
-//! Porcupine's `CheckOperations` does not: that search is most of the `bad` rows' time. The
-//! last rows check a history of 1,000,000 operations.
+//! also looks for a witness by the general search on the shortest refuted prefix, which
+//! Porcupine's `CheckOperations` does not, within a budget in proportion to that prefix
+//! (`witness_states_max`): it is part of the `bad` rows' time. The last rows check a history
+//! of 1,000,000 operations.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
