@@ -17,9 +17,10 @@
 //! the concurrency on these histories: where it did not decide within its time limit, the
 //! row prints the limit and the speed-up as a lower bound. The general search's time on the
 //! generated histories is printed for information. On a non-linearizable history `check`
-//! also builds its witness by the general search on the shortest refuted prefix, which
-//! Porcupine's `CheckOperations` does not: that search is most of the `bad` rows' time. The
-//! last rows check a history of 1,000,000 operations.
+//! also looks for a witness by the general search on the shortest refuted prefix, which
+//! Porcupine's `CheckOperations` does not, within a budget in proportion to that prefix
+//! (`witness_states_max`): it is part of the `bad` rows' time. The last rows check a history
+//! of 1,000,000 operations.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -123,8 +124,8 @@ fn files_in(folder: &Path) -> Vec<PathBuf> {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a plain argument keeps only the kv histories whose
-    // name contains it (and skips etcd), for profiling one history.
+    // `cargo bench` passes `--bench`; a plain argument keeps only the kv histories and the
+    // queue rows whose name contains it (and skips etcd), for profiling one history.
     let filter: Option<String> =
         std::env::args().skip(1).find(|argument| !argument.starts_with("--"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lincheck/porcupine");
@@ -167,9 +168,7 @@ fn main() {
         all_met &= report(&format!("kv {name}"), timed(&file), porcupine);
     }
 
-    if filter.is_none() {
-        all_met &= queue_figures();
-    }
+    all_met &= queue_figures(filter.as_deref());
 
     if all_met {
         println!("all targets met (2x porcupine)");
@@ -282,8 +281,10 @@ fn queue_report(label: &str, ours: Duration, search_text: &str, porcupine: Porcu
     met
 }
 
-/// The `fifo-queue` rows; false if a target is missed.
-fn queue_figures() -> bool {
+/// The `fifo-queue` rows whose label contains `filter` (all without one); false if a target
+/// is missed.
+fn queue_figures(filter: Option<&str>) -> bool {
+    let wanted = |label: &str| filter.is_none_or(|filter| label.contains(filter));
     let fast = |file: &HistoryFile| {
         check(&file.model, &file.init, &file.history, STATES_EXPLORED_MAX).expect("well formed")
     };
@@ -291,16 +292,21 @@ fn queue_figures() -> bool {
         check_with(FifoQueueModel::new(), &file.init, &file.history, STATES_EXPLORED_MAX)
             .expect("well formed")
     };
-    println!("fifo-queue ({PORCUPINE_QUEUE_NOTE}):");
+    if filter.is_none() {
+        println!("fifo-queue ({PORCUPINE_QUEUE_NOTE}):");
+    }
     let mut all_met = true;
     for (operations, processes) in [(100, 4), (1_000, 2), (100, 8), (1_000, 8), (10_000, 16)] {
         for broken in [false, true] {
-            let shape = Shape { model: "fifo-queue", operations, processes, seed: 7, broken };
-            let file = generate::history(shape);
             let label = format!(
                 "fifo-queue {operations} ops, {processes} clients, {}",
                 if broken { "bad" } else { "ok" }
             );
+            if !wanted(&label) {
+                continue;
+            }
+            let shape = Shape { model: "fifo-queue", operations, processes, seed: 7, broken };
+            let file = generate::history(shape);
             let ours = queue_time(&file, fast);
             // Information only, timed where the search decides within its budget.
             let search_text = if matches!(searched(&file), Verdict::Unknown { .. }) {
@@ -322,23 +328,27 @@ fn queue_figures() -> bool {
     let projected = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/queue-projected");
     for path in files_in(&projected) {
         let stem = path.file_stem().expect("file name").to_string_lossy().into_owned();
+        let label = format!("projected {stem}");
+        if !wanted(&label) {
+            continue;
+        }
         let file = load_history(&path).expect("fixture parses");
         let porcupine = porcupine_projected(&stem)
             .unwrap_or_else(|| panic!("no porcupine figure for {}", path.display()));
-        all_met &=
-            queue_report(&format!("projected {stem}"), queue_time(&file, fast), "", porcupine);
+        all_met &= queue_report(&label, queue_time(&file, fast), "", porcupine);
     }
     // Porcupine is not run on a million operations: it leaves 1,000 with 8 clients undecided.
     for broken in [false, true] {
+        let label =
+            format!("fifo-queue 1000000 ops, 32 clients, {}", if broken { "bad" } else { "ok" });
+        if !wanted(&label) {
+            continue;
+        }
         let shape =
             Shape { model: "fifo-queue", operations: 1_000_000, processes: 32, seed: 7, broken };
         let file = generate::history(shape);
         let time = median_of(&file, 3, fast);
-        println!(
-            "fifo-queue 1000000 ops, 32 clients, {}: {:.3} s",
-            if broken { "bad" } else { "ok" },
-            time.as_secs_f64()
-        );
+        println!("{label}: {:.3} s", time.as_secs_f64());
     }
     all_met
 }

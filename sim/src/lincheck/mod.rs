@@ -109,8 +109,8 @@ pub fn check(
 /// How a refutation found by the fast queue procedure is explained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Witnessing {
-    /// By the general search on the shortest prefix the violation needs, within the budget;
-    /// by the violation alone if that search gives up.
+    /// By the general search on the shortest prefix the violation needs, within the witness
+    /// budget ([`witness_states_max`]); by the violation alone if that search gives up.
     Searched,
     /// By the violation alone (for [`narrow`]'s probes, which need only the verdict).
     ViolationOnly,
@@ -221,7 +221,8 @@ struct Refuted<'c, 'h> {
 
 impl Refuted<'_, '_> {
     /// The verdict: the general search's witness on the shortest prefix the violation needs
-    /// (when `witnessing` asks for it and that search decides), else the violation alone.
+    /// (when `witnessing` asks for it and that search decides within [`witness_states_max`]),
+    /// else the violation alone.
     fn verdict<M: Model>(
         self,
         new_model: impl Fn() -> M,
@@ -247,10 +248,12 @@ impl Refuted<'_, '_> {
         // prefix-closed): searching it alone is cheaper, and its witness is as good. A state
         // costs the search memory in proportion to its size (a queue's length, a log's), so
         // a long prefix gets the violation alone rather than a search whose memory the
-        // budget does not bound.
+        // budget does not bound. The verdict is already proved: the search only explains it,
+        // so it gets a budget in proportion to the prefix, not the check's.
         if witnessing == Witnessing::Searched && end < WITNESS_SEARCH_EVENTS_MAX {
+            let budget = witness_states_max(end + 1, states_max);
             if let Ok(Verdict::NotLinearizable { mut witness }) =
-                check_with(new_model(), init, &history[..=end], states_max)
+                check_with(new_model(), init, &history[..=end], budget)
             {
                 // The prefix cuts the completions of calls still running at its end; a
                 // witness that names one of them as never completed would misdescribe the
@@ -288,6 +291,25 @@ impl Refuted<'_, '_> {
 /// Longest prefix (in events) of a history a fast procedure refuted that the general search
 /// is run on for a witness.
 pub const WITNESS_SEARCH_EVENTS_MAX: usize = 1 << 16;
+
+/// States the general search may explore per event of the prefix a violation needs, when it
+/// builds a witness for a refutation a fast procedure already proved. Refuting a prefix means
+/// exploring every order of it, exponential in its concurrency: a search that needs more than
+/// a few states per event would cost many times the decision, and the violation alone already
+/// names the calls that form it.
+pub const WITNESS_STATES_PER_EVENT: u64 = 4;
+
+/// States the witness search may explore however short the prefix: a short history, where a
+/// witness is easiest to read, gets more room than its length alone would give it.
+pub const WITNESS_STATES_MIN: u64 = 1 << 10;
+
+/// The budget of the search for the witness of a refuted prefix of `prefix_events` events:
+/// [`WITNESS_STATES_PER_EVENT`] per event, at least [`WITNESS_STATES_MIN`], at most the
+/// check's `states_max`. States explored, like every budget: the same witness on any machine.
+pub fn witness_states_max(prefix_events: usize, states_max: u64) -> u64 {
+    let events = u64::try_from(prefix_events).unwrap_or(u64::MAX);
+    events.saturating_mul(WITNESS_STATES_PER_EVENT).max(WITNESS_STATES_MIN).min(states_max)
+}
 
 /// Calls of a history, decoded and partitioned: the paired calls, the initial state, and the
 /// search calls of each partition with their index among the paired calls.
@@ -476,8 +498,8 @@ pub const NARROWING_CHECKS_MAX: u32 = 64;
 /// Each probe is a whole check within `states_max`; when one gives up (or the history is
 /// invalid, which `witness` says it was not), the search stops and the witness of the
 /// shortest failing prefix found so far is returned, without `refuted_by`. Probes of a
-/// `fifo-queue` history that the unique-value procedure refutes skip the witness search; the
-/// shortest prefix then gets one, within `states_max`.
+/// history a fast procedure refutes skip the witness search; the shortest prefix then gets
+/// one, within [`witness_states_max`].
 pub fn narrow(
     model: &str,
     init: &Value,

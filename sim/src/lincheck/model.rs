@@ -96,15 +96,30 @@ pub trait Model {
 }
 
 /// Interns JSON values: equal values get equal ids. Id 0 is always `null`.
+///
+/// Two values are equal when their JSON texts are (serde_json's maps are ordered, so the text
+/// is canonical). Non-negative integers and strings, the usual values (job ids, tokens), are
+/// looked up by the integer or the string itself, without writing their text; since such a
+/// value's text is never looked up in `id_by_text`, every value still has one id.
 #[derive(Debug)]
 pub struct ValueInterner {
-    id_by_text: HashMap<String, u32>,
+    /// Non-negative integers (serde_json's `PosInt`: `as_u64` is `None` for floats).
+    id_by_u64: HashMap<u64, u32, FxBuildHasher>,
+    /// Strings, by their contents.
+    id_by_string: HashMap<String, u32, FxBuildHasher>,
+    /// Every other value, by its JSON text.
+    id_by_text: HashMap<String, u32, FxBuildHasher>,
     values: Vec<Value>,
 }
 
 impl Default for ValueInterner {
     fn default() -> Self {
-        let mut interner = ValueInterner { id_by_text: HashMap::new(), values: Vec::new() };
+        let mut interner = ValueInterner {
+            id_by_u64: HashMap::default(),
+            id_by_string: HashMap::default(),
+            id_by_text: HashMap::default(),
+            values: Vec::new(),
+        };
         let null_id = interner.intern(&Value::Null);
         assert_eq!(null_id, ValueInterner::NULL);
         interner
@@ -117,14 +132,20 @@ impl ValueInterner {
 
     /// The id of `value`, allocated on first sight.
     pub fn intern(&mut self, value: &Value) -> u32 {
-        // serde_json's maps are ordered, so the text is canonical for equal values.
-        let text = value.to_string();
-        if let Some(&id) = self.id_by_text.get(&text) {
-            return id;
+        let next_id = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
+        let id = if let Some(integer) = value.as_u64() {
+            *self.id_by_u64.entry(integer).or_insert(next_id)
+        } else if let Value::String(text) = value {
+            match self.id_by_string.get(text.as_str()) {
+                Some(&id) => id,
+                None => *self.id_by_string.entry(text.clone()).or_insert(next_id),
+            }
+        } else {
+            *self.id_by_text.entry(value.to_string()).or_insert(next_id)
+        };
+        if id == next_id {
+            self.values.push(value.clone());
         }
-        let id = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
-        self.values.push(value.clone());
-        self.id_by_text.insert(text, id);
         id
     }
 

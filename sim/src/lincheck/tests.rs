@@ -728,6 +728,35 @@ proptest! {
     }
 }
 
+#[test]
+fn the_interner_gives_one_id_per_json_text() {
+    let mut interner = model::ValueInterner::default();
+    // Distinct texts: an integer, the same as a float, as a string, negative, in an array,
+    // in an object, a boolean, the largest u64 and a float zero of either sign.
+    let values = [
+        json!(1),
+        json!(1.0),
+        json!("1"),
+        json!(-1),
+        json!([1]),
+        json!({"a": 1}),
+        json!(true),
+        json!(u64::MAX),
+        json!(0.0),
+        json!(-0.0),
+        json!(""),
+    ];
+    let ids: Vec<u32> = values.iter().map(|value| interner.intern(value)).collect();
+    let distinct: std::collections::BTreeSet<u32> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), values.len(), "{ids:?}");
+    assert!(!distinct.contains(&model::ValueInterner::NULL));
+    assert_eq!(interner.intern(&Value::Null), model::ValueInterner::NULL);
+    for (value, &id) in values.iter().zip(&ids) {
+        assert_eq!(interner.intern(&value.clone()), id, "{value}");
+        assert_eq!(interner.value(id), value);
+    }
+}
+
 // ---- The unique-value queue procedure ----
 
 /// What the unique-value procedure alone says of a `fifo-queue` history: `Some(true)`
@@ -892,6 +921,50 @@ fn a_refutation_by_the_procedure_gets_a_searched_witness_and_narrows() {
     assert!(witness.linearized.is_empty() && witness.violation.is_some());
     let text = witness.to_string();
     assert!(text.contains("the calls that form it") && text.contains("history[4]"), "{text}");
+}
+
+#[test]
+fn the_witness_search_of_a_refuted_queue_history_has_a_budget_in_proportion_to_its_prefix() {
+    assert_eq!(witness_states_max(10, STATES_EXPLORED_MAX), WITNESS_STATES_MIN);
+    assert_eq!(witness_states_max(100_000, STATES_EXPLORED_MAX), 400_000);
+    assert_eq!(witness_states_max(usize::MAX, STATES_EXPLORED_MAX), STATES_EXPLORED_MAX);
+    assert_eq!(witness_states_max(100_000, 5), 5, "never more than the check's budget");
+    // Generated histories broken near their end, so the prefix the violation needs is about
+    // the whole history: (operations, clients, seed, whether the witness is searched). With 2
+    // clients the search refutes the prefix within the witness budget; 100 operations by 4
+    // clients need 3,618 states, 1,000 by 8 clients more than the whole check's budget.
+    for (operations, processes, seed, searched) in
+        [(100, 2, 7, true), (100, 4, 7, false), (1_000, 8, 7, false)]
+    {
+        let shape =
+            generate::Shape { model: "fifo-queue", operations, processes, seed, broken: true };
+        let history = generate::history(shape).history;
+        let verdict = check("fifo-queue", &Value::Null, &history, STATES_EXPLORED_MAX).unwrap();
+        let Verdict::NotLinearizable { witness } = &verdict else {
+            panic!("{shape:?}: {}", verdict.name())
+        };
+        // The violation is the procedure's, whatever the witness search did.
+        let alone = check_model(
+            "fifo-queue",
+            &Value::Null,
+            &history,
+            STATES_EXPLORED_MAX,
+            Witnessing::ViolationOnly,
+        )
+        .unwrap();
+        let Verdict::NotLinearizable { witness: alone } = alone else { unreachable!() };
+        assert!(alone.linearized.is_empty());
+        assert_eq!(witness.violation, alone.violation, "{shape:?}");
+        assert_eq!(!witness.linearized.is_empty(), searched, "{shape:?}: {witness}");
+        if searched {
+            assert!(witness_replays(FifoQueueModel::new(), &history, witness), "{witness}");
+        } else {
+            assert_eq!(witness, &alone, "{shape:?}: the violation alone");
+        }
+        // Deterministic: the budget counts states.
+        let again = check("fifo-queue", &Value::Null, &history, STATES_EXPLORED_MAX).unwrap();
+        assert_eq!(again, verdict, "{shape:?}");
+    }
 }
 
 /// Random concurrent queue clients with distinct enqueued values: each op takes effect at one

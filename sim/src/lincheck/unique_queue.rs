@@ -41,7 +41,7 @@
 //! form it; positions only, no clock.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 
 use super::model::{QueueInput, QueueOutput};
 use super::search::SearchCall;
@@ -75,13 +75,64 @@ pub(crate) struct Violation {
 /// Returned by an `info` call: the end of the history.
 const OPEN: usize = usize::MAX;
 
+/// One call per value: the enqueue of each value, or the dequeue that returned it. Values are
+/// the model's interned ids, dense from 0, so a vector indexed by value stands in for a map
+/// (and is walked in value order, as a `BTreeMap` would be).
+struct CallByValue {
+    /// The call's index plus one; 0 for none.
+    slots: Vec<u32>,
+}
+
+impl CallByValue {
+    /// Room for values `0..value_end`.
+    fn new(value_end: usize) -> Self {
+        CallByValue { slots: vec![0; value_end] }
+    }
+
+    fn get(&self, value: u32) -> Option<usize> {
+        let slot = self.slots[value as usize];
+        (slot != 0).then(|| slot as usize - 1)
+    }
+
+    fn contains(&self, value: u32) -> bool {
+        self.slots[value as usize] != 0
+    }
+
+    /// Records `call` for `value`; the call it already had, if any, is kept and returned.
+    fn insert(&mut self, value: u32, call: usize) -> Option<usize> {
+        let previous = self.get(value);
+        if previous.is_none() {
+            self.slots[value as usize] =
+                u32::try_from(call + 1).expect("fewer than 2^32 - 1 calls in one partition");
+        }
+        previous
+    }
+
+    /// (value, call) in value order.
+    fn iter(&self) -> impl Iterator<Item = (u32, usize)> + '_ {
+        self.slots.iter().enumerate().filter(|(_, &slot)| slot != 0).map(|(value, &slot)| {
+            (u32::try_from(value).expect("values are u32 ids"), slot as usize - 1)
+        })
+    }
+}
+
 /// Decides `calls` (one partition of a `fifo-queue` history) from the empty queue.
 pub(crate) fn decide(calls: &[SearchCall<QueueInput, QueueOutput>]) -> Decision {
     let returned =
         |call: &SearchCall<QueueInput, QueueOutput>| call.return_position.unwrap_or(OPEN);
+    let value_end = calls
+        .iter()
+        .filter_map(|call| match (call.input, call.output) {
+            (QueueInput::Enqueue(value), _) | (_, Some(QueueOutput::Dequeued(Some(value)))) => {
+                Some(value as usize + 1)
+            }
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
     // Qualify, and index the calls by value.
-    let mut enqueue_of: BTreeMap<u32, usize> = BTreeMap::new();
-    let mut dequeue_of: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut enqueue_of = CallByValue::new(value_end);
+    let mut dequeue_of = CallByValue::new(value_end);
     let mut empties: Vec<usize> = Vec::new();
     // Qualify first: a violation found among calls that do not qualify would prove nothing.
     for (index, call) in calls.iter().enumerate() {
@@ -101,12 +152,11 @@ pub(crate) fn decide(calls: &[SearchCall<QueueInput, QueueOutput>]) -> Decision 
             (QueueInput::Dequeue, Some(QueueOutput::Dequeued(None))) => empties.push(index),
             (QueueInput::Dequeue, Some(QueueOutput::Dequeued(Some(value)))) => {
                 if let Some(first) = dequeue_of.insert(value, index) {
-                    let (first, second) = (first.min(index), first.max(index));
                     return Decision::Violation(Violation {
                         kind: "repeated",
                         description: "{0} and {1} both dequeued the same value".to_string(),
-                        calls: vec![first, second],
-                        end_position: returned(&calls[first]).max(returned(&calls[second])),
+                        calls: vec![first, index],
+                        end_position: returned(&calls[first]).max(returned(&calls[index])),
                     });
                 }
             }
@@ -115,9 +165,9 @@ pub(crate) fn decide(calls: &[SearchCall<QueueInput, QueueOutput>]) -> Decision 
             }
         }
     }
-    for (&value, &dequeue) in &dequeue_of {
+    for (value, dequeue) in dequeue_of.iter() {
         let dequeue_return = returned(&calls[dequeue]);
-        match enqueue_of.get(&value) {
+        match enqueue_of.get(value) {
             None => {
                 return Decision::Violation(Violation {
                     kind: "fresh",
@@ -126,7 +176,7 @@ pub(crate) fn decide(calls: &[SearchCall<QueueInput, QueueOutput>]) -> Decision 
                     end_position: dequeue_return,
                 })
             }
-            Some(&enqueue) if dequeue_return < calls[enqueue].invoke_position => {
+            Some(enqueue) if dequeue_return < calls[enqueue].invoke_position => {
                 return Decision::Violation(Violation {
                     kind: "fresh",
                     description: "{0} returned its value before {1}, its enqueue, began"
@@ -138,7 +188,7 @@ pub(crate) fn decide(calls: &[SearchCall<QueueInput, QueueOutput>]) -> Decision 
             Some(_) => {}
         }
     }
-    if greedy_linearization(calls, &enqueue_of, &dequeue_of, &empties) {
+    if greedy_linearization(calls, &enqueue_of, &dequeue_of) {
         return Decision::Linearizable;
     }
     match order_or_empty_violation(calls, &enqueue_of, &dequeue_of, &empties) {
@@ -150,45 +200,43 @@ pub(crate) fn decide(calls: &[SearchCall<QueueInput, QueueOutput>]) -> Decision 
 /// Tries to build a linearization as the module comment says; true if it did.
 fn greedy_linearization(
     calls: &[SearchCall<QueueInput, QueueOutput>],
-    enqueue_of: &BTreeMap<u32, usize>,
-    dequeue_of: &BTreeMap<u32, usize>,
-    empties: &[usize],
+    enqueue_of: &CallByValue,
+    dequeue_of: &CallByValue,
 ) -> bool {
     let returned = |index: usize| calls[index].return_position.unwrap_or(OPEN);
-    // The calls to place: enqueues that must have taken effect or certainly did (an `info`
-    // enqueue nobody dequeued is left out), every dequeue.
-    let mut to_place: Vec<usize> = Vec::with_capacity(calls.len());
-    for (&value, &enqueue) in enqueue_of {
-        if calls[enqueue].output.is_some() || dequeue_of.contains_key(&value) {
-            to_place.push(enqueue);
-        }
-    }
-    to_place.extend(dequeue_of.values().copied());
-    to_place.extend(empties.iter().copied());
-    // Invoke order: a call becomes available once it was invoked before every remaining
-    // call's return, and the earliest remaining return only grows.
+    // The calls to place, in invoke order: enqueues that must have taken effect or certainly
+    // did (an `info` enqueue nobody dequeued is left out), every dequeue.
+    let mut to_place: Vec<usize> = (0..calls.len())
+        .filter(|&index| match (calls[index].input, calls[index].output) {
+            (QueueInput::Enqueue(value), output) => output.is_some() || dequeue_of.contains(value),
+            (QueueInput::Dequeue, _) => true,
+        })
+        .collect();
+    // Calls come in invoke order from the history; sorting keeps this true for any caller (and
+    // costs one pass when it already is).
     to_place.sort_by_key(|&index| calls[index].invoke_position);
-    let mut remaining_returns: BinaryHeap<Reverse<(usize, usize)>> =
-        to_place.iter().map(|&index| Reverse((returned(index), index))).collect();
+    // A call becomes available once it was invoked before every remaining call's return, and
+    // the earliest remaining return only grows: the returns in order, with a cursor past those
+    // of calls already placed.
+    let mut returns: Vec<(usize, usize)> =
+        to_place.iter().map(|&index| (returned(index), index)).collect();
+    returns.sort_unstable();
+    let mut returns_placed = 0;
     let mut placed = vec![false; calls.len()];
     let mut next_available = 0;
-    // Available enqueues by (when their value's dequeue began, value); never dequeued: OPEN.
-    let mut enqueues_ready: BTreeSet<(usize, u32)> = BTreeSet::new();
-    let mut dequeue_ready: BTreeSet<u32> = BTreeSet::new();
+    // Available enqueues by (when their value's dequeue began, value), earliest first; never
+    // dequeued: OPEN.
+    let mut enqueues_ready: BinaryHeap<Reverse<(usize, u32)>> = BinaryHeap::new();
+    let mut dequeue_ready = vec![false; dequeue_of.slots.len()];
     let mut empties_ready: Vec<usize> = Vec::new();
     let mut queue: VecDeque<u32> = VecDeque::new();
     let mut placed_count = 0;
     while placed_count < to_place.len() {
         // The earliest return among the calls still to place.
-        while let Some(&Reverse((_, index))) = remaining_returns.peek() {
-            if placed[index] {
-                remaining_returns.pop();
-            } else {
-                break;
-            }
+        while returns_placed < returns.len() && placed[returns[returns_placed].1] {
+            returns_placed += 1;
         }
-        let earliest_return =
-            remaining_returns.peek().map(|Reverse((position, _))| *position).unwrap_or(OPEN);
+        let earliest_return = returns.get(returns_placed).map_or(OPEN, |&(position, _)| position);
         while next_available < to_place.len()
             && calls[to_place[next_available]].invoke_position < earliest_return
         {
@@ -196,25 +244,26 @@ fn greedy_linearization(
             match (calls[index].input, calls[index].output) {
                 (QueueInput::Enqueue(value), _) => {
                     let dequeue_began =
-                        dequeue_of.get(&value).map_or(OPEN, |&d| calls[d].invoke_position);
-                    enqueues_ready.insert((dequeue_began, value));
+                        dequeue_of.get(value).map_or(OPEN, |d| calls[d].invoke_position);
+                    enqueues_ready.push(Reverse((dequeue_began, value)));
                 }
                 (QueueInput::Dequeue, Some(QueueOutput::Dequeued(Some(value)))) => {
-                    dequeue_ready.insert(value);
+                    dequeue_ready[value as usize] = true;
                 }
                 _ => empties_ready.push(index),
             }
             next_available += 1;
         }
-        let take = if let Some(&head) = queue.front().filter(|head| dequeue_ready.contains(head)) {
+        let take = if let Some(&head) = queue.front().filter(|&&head| dequeue_ready[head as usize])
+        {
             queue.pop_front();
-            dequeue_ready.remove(&head);
-            dequeue_of[&head]
+            dequeue_ready[head as usize] = false;
+            dequeue_of.get(head).expect("a ready dequeue is indexed")
         } else if queue.is_empty() && !empties_ready.is_empty() {
             empties_ready.pop().expect("not empty")
-        } else if let Some((_, value)) = enqueues_ready.pop_first() {
+        } else if let Some(Reverse((_, value))) = enqueues_ready.pop() {
             queue.push_back(value);
-            enqueue_of[&value]
+            enqueue_of.get(value).expect("a ready enqueue is indexed")
         } else {
             // Nothing may come next: a dead end of this order, not a proof.
             return false;
@@ -229,18 +278,18 @@ fn greedy_linearization(
 /// Finds an *order* or *empty* violation (see the module comment), if there is one.
 fn order_or_empty_violation(
     calls: &[SearchCall<QueueInput, QueueOutput>],
-    enqueue_of: &BTreeMap<u32, usize>,
-    dequeue_of: &BTreeMap<u32, usize>,
+    enqueue_of: &CallByValue,
+    dequeue_of: &CallByValue,
     empties: &[usize],
 ) -> Option<Violation> {
     // Values whose enqueue returned `ok`, by that return; with each, when its dequeue began
     // (OPEN: never), and the running maximum of that over the values before it.
     let mut by_return: Vec<(usize, usize, u32)> = enqueue_of
         .iter()
-        .filter_map(|(&value, &enqueue)| {
+        .filter_map(|(value, enqueue)| {
             let enqueue_return = calls[enqueue].return_position?;
             let dequeue_began =
-                dequeue_of.get(&value).map_or(OPEN, |&dequeue| calls[dequeue].invoke_position);
+                dequeue_of.get(value).map_or(OPEN, |dequeue| calls[dequeue].invoke_position);
             Some((enqueue_return, dequeue_began, value))
         })
         .collect();
@@ -265,17 +314,17 @@ fn order_or_empty_violation(
             found = Some(violation);
         }
     };
-    for (&value, &dequeue) in dequeue_of {
-        let enqueue = enqueue_of[&value];
+    for (value, dequeue) in dequeue_of.iter() {
+        let enqueue = enqueue_of.get(value).expect("a fresh dequeue was reported before");
         let Some((dequeue_began, earlier)) = latest_enqueued_before(calls[enqueue].invoke_position)
         else {
             continue;
         };
         let dequeue_return = calls[dequeue].return_position.expect("qualifying dequeues are ok");
         if dequeue_began > dequeue_return {
-            let earlier_enqueue = enqueue_of[&earlier];
-            let (description, mut violation_calls) = match dequeue_of.get(&earlier) {
-                Some(&earlier_dequeue) => (
+            let earlier_enqueue = enqueue_of.get(earlier).expect("an enqueued value");
+            let (description, mut violation_calls) = match dequeue_of.get(earlier) {
+                Some(earlier_dequeue) => (
                     "{0} returned before {1} began, yet {2} dequeued the later value before \
                      {3} began to dequeue the earlier one",
                     vec![earlier_enqueue, enqueue, dequeue, earlier_dequeue],
@@ -302,9 +351,10 @@ fn order_or_empty_violation(
             continue;
         };
         if dequeue_began > empty_return {
-            let mut violation_calls = vec![enqueue_of[&present], empty];
-            let description = match dequeue_of.get(&present) {
-                Some(&dequeue) => {
+            let present_enqueue = enqueue_of.get(present).expect("an enqueued value");
+            let mut violation_calls = vec![present_enqueue, empty];
+            let description = match dequeue_of.get(present) {
+                Some(dequeue) => {
                     violation_calls.push(dequeue);
                     "{0} returned before {1} began, and {1} returned empty before {2} began \
                      to dequeue that value"

@@ -112,7 +112,8 @@ pub struct Witness {
     pub refuted_by: Option<WitnessCall>,
     /// The violation the `fifo-queue` unique-value procedure found (its kind, then the calls
     /// that form it), when that procedure refuted the history. With no `linearized` prefix,
-    /// it is the whole witness: the general search gave up before finding its own.
+    /// it is the whole witness: the general search found none of its own within its budget
+    /// ([`super::witness_states_max`]), or only one naming calls the prefix cut short.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub violation: Option<String>,
 }
