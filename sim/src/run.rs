@@ -10,7 +10,7 @@
 //! **Invariant:** everything a run does follows from its seed: madsim's scheduler and network,
 //! and every RNG of pessimist through [`pessimist_core::seams::rng::rng_for`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -338,31 +338,51 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
     events
 }
 
+/// How often a fault aimed at `@leader` looks again for a leader when none is known yet.
+const LEADER_RETRY_MS: u64 = 50;
+/// How long an instant fault (a clock jump, a corruption) aimed at `@leader` waits for one.
+const LEADER_WAIT_INSTANT_MS: u64 = 2_000;
+
 /// Plays the fault plan from the start of the run, then heals everything at the end of the
 /// fault phase and records the heal.
+///
+/// A fault aimed at [`LEADER`] strikes the leader known when it starts; when none is known
+/// yet (an election still running), it waits for one, looking again every
+/// [`LEADER_RETRY_MS`] ms, and strikes the first one known before its window ends. A fault
+/// that found no leader in its whole window (an instant one: in [`LEADER_WAIT_INSTANT_MS`]) is
+/// recorded as vacuous.
 async fn play_faults(world: &mut World, plan: &FaultPlan, phases: &Phases, history: &History) {
     let start = tokio::time::Instant::now() - Duration::from_micros(history.now_us());
     let at = |ms: u64| start + Duration::from_millis(ms);
     let events = &plan.events;
-    let mut steps: Vec<Step> = Vec::new();
+    let mut steps: BTreeSet<Step> = BTreeSet::new();
     for (id, event) in events.iter().enumerate() {
-        steps.push(Step { time_ms: event.at_ms, is_start: true, id: id as u64 });
+        steps.insert(Step { time_ms: event.at_ms, is_start: true, id: id as u64 });
         if !event.fault.is_instant() {
-            steps.push(Step {
+            steps.insert(Step {
                 time_ms: event.end_ms(phases.faults_ms),
                 is_start: false,
                 id: id as u64,
             });
         }
     }
-    steps.sort();
-    for step in steps {
+    while let Some(step) = steps.pop_first() {
         if step.time_ms >= phases.faults_ms {
             break; // Ends at the phase's end are the heal's work.
         }
         tokio::time::sleep_until(at(step.time_ms)).await;
         if step.is_start {
-            let Some(fault) = resolve_leader(&events[step.id as usize].fault, history) else {
+            let event = &events[step.id as usize];
+            let Some(fault) = resolve_leader(&event.fault, history) else {
+                let again_ms = step.time_ms + LEADER_RETRY_MS;
+                let give_up_ms = match event.fault.is_instant() {
+                    true => event.at_ms + LEADER_WAIT_INSTANT_MS,
+                    false => event.end_ms(phases.faults_ms),
+                };
+                if again_ms < give_up_ms.min(phases.faults_ms) {
+                    steps.insert(Step { time_ms: again_ms, ..step });
+                    continue;
+                }
                 // A fault that found no target did nothing: it is vacuous, and counted so.
                 let kind = events[step.id as usize].fault.kind();
                 history.record(EventKind::Internal {
