@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod compare;
 pub mod locate;
+pub mod mutants;
 pub mod review;
 pub mod shrink;
 pub mod suite;

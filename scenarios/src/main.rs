@@ -155,6 +155,72 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run seeds 1, 2, ... of a scenario until the first failing one, shrink it, and check the
+    /// shrunk plan fails the same check the same way; write DIR/hunt.json and DIR/shrunk.json.
+    /// Exit 1 when a seed failed, 0 when none did.
+    Hunt {
+        /// The scenario file (JSON).
+        scenario: PathBuf,
+        /// Try seeds 1 to N.
+        #[arg(long, default_value_t = pessimist_scenarios::mutants::SEEDS_DEFAULT)]
+        seeds: u64,
+        /// Worker threads (default: the number of cores); the answer does not depend on it.
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// The check to shrink toward when it is among those that failed (default: the first
+        /// failing one by name).
+        #[arg(long)]
+        check: Option<String>,
+        /// Most simulation runs the shrink may spend (0: do not shrink).
+        #[arg(long, default_value_t = pessimist_scenarios::mutants::SHRINK_RUNS_DEFAULT)]
+        shrink_runs: usize,
+        /// Where to write hunt.json and shrunk.json (default: reports/out/hunt/<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The zoo of known bugs: apply each patch of zoo/ to a scratch copy of the source, build
+    /// it, hunt on the scenario and the swarm its header names, shrink, then run the unpatched
+    /// tree on the same seeds; print and write the table (zoo.md, zoo.json). Exit 0 when every
+    /// bug was caught by both, 1 when one got away or the unpatched tree failed, 4 when a
+    /// patch does not apply or its mutant does not build.
+    Mutants {
+        /// Only this bug (its file name without .patch, or its number; repeatable).
+        #[arg(long = "bug")]
+        bugs: Vec<String>,
+        /// The folder of patches (default: SOURCE's zoo/).
+        #[arg(long)]
+        zoo: Option<PathBuf>,
+        /// The source tree the mutants are made from (default: the checkout this binary was
+        /// built from).
+        #[arg(long)]
+        source: Option<PathBuf>,
+        /// Try seeds 1 to N of each scenario.
+        #[arg(long, default_value_t = pessimist_scenarios::mutants::SEEDS_DEFAULT)]
+        seeds: u64,
+        /// Worker threads per hunt (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Most simulation runs each shrink may spend (0: do not shrink).
+        #[arg(long, default_value_t = pessimist_scenarios::mutants::SHRINK_RUNS_DEFAULT)]
+        shrink_runs: usize,
+        /// Skip running the unpatched tree (then no catch is proven to be the bug's).
+        #[arg(long)]
+        no_baseline: bool,
+        /// Run the unpatched tree with this `pessimist`, built from it, instead of building
+        /// the scratch copy again (CI passes the build it just made).
+        #[arg(long, conflicts_with = "no_baseline")]
+        baseline_binary: Option<PathBuf>,
+        /// The one target directory every mutant builds into.
+        #[arg(long, default_value = "target/zoo")]
+        target_dir: PathBuf,
+        /// The scratch copy of the source tree, outside the checkout (default: a directory
+        /// under the system's temporary directory).
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+        /// Where the table, the hunts and the shrunk plans go (default: reports/out/zoo).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the scenario files' JSON Schema (generated from the scenario types), or write it
     /// to FILE (the checked-in copy is scenarios/schema.json).
     Schema {
@@ -335,6 +401,26 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Cluster { command }) => cluster(command),
+        Some(Command::Hunt { scenario, seeds, jobs, check, shrink_runs, out }) => {
+            hunt(&scenario, seeds, jobs, check, shrink_runs, out)
+        }
+        Some(Command::Mutants {
+            bugs,
+            zoo,
+            source,
+            seeds,
+            jobs,
+            shrink_runs,
+            no_baseline,
+            baseline_binary,
+            target_dir,
+            scratch,
+            out,
+        }) => {
+            let baseline = (!no_baseline).then_some(baseline_binary);
+            let target = (target_dir, scratch);
+            mutants(bugs, (source, zoo), seeds, jobs, shrink_runs, baseline, target, out)
+        }
         Some(Command::Lincheck { files, budget, json }) => {
             let status = pessimist_sim::lincheck::cli::run(&files, budget, json);
             ExitCode::from(u8::try_from(status).unwrap_or(EXIT_BAD_INPUT))
@@ -424,6 +510,136 @@ fn replay(_: &Path, _: u64) -> ExitCode {
 #[cfg(not(madsim))]
 fn shrink(_: &Path, _: u64, _: Option<PathBuf>, _: Option<String>, _: usize) -> ExitCode {
     simulation_unavailable()
+}
+
+#[cfg(not(madsim))]
+fn hunt(
+    _: &Path,
+    _: u64,
+    _: Option<usize>,
+    _: Option<String>,
+    _: usize,
+    _: Option<PathBuf>,
+) -> ExitCode {
+    simulation_unavailable()
+}
+
+/// Hunts for the first failing seed and shrinks it (see `pessimist_scenarios::mutants::hunt`).
+#[cfg(madsim)]
+fn hunt(
+    path: &Path,
+    seeds: u64,
+    jobs: Option<usize>,
+    check: Option<String>,
+    shrink_runs: usize,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    use pessimist_scenarios::mutants;
+
+    let scenario = match load_scenario(path) {
+        Ok(scenario) => scenario,
+        Err(error) => return bad_input(error),
+    };
+    if seeds == 0 {
+        return bad_input("--seeds must be at least 1");
+    }
+    let jobs = match jobs_or_cores(jobs) {
+        Ok(jobs) => jobs,
+        Err(message) => return bad_input(message),
+    };
+    let out = out.unwrap_or_else(|| Path::new(OUT_DIR_DEFAULT).join("hunt").join(&scenario.name));
+    if let Err(error) = std::fs::create_dir_all(&out) {
+        return bad_input(format!("cannot create {}: {error}", out.display()));
+    }
+    let file = suite::display_path(path);
+    let found = mutants::hunt(
+        &scenario,
+        &file,
+        seeds,
+        jobs,
+        check.as_deref().filter(|check| !check.is_empty()),
+        shrink_runs,
+        &out.join(mutants::SHRUNK_FILE),
+    );
+    let found = match found {
+        Ok(found) => found,
+        Err(message) => return bad_input(message),
+    };
+    let text = serde_json::to_string_pretty(&found).expect("hunts serialize") + "\n";
+    let written = out.join(mutants::HUNT_FILE);
+    if let Err(error) = std::fs::write(&written, text) {
+        return bad_input(format!("cannot write {}: {error}", written.display()));
+    }
+    println!("{}: {}", scenario.name, mutants::hunt_line(&found));
+    println!("hunt: {}", suite::display_path(&written));
+    if found.failure.is_some() {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The threads to use: `jobs`, or the cores; at least 1 and at most 1024.
+fn jobs_or_cores(jobs: Option<usize>) -> Result<usize, String> {
+    let cores = std::thread::available_parallelism().map(|cores| cores.get()).unwrap_or(1);
+    match jobs.unwrap_or(cores) {
+        0 => Err("--jobs must be at least 1".into()),
+        jobs if jobs > 1024 => Err(format!("--jobs {jobs}: at most 1024")),
+        jobs => Ok(jobs),
+    }
+}
+
+/// Runs the zoo of known bugs (see `pessimist_scenarios::mutants::run_zoo`).
+#[allow(clippy::too_many_arguments)]
+fn mutants(
+    bugs: Vec<String>,
+    (source, zoo): (Option<PathBuf>, Option<PathBuf>),
+    seeds: u64,
+    jobs: Option<usize>,
+    shrink_runs: usize,
+    baseline: Option<Option<PathBuf>>,
+    (target_dir, scratch): (PathBuf, Option<PathBuf>),
+    out: Option<PathBuf>,
+) -> ExitCode {
+    use pessimist_scenarios::mutants;
+
+    if seeds == 0 {
+        return bad_input("--seeds must be at least 1");
+    }
+    let jobs = match jobs_or_cores(jobs) {
+        Ok(jobs) => jobs,
+        Err(message) => return bad_input(message),
+    };
+    let root = source.unwrap_or_else(suite::workspace_root);
+    if !root.join("Cargo.toml").is_file() || !root.join("core").is_dir() {
+        return bad_input(format!("{}: not a pessimist source tree", root.display()));
+    }
+    // One scratch copy per checkout, so two checkouts' zoos do not share one.
+    let scratch = scratch.unwrap_or_else(|| {
+        let checkout = root.file_name().map_or("checkout".into(), |name| name.to_string_lossy());
+        std::env::temp_dir().join("pessimist-zoo").join(checkout.as_ref())
+    });
+    let options = mutants::ZooOptions {
+        scratch,
+        zoo: zoo.unwrap_or_else(|| root.join(mutants::ZOO_DIR)),
+        root,
+        bugs,
+        seeds,
+        jobs,
+        shrink_runs,
+        target_dir,
+        out: out.unwrap_or_else(|| Path::new(OUT_DIR_DEFAULT).join("zoo")),
+        baseline: baseline.is_some(),
+        baseline_binary: baseline.flatten(),
+    };
+    match mutants::run_zoo(&options, |line| eprintln!("mutants: {line}")) {
+        Ok(report) => {
+            print!("{}", report.markdown());
+            println!("table: {}", suite::display_path(&options.out.join("zoo.md")));
+            ExitCode::from(report.exit_code())
+        }
+        Err(message) => bad_input(message),
+    }
 }
 
 #[cfg(not(madsim))]
@@ -998,9 +1214,10 @@ fn shrink(
     }
     let written = suite::display_path(&out);
     println!(
-        "{} seed {seed}: check {} still fails with {} of {} fault events ({} runs{})",
+        "{} seed {seed}: check {} still fails the same way ({}) with {} of {} fault events ({} runs{})",
         scenario.name,
         shrunk.checker,
+        shrunk.kind,
         shrunk.scenario.faults.plan.events.len(),
         shrunk.events_before,
         shrunk.runs,

@@ -6,11 +6,15 @@
 //! repeat until none makes progress or the budget of runs is spent: drop chunks of events
 //! (halves, quarters, ... single events, as delta debugging does), shorten each window by
 //! halves, and weaken each fault's intensity step by step. A candidate is kept only when the
-//! same seed still fails the target checker.
+//! same seed still fails the same way: the target checker fails with a violation of the same
+//! kind as the original's first ([`violation_kind`]: the sentence with its values left out),
+//! so a smaller plan that breaks the check differently (another job lost the other way, a
+//! liveness bound missed instead of a duplicate) does not stand in for the failure found.
 //!
 //! **Invariant:** every candidate is a valid scenario (it is validated before it runs), and
 //! the result is a pure function of the scenario, the seed, the target and the budget.
 
+use pessimist_sim::check::violation_kind;
 use pessimist_sim::fault::{Fault, FaultEvent};
 use pessimist_sim::scenario::Scenario;
 
@@ -81,10 +85,15 @@ pub fn weaker(fault: &Fault) -> Option<Fault> {
 /// What a shrink found.
 #[derive(Clone, Debug)]
 pub struct Shrunk {
-    /// The minimal scenario (named `<name>-shrunk-<seed>`), which fails `checker` on `seed`.
+    /// The minimal scenario (named `<name>-shrunk-<seed>`), which fails `checker` on `seed`
+    /// with a violation of `kind`.
     pub scenario: Scenario,
     pub seed: u64,
     pub checker: String,
+    /// The kind of violation every kept candidate repeated ([`violation_kind`]).
+    pub kind: String,
+    /// The original failure's first violation of `checker`, whole.
+    pub violation: String,
     /// Events of the materialized plan, before shrinking.
     pub events_before: usize,
     /// Simulation runs spent.
@@ -121,32 +130,33 @@ pub fn shrink(
             ))
         }
     };
+    let violation = original.checks[&checker].violations.first().cloned().unwrap_or_default();
+    let kind = violation_kind(&violation);
     let mut current = materialize(scenario, seed);
     current.name = format!("{}-shrunk-{seed}", scenario.name);
     let events_before = current.faults.plan.events.len();
     let mut runs = 1;
     let mut budget_spent = false;
     // Whether `candidate` still fails the checker; `None` once the budget is spent.
-    let fails =
-        |candidate: &Scenario, runs: &mut usize| -> Option<bool> {
-            if *runs >= runs_max {
-                return None;
-            }
-            if candidate.validate().is_err() {
-                return Some(false);
-            }
-            *runs += 1;
-            // A candidate that panics the simulation fails differently: not kept.
-            let outcome = crate::suite::run_one_seed(candidate, seed);
-            Some(outcome.is_ok_and(|outcome| {
-                outcome.checks.get(&checker).is_some_and(|check| check.failed())
-            }))
-        };
+    let fails = |candidate: &Scenario, runs: &mut usize| -> Option<bool> {
+        if *runs >= runs_max {
+            return None;
+        }
+        if candidate.validate().is_err() {
+            return Some(false);
+        }
+        *runs += 1;
+        // A candidate that panics the simulation fails differently: not kept.
+        let outcome = crate::suite::run_one_seed(candidate, seed);
+        Some(outcome.is_ok_and(|outcome| {
+            outcome.checks.get(&checker).is_some_and(|check| check.fails_with_kind(&kind))
+        }))
+    };
     match fails(&current, &mut runs) {
         Some(true) => {}
         Some(false) => {
             return Err(format!(
-                "seed {seed} no longer fails {checker} once its plan is written out; this is a bug of the shrinker"
+                "seed {seed} no longer fails {checker} with `{kind}` once its plan is written out; this is a bug of the shrinker"
             ))
         }
         None => return Err("the budget of runs is spent before shrinking began".into()),
@@ -237,10 +247,19 @@ pub fn shrink(
         }
     }
     current.description = format!(
-        "Shrunk from {file} seed {seed}: a minimal fault plan ({} of {events_before} events, windows and intensities cut) under which the check `{checker}` still fails. Replay: pessimist replay <this file> --seed {seed}.",
+        "Shrunk from {file} seed {seed}: a minimal fault plan ({} of {events_before} events, windows and intensities cut) under which the check `{checker}` still fails the same way (`{kind}`). Replay: pessimist replay <this file> --seed {seed}.",
         current.faults.plan.events.len(),
     );
-    Ok(Shrunk { scenario: current, seed, checker, events_before, runs, budget_spent })
+    Ok(Shrunk {
+        scenario: current,
+        seed,
+        checker,
+        kind,
+        violation,
+        events_before,
+        runs,
+        budget_spent,
+    })
 }
 
 /// The event with its window halved, or `None` when it is instant or already at

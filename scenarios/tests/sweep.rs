@@ -323,7 +323,11 @@ fn shrink_writes_a_smaller_plan_that_still_fails_the_same_check() {
     let output =
         pessimist(&["shrink", SCENARIOS[1], "--seed", "1", "--out", out.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    assert!(text(&output).contains("check durability still fails"), "{}", text(&output));
+    assert!(
+        text(&output).contains("check durability still fails the same way"),
+        "{}",
+        text(&output)
+    );
     let original =
         pessimist_scenarios::load_scenario(&workspace_root().join(SCENARIOS[1])).unwrap();
     let shrunk = pessimist_scenarios::load_scenario(&out).expect("the shrunk scenario loads");
@@ -340,9 +344,13 @@ fn shrink_writes_a_smaller_plan_that_still_fails_the_same_check() {
         after.len() < before.len() || fault_ms(&shrunk) < fault_ms(&original),
         "nothing was shrunk: {after:?}"
     );
-    // The shrunk file replays the failure, and the same check fails.
+    // The shrunk file replays the failure: the same check fails with the same kind of
+    // violation as the original seed's first.
     let outcome = pessimist_sim::run::run_seed(&shrunk, 1);
-    assert!(outcome.checks["durability"].failed(), "{:?}", outcome.checks);
+    let first =
+        pessimist_sim::run::run_seed(&original, 1).checks["durability"].violations[0].clone();
+    let kind = pessimist_sim::check::violation_kind(&first);
+    assert!(outcome.checks["durability"].fails_with_kind(&kind), "{kind}: {:?}", outcome.checks);
     let replay = pessimist(&[
         "run",
         out.to_str().unwrap(),
@@ -426,4 +434,89 @@ fn sweep_shrink_puts_the_shrunk_plan_in_the_report() {
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("shrunk plan (<code>"), "the page shows the shrunk plan");
     let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn hunt_stops_at_the_first_failing_seed_and_shrinks_it_to_a_plan_that_replays() {
+    let out = scratch("hunt");
+    let output = pessimist(&[
+        "hunt",
+        SCENARIOS[1],
+        "--seeds",
+        "50",
+        "--jobs",
+        "2",
+        "--shrink-runs",
+        "40",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let hunt = read_json(&out.join("hunt.json"));
+    let failure = &hunt["failure"];
+    // Seed 1 already loses an acknowledged append: the hunt runs nothing past it.
+    assert_eq!(failure["seed"], 1, "{hunt}");
+    assert_eq!(hunt["seeds_run"], 1, "{hunt}");
+    assert_eq!(failure["check"], "durability");
+    let kind = pessimist_sim::check::violation_kind(failure["violation"].as_str().unwrap());
+    assert_eq!(failure["kind"], kind.as_str());
+    let shrunk = &failure["shrunk"];
+    assert_eq!(shrunk["replays"], true, "{hunt}");
+    assert!(shrunk["events"].as_u64().unwrap() <= shrunk["events_before"].as_u64().unwrap());
+    let scenario = pessimist_scenarios::load_scenario(&out.join("shrunk.json")).unwrap();
+    let again = pessimist_sim::run::run_seed(&scenario, 1);
+    assert!(again.checks["durability"].fails_with_kind(&kind), "{:?}", again.checks);
+    // A scenario that passes: every seed runs, and nothing is found.
+    let passing = pessimist(&[
+        "hunt",
+        SCENARIOS[0],
+        "--seeds",
+        "3",
+        "--out",
+        out.join("passing").to_str().unwrap(),
+    ]);
+    assert_eq!(passing.status.code(), Some(0), "{}", text(&passing));
+    let hunt = read_json(&out.join("passing/hunt.json"));
+    assert_eq!(hunt["seeds_run"], 3);
+    assert!(hunt["failure"].is_null(), "{hunt}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn mutants_reports_a_patch_that_does_not_apply_with_its_own_exit_status() {
+    let base = scratch("mutants-stale");
+    let zoo = base.join("zoo");
+    std::fs::create_dir_all(&zoo).unwrap();
+    // A patch whose context the service code no longer has.
+    std::fs::write(
+        zoo.join("01-stale.patch"),
+        "Bug: a bug in code that was rewritten\nComponent: store\n\
+         Scenario: scenarios/store-partition.json\nSwarm: scenarios/store-swarm.json\n\
+         Check: no_double_count\n\nThe prose.\n\n\
+         diff --git a/core/src/lib.rs b/core/src/lib.rs\n--- a/core/src/lib.rs\n+++ b/core/src/lib.rs\n\
+         @@ -1,3 +1,3 @@\n-this line is in no version of the file\n+a bug\n context\n context\n",
+    )
+    .unwrap();
+    let scratch_copy = base.join("scratch");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["mutants", "--zoo", zoo.to_str().unwrap(), "--out"];
+        args.extend_from_slice(&[base.to_str().unwrap(), "--scratch"]);
+        args.push(scratch_copy.to_str().unwrap());
+        args.extend_from_slice(extra);
+        pessimist(&args)
+    };
+    let output = run(&["--no-baseline"]);
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output));
+    let table = std::fs::read_to_string(base.join("zoo.md")).unwrap();
+    assert!(
+        table.contains("| 01-stale | store | store-partition | **does not apply** |"),
+        "{table}"
+    );
+    let report = read_json(&base.join("zoo.json"));
+    assert_eq!(report["bugs"][0]["state"], "does_not_apply");
+    // Bad input: an unknown bug is refused before anything is copied or built.
+    let unknown = run(&["--bug", "no-such-bug"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(text(&unknown).contains("no bug \"no-such-bug\""), "{}", text(&unknown));
+    let _ = std::fs::remove_dir_all(base);
 }

@@ -227,12 +227,55 @@ impl Verdict {
         self.status == Status::Failed
     }
 
+    /// The kinds of its violations ([`violation_kind`]), in the order found.
+    pub fn violation_kinds(&self) -> Vec<String> {
+        self.violations.iter().map(|violation| violation_kind(violation)).collect()
+    }
+
+    /// Whether this verdict is a failure with a violation of `kind`: the same check failing
+    /// the same way, which is what a shrunk fault plan must keep.
+    pub fn fails_with_kind(&self, kind: &str) -> bool {
+        self.failed() && self.violations.iter().any(|violation| violation_kind(violation) == kind)
+    }
+
     /// The verdict with the distribution `name` attached.
     pub fn with_distribution(mut self, name: &str, distribution: Distribution) -> Verdict {
         let replaced = self.distributions.insert(name.to_string(), distribution);
         assert!(replaced.is_none(), "one distribution per name: {name}");
         self
     }
+}
+
+/// The kind of a violation: its text with every value in it (a word holding a digit: a job
+/// id, a time, a node's number, a hash, a count) replaced by `#`. Checkers write one sentence
+/// per violation with the values filled in, so two violations of the same kind differ only in
+/// their values: `job 12 acked twice (leases 3 and 4)` and `job 7 acked twice (leases 1 and
+/// 9)` are one kind, `job 12 was accepted (202) but never finished` another. Only the first
+/// line counts: what follows it (a linearizability witness's calls) is detail, not kind.
+pub fn violation_kind(violation: &str) -> String {
+    let violation = violation.lines().next().unwrap_or_default();
+    let mut kind = String::with_capacity(violation.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, kind: &mut String| {
+        if word.chars().any(|c| c.is_ascii_digit()) {
+            kind.push('#');
+        } else {
+            kind.push_str(word);
+        }
+        word.clear();
+    };
+    for c in violation.chars() {
+        // A value's word: letters, digits, and the dot of a decimal or the underscore of a name.
+        if c.is_alphanumeric() || c == '.' || c == '_' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut kind);
+            kind.push(c);
+        }
+    }
+    flush(&mut word, &mut kind);
+    assert!(kind.len() <= violation.len(), "a kind is never longer than its violation");
+    kind
 }
 
 /// Adds `{name}_count`, and with any value `{name}_p50`, `_p99` and `_max` (nearest rank), to
@@ -462,6 +505,50 @@ pub(crate) fn need_str<'a>(
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    #[test]
+    fn a_violation_kind_keeps_the_sentence_and_drops_the_values() {
+        let check = |violation: &str, expect: &str| assert_eq!(violation_kind(violation), expect);
+        check("job 12 acked twice (leases 3 and 4)", "job # acked twice (leases # and #)");
+        check(
+            "job 7 was accepted (202) but never finished",
+            "job # was accepted (#) but never finished",
+        );
+        check(
+            "usage/acct-3/120000: writer api-1.2 counted 41 in the final state, but attempted only 40",
+            "usage/acct-#/#: writer api-# counted # in the final state, but attempted only #",
+        );
+        check(
+            "after the heal 0.9412 of uploads were accepted, below 0.95",
+            "after the heal # of uploads were accepted, below #",
+        );
+        check("not linearizable: not linearizable as fifo-queue: prefix has 3 of 9 calls\n  history[4] process 2", "not linearizable: not linearizable as fifo-queue: prefix has # of # calls");
+        check("the run never reached its final dumps", "the run never reached its final dumps");
+        check("", "");
+        // Two violations of one kind, and two of different kinds.
+        assert_eq!(
+            violation_kind("job 1 acked twice (leases 1 and 2)"),
+            violation_kind("job 90 acked twice (leases 17 and 31)")
+        );
+        assert_ne!(
+            violation_kind("job 1 was accepted (202) but never finished"),
+            violation_kind("job 1 crashed workers 4 times, more than max_attempts 3")
+        );
+    }
+
+    #[test]
+    fn a_verdict_fails_with_a_kind_only_when_failed_with_such_a_violation() {
+        let failed = Verdict::from_violations(
+            vec!["job 3 was accepted (202) but never finished".into()],
+            BTreeMap::new(),
+        );
+        assert!(failed.fails_with_kind("job # was accepted (#) but never finished"));
+        assert!(!failed.fails_with_kind("job # acked twice (leases # and #)"));
+        assert_eq!(failed.violation_kinds(), vec!["job # was accepted (#) but never finished"]);
+        let passed = Verdict::from_violations(Vec::new(), BTreeMap::new());
+        assert!(!passed.fails_with_kind(""));
+    }
+
     use super::*;
 
     /// A probe history built event by event, each a millisecond after the last.

@@ -9,7 +9,11 @@
 //!   hash each applied entry carries);
 //! - **apply order**: each node applies in order, from where it recovered or restored;
 //! - **leader completeness**: a new leader holds every entry already committed in an earlier
-//!   term.
+//!   term;
+//! - **no needless stop**: a node stops itself (`raft_stopped`) only when a fault corrupted its
+//!   disk. A node refuses a log whose fsynced records fail their checksums; if it refuses one
+//!   that no fault damaged (a torn tail recovery left in place, then wrote after), its own
+//!   persistence broke it, and a group can lose its quorum that way for good.
 //!
 //! **Invariant:** it sees only the history. A field it needs that is missing or mistyped is a
 //! violation naming the event, never a panic and never skipped in silence.
@@ -245,10 +249,17 @@ pub fn group_event<'a>(event: &'a Event, group: &str) -> Option<(&'a str, &'a st
 /// log matching; (c) each node applies indexes in order without gaps, except across a
 /// snapshot or a restart (`raft_recovered`); (d) a node that becomes leader of term T holds
 /// (by its `last_index`) every entry applied anywhere before it that was committed in a
-/// term below T.
+/// term below T; (e) no node stops itself unless a fault corrupted its disk.
 pub fn raft_safety(events: &[Event], group: &str) -> Verdict {
     let mut watch = RaftWatch::default();
+    // Nodes whose disk a fault corrupted: they may stop, and should.
+    let mut corrupted: BTreeSet<&str> = BTreeSet::new();
     for event in events {
+        if let EventKind::FaultStart { kind, detail, .. } = &event.kind {
+            if kind == "corrupt_disk" {
+                corrupted.extend(detail["node"].as_str());
+            }
+        }
         let Some((node, what, detail)) = group_event(event, group) else { continue };
         let at = event.index;
         let read = match what {
@@ -257,6 +268,13 @@ pub fn raft_safety(events: &[Event], group: &str) -> Verdict {
             "raft_snapshot_restored" => watch.snapshot_restored(node, detail, at),
             "raft_recovered" => {
                 watch.recovered(node);
+                Ok(())
+            }
+            "raft_stopped" if !corrupted.contains(node) => {
+                let reason = detail["reason"].as_str().unwrap_or("no reason given");
+                watch.violations.push(format!(
+                    "{node} stopped itself at event {at} though no fault corrupted its disk: {reason}"
+                ));
                 Ok(())
             }
             _ => Ok(()),
@@ -273,6 +291,30 @@ mod tests {
     use super::*;
     use crate::queue::check::QUEUE_GROUP;
     use crate::queue::test_history::{chain, check, History};
+
+    #[test]
+    fn a_node_may_stop_itself_only_when_a_fault_corrupted_its_disk() {
+        let stopped = |node: &str| EventKind::Internal {
+            node: node.into(),
+            what: "raft_stopped".into(),
+            detail: json!({ "group": QUEUE_GROUP, "reason": "disk: corrupt record" }),
+        };
+        let corrupt = EventKind::FaultStart {
+            fault: 0,
+            kind: "corrupt_disk".into(),
+            detail: json!({ "kind": "corrupt_disk", "node": "queue-2" }),
+        };
+        let events: Vec<Event> = [corrupt, stopped("queue-2"), stopped("queue-3")]
+            .into_iter()
+            .enumerate()
+            .map(|(index, kind)| Event { index: index as u64, time_us: index as u64, kind })
+            .collect();
+        let verdict = raft_safety(&events, QUEUE_GROUP);
+        assert_eq!(
+            verdict.violations,
+            vec!["queue-3 stopped itself at event 2 though no fault corrupted its disk: disk: corrupt record"]
+        );
+    }
 
     #[test]
     fn raft_safety_passes_elections_snapshots_and_restarts() {

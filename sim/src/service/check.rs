@@ -9,9 +9,10 @@
 //!   measured tolerance of the reference's; or a failure where the pill's documented nature
 //!   or the worker's knobs (memory budget, crash trigger) say it must fail. A damaged image
 //!   (`corrupted_image`) may end either way. Figure: thumbnails compared, the largest error.
-//! - [`pill_quarantine`]: no job crashes workers more than `max_attempts` times, and every job
+//! - [`pill_quarantine`]: no job crashes workers more than `max_attempts` times, every job
 //!   that crashed a worker ends failed (where a client knows the job: one whose every upload
-//!   answer was lost is never fetched); figures: crashes, time with the whole fleet down.
+//!   answer was lost is never fetched), and with decode limits on no worker is killed out of
+//!   memory; figures: crashes, time with the whole fleet down.
 //! - [`auth_keys`]: no request is accepted with a key that was never issued, before its
 //!   creation began, or later than the revocation bound (`ttl_ms + refresh_timeout_ms`, in
 //!   true simulated time) after its revocation was acknowledged, naming the key and the
@@ -237,6 +238,10 @@ pub fn thumbnails(events: &[Event], knobs: &Value, side: u32) -> Verdict {
 /// and the time observed.
 pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> Verdict {
     let max_attempts = QueueSettings::from_knobs(knobs).map(|s| s.max_attempts).unwrap_or(1);
+    // With decode limits on, an image over the memory budget is refused before any decoder
+    // runs: no upload may kill a worker out of memory.
+    let decode_limits = WorkerSettings::from_knobs(knobs).unwrap_or_default().decode_limits;
+    let mut out_of_memory = Vec::new();
     let ops = operations(events);
     let finished = finished_jobs(&ops);
     let mut crashes: BTreeMap<u64, u64> = BTreeMap::new();
@@ -256,8 +261,15 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
                 if let Some(job) = detail["job"].as_u64() {
                     *crashes.entry(job).or_default() += 1;
                 }
-                *causes.entry(detail["cause"].as_str().unwrap_or("?").to_string()).or_default() +=
-                    1;
+                let cause = detail["cause"].as_str().unwrap_or("?");
+                if decode_limits && cause == "out_of_memory" {
+                    out_of_memory.push(format!(
+                        "job {} killed {node} out of memory at {} ms with decode limits on",
+                        detail["job"],
+                        event.time_us / 1000
+                    ));
+                }
+                *causes.entry(cause.to_string()).or_default() += 1;
                 down.entry(node).or_insert(event.time_us);
             }
             "crash" => {
@@ -285,7 +297,7 @@ pub fn pill_quarantine(events: &[Event], knobs: &Value, workers: &[String]) -> V
         all_down_us += end_us - since;
     }
     worker_down_us += down.values().map(|since| end_us - since).sum::<u64>();
-    let mut violations = Vec::new();
+    let mut violations = out_of_memory;
     // A job no client learned the id of (every answer to its upload lost) is never fetched:
     // its end cannot be seen, only its crash count.
     let accepted = accepted_jobs(&ops);
@@ -911,6 +923,28 @@ mod tests {
     /// Inside a fault: upload `u1` refused once (429) then accepted 300 ms after its first
     /// try; `u2` refused on its only try; `u3` accepted at once. Per try 2 of 4 were
     /// accepted; per upload, as a user sees it, 2 of 3, the retried one taking 300 ms.
+    #[test]
+    fn an_out_of_memory_kill_fails_the_quarantine_only_with_decode_limits_on() {
+        let crash = |cause: &str| EventKind::Internal {
+            node: "worker-1".into(),
+            what: "worker_crash".into(),
+            detail: json!({ "job": 7, "attempt": 1, "cause": cause }),
+        };
+        let workers = ["worker-1".to_string(), "worker-2".to_string()];
+        let events = at(vec![(100, crash("out_of_memory"))]);
+        let limits_on = pill_quarantine(&events, &json!({}), &workers);
+        assert!(!limits_on.passed());
+        assert_eq!(
+            limits_on.violations,
+            vec!["job 7 killed worker-1 out of memory at 100 ms with decode limits on"]
+        );
+        let limits_off = json!({ "worker": { "decode_limits": false } });
+        assert!(pill_quarantine(&events, &limits_off, &workers).passed());
+        // The crash trigger is an unknown decoder bug: limits cannot stop it.
+        assert!(pill_quarantine(&at(vec![(100, crash("crash_trigger"))]), &json!({}), &workers)
+            .passed());
+    }
+
     #[test]
     fn a_fault_counts_tries_and_uploads_with_their_retries() {
         let fault = json!({ "kind": "crash", "node": "api-1" });
