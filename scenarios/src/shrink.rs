@@ -14,6 +14,7 @@
 //! **Invariant:** every candidate is a valid scenario (it is validated before it runs), and
 //! the result is a pure function of the scenario, the seed, the target and the budget.
 
+#[cfg(madsim)]
 use pessimist_sim::check::violation_kind;
 use pessimist_sim::fault::{Fault, FaultEvent};
 use pessimist_sim::scenario::Scenario;
