@@ -206,11 +206,15 @@ impl LinkFaults {
     /// one, drawing nothing from `rng`), counted in the link's tally. A transport's name on
     /// the wire may extend its node's (`api-1/queue`, the API server's queue clients): rules
     /// and tallies are by node.
-    pub fn judge(&self, from: &str, to: &str, rng: &mut impl Rng) -> Verdict {
+    /// The RNG is locked only when a rule applies.
+    pub fn judge<R: Rng>(&self, from: &str, to: &str, rng: &Mutex<R>) -> Verdict {
         let (from, to) = (node_of(from), node_of(to));
         let mut table = self.lock();
         let (verdict, judged) = match table.rule(from, to) {
-            Some(rule) => rule.judge_noting(rng),
+            Some(rule) => {
+                let mut rng = rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                rule.judge_noting(&mut *rng)
+            }
             None => (Verdict::Pass, Judged::default()),
         };
         let tally = match table.tallies.get_mut(from).and_then(|to_tally| to_tally.get_mut(to)) {

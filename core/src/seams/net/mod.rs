@@ -317,11 +317,7 @@ impl<M: Message> Transport<M> {
         connection: &Arc<Connection<M>>,
         wire: &Wire<&M>,
     ) -> Result<(), NetError> {
-        let verdict = self.shared.faults.judge(
-            &self.shared.me,
-            &connection.peer,
-            &mut *lock(&self.shared.rng),
-        );
+        let verdict = self.shared.faults.judge(&self.shared.me, &connection.peer, &self.shared.rng);
         match verdict {
             Verdict::Pass => connection.write(wire).await,
             Verdict::Drop => Ok(()),

@@ -48,16 +48,16 @@ fn link_rules_merge_and_clear() {
 #[test]
 fn judging_tallies_each_link_by_node_and_healing_keeps_the_tallies() {
     let faults = LinkFaults::default();
-    let mut rng = SeededRng::seed_from_u64(1);
+    let rng = std::sync::Mutex::new(SeededRng::seed_from_u64(1));
     // No rule: every frame passes and is counted.
-    assert_eq!(faults.judge("a", "b", &mut rng), Verdict::Pass);
+    assert_eq!(faults.judge("a", "b", &rng), Verdict::Pass);
     // A node's rule applies to every transport of the node (`a/queue` is node a's).
     faults.set_link("a", "b", LinkRule { delay_ms: 3, ..LinkRule::default() });
     faults.set_every_link(LinkRule { duplicate_probability: 1.0, ..LinkRule::default() });
     let delayed = Verdict::Deliver { after: Duration::from_millis(3), copies: 2 };
-    assert_eq!(faults.judge("a/queue", "b", &mut rng), delayed);
+    assert_eq!(faults.judge("a/queue", "b", &rng), delayed);
     faults.set_every_link(LinkRule { drop_probability: 1.0, ..LinkRule::default() });
-    assert_eq!(faults.judge("b", "a/queue", &mut rng), Verdict::Drop);
+    assert_eq!(faults.judge("b", "a/queue", &rng), Verdict::Drop);
     faults.heal();
     let tallies = faults.tallies();
     let a_b = LinkTally { sent: 2, delayed: 1, duplicated: 1, ..LinkTally::default() };
