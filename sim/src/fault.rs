@@ -50,6 +50,10 @@ pub enum Fault {
     FrameLoss { probability: f64 },
     /// Kill the node's process; it restarts when the fault ends. Un-fsynced writes are lost.
     Crash { node: String },
+    /// Kill the node as its next fsync (from the fault's start) begins, its writes still
+    /// pending: the crash lands in the window a persistence-order bug needs. It restarts when
+    /// the fault ends; a node that makes no fsync in the window is not killed (vacuous).
+    CrashInFsync { node: String },
     /// Stop scheduling the node (a long GC pause or a VM migration); it resumes at the end.
     Pause { node: String },
     /// Multiply the node's disk latencies by `factor` (10 to 1000: a gray failure).
@@ -98,6 +102,7 @@ pub const FAULT_KINDS: &[&str] = &[
     "reorder",
     "frame_loss",
     "crash",
+    "crash_in_fsync",
     "pause",
     "slow_disk",
     "disk_stall",
@@ -126,6 +131,7 @@ impl Fault {
             Fault::Reorder { .. } => "reorder",
             Fault::FrameLoss { .. } => "frame_loss",
             Fault::Crash { .. } => "crash",
+            Fault::CrashInFsync { .. } => "crash_in_fsync",
             Fault::Pause { .. } => "pause",
             Fault::SlowDisk { .. } => "slow_disk",
             Fault::DiskStall { .. } => "disk_stall",
@@ -150,6 +156,7 @@ impl Fault {
         match self {
             Fault::Isolate { node }
             | Fault::Crash { node }
+            | Fault::CrashInFsync { node }
             | Fault::Pause { node }
             | Fault::SlowDisk { node, .. }
             | Fault::DiskStall { node }
@@ -180,6 +187,7 @@ impl Fault {
         match self {
             Fault::Isolate { node }
             | Fault::Crash { node }
+            | Fault::CrashInFsync { node }
             | Fault::Pause { node }
             | Fault::SlowDisk { node, .. }
             | Fault::DiskStall { node }
@@ -541,6 +549,7 @@ fn draw_fault(kind: &str, nodes: &[String], rng: &mut SeededRng) -> Fault {
         },
         "frame_loss" => Fault::FrameLoss { probability: rng.random_range(0.001..0.05) },
         "crash" => Fault::Crash { node: pick(rng) },
+        "crash_in_fsync" => Fault::CrashInFsync { node: pick(rng) },
         "pause" => Fault::Pause { node: pick(rng) },
         "slow_disk" => {
             Fault::SlowDisk { node: pick(rng), factor: [10, 100, 1000][rng.random_range(0..3)] }
@@ -567,9 +576,9 @@ fn draw_fault(kind: &str, nodes: &[String], rng: &mut SeededRng) -> Fault {
 }
 
 /// Torn writes and corruption show only when the node next restarts: torn writes need a crash
-/// while they are armed, damaged durable data is read only by recovery. A swarm that drew them
-/// at a random time would rarely see either, so each comes with a crash of its node: inside
-/// the torn-write window, or shortly after the corruption. `None` for other faults, or when no
+/// while writes are pending, damaged durable data is read only by recovery. A swarm that drew
+/// them at a random time would rarely see either, so each comes with a crash of its node: in
+/// its next fsync inside the torn-write window, or shortly after the corruption. `None` for other faults, or when no
 /// crash fits in the fault phase.
 fn crash_to_reveal(
     fault: &Fault,
@@ -578,17 +587,21 @@ fn crash_to_reveal(
     faults_ms: u64,
     rng: &mut SeededRng,
 ) -> Option<FaultEvent> {
-    let (node, crash_at_ms) = match fault {
-        Fault::TornWrites { node } => {
-            (node, at_ms + rng.random_range(0..duration_ms.unwrap_or(1).max(1)))
+    let (crash, crash_at_ms) = match fault {
+        // In an fsync: the moment the node has appended and not yet made durable.
+        Fault::TornWrites { node } => (
+            Fault::CrashInFsync { node: node.clone() },
+            at_ms + rng.random_range(0..duration_ms.unwrap_or(1).max(1)),
+        ),
+        Fault::CorruptDisk { node, .. } => {
+            (Fault::Crash { node: node.clone() }, at_ms + rng.random_range(100..2_000))
         }
-        Fault::CorruptDisk { node, .. } => (node, at_ms + rng.random_range(100..2_000)),
         _ => return None,
     };
     (crash_at_ms < faults_ms).then(|| FaultEvent {
         at_ms: crash_at_ms,
         duration_ms: Some(rng.random_range(500..3_000)),
-        fault: Fault::Crash { node: node.clone() },
+        fault: crash,
     })
 }
 
@@ -737,7 +750,8 @@ mod tests {
             for seed in 0..50 {
                 let plan = swarm_plan(&settings, &nodes(), 60_000, &mut rng_for(seed, "swarm"));
                 let fault = plan.events.iter().find(|e| e.fault.kind() == kind).unwrap();
-                let Some(crash) = plan.events.iter().find(|e| e.fault.kind() == "crash") else {
+                let crash_kind = if kind == "torn_writes" { "crash_in_fsync" } else { "crash" };
+                let Some(crash) = plan.events.iter().find(|e| e.fault.kind() == crash_kind) else {
                     continue;
                 };
                 paired += 1;

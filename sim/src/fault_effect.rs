@@ -17,7 +17,8 @@
 //!   (every link): frames duplicated, held back for reordering, dropped;
 //! - crash and pause: whether the node was running when the fault struck, and the bytes its
 //!   crash lost (written, not fsynced); a power loss: how many of its nodes were running, and
-//!   the bytes lost on all of them;
+//!   the bytes lost on all of them; a crash in an fsync: whether the node made one in the
+//!   window (and was killed in it), and the bytes then pending;
 //! - slow disk, disk stall: operations slowed or stalled; torn writes: crashes that kept a torn
 //!   tail; disk corruption: whether a bit was flipped in durable data; I/O errors: writes and
 //!   fsyncs failed (and the bytes failed fsyncs dropped); a full disk: writes refused;
@@ -134,6 +135,14 @@ pub fn effect(
         Fault::Pause { .. } => {
             Effect { bit: struck.was_running, detail: json!({ "was_running": struck.was_running }) }
         }
+        Fault::CrashInFsync { .. } => Effect {
+            bit: disk.fsyncs_trapped > disk_before.fsyncs_trapped,
+            detail: json!({
+                "crashed_in_fsync": disk.fsyncs_trapped > disk_before.fsyncs_trapped,
+                "pending_bytes_lost":
+                    disk.pending_bytes_at_trap - disk_before.pending_bytes_at_trap,
+            }),
+        },
         Fault::PowerLoss { .. } => Effect {
             bit: struck.nodes_running > 0,
             detail: json!({

@@ -30,7 +30,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use pessimist_core::history::{EventKind, History, Recorder};
 use pessimist_core::node::NodeContext;
 use pessimist_core::seams::clock::{Clock, ClockControl};
-use pessimist_core::seams::disk::{DiskControl, DiskTiming, SimDisk};
+use pessimist_core::seams::disk::{DiskControl, DiskTiming, FsyncTrap, SimDisk};
 use pessimist_core::seams::net::{AddressBook, LinkFaults};
 use pessimist_core::seams::rng::rng_for;
 use serde_json::json;
@@ -291,6 +291,7 @@ impl World {
                 }
             }
             Fault::DiskErrors { .. } | Fault::DiskFull { .. } => self.apply_disks(),
+            Fault::CrashInFsync { node } => self.arm_fsync_crash(node),
             Fault::Pause { node } => {
                 let server = self.servers.get_mut(node).expect("validated node");
                 if !server.paused {
@@ -366,6 +367,14 @@ impl World {
                 }
             }
             Fault::DiskErrors { .. } | Fault::DiskFull { .. } => self.apply_disks(),
+            Fault::CrashInFsync { node } => {
+                let server = self.servers.get_mut(node).expect("validated node");
+                if server.disk.set_fsync_trap(None).is_none() {
+                    // The trap sprang: the node died in an fsync and is restarted now.
+                    server.crashed = true;
+                    self.restart_unless_still_crashed(node);
+                }
+            }
             Fault::Pause { node } => {
                 let still_paused = self
                     .active
@@ -416,6 +425,21 @@ impl World {
             }
         }
         assert!(self.active.is_empty(), "heal_all left a fault active");
+    }
+
+    /// Arms `node`'s disk to kill the node as its next fsync begins: the kill comes from the
+    /// node's own task, inside the fsync, its writes pending. The node stays down (held, as a
+    /// crash holds it) until the fault ends.
+    fn arm_fsync_crash(&mut self, node: &str) {
+        let server = &self.servers[node];
+        let (id, held_down) = (server.handle.id(), server.held_down.clone());
+        let (history, name) = (self.history.clone(), node.to_string());
+        let trap: FsyncTrap = Box::new(move || {
+            held_down.store(true, Ordering::Release);
+            history.internal(&name, "crash", json!({ "in": "fsync" }));
+            Handle::current().kill(id);
+        });
+        server.disk.set_fsync_trap(Some(trap));
     }
 
     /// Restarts `node` after a crash or power loss ended, unless another one still holds it

@@ -455,6 +455,9 @@ struct SimDiskState {
     error_probability: f64,
     /// Every write is refused for want of space (fsyncs of what was written still succeed).
     full: bool,
+    /// Called by the next fsync as it begins, which then never completes: the nemesis's way
+    /// to crash the node in the middle of an fsync.
+    fsync_trap: Option<Trap>,
     /// Latency owed but not yet slept: madsim's smallest sleep is 1 ms, so sub-millisecond
     /// costs accumulate here until they add up to a sleep.
     latency_debt_us: u64,
@@ -482,6 +485,20 @@ pub struct DiskStats {
     pub bytes_dropped_by_fsync_errors: u64,
     /// Writes refused because the disk was full.
     pub full_refusals: u64,
+    /// Fsyncs an armed trap caught, and the bytes pending when it did.
+    pub fsyncs_trapped: u64,
+    pub pending_bytes_at_trap: u64,
+}
+
+/// What an armed fsync trap does when it springs (the nemesis kills the node).
+pub type FsyncTrap = Box<dyn FnOnce() + Send>;
+
+struct Trap(FsyncTrap);
+
+impl std::fmt::Debug for Trap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Trap")
+    }
 }
 
 /// A node's disk kept in memory. The state lives outside the node, so it survives the node's
@@ -504,6 +521,7 @@ impl SimDisk {
             torn_writes: false,
             error_probability: 0.0,
             full: false,
+            fsync_trap: None,
             latency_debt_us: 0,
             rng,
             stats: DiskStats::default(),
@@ -588,6 +606,22 @@ impl SimDisk {
     }
 
     async fn fsync(&self, file: &str) -> Result<(), DiskError> {
+        let trap = {
+            let mut state = self.lock();
+            let trap = state.fsync_trap.take();
+            if trap.is_some() {
+                let pending: usize =
+                    state.files.values().flat_map(|f| &f.pending).map(PendingWrite::len).sum();
+                state.stats.fsyncs_trapped += 1;
+                state.stats.pending_bytes_at_trap += pending as u64;
+            }
+            trap
+        };
+        if let Some(Trap(trap)) = trap {
+            // The node dies here, its writes still pending: this fsync never returns.
+            trap();
+            std::future::pending::<()>().await;
+        }
         let fsync_latency_us = {
             let mut state = self.lock();
             let (min, max) = (state.timing.fsync_latency_us_min, state.timing.fsync_latency_us_max);
@@ -678,6 +712,13 @@ impl DiskControl {
     /// Fills the disk (every write refused with [`DiskError::Full`]) or frees it.
     pub fn set_full(&self, full: bool) {
         self.disk.lock().full = full;
+    }
+
+    /// Arms a trap the node's next fsync springs as it begins (before anything is durable),
+    /// and which then never returns; `None` disarms. Returns the trap that was armed and
+    /// did not spring.
+    pub fn set_fsync_trap(&self, trap: Option<FsyncTrap>) -> Option<FsyncTrap> {
+        std::mem::replace(&mut self.disk.lock().fsync_trap, trap.map(Trap)).map(|Trap(trap)| trap)
     }
 
     /// Returns latency to healthy and ends any stall. Torn writes stay as set.
@@ -966,6 +1007,29 @@ mod crash_tests {
             let stats = control.stats();
             assert_eq!(stats.io_errors, 2);
             assert_eq!(stats.bytes_dropped_by_fsync_errors, (RECORD_HEADER_BYTES + 4) as u64);
+        });
+    }
+
+    #[test]
+    fn an_fsync_trap_springs_once_before_anything_is_durable() {
+        in_simulation(5, async {
+            let (disk, control) = SimDisk::new(DiskTiming::default(), rng_for(5, "disk"));
+            let disk = Disk::Sim(disk);
+            disk.append("log", b"pending").await.unwrap();
+            let sprung = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = sprung.clone();
+            let trap: FsyncTrap =
+                Box::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+            assert!(control.set_fsync_trap(Some(trap)).is_none());
+            let stuck = tokio::time::timeout(Duration::from_secs(5), disk.fsync("log")).await;
+            assert!(stuck.is_err(), "a trapped fsync never returns");
+            assert!(sprung.load(std::sync::atomic::Ordering::SeqCst));
+            assert!(control.durable_bytes("log").is_empty(), "nothing became durable");
+            let stats = control.stats();
+            assert_eq!((stats.fsyncs_trapped, stats.pending_bytes_at_trap), (1, 19));
+            // Sprung once: the next fsync goes through, and nothing is left armed.
+            disk.fsync("log").await.unwrap();
+            assert!(control.set_fsync_trap(None).is_none());
         });
     }
 
