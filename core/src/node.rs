@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::history::Recorder;
 use crate::seams::clock::Clock;
-use crate::seams::disk::Disk;
+use crate::seams::disk::{Disk, DiskError};
 use crate::seams::net::{AddressBook, Inbox, LinkFaults, Message, Transport, TransportOptions};
 use crate::seams::rng::{rng_for, SeededRng};
 
@@ -92,5 +92,34 @@ pub trait KnobSettings: DeserializeOwned + Default {
             true => message,
             false => format!("{field}: {message}"),
         })
+    }
+}
+
+/// How the message of a process exit modelled as a panic starts, so a runner can keep such
+/// expected panics out of its output.
+pub const EXIT_PANIC_PREFIX: &str = "process exited";
+
+/// Ends the node's process now, as a crash would: in the simulation a panic, which kills the
+/// node (all its tasks and sockets) and restarts it after a while, as a supervisor would; in
+/// the real build an abort, after which the cluster's supervisor restarts the process.
+pub fn exit_process(why: &str) -> ! {
+    #[cfg(madsim)]
+    panic!("{EXIT_PANIC_PREFIX}: {why}");
+    #[cfg(not(madsim))]
+    {
+        eprintln!("{EXIT_PANIC_PREFIX}: {why}");
+        std::process::abort()
+    }
+}
+
+/// What every durable component does when a write or an fsync of its log fails: it records
+/// `disk_write_failed` and exits, so that it restarts and recovers from what the disk really
+/// holds. After a failed fsync the page cache may have dropped the writes it covered while a
+/// retry reports success (Linux's "fsyncgate"); carrying on would acknowledge what is not
+/// durable. Any other error (a corrupt record, a bad name) is returned to the caller.
+pub fn exit_on_write_failure(recorder: &Recorder, error: &DiskError) {
+    if error.is_write_failure() {
+        recorder.record("disk_write_failed", serde_json::json!({ "error": error.to_string() }));
+        exit_process(&format!("disk: {error}"));
     }
 }

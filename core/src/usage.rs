@@ -25,8 +25,9 @@
 //! History events (internal): `usage_started` (writer, how it recovered), `usage_counted`
 //! (account, key, writer, job, whether it was logged), `usage_flushed` (batch, keys written,
 //! the totals acknowledged), `usage_log_lost` (unreadable at a restart: a new writer starts)
-//! and `usage_log_failed` (an append or fsync failed: the server refuses new jobs, as a
-//! database stops on a failed fsync, until a restart recovers what is durable).
+//! and `usage_log_failed` (the log failed: the server refuses new jobs; a failed append or
+//! fsync ends the process, as a database stops on a failed fsync, and the restart recovers
+//! what is durable).
 //!
 //! **Invariant:** with the log on, a count is durable before the request it counts is
 //! answered; a writer's totals never decrease, and a writer id is never reused with totals
@@ -41,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::history::Recorder;
-use crate::node::{KnobSettings, NodeContext};
+use crate::node::{exit_on_write_failure, KnobSettings, NodeContext};
 use crate::seams::clock::Clock;
 use crate::seams::disk::{Disk, DiskError};
 use crate::store::client::{ClientOptions, StoreClient, Writer};
@@ -147,7 +148,11 @@ struct Recovered {
 }
 
 /// Reads the snapshot and the log. `Ok(writer: None)` when there is neither.
-async fn recover(disk: &Disk) -> Result<Recovered, String> {
+async fn recover(disk: &Disk, recorder: &Recorder) -> Result<Recovered, String> {
+    let write_failed = |error: DiskError| {
+        exit_on_write_failure(recorder, &error);
+        error.to_string()
+    };
     let decode_error = |file: &str, error: postcard::Error| format!("{file}: {error}");
     let mut found = Recovered::default();
     let snapshots = disk.read(SNAPSHOT_FILE).await.map_err(|e| e.to_string())?;
@@ -183,8 +188,8 @@ async fn recover(disk: &Disk) -> Result<Recovered, String> {
     found.torn_tail_bytes = log.torn_tail_bytes;
     if log.torn_tail_bytes > 0 {
         // A torn record was never fsynced, so never answered: cut it off before appending.
-        disk.rewrite(LOG_FILE, &log.records).await.map_err(|e| e.to_string())?;
-        disk.fsync(LOG_FILE).await.map_err(|e| e.to_string())?;
+        disk.rewrite(LOG_FILE, &log.records).await.map_err(write_failed)?;
+        disk.fsync(LOG_FILE).await.map_err(write_failed)?;
     }
     Ok(found)
 }
@@ -246,7 +251,7 @@ impl Usage {
         let mut log_ready = false;
         let mut how = "fresh";
         if settings.log {
-            match recover(&context.disk).await {
+            match recover(&context.disk, &recorder).await {
                 Ok(found) if found.writer.is_some() => {
                     how = "recovered";
                     recovered = found;
@@ -257,7 +262,7 @@ impl Usage {
                         how = "log_lost";
                         recorder.record("usage_log_lost", json!({ "reason": reason }));
                     }
-                    match start_log(&context.disk, &fresh_id).await {
+                    match start_log(&context.disk, &fresh_id, &recorder).await {
                         Ok(()) => log_ready = true,
                         Err(reason) => {
                             recorder.record("usage_log_failed", json!({ "reason": reason }))
@@ -374,11 +379,14 @@ impl Usage {
         );
     }
 
-    /// The log failed: new jobs are refused from now on.
+    /// The log failed: new jobs are refused from now on. A failed write or fsync ends the
+    /// process instead (see [`exit_on_write_failure`]): the counts the failed fsync covered
+    /// may be gone while later records' running totals would include them.
     fn fail(&self, error: &DiskError) -> String {
         if !self.failed.swap(true, Ordering::AcqRel) {
             self.recorder.record("usage_log_failed", json!({ "reason": error.to_string() }));
         }
+        exit_on_write_failure(&self.recorder, error);
         format!("the usage log failed: {error}")
     }
 
@@ -506,8 +514,11 @@ impl Usage {
 
 /// Starts a new log for writer `id`: the old snapshot and log removed, the writer record
 /// fsynced.
-async fn start_log(disk: &Disk, id: &str) -> Result<(), String> {
-    let step = |error: DiskError| error.to_string();
+async fn start_log(disk: &Disk, id: &str, recorder: &Recorder) -> Result<(), String> {
+    let step = |error: DiskError| {
+        exit_on_write_failure(recorder, &error);
+        error.to_string()
+    };
     disk.remove(SNAPSHOT_FILE).await.map_err(step)?;
     disk.remove(LOG_FILE).await.map_err(step)?;
     disk.append(LOG_FILE, &encode(&LogRecord::Writer { id: id.to_string() }))

@@ -125,20 +125,9 @@ impl WorkerSettings {
     }
 }
 
-/// How the message of a modelled crash starts, so a runner can keep such expected panics out
-/// of its output.
-pub const CRASH_PANIC_PREFIX: &str = "worker process crashed";
-
-/// Ends the worker's process now, as a crash would: in the simulation a panic, which kills the
-/// node (all its tasks and sockets) and restarts it; in the real build an abort.
+/// Ends the worker's process now, as a crash would (see [`crate::node::exit_process`]).
 pub fn crash_process(why: &str) -> ! {
-    #[cfg(madsim)]
-    panic!("{CRASH_PANIC_PREFIX}: {why}");
-    #[cfg(not(madsim))]
-    {
-        eprintln!("{CRASH_PANIC_PREFIX}: {why}");
-        std::process::abort()
-    }
+    crate::node::exit_process(&format!("worker: {why}"))
 }
 
 /// Runs a worker: `cores` lease loops.

@@ -44,8 +44,14 @@ pub fn weaker(fault: &Fault) -> Option<Fault> {
     let mut weaker = fault.clone();
     match &mut weaker {
         Fault::PacketLoss { rate } => *rate = halve_probability(*rate)?,
-        Fault::Duplicate { probability } | Fault::FrameLoss { probability } => {
-            *probability = halve_probability(*probability)?
+        Fault::Duplicate { probability }
+        | Fault::FrameLoss { probability }
+        | Fault::DiskErrors { probability, .. } => *probability = halve_probability(*probability)?,
+        Fault::PowerLoss { nodes } => {
+            if nodes.len() < 2 {
+                return None;
+            }
+            nodes.pop();
         }
         Fault::Reorder { probability, window_ms } => {
             if *window_ms >= 2 {
@@ -290,6 +296,8 @@ mod tests {
             Fault::LatencySpike { min_ms: 100, max_ms: 600 },
             Fault::LinkDelay { from: "a".into(), to: "b".into(), delay_ms: 400, jitter_ms: 90 },
             Fault::SlowDisk { node: "a".into(), factor: 1000 },
+            Fault::DiskErrors { node: "a".into(), probability: 0.2 },
+            Fault::PowerLoss { nodes: vec!["a".into(), "b".into(), "c".into()] },
             Fault::ClockOffset { node: "a".into(), offset_ms: -30_000 },
             Fault::ClockDrift { node: "a".into(), drift_ppm: 50_000 },
             Fault::ClockJump { node: "a".into(), delta_ms: 60_000 },

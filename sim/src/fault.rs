@@ -50,6 +50,10 @@ pub enum Fault {
     FrameLoss { probability: f64 },
     /// Kill the node's process; it restarts when the fault ends. Un-fsynced writes are lost.
     Crash { node: String },
+    /// Kill the node as its next fsync (from the fault's start) begins, its writes still
+    /// pending: the crash lands in the window a persistence-order bug needs. It restarts when
+    /// the fault ends; a node that makes no fsync in the window is not killed (vacuous).
+    CrashInFsync { node: String },
     /// Stop scheduling the node (a long GC pause or a VM migration); it resumes at the end.
     Pause { node: String },
     /// Multiply the node's disk latencies by `factor` (10 to 1000: a gray failure).
@@ -58,6 +62,14 @@ pub enum Fault {
     DiskStall { node: String },
     /// While active, a crash of the node leaves a torn prefix of its pending writes.
     TornWrites { node: String },
+    /// Fail each of the node's disk writes and fsyncs with this chance (an I/O error). A
+    /// failed fsync drops the writes it covered, as Linux's page cache does.
+    DiskErrors { node: String, probability: f64 },
+    /// Refuse every disk write of the node for want of space.
+    DiskFull { node: String },
+    /// Kill every node named at the same instant (a power loss of a rack or a data centre);
+    /// they restart when the fault ends. Un-fsynced writes are lost on each.
+    PowerLoss { nodes: Vec<String> },
     /// Flip one bit in the node's durable data (in `file`, or a file at random).
     CorruptDisk {
         node: String,
@@ -90,11 +102,15 @@ pub const FAULT_KINDS: &[&str] = &[
     "reorder",
     "frame_loss",
     "crash",
+    "crash_in_fsync",
     "pause",
     "slow_disk",
     "disk_stall",
     "torn_writes",
     "corrupt_disk",
+    "disk_errors",
+    "disk_full",
+    "power_loss",
     "clock_offset",
     "clock_drift",
     "clock_jump",
@@ -115,11 +131,15 @@ impl Fault {
             Fault::Reorder { .. } => "reorder",
             Fault::FrameLoss { .. } => "frame_loss",
             Fault::Crash { .. } => "crash",
+            Fault::CrashInFsync { .. } => "crash_in_fsync",
             Fault::Pause { .. } => "pause",
             Fault::SlowDisk { .. } => "slow_disk",
             Fault::DiskStall { .. } => "disk_stall",
             Fault::TornWrites { .. } => "torn_writes",
             Fault::CorruptDisk { .. } => "corrupt_disk",
+            Fault::DiskErrors { .. } => "disk_errors",
+            Fault::DiskFull { .. } => "disk_full",
+            Fault::PowerLoss { .. } => "power_loss",
             Fault::ClockOffset { .. } => "clock_offset",
             Fault::ClockDrift { .. } => "clock_drift",
             Fault::ClockJump { .. } => "clock_jump",
@@ -136,14 +156,18 @@ impl Fault {
         match self {
             Fault::Isolate { node }
             | Fault::Crash { node }
+            | Fault::CrashInFsync { node }
             | Fault::Pause { node }
             | Fault::SlowDisk { node, .. }
             | Fault::DiskStall { node }
             | Fault::TornWrites { node }
             | Fault::CorruptDisk { node, .. }
+            | Fault::DiskErrors { node, .. }
+            | Fault::DiskFull { node }
             | Fault::ClockOffset { node, .. }
             | Fault::ClockDrift { node, .. }
             | Fault::ClockJump { node, .. } => vec![node],
+            Fault::PowerLoss { nodes } => nodes.iter().map(String::as_str).collect(),
             Fault::Partition { groups } => groups.iter().flatten().map(String::as_str).collect(),
             Fault::OneWay { from, to } | Fault::LinkDelay { from, to, .. } => vec![from, to],
             Fault::Bridge { bridge, sides } => std::iter::once(bridge.as_str())
@@ -163,11 +187,14 @@ impl Fault {
         match self {
             Fault::Isolate { node }
             | Fault::Crash { node }
+            | Fault::CrashInFsync { node }
             | Fault::Pause { node }
             | Fault::SlowDisk { node, .. }
             | Fault::DiskStall { node }
             | Fault::TornWrites { node }
             | Fault::CorruptDisk { node, .. }
+            | Fault::DiskErrors { node, .. }
+            | Fault::DiskFull { node }
             | Fault::ClockOffset { node, .. }
             | Fault::ClockDrift { node, .. }
             | Fault::ClockJump { node, .. } => Some(node),
@@ -186,6 +213,14 @@ impl Fault {
         };
         match self {
             Fault::PacketLoss { rate } => probability("rate", *rate),
+            Fault::DiskErrors { probability: p, .. } => probability("probability", *p),
+            Fault::PowerLoss { nodes } => {
+                let distinct: BTreeSet<&String> = nodes.iter().collect();
+                if nodes.is_empty() || distinct.len() < nodes.len() {
+                    return Err(("nodes".into(), "must name at least one node, each once".into()));
+                }
+                Ok(())
+            }
             Fault::Duplicate { probability: p } | Fault::FrameLoss { probability: p } => {
                 probability("probability", *p)
             }
@@ -433,17 +468,31 @@ pub fn swarm_plan(
     }
     let count = rng.random_range(1..=settings.events_max);
     let mut events = Vec::with_capacity(count);
+    // A node whose fsynced data is corrupt stops for good: one such node per role, so every
+    // group keeps a majority and the run stays within the faults its design tolerates.
+    let mut corrupted_roles: BTreeSet<&str> = BTreeSet::new();
     for _ in 0..count {
         let kind = *enabled.choose(rng).expect("enabled is not empty");
         let at_ms = rng.random_range(0..faults_ms);
         let duration_ms = rng.random_range(settings.duration_ms[0]..=settings.duration_ms[1]);
         let mut fault = draw_fault(kind, nodes, rng);
-        if settings.leader_probability > 0.0 && rng.random_bool(settings.leader_probability) {
+        if let Fault::CorruptDisk { node, .. } = &fault {
+            let role = role_of(nodes.iter().find(|n| *n == node).expect("drawn from nodes"));
+            if !corrupted_roles.insert(role) {
+                continue;
+            }
+        } else if settings.leader_probability > 0.0
+            && !matches!(fault, Fault::TornWrites { .. })
+            && rng.random_bool(settings.leader_probability)
+        {
             if let Some(node) = fault.single_target_mut() {
                 *node = LEADER.to_string();
             }
         }
         let duration_ms = (!fault.is_instant()).then_some(duration_ms);
+        if let Some(crash) = crash_to_reveal(&fault, at_ms, duration_ms, faults_ms, rng) {
+            events.push(crash);
+        }
         events.push(FaultEvent { at_ms, duration_ms, fault });
     }
     events.sort_by_key(|event| event.at_ms);
@@ -500,6 +549,7 @@ fn draw_fault(kind: &str, nodes: &[String], rng: &mut SeededRng) -> Fault {
         },
         "frame_loss" => Fault::FrameLoss { probability: rng.random_range(0.001..0.05) },
         "crash" => Fault::Crash { node: pick(rng) },
+        "crash_in_fsync" => Fault::CrashInFsync { node: pick(rng) },
         "pause" => Fault::Pause { node: pick(rng) },
         "slow_disk" => {
             Fault::SlowDisk { node: pick(rng), factor: [10, 100, 1000][rng.random_range(0..3)] }
@@ -507,6 +557,11 @@ fn draw_fault(kind: &str, nodes: &[String], rng: &mut SeededRng) -> Fault {
         "disk_stall" => Fault::DiskStall { node: pick(rng) },
         "torn_writes" => Fault::TornWrites { node: pick(rng) },
         "corrupt_disk" => Fault::CorruptDisk { node: pick(rng), file: None },
+        "disk_errors" => {
+            Fault::DiskErrors { node: pick(rng), probability: rng.random_range(0.01..0.3) }
+        }
+        "disk_full" => Fault::DiskFull { node: pick(rng) },
+        "power_loss" => Fault::PowerLoss { nodes: draw_power_loss(nodes, rng) },
         "clock_offset" => {
             Fault::ClockOffset { node: pick(rng), offset_ms: rng.random_range(-30_000..30_000) }
         }
@@ -518,6 +573,59 @@ fn draw_fault(kind: &str, nodes: &[String], rng: &mut SeededRng) -> Fault {
         }
         other => panic!("swarm settings were validated, yet name fault kind {other:?}"),
     }
+}
+
+/// Torn writes and corruption show only when the node next restarts: torn writes need a crash
+/// while writes are pending, damaged durable data is read only by recovery. A swarm that drew
+/// them at a random time would rarely see either, so each comes with a crash of its node: in
+/// its next fsync inside the torn-write window, or shortly after the corruption. `None` for other faults, or when no
+/// crash fits in the fault phase.
+fn crash_to_reveal(
+    fault: &Fault,
+    at_ms: u64,
+    duration_ms: Option<u64>,
+    faults_ms: u64,
+    rng: &mut SeededRng,
+) -> Option<FaultEvent> {
+    let (crash, crash_at_ms) = match fault {
+        // In an fsync: the moment the node has appended and not yet made durable.
+        Fault::TornWrites { node } => (
+            Fault::CrashInFsync { node: node.clone() },
+            at_ms + rng.random_range(0..duration_ms.unwrap_or(1).max(1)),
+        ),
+        Fault::CorruptDisk { node, .. } => {
+            (Fault::Crash { node: node.clone() }, at_ms + rng.random_range(100..2_000))
+        }
+        _ => return None,
+    };
+    (crash_at_ms < faults_ms).then(|| FaultEvent {
+        at_ms: crash_at_ms,
+        duration_ms: Some(rng.random_range(500..3_000)),
+        fault: crash,
+    })
+}
+
+/// A node's role as its name tells it: the name without its trailing `-N` (`queue-2` is a
+/// `queue`).
+fn role_of(node: &str) -> &str {
+    node.trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('-')
+}
+
+/// The nodes a correlated power loss takes down: a majority or all of the nodes of one role
+/// (a node's role is its name without the trailing `-N`), since a group that loses a majority
+/// at once is where persistence-order and recovery bugs show.
+fn draw_power_loss(nodes: &[String], rng: &mut SeededRng) -> Vec<String> {
+    let roles: BTreeSet<&str> = nodes.iter().map(|node| role_of(node)).collect();
+    let roles: Vec<&str> = roles.into_iter().collect();
+    let role = *roles.choose(rng).expect("nodes not empty");
+    let mut group: Vec<String> =
+        nodes.iter().filter(|node| role_of(node) == role).cloned().collect();
+    let majority = group.len() / 2 + 1;
+    let size = if rng.random_bool(0.5) { majority } else { group.len() };
+    group.shuffle(rng);
+    group.truncate(size);
+    group.sort();
+    group
 }
 
 #[cfg(test)]
@@ -578,6 +686,83 @@ mod tests {
             })
             .collect();
         assert!(kinds_per_seed.len() > 10, "seeds should switch different kinds on");
+    }
+
+    #[test]
+    fn power_loss_takes_a_majority_or_all_of_one_role() {
+        let nodes: Vec<String> = ["api-1", "api-2", "queue-1", "queue-2", "queue-3", "queue-4"]
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let mut sizes = BTreeSet::new();
+        for seed in 0..200 {
+            let drawn = draw_power_loss(&nodes, &mut rng_for(seed, "power"));
+            let roles: BTreeSet<&str> = drawn.iter().map(|n| role_of(n)).collect();
+            assert_eq!(roles.len(), 1, "{drawn:?}");
+            let of_role = nodes.iter().filter(|n| role_of(n) == role_of(&drawn[0])).count();
+            assert!(drawn.len() == of_role || drawn.len() == of_role / 2 + 1, "{drawn:?}");
+            sizes.insert((role_of(&drawn[0]).to_string(), drawn.len()));
+        }
+        let expected = [("api", 2), ("queue", 3), ("queue", 4)];
+        let expected = expected.iter().map(|(r, n)| (r.to_string(), *n)).collect();
+        assert_eq!(sizes, expected);
+    }
+
+    #[test]
+    fn a_swarm_corrupts_at_most_one_node_per_role() {
+        let settings = SwarmSettings {
+            kinds: vec!["corrupt_disk".into()],
+            kind_probability: 1.0,
+            events_max: 30,
+            ..SwarmSettings::default()
+        };
+        let nodes: Vec<String> =
+            ["a-1", "a-2", "a-3", "b-1", "b-2"].iter().map(|n| n.to_string()).collect();
+        let mut most = 0;
+        for seed in 0..50 {
+            let plan = swarm_plan(&settings, &nodes, 10_000, &mut rng_for(seed, "swarm"));
+            let roles: Vec<&str> = plan
+                .events
+                .iter()
+                .filter_map(|e| match &e.fault {
+                    Fault::CorruptDisk { node, .. } => Some(role_of(node)),
+                    Fault::Crash { .. } => None,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            let distinct: BTreeSet<&str> = roles.iter().copied().collect();
+            assert_eq!(distinct.len(), roles.len(), "seed {seed}: {roles:?}");
+            most = most.max(roles.len());
+        }
+        assert_eq!(most, 2, "some seed should corrupt one node of each role");
+    }
+
+    #[test]
+    fn torn_writes_and_corruption_come_with_a_crash_that_reveals_them() {
+        for kind in ["torn_writes", "corrupt_disk"] {
+            let settings = SwarmSettings {
+                kinds: vec![kind.into()],
+                kind_probability: 1.0,
+                events_max: 1,
+                ..SwarmSettings::default()
+            };
+            let mut paired = 0;
+            for seed in 0..50 {
+                let plan = swarm_plan(&settings, &nodes(), 60_000, &mut rng_for(seed, "swarm"));
+                let fault = plan.events.iter().find(|e| e.fault.kind() == kind).unwrap();
+                let crash_kind = if kind == "torn_writes" { "crash_in_fsync" } else { "crash" };
+                let Some(crash) = plan.events.iter().find(|e| e.fault.kind() == crash_kind) else {
+                    continue;
+                };
+                paired += 1;
+                assert_eq!(crash.fault.nodes(), fault.fault.nodes(), "seed {seed}");
+                assert!(crash.at_ms >= fault.at_ms, "seed {seed}");
+                if let Some(duration_ms) = fault.duration_ms {
+                    assert!(crash.at_ms < fault.at_ms + duration_ms, "seed {seed}");
+                }
+            }
+            assert!(paired >= 45, "{kind}: only {paired} of 50 plans paired a crash");
+        }
     }
 
     #[test]

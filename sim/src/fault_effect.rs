@@ -16,9 +16,12 @@
 //! - link delays: frames the rule delayed on its link; duplication, reordering and frame loss
 //!   (every link): frames duplicated, held back for reordering, dropped;
 //! - crash and pause: whether the node was running when the fault struck, and the bytes its
-//!   crash lost (written, not fsynced);
+//!   crash lost (written, not fsynced); a power loss: how many of its nodes were running, and
+//!   the bytes lost on all of them; a crash in an fsync: whether the node made one in the
+//!   window (and was killed in it), and the bytes then pending;
 //! - slow disk, disk stall: operations slowed or stalled; torn writes: crashes that kept a torn
-//!   tail; disk corruption: whether a bit was flipped in durable data;
+//!   tail; disk corruption: whether a bit was flipped in durable data; I/O errors: writes and
+//!   fsyncs failed (and the bytes failed fsyncs dropped); a full disk: writes refused;
 //! - clock offset, drift and jump: wall-clock readings that were off true time, and sleeps
 //!   drift stretched.
 //!
@@ -58,6 +61,8 @@ pub struct Struck {
     pub pending_bytes: u64,
     /// For a disk corruption: the file and offset flipped, if any durable byte existed.
     pub corrupted: Option<(String, usize)>,
+    /// For a power loss: how many of its nodes were running.
+    pub nodes_running: usize,
 }
 
 /// What a fault did.
@@ -130,6 +135,21 @@ pub fn effect(
         Fault::Pause { .. } => {
             Effect { bit: struck.was_running, detail: json!({ "was_running": struck.was_running }) }
         }
+        Fault::CrashInFsync { .. } => Effect {
+            bit: disk.fsyncs_trapped > disk_before.fsyncs_trapped,
+            detail: json!({
+                "crashed_in_fsync": disk.fsyncs_trapped > disk_before.fsyncs_trapped,
+                "pending_bytes_lost":
+                    disk.pending_bytes_at_trap - disk_before.pending_bytes_at_trap,
+            }),
+        },
+        Fault::PowerLoss { .. } => Effect {
+            bit: struck.nodes_running > 0,
+            detail: json!({
+                "nodes_running": struck.nodes_running,
+                "pending_bytes_lost": struck.pending_bytes,
+            }),
+        },
         Fault::SlowDisk { .. } => Effect {
             bit: disk.ops_slowed > disk_before.ops_slowed,
             detail: json!({
@@ -142,6 +162,17 @@ pub fn effect(
         }
         Fault::TornWrites { .. } => {
             counted("torn_crashes", disk.torn_crashes - disk_before.torn_crashes)
+        }
+        Fault::DiskErrors { .. } => Effect {
+            bit: disk.io_errors > disk_before.io_errors,
+            detail: json!({
+                "io_errors": disk.io_errors - disk_before.io_errors,
+                "bytes_dropped_by_fsync_errors":
+                    disk.bytes_dropped_by_fsync_errors - disk_before.bytes_dropped_by_fsync_errors,
+            }),
+        },
+        Fault::DiskFull { .. } => {
+            counted("writes_refused", disk.full_refusals - disk_before.full_refusals)
         }
         Fault::CorruptDisk { .. } => Effect {
             bit: struck.corrupted.is_some(),
@@ -222,7 +253,7 @@ mod tests {
         let none = Reading::default();
         let down = Struck { was_running: false, ..Struck::default() };
         assert!(!effect(&crash, &down, &none, &none, &[]).bit);
-        let up = Struck { was_running: true, pending_bytes: 40, corrupted: None };
+        let up = Struck { was_running: true, pending_bytes: 40, ..Struck::default() };
         let hit = effect(&crash, &up, &none, &none, &[]);
         assert!(hit.bit);
         assert_eq!(hit.detail["pending_bytes_lost"], 40);
@@ -249,5 +280,40 @@ mod tests {
         assert!(effect(&offset, &Struck::default(), &unread, &read, &[]).bit);
         let corrupt = Fault::CorruptDisk { node: "a".into(), file: None };
         assert!(!effect(&corrupt, &Struck::default(), &idle, &idle, &[]).bit);
+    }
+
+    #[test]
+    fn disk_errors_and_a_full_disk_bite_only_when_a_write_failed() {
+        let idle = Reading { disk: Some(DiskStats::default()), ..Reading::default() };
+        let errors = Fault::DiskErrors { node: "a".into(), probability: 0.1 };
+        let full = Fault::DiskFull { node: "a".into() };
+        assert!(!effect(&errors, &Struck::default(), &idle, &idle, &[]).bit);
+        assert!(!effect(&full, &Struck::default(), &idle, &idle, &[]).bit);
+        let failed = Reading {
+            disk: Some(DiskStats {
+                io_errors: 1,
+                bytes_dropped_by_fsync_errors: 64,
+                full_refusals: 2,
+                ..DiskStats::default()
+            }),
+            ..Reading::default()
+        };
+        let hit = effect(&errors, &Struck::default(), &idle, &failed, &[]);
+        assert_eq!(
+            (hit.bit, hit.detail["bytes_dropped_by_fsync_errors"].as_u64()),
+            (true, Some(64))
+        );
+        let refused = effect(&full, &Struck::default(), &idle, &failed, &[]);
+        assert_eq!((refused.bit, refused.detail["writes_refused"].as_u64()), (true, Some(2)));
+    }
+
+    #[test]
+    fn a_power_loss_bites_when_one_of_its_nodes_ran() {
+        let loss = Fault::PowerLoss { nodes: names(&["a", "b"]) };
+        let none = Reading::default();
+        assert!(!effect(&loss, &Struck::default(), &none, &none, &[]).bit);
+        let one = Struck { nodes_running: 1, pending_bytes: 7, ..Struck::default() };
+        let hit = effect(&loss, &one, &none, &none, &[]);
+        assert_eq!((hit.bit, hit.detail["pending_bytes_lost"].as_u64()), (true, Some(7)));
     }
 }

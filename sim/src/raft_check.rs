@@ -14,6 +14,11 @@
 //!   disk. A node refuses a log whose fsynced records fail their checksums; if it refuses one
 //!   that no fault damaged (a torn tail recovery left in place, then wrote after), its own
 //!   persistence broke it, and a group can lose its quorum that way for good.
+//! - **a stopped node stays silent**: a node that stopped itself (its log cannot be trusted)
+//!   records no role, vote or applied entry until it recovers again from its disk: it never
+//!   votes or acknowledges from a damaged log. A replica with corrupt fsynced data stops for
+//!   good rather than being rebuilt from its peers: one that forgot an entry or a vote it had
+//!   acknowledged could let a later leader lose a committed entry.
 //!
 //! **Invariant:** it sees only the history. A field it needs that is missing or mistyped is a
 //! violation naming the event, never a panic and never skipped in silence.
@@ -249,11 +254,14 @@ pub fn group_event<'a>(event: &'a Event, group: &str) -> Option<(&'a str, &'a st
 /// log matching; (c) each node applies indexes in order without gaps, except across a
 /// snapshot or a restart (`raft_recovered`); (d) a node that becomes leader of term T holds
 /// (by its `last_index`) every entry applied anywhere before it that was committed in a
-/// term below T; (e) no node stops itself unless a fault corrupted its disk.
+/// term below T; (e) no node stops itself unless a fault corrupted its disk; (f) a node that
+/// stopped itself records no Raft event until it recovers again.
 pub fn raft_safety(events: &[Event], group: &str) -> Verdict {
     let mut watch = RaftWatch::default();
     // Nodes whose disk a fault corrupted: they may stop, and should.
     let mut corrupted: BTreeSet<&str> = BTreeSet::new();
+    // Nodes that stopped themselves and have not recovered since.
+    let mut stopped: BTreeSet<&str> = BTreeSet::new();
     for event in events {
         if let EventKind::FaultStart { kind, detail, .. } = &event.kind {
             if kind == "corrupt_disk" {
@@ -262,6 +270,18 @@ pub fn raft_safety(events: &[Event], group: &str) -> Verdict {
         }
         let Some((node, what, detail)) = group_event(event, group) else { continue };
         let at = event.index;
+        match what {
+            "raft_recovered" => {
+                stopped.remove(node);
+            }
+            "raft_stopped" => {
+                stopped.insert(node);
+            }
+            _ if stopped.contains(node) => watch.violations.push(format!(
+                "{node} recorded {what} at event {at} after it stopped itself, before recovering"
+            )),
+            _ => {}
+        }
         let read = match what {
             "raft_role" => watch.role(node, detail, at),
             "raft_applied" => watch.applied(node, detail, at),
@@ -291,6 +311,40 @@ mod tests {
     use super::*;
     use crate::queue::check::QUEUE_GROUP;
     use crate::queue::test_history::{chain, check, History};
+
+    #[test]
+    fn a_stopped_node_stays_silent_until_it_recovers() {
+        let internal = |what: &str, detail: Value| EventKind::Internal {
+            node: "queue-2".into(),
+            what: what.into(),
+            detail,
+        };
+        let corrupt = EventKind::FaultStart {
+            fault: 0,
+            kind: "corrupt_disk".into(),
+            detail: json!({ "kind": "corrupt_disk", "node": "queue-2" }),
+        };
+        let role = json!({ "group": QUEUE_GROUP, "term": 3, "role": "follower", "leader": 1,
+                           "id": 2, "last_index": 0, "commit": 0 });
+        let events: Vec<Event> = [
+            corrupt,
+            internal("raft_stopped", json!({ "group": QUEUE_GROUP, "reason": "corrupt" })),
+            internal("raft_role", role.clone()),
+            internal("raft_recovered", json!({ "group": QUEUE_GROUP })),
+            internal("raft_role", role),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(index, kind)| Event { index: index as u64, time_us: index as u64, kind })
+        .collect();
+        let verdict = raft_safety(&events, QUEUE_GROUP);
+        assert_eq!(
+            verdict.violations,
+            vec![
+                "queue-2 recorded raft_role at event 2 after it stopped itself, before recovering"
+            ]
+        );
+    }
 
     #[test]
     fn a_node_may_stop_itself_only_when_a_fault_corrupted_its_disk() {

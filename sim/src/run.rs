@@ -93,8 +93,8 @@ pub fn simulate_seed(scenario: &Scenario, seed: u64) -> (Vec<Event>, FaultPlan) 
     (events, plan)
 }
 
-/// Keeps the panics that model a worker's crash (a poison pill, an out-of-memory kill) out of
-/// the output: they are the run's expected events, recorded in its history. Every other panic
+/// Keeps the panics that model a process's exit (a worker's poison pill or out-of-memory
+/// kill, a failed write to a durable log) out of the output: they are the run's expected events, recorded in its history. Every other panic
 /// goes to the hook that was installed before.
 fn quiet_modelled_crashes() {
     static INSTALL: std::sync::Once = std::sync::Once::new();
@@ -107,7 +107,7 @@ fn quiet_modelled_crashes() {
                 .map(String::as_str)
                 .or_else(|| payload.downcast_ref::<&str>().copied())
                 .unwrap_or("");
-            if !message.starts_with(pessimist_core::worker::CRASH_PANIC_PREFIX) {
+            if !message.starts_with(pessimist_core::node::EXIT_PANIC_PREFIX) {
                 previous(info);
             }
         }));

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use madsim::net::NetSim;
@@ -30,7 +30,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use pessimist_core::history::{EventKind, History, Recorder};
 use pessimist_core::node::NodeContext;
 use pessimist_core::seams::clock::{Clock, ClockControl};
-use pessimist_core::seams::disk::{DiskControl, DiskTiming, SimDisk};
+use pessimist_core::seams::disk::{DiskControl, DiskTiming, FsyncTrap, SimDisk};
 use pessimist_core::seams::net::{AddressBook, LinkFaults};
 use pessimist_core::seams::rng::rng_for;
 use serde_json::json;
@@ -57,6 +57,9 @@ struct ServerNode {
     handle: NodeHandle,
     disk: DiskControl,
     clock: ClockControl,
+    /// Set while a crash fault holds the node down: a restart madsim schedules for a node that
+    /// exited by itself then starts nothing.
+    held_down: Arc<AtomicBool>,
     crashed: bool,
     paused: bool,
 }
@@ -117,6 +120,10 @@ impl World {
                 SimDisk::new(DiskTiming::default(), rng_for(seed, &format!("disk/{}", spec.name)));
             let (clock, clock_control) = Clock::simulated();
             let incarnations = Arc::new(AtomicU64::new(0));
+            let held_down = Arc::new(AtomicBool::new(false));
+            let held_down_at_init = held_down.clone();
+            let node_id: Arc<OnceLock<madsim::task::NodeId>> = Arc::new(OnceLock::new());
+            let node_id_at_init = node_id.clone();
             let (name, role) = (spec.name.clone(), spec.role.clone());
             let (book, link_faults, history) = (book.clone(), link_faults.clone(), history.clone());
             let cluster = cluster.clone();
@@ -128,6 +135,21 @@ impl World {
                 .ip(server_ip(index))
                 .restart_on_panic()
                 .init(move || {
+                    if let Some(id) = node_id_at_init.get() {
+                        // A restart madsim scheduled for a node that exited by itself may come
+                        // after the world restarted the node (a crash fault began and ended in
+                        // between): the node then restarts once more, an extra crash the world
+                        // does not see. madsim's `restart` stops the old incarnation's tasks
+                        // but not its sockets, which only a kill closes: close them here.
+                        NetSim::current().reset_node(*id);
+                    }
+                    if held_down_at_init.load(Ordering::Acquire) {
+                        // madsim restarts a node that exited by a panic (a modelled process
+                        // exit) after a delay, as a supervisor would; a node the nemesis holds
+                        // crashed stays down until the fault ends.
+                        return Box::pin(std::future::pending::<()>())
+                            as Pin<Box<dyn Future<Output = ()> + Send>>;
+                    }
                     let incarnation = incarnations.fetch_add(1, Ordering::Relaxed);
                     let recorder = Recorder::new(&name, history.clone());
                     if incarnation > 0 {
@@ -152,10 +174,12 @@ impl World {
                     program(context)
                 })
                 .build();
+            node_id.set(node.id()).expect("set once, here");
             let server = ServerNode {
                 handle: node,
                 disk: disk_control,
                 clock: clock_control,
+                held_down,
                 crashed: false,
                 paused: false,
             };
@@ -246,14 +270,28 @@ impl World {
         }
         let before = self.reading(fault);
         let mut struck = Struck::default();
-        if let Fault::Crash { node } | Fault::Pause { node } = fault {
+        let struck_nodes: &[String] = match fault {
+            Fault::Crash { node } | Fault::Pause { node } => std::slice::from_ref(node),
+            Fault::PowerLoss { nodes } => nodes,
+            _ => &[],
+        };
+        for node in struck_nodes {
             let server = &self.servers[node];
-            struck.was_running = !server.crashed && !server.paused;
-            struck.pending_bytes = if server.crashed { 0 } else { server.disk.pending_bytes() };
+            let running = !server.crashed && !server.paused;
+            struck.was_running |= running;
+            struck.nodes_running += usize::from(running);
+            struck.pending_bytes += if server.crashed { 0 } else { server.disk.pending_bytes() };
         }
         match fault {
             fault if is_network_fault(fault) => self.apply_network(),
             Fault::Crash { node } => self.crash(node),
+            Fault::PowerLoss { nodes } => {
+                for node in nodes {
+                    self.crash(node);
+                }
+            }
+            Fault::DiskErrors { .. } | Fault::DiskFull { .. } => self.apply_disks(),
+            Fault::CrashInFsync { node } => self.arm_fsync_crash(node),
             Fault::Pause { node } => {
                 let server = self.servers.get_mut(node).expect("validated node");
                 if !server.paused {
@@ -322,13 +360,19 @@ impl World {
         };
         match &fault {
             fault if is_network_fault(fault) => self.apply_network(),
-            Fault::Crash { node } => {
-                let still_crashed = self
-                    .active
-                    .values()
-                    .any(|f| matches!(f, Fault::Crash { node: n } if n == node));
-                if !still_crashed {
-                    self.restart(node);
+            Fault::Crash { node } => self.restart_unless_still_crashed(node),
+            Fault::PowerLoss { nodes } => {
+                for node in nodes {
+                    self.restart_unless_still_crashed(node);
+                }
+            }
+            Fault::DiskErrors { .. } | Fault::DiskFull { .. } => self.apply_disks(),
+            Fault::CrashInFsync { node } => {
+                let server = self.servers.get_mut(node).expect("validated node");
+                if server.disk.set_fsync_trap(None).is_none() {
+                    // The trap sprang: the node died in an fsync and is restarted now.
+                    server.crashed = true;
+                    self.restart_unless_still_crashed(node);
                 }
             }
             Fault::Pause { node } => {
@@ -383,6 +427,34 @@ impl World {
         assert!(self.active.is_empty(), "heal_all left a fault active");
     }
 
+    /// Arms `node`'s disk to kill the node as its next fsync begins: the kill comes from the
+    /// node's own task, inside the fsync, its writes pending. The node stays down (held, as a
+    /// crash holds it) until the fault ends.
+    fn arm_fsync_crash(&mut self, node: &str) {
+        let server = &self.servers[node];
+        let (id, held_down) = (server.handle.id(), server.held_down.clone());
+        let (history, name) = (self.history.clone(), node.to_string());
+        let trap: FsyncTrap = Box::new(move || {
+            held_down.store(true, Ordering::Release);
+            history.internal(&name, "crash", json!({ "in": "fsync" }));
+            Handle::current().kill(id);
+        });
+        server.disk.set_fsync_trap(Some(trap));
+    }
+
+    /// Restarts `node` after a crash or power loss ended, unless another one still holds it
+    /// down.
+    fn restart_unless_still_crashed(&mut self, node: &str) {
+        let still_crashed = self.active.values().any(|fault| match fault {
+            Fault::Crash { node: n } => n == node,
+            Fault::PowerLoss { nodes } => nodes.iter().any(|n| n == node),
+            _ => false,
+        });
+        if !still_crashed {
+            self.restart(node);
+        }
+    }
+
     /// Kills server `node` now. Its pending writes are lost when it restarts.
     pub fn crash(&mut self, node: &str) {
         let server = self.servers.get_mut(node).expect("validated node");
@@ -395,6 +467,7 @@ impl World {
         }
         Handle::current().kill(server.handle.id());
         server.crashed = true;
+        server.held_down.store(true, Ordering::Release);
         self.history.internal(node, "crash", json!({}));
     }
 
@@ -404,7 +477,11 @@ impl World {
         if !server.crashed {
             return;
         }
-        // madsim needs a kill before a restart, and the kill happened at crash time.
+        // madsim needs a kill before a restart. The crash killed the node, but madsim may have
+        // started it since (a restart it scheduled when the node exited by itself, which ran
+        // the held-down no-op): kill whatever runs, so exactly one incarnation follows.
+        server.held_down.store(false, Ordering::Release);
+        Handle::current().kill(server.handle.id());
         Handle::current().restart(server.handle.id());
         server.crashed = false;
     }
@@ -437,8 +514,17 @@ impl World {
     fn apply_disks(&mut self) {
         let mut slow: BTreeMap<&str, u64> = BTreeMap::new();
         let mut torn: BTreeSet<&str> = BTreeSet::new();
+        let mut errors: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut full: BTreeSet<&str> = BTreeSet::new();
         for fault in self.active.values() {
             match fault {
+                Fault::DiskErrors { node, probability } => {
+                    let entry = errors.entry(node).or_insert(0.0);
+                    *entry = entry.max(*probability);
+                }
+                Fault::DiskFull { node } => {
+                    full.insert(node);
+                }
                 Fault::SlowDisk { node, factor } => {
                     let entry = slow.entry(node).or_insert(1);
                     *entry = (*entry).max(*factor);
@@ -452,6 +538,8 @@ impl World {
         for (name, server) in &self.servers {
             server.disk.set_slow_factor(slow.get(name.as_str()).copied().unwrap_or(1));
             server.disk.set_torn_writes(torn.contains(name.as_str()));
+            server.disk.set_io_errors(errors.get(name.as_str()).copied().unwrap_or(0.0));
+            server.disk.set_full(full.contains(name.as_str()));
         }
     }
 

@@ -39,13 +39,14 @@ use rand::Rng;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::storage::{Durable, LogStore, SnapshotData};
+use super::storage::{Durable, LogStore, RecoverError, SnapshotData};
 use super::{
     Answer, Proposal, ProposalOrigin, RaftSettings, ReplicaMessage, Stamped, StateMachine,
 };
 use crate::history::Recorder;
-use crate::node::NodeContext;
+use crate::node::{exit_on_write_failure, NodeContext};
 use crate::seams::clock::Clock;
+use crate::seams::disk::DiskError;
 use crate::seams::net::{Incoming, Transport};
 use crate::seams::rng::SeededRng;
 
@@ -79,6 +80,13 @@ pub async fn serve<M: StateMachine>(context: NodeContext, settings: RaftSettings
         }
         Err(reason) => stop(reason),
     }
+}
+
+/// A disk operation of the Raft log failed: a write failure ends the process (see
+/// [`exit_on_write_failure`]); anything else stops the replica with this reason.
+fn disk_failed(recorder: &Recorder, error: DiskError) -> String {
+    exit_on_write_failure(recorder, &error);
+    format!("disk: {error}")
 }
 
 enum Event<M: StateMachine> {
@@ -128,8 +136,12 @@ impl<M: StateMachine> Replica<M> {
             peers.iter().enumerate().map(|(i, name)| (i as u64 + 1, name.clone())).collect();
         let voters: Vec<u64> = names.keys().copied().collect();
         let durable = Durable::new(context.disk.clone());
-        let recovered =
-            durable.recover(&voters).await.map_err(|error| format!("recovery: {error}"))?;
+        let recovered = durable.recover(&voters).await.map_err(|error| {
+            if let RecoverError::Disk(error) = &error {
+                exit_on_write_failure(&context.recorder, error);
+            }
+            format!("recovery: {error}")
+        })?;
         let store = recovered.store;
         let snapshot = store.latest_snapshot().clone();
         let (machine, chain) = if snapshot.get_metadata().index == 0 {
@@ -381,7 +393,8 @@ impl<M: StateMachine> Replica<M> {
 
     async fn handle_ready(&mut self) -> Result<(), String> {
         let mut ready = self.raw.ready();
-        let disk = |error: crate::seams::disk::DiskError| format!("disk: {error}");
+        let recorder = self.recorder.clone();
+        let disk = |error: DiskError| disk_failed(&recorder, error);
         if !ready.snapshot().is_empty() {
             let snapshot = ready.snapshot().clone();
             self.install_snapshot(snapshot).await?;
@@ -473,7 +486,7 @@ impl<M: StateMachine> Replica<M> {
         self.durable
             .save_snapshot(&snapshot, &hard_state, &[])
             .await
-            .map_err(|error| format!("disk: {error}"))?;
+            .map_err(|error| disk_failed(&self.recorder, error))?;
         self.raw.mut_store().install_snapshot(snapshot.clone());
         self.machine = machine;
         self.chain = chain;
@@ -503,7 +516,7 @@ impl<M: StateMachine> Replica<M> {
         self.durable
             .save_snapshot(&snapshot, &hard_state, &after)
             .await
-            .map_err(|error| format!("disk: {error}"))?;
+            .map_err(|error| disk_failed(&self.recorder, error))?;
         self.raw.mut_store().compact_to(snapshot);
         self.recorder.record(
             "raft_snapshot_taken",

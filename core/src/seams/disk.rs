@@ -14,7 +14,14 @@
 //! The real disk ([`RealDisk`]) keeps files in a directory and calls `fsync` for real. The
 //! simulated disk ([`SimDisk`]) keeps the same bytes in memory, durable and pending apart, and
 //! takes its faults from a [`DiskControl`]: fsync latency, slow-disk mode (latency x10 to
-//! x1000), stalls, pending writes lost on a crash, a torn last write, and bit rot.
+//! x1000), stalls, pending writes lost on a crash, a torn last write, bit rot, I/O errors on
+//! writes and fsyncs, and a full disk.
+//!
+//! A failed fsync behaves as Linux's page cache does (the "fsyncgate" semantics): the file's
+//! pending writes are dropped with the error, so a second fsync succeeds and the data is gone.
+//! A caller that retries an fsync and carries on has lost writes it believes durable; the only
+//! safe answer is the one every durable component here gives
+//! ([`crate::node::exit_on_write_failure`]): exit, restart, recover from what the disk holds.
 //!
 //! **Invariant:** a read never returns bytes that fail their checksum.
 //! **Invariant:** after a crash a file holds exactly its durable bytes, plus (only with torn
@@ -49,9 +56,21 @@ pub enum DiskError {
     /// A payload larger than [`RECORD_PAYLOAD_BYTES_MAX`].
     #[error("record of {0} bytes exceeds the record size bound")]
     TooLarge(usize),
-    /// The operating system refused (real disk only).
+    /// The operating system refused: an I/O error on the real disk, or one the simulated disk
+    /// injects.
     #[error("{file}: {message}")]
     Io { file: String, message: String },
+    /// No space left for a write (`ENOSPC`).
+    #[error("{file}: no space left on device")]
+    Full { file: String },
+}
+
+impl DiskError {
+    /// Whether a write or an fsync failed (an I/O error, a full disk): what the disk holds is
+    /// then unknown to the caller, unlike a corrupt record, which is known to be damaged.
+    pub fn is_write_failure(&self) -> bool {
+        matches!(self, DiskError::Io { .. } | DiskError::Full { .. })
+    }
 }
 
 /// The records of a file, as read.
@@ -337,6 +356,9 @@ fn sync_directory(dir: &Path) -> std::io::Result<()> {
 }
 
 fn io_error(file: &str, error: std::io::Error) -> DiskError {
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        return DiskError::Full { file: file.to_string() };
+    }
     DiskError::Io { file: file.to_string(), message: error.to_string() }
 }
 
@@ -375,6 +397,39 @@ enum PendingWrite {
     Replace(Vec<u8>),
 }
 
+impl PendingWrite {
+    fn len(&self) -> usize {
+        match self {
+            PendingWrite::Append(bytes) | PendingWrite::Replace(bytes) => bytes.len(),
+        }
+    }
+}
+
+fn injected_io_error(file: &str) -> DiskError {
+    DiskError::Io { file: file.to_string(), message: "input/output error (EIO)".to_string() }
+}
+
+impl SimDiskState {
+    /// Draws whether this operation fails with an I/O error. Draws nothing while errors are
+    /// off, so a run without the fault takes the same random numbers as before it existed.
+    fn injects_error(&mut self) -> bool {
+        self.error_probability > 0.0 && self.rng.random_bool(self.error_probability)
+    }
+
+    /// Refuses a write on a full disk or with an injected I/O error; it then leaves no trace.
+    fn refuse_write(&mut self, file: &str) -> Result<(), DiskError> {
+        if self.full {
+            self.stats.full_refusals += 1;
+            return Err(DiskError::Full { file: file.to_string() });
+        }
+        if self.injects_error() {
+            self.stats.io_errors += 1;
+            return Err(injected_io_error(file));
+        }
+        Ok(())
+    }
+}
+
 impl SimFile {
     fn visible(&self) -> Vec<u8> {
         let mut bytes = self.durable.clone();
@@ -396,6 +451,13 @@ struct SimDiskState {
     stalled: bool,
     unstalled: Arc<tokio::sync::Notify>,
     torn_writes: bool,
+    /// Chance that a write or an fsync fails with an I/O error (0: never).
+    error_probability: f64,
+    /// Every write is refused for want of space (fsyncs of what was written still succeed).
+    full: bool,
+    /// Called by the next fsync as it begins, which then never completes: the nemesis's way
+    /// to crash the node in the middle of an fsync.
+    fsync_trap: Option<Trap>,
     /// Latency owed but not yet slept: madsim's smallest sleep is 1 ms, so sub-millisecond
     /// costs accumulate here until they add up to a sleep.
     latency_debt_us: u64,
@@ -417,6 +479,26 @@ pub struct DiskStats {
     pub ops_stalled: u64,
     /// Crashes that kept a torn prefix of pending appends (torn writes armed, some kept).
     pub torn_crashes: u64,
+    /// Writes and fsyncs failed with an injected I/O error, and the pending bytes the failed
+    /// fsyncs dropped.
+    pub io_errors: u64,
+    pub bytes_dropped_by_fsync_errors: u64,
+    /// Writes refused because the disk was full.
+    pub full_refusals: u64,
+    /// Fsyncs an armed trap caught, and the bytes pending when it did.
+    pub fsyncs_trapped: u64,
+    pub pending_bytes_at_trap: u64,
+}
+
+/// What an armed fsync trap does when it springs (the nemesis kills the node).
+pub type FsyncTrap = Box<dyn FnOnce() + Send>;
+
+struct Trap(FsyncTrap);
+
+impl std::fmt::Debug for Trap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Trap")
+    }
 }
 
 /// A node's disk kept in memory. The state lives outside the node, so it survives the node's
@@ -437,6 +519,9 @@ impl SimDisk {
             stalled: false,
             unstalled: Arc::new(tokio::sync::Notify::new()),
             torn_writes: false,
+            error_probability: 0.0,
+            full: false,
+            fsync_trap: None,
             latency_debt_us: 0,
             rng,
             stats: DiskStats::default(),
@@ -491,6 +576,7 @@ impl SimDisk {
         self.charge(io_latency_us).await;
         let record = encode_record(payload);
         let mut state = self.lock();
+        state.refuse_write(file)?;
         state.files.entry(file.to_string()).or_default().pending.push(PendingWrite::Append(record));
         Ok(())
     }
@@ -503,6 +589,7 @@ impl SimDisk {
         let io_latency_us = self.lock().timing.io_latency_us;
         self.charge(io_latency_us).await;
         let mut state = self.lock();
+        state.refuse_write(file)?;
         let entry = state.files.entry(file.to_string()).or_default();
         entry.pending.push(PendingWrite::Replace(record));
         Ok(())
@@ -519,6 +606,22 @@ impl SimDisk {
     }
 
     async fn fsync(&self, file: &str) -> Result<(), DiskError> {
+        let trap = {
+            let mut state = self.lock();
+            let trap = state.fsync_trap.take();
+            if trap.is_some() {
+                let pending: usize =
+                    state.files.values().flat_map(|f| &f.pending).map(PendingWrite::len).sum();
+                state.stats.fsyncs_trapped += 1;
+                state.stats.pending_bytes_at_trap += pending as u64;
+            }
+            trap
+        };
+        if let Some(Trap(trap)) = trap {
+            // The node dies here, its writes still pending: this fsync never returns.
+            trap();
+            std::future::pending::<()>().await;
+        }
         let fsync_latency_us = {
             let mut state = self.lock();
             let (min, max) = (state.timing.fsync_latency_us_min, state.timing.fsync_latency_us_max);
@@ -528,6 +631,18 @@ impl SimDisk {
         // Durable from the moment the fsync returns: writes issued while it slept are covered
         // too, as on a real disk where fsync flushes whatever is dirty when it completes.
         let mut state = self.lock();
+        if state.injects_error() {
+            // The kernel drops the dirty pages it failed to write back and reports the error
+            // once: the writes are gone, and a retried fsync would succeed.
+            let state = &mut *state;
+            let dropped = state.files.get_mut(file).map(|entry| {
+                let pending = std::mem::take(&mut entry.pending);
+                pending.iter().map(PendingWrite::len).sum::<usize>() as u64
+            });
+            state.stats.bytes_dropped_by_fsync_errors += dropped.unwrap_or(0);
+            state.stats.io_errors += 1;
+            return Err(injected_io_error(file));
+        }
         state.stats.fsyncs += 1;
         if let Some(entry) = state.files.get_mut(file) {
             entry.durable = entry.visible();
@@ -582,6 +697,28 @@ impl DiskControl {
     /// file's pending appended bytes instead of dropping them all.
     pub fn set_torn_writes(&self, armed: bool) {
         self.disk.lock().torn_writes = armed;
+    }
+
+    /// Makes each write and fsync fail with an I/O error with this chance (0 turns errors
+    /// off). A failed fsync drops the file's pending writes.
+    pub fn set_io_errors(&self, probability: f64) {
+        assert!(
+            (0.0..=1.0).contains(&probability),
+            "I/O error chance {probability} is no probability"
+        );
+        self.disk.lock().error_probability = probability;
+    }
+
+    /// Fills the disk (every write refused with [`DiskError::Full`]) or frees it.
+    pub fn set_full(&self, full: bool) {
+        self.disk.lock().full = full;
+    }
+
+    /// Arms a trap the node's next fsync springs as it begins (before anything is durable),
+    /// and which then never returns; `None` disarms. Returns the trap that was armed and
+    /// did not spring.
+    pub fn set_fsync_trap(&self, trap: Option<FsyncTrap>) -> Option<FsyncTrap> {
+        std::mem::replace(&mut self.disk.lock().fsync_trap, trap.map(Trap)).map(|Trap(trap)| trap)
     }
 
     /// Returns latency to healthy and ends any stall. Torn writes stay as set.
@@ -659,11 +796,7 @@ impl DiskControl {
     pub fn pending_bytes(&self) -> u64 {
         let state = self.disk.lock();
         let pending = state.files.values().flat_map(|file| &file.pending);
-        pending
-            .map(|write| match write {
-                PendingWrite::Append(bytes) | PendingWrite::Replace(bytes) => bytes.len() as u64,
-            })
-            .sum()
+        pending.map(|write| write.len() as u64).sum()
     }
 
     /// Counters so far.
@@ -849,6 +982,76 @@ mod crash_tests {
             let (salvaged, found) = disk.salvage("log").await.unwrap();
             assert!(found.is_some());
             assert_eq!(salvaged.records.len(), record_offset / (RECORD_HEADER_BYTES + 16));
+        });
+    }
+
+    #[test]
+    fn a_failed_fsync_drops_the_pending_writes_and_the_retry_succeeds() {
+        in_simulation(3, async {
+            let (disk, control) = SimDisk::new(DiskTiming::default(), rng_for(3, "disk"));
+            let disk = Disk::Sim(disk);
+            disk.append("log", b"durable").await.unwrap();
+            disk.fsync("log").await.unwrap();
+            control.set_io_errors(1.0);
+            let refused = disk.append("log", b"refused").await.unwrap_err();
+            assert!(refused.is_write_failure(), "{refused}");
+            control.set_io_errors(0.0);
+            disk.append("log", b"lost").await.unwrap();
+            control.set_io_errors(1.0);
+            let error = disk.fsync("log").await.unwrap_err();
+            assert_eq!(error.to_string(), "log: input/output error (EIO)");
+            control.set_io_errors(0.0);
+            // The retry succeeds, and what the failed fsync covered is gone: fsyncgate.
+            disk.fsync("log").await.unwrap();
+            assert_eq!(disk.read("log").await.unwrap().records, vec![b"durable".to_vec()]);
+            let stats = control.stats();
+            assert_eq!(stats.io_errors, 2);
+            assert_eq!(stats.bytes_dropped_by_fsync_errors, (RECORD_HEADER_BYTES + 4) as u64);
+        });
+    }
+
+    #[test]
+    fn an_fsync_trap_springs_once_before_anything_is_durable() {
+        in_simulation(5, async {
+            let (disk, control) = SimDisk::new(DiskTiming::default(), rng_for(5, "disk"));
+            let disk = Disk::Sim(disk);
+            disk.append("log", b"pending").await.unwrap();
+            let sprung = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = sprung.clone();
+            let trap: FsyncTrap =
+                Box::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+            assert!(control.set_fsync_trap(Some(trap)).is_none());
+            let stuck = tokio::time::timeout(Duration::from_secs(5), disk.fsync("log")).await;
+            assert!(stuck.is_err(), "a trapped fsync never returns");
+            assert!(sprung.load(std::sync::atomic::Ordering::SeqCst));
+            assert!(control.durable_bytes("log").is_empty(), "nothing became durable");
+            let stats = control.stats();
+            assert_eq!((stats.fsyncs_trapped, stats.pending_bytes_at_trap), (1, 19));
+            // Sprung once: the next fsync goes through, and nothing is left armed.
+            disk.fsync("log").await.unwrap();
+            assert!(control.set_fsync_trap(None).is_none());
+        });
+    }
+
+    #[test]
+    fn a_full_disk_refuses_writes_but_not_fsyncs() {
+        in_simulation(4, async {
+            let (disk, control) = SimDisk::new(DiskTiming::default(), rng_for(4, "disk"));
+            let disk = Disk::Sim(disk);
+            disk.append("log", b"before").await.unwrap();
+            control.set_full(true);
+            let error = disk.append("log", b"more").await.unwrap_err();
+            assert_eq!(error, DiskError::Full { file: "log".into() });
+            assert!(disk.write("snap", b"x").await.unwrap_err().is_write_failure());
+            disk.fsync("log").await.unwrap();
+            control.set_full(false);
+            disk.append("log", b"after").await.unwrap();
+            let records = disk.read("log").await.unwrap().records;
+            assert_eq!(records, vec![b"before".to_vec(), b"after".to_vec()]);
+            assert_eq!(control.stats().full_refusals, 2);
+            assert!(
+                !DiskError::Corrupt { file: "f".into(), offset: 0, what: "x" }.is_write_failure()
+            );
         });
     }
 

@@ -17,7 +17,9 @@
 //! over the network seam. A call that fails makes the node suspect the peer for
 //! `suspect_ms` (a failure detector), which a sloppy quorum skips at once.
 //!
-//! **Internal events** for the checkers and reports: `store_recovered`, `store_stopped`,
+//! **Internal events** for the checkers and reports: `store_recovered`,
+//! `corruption_detected` (fsynced data failed its checksum at recovery: what lay past it was
+//! dropped, for the peers to give back), `store_stopped`,
 //! `store_snapshot_taken`, `store_handoff` (hints delivered), `store_read_repair`,
 //! `store_anti_entropy` (a round that found differences).
 //!
@@ -38,10 +40,10 @@ use super::counter::Counter;
 use super::msg::{ClientReply, ClientRequest, ReplicaReply, ReplicaRequest, StoreMessage};
 use super::quorum::{covered, merge_pages, Contact, Progress, Quorum};
 use super::ring::Ring;
-use super::storage::{Durable, StoreData, EXCHANGE_ENTRIES_MAX, SCAN_KEYS_MAX};
+use super::storage::{Durable, RecoverError, StoreData, EXCHANGE_ENTRIES_MAX, SCAN_KEYS_MAX};
 use super::{StoreSettings, ROLE};
 use crate::history::Recorder;
-use crate::node::{KnobSettings, NodeContext};
+use crate::node::{exit_on_write_failure, KnobSettings, NodeContext};
 use crate::seams::clock::Clock;
 use crate::seams::net::{Incoming, NetError, Transport};
 
@@ -73,8 +75,17 @@ pub async fn serve(context: NodeContext) {
     let (data, recovered) =
         match durable.recover(&context.name, ring.clone(), settings.keys_max).await {
             Ok(found) => found,
-            Err(error) => return stop(format!("recovery: {error}")),
+            Err(error) => {
+                if let RecoverError::Disk(error) = &error {
+                    exit_on_write_failure(&recorder, error);
+                }
+                return stop(format!("recovery: {error}"));
+            }
         };
+    for damage in &recovered.corruption {
+        // What lay past the damage is dropped; the peers give it back (see `Durable::recover`).
+        recorder.record("corruption_detected", json!({ "error": damage }));
+    }
     recorder.record(
         "store_recovered",
         json!({
@@ -204,7 +215,10 @@ async fn storage_loop(
     transport: Transport<StoreMessage>,
     recorder: Recorder,
 ) -> Result<(), String> {
-    let disk = |error: crate::seams::disk::DiskError| format!("disk: {error}");
+    let disk = |error: crate::seams::disk::DiskError| {
+        exit_on_write_failure(&recorder, &error);
+        format!("disk: {error}")
+    };
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < STORAGE_BATCH_MAX {

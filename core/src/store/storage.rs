@@ -481,6 +481,8 @@ pub struct Recovered {
     pub refused_records: usize,
     /// Bytes of a torn last record cut off (an interrupted write, never acknowledged).
     pub torn_tail_bytes: usize,
+    /// The corrupt records found, one per damaged file: what lay past each was dropped.
+    pub corruption: Vec<String>,
 }
 
 /// The node's data on the disk seam.
@@ -528,8 +530,17 @@ impl Durable {
     }
 
     /// Rebuilds the data of node `me` from disk. A torn last log record (never fsynced, so
-    /// never acknowledged) is cut off and the log rewritten without it. Corruption of fsynced
-    /// data is an error: the node must not serve data it cannot vouch for.
+    /// never acknowledged) is cut off and the log rewritten without it.
+    ///
+    /// Corruption of fsynced data (a record failing its checksum) costs the node what lies
+    /// past it: the whole records before it are kept, the rest dropped (a corrupt snapshot is
+    /// dropped whole), and the files rewritten so; [`Recovered::corruption`] says what was
+    /// found. The node's peers give the keys back: every acknowledged write is on W replicas,
+    /// fsynced, and anti-entropy and read repair merge it back, by the counters' maximum,
+    /// which a replica missing some updates cannot lower. That is why the store repairs from
+    /// its peers while a Raft replica with a corrupt log stops for good: a Raft replica that
+    /// forgot an entry or a vote it acknowledged can let a later leader lose a committed
+    /// entry, while a store replica that forgot a count only lags until repaired.
     pub async fn recover(
         &mut self,
         me: &str,
@@ -538,7 +549,12 @@ impl Durable {
     ) -> Result<(StoreData, Recovered), RecoverError> {
         let mut data = StoreData::new(me, ring, keys_max);
         let mut refused_records = 0;
-        let snapshots = self.disk.read(SNAPSHOT_FILE).await?;
+        let mut corruption = Vec::new();
+        let (snapshots, damage) = self.disk.salvage(SNAPSHOT_FILE).await?;
+        if let Some(damage) = damage {
+            corruption.push(damage.to_string());
+            self.disk.remove(SNAPSHOT_FILE).await?;
+        }
         if let Some(bytes) = snapshots.records.last() {
             let snapshot: SnapshotData = postcard::from_bytes(bytes).map_err(|error| {
                 RecoverError::Decode { file: SNAPSHOT_FILE, record: 0, reason: error.to_string() }
@@ -550,14 +566,16 @@ impl Durable {
                 refused_records += usize::from(data.merge_hint(home, key, state).is_err());
             }
         }
-        let wal = self.disk.read(WAL_FILE).await?;
+        let (wal, damage) = self.disk.salvage(WAL_FILE).await?;
+        let wal_damaged = damage.is_some();
+        corruption.extend(damage.map(|damage| damage.to_string()));
         for (position, bytes) in wal.records.iter().enumerate() {
             let record: WalRecord = postcard::from_bytes(bytes).map_err(|error| {
                 RecoverError::Decode { file: WAL_FILE, record: position, reason: error.to_string() }
             })?;
             refused_records += usize::from(data.apply(&record).is_err());
         }
-        if wal.torn_tail_bytes > 0 {
+        if wal.torn_tail_bytes > 0 || wal_damaged {
             self.disk.rewrite(WAL_FILE, &wal.records).await?;
             self.disk.fsync(WAL_FILE).await?;
         }
@@ -566,6 +584,7 @@ impl Durable {
             wal_records: wal.records.len(),
             refused_records,
             torn_tail_bytes: wal.torn_tail_bytes,
+            corruption,
         };
         Ok((data, recovered))
     }
@@ -813,19 +832,30 @@ mod tests {
         }
 
         #[madsim::test]
-        async fn corruption_of_fsynced_data_stops_recovery() {
+        async fn corruption_of_fsynced_data_keeps_the_records_before_it() {
             let ring = ring();
             let (mine, _) = keys(&ring);
             let (_, control) = SimDisk::new(DiskTiming::default(), rng_for(2, "disk"));
             let mut durable = Durable::new(control.disk(), 100);
-            durable
-                .append(&[WalRecord::Home { key: mine, update: write("w", 1, 1) }])
-                .await
-                .unwrap();
+            for batch in 1..=4 {
+                let update = write("w", batch, batch * 10);
+                durable.append(&[WalRecord::Home { key: mine.clone(), update }]).await.unwrap();
+            }
             durable.sync().await.unwrap();
-            control.corrupt(Some(WAL_FILE)).unwrap();
-            let error = durable.recover("store-1", ring, 100).await.unwrap_err();
-            assert!(matches!(error, RecoverError::Disk(DiskError::Corrupt { .. })), "{error}");
+            let record_bytes = control.durable_bytes(WAL_FILE).len() / 4;
+            let (_, offset) = control.corrupt(Some(WAL_FILE)).unwrap();
+            // Records are alike in size: the ones wholly before the flipped byte survive.
+            let kept = (offset / record_bytes) as u64;
+            let (data, report) = durable.recover("store-1", ring.clone(), 100).await.unwrap();
+            let value = data.home_state(&mine).map(|state| state.value());
+            assert_eq!(value, (kept > 0).then_some(kept * 10), "{report:?}");
+            assert_eq!(report.corruption.len(), 1, "{report:?}");
+            assert!(report.corruption[0].contains("corrupt record"), "{report:?}");
+            // The log was rewritten without the damage: a second recovery finds none.
+            let (again, report) = durable.recover("store-1", ring, 100).await.unwrap();
+            assert!(report.corruption.is_empty(), "{report:?}");
+            assert_eq!(report.wal_records as u64, kept);
+            assert_eq!(again.home_state(&mine).map(|state| state.value()), value);
         }
     }
 }

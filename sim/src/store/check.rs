@@ -30,8 +30,9 @@
 //!   long ago the oldest of them had been acknowledged (samples and percentiles).
 //! - [`store_availability`]: the share of flushes and reads that succeeded per window of
 //!   simulated time, during faults, after the heal and inside each fault's window.
-//! - [`replication`]: hinted writes, handoffs, read repairs, anti-entropy; fails when a node
-//!   stopped itself.
+//! - [`replication`]: hinted writes, handoffs, read repairs, anti-entropy, corrupt files
+//!   whose data past the damage was left to the peers to give back; fails when a node stopped
+//!   itself.
 //!
 //! **Invariant:** checkers see only the history; a field they need that is missing is a
 //! violation naming the operation, never a panic.
@@ -721,7 +722,7 @@ pub fn replication(events: &[Event]) -> Verdict {
     let mut violations = Vec::new();
     let (mut handoffs, mut handed_off_keys, mut repairs, mut rounds, mut exchanged, mut torn) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    let (mut snapshots, mut recoveries, mut restarts) = (0u64, 0u64, 0u64);
+    let (mut snapshots, mut recoveries, mut restarts, mut repaired) = (0u64, 0u64, 0u64, 0u64);
     for event in events {
         let EventKind::Internal { node, what, detail } = &event.kind else { continue };
         match what.as_str() {
@@ -742,6 +743,7 @@ pub fn replication(events: &[Event]) -> Verdict {
                 torn += u64::from(detail["torn_tail_bytes"].as_u64().unwrap_or(0) > 0);
             }
             "store_stopped" => violations.push(format!("{node} stopped: {}", detail["reason"])),
+            "corruption_detected" => repaired += 1,
             _ => {}
         }
     }
@@ -756,6 +758,7 @@ pub fn replication(events: &[Event]) -> Verdict {
         ("restarts".to_string(), json!(restarts)),
         ("recoveries".to_string(), json!(recoveries)),
         ("recoveries_with_torn_tail".to_string(), json!(torn)),
+        ("corrupt_files_left_to_peers".to_string(), json!(repaired)),
     ]);
     Verdict::from_violations(violations, figures)
 }

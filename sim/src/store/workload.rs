@@ -376,8 +376,9 @@ pub async fn monitor(
     }
 }
 
-/// Each node's final dump with full states, retrying a node until it answers or the bound
-/// passes.
+/// Each node's final dump with full states. Every node not yet dumped is asked once per
+/// round, until all have answered or the bound passes: a node that never answers (one that
+/// stopped itself on a corrupt disk) does not keep the others from being dumped.
 pub async fn final_dumps(
     process: u64,
     workload: StoreWorkload,
@@ -388,8 +389,10 @@ pub async fn final_dumps(
 ) {
     let poll = Duration::from_millis(workload.convergence_poll_ms);
     let final_deadline_us = history.now_us() + bound_ms * 1000;
-    for node in &nodes {
-        while history.now_us() < final_deadline_us {
+    let mut pending: Vec<&String> = nodes.iter().collect();
+    while !pending.is_empty() && history.now_us() < final_deadline_us {
+        let mut unanswered = Vec::new();
+        for node in pending {
             let invoked = json!({ "node": node });
             history.record(EventKind::Invoke {
                 process,
@@ -414,13 +417,16 @@ pub async fn final_dumps(
                         .collect();
                     let value = json!({ "node": node, "home": home, "hinted": hinted });
                     history.record(EventKind::Ok { process, f: "final_dump".into(), value });
-                    break;
                 }
                 Err(error) => {
                     record_error(&history, process, "final_dump", invoked, error);
-                    tokio::time::sleep(poll).await;
+                    unanswered.push(node);
                 }
             }
+        }
+        pending = unanswered;
+        if !pending.is_empty() {
+            tokio::time::sleep(poll).await;
         }
     }
 }

@@ -11,9 +11,10 @@
 //! be billed inside it and those that may be, so a wrong account, a wrong window or period, a
 //! double bill and a missing bill all fail. Excused, and reported as `lost`: with the usage
 //! log off, jobs accepted before an API server crash (their unshipped counts died with it);
-//! with it on, only before a corrupt API disk (its log unreadable). The ledger's per-period
-//! amounts must also add up to its archived totals, and a final billing run must have settled
-//! (read every range, billed nothing new) before the ledger was read.
+//! with it on, only jobs accepted before the restart that finds an API server's log
+//! unreadable after a fault corrupted its disk. The ledger's per-period amounts must also add
+//! up to its archived totals, and a final billing run must have settled (read every range,
+//! billed nothing new) before the ledger was read.
 //!
 //! Diagnostic figures come from the service's own events (`usage_counted` and friends): they
 //! explain a verdict and never decide one (see `diagnostics`).
@@ -83,6 +84,18 @@ fn clock_offset_max_ms(moves: &[(u64, String, u64)], at_us: u64) -> u64 {
         *by_node.entry(node.as_str()).or_default() += most_ms;
     }
     by_node.values().copied().max().unwrap_or(0)
+}
+
+/// When `node` first restarted after `after_us` (the world's `restart` event), if it did.
+fn first_restart_after(events: &[Event], node: &str, after_us: u64) -> Option<u64> {
+    events.iter().find_map(|event| match &event.kind {
+        EventKind::Internal { node: restarted, what, .. }
+            if what == "restart" && restarted == node && event.time_us > after_us =>
+        {
+            Some(event.time_us)
+        }
+        _ => None,
+    })
 }
 
 /// The jobs the clients know of, one per idempotency key (see the module comment).
@@ -297,17 +310,20 @@ pub fn billing(
     }
     // What the clients saw, widened by the clock bound.
     let moves = clock_moves(events);
-    // Faults that may lose a count the server answered 202 for: with the log off a crash of an
-    // API server; with it on, a corrupt disk under one (its log unreadable).
-    let losing_kind = if usage.log { "corrupt_disk" } else { "crash" };
+    // When a count the server answered 202 for may have been lost: with the log off, at a
+    // crash of an API server; with it on, at the first restart of one after a fault corrupted
+    // its disk (recovery then finds the log unreadable, and every count not yet shipped, the
+    // ones appended after the damage included, is gone with it).
     let losses_us: Vec<u64> = events
         .iter()
         .filter_map(|event| match &event.kind {
-            EventKind::FaultStart { kind, detail, .. }
-                if kind == losing_kind
-                    && detail["node"].as_str().is_some_and(|node| node.starts_with(API_ROLE)) =>
-            {
-                Some(event.time_us)
+            EventKind::FaultStart { kind, detail, .. } => {
+                let node = detail["node"].as_str().filter(|node| node.starts_with(API_ROLE))?;
+                match kind.as_str() {
+                    "crash" if !usage.log => Some(event.time_us),
+                    "corrupt_disk" if usage.log => first_restart_after(events, node, event.time_us),
+                    _ => None,
+                }
             }
             _ => None,
         })
