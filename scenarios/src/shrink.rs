@@ -5,11 +5,17 @@
 //! shrinker works on data (the run under the materialized plan is the same run). Then passes
 //! repeat until none makes progress or the budget of runs is spent: drop chunks of events
 //! (halves, quarters, ... single events, as delta debugging does), shorten each window by
-//! halves, and weaken each fault's intensity step by step. A candidate is kept only when the
+//! halves, and weaken each fault's intensity step by step. Then the load and the phases
+//! shrink ([`smaller`]): fewer clients, lower rates, a shorter fault phase (never cutting an
+//! event off) and a shorter heal. A candidate is kept only when the
 //! same seed still fails the same way: the target checker fails with a violation of the same
 //! kind as the original's first ([`violation_kind`]: the sentence with its values left out),
 //! so a smaller plan that breaks the check differently (another job lost the other way, a
 //! liveness bound missed instead of a duplicate) does not stand in for the failure found.
+//!
+//! The topology is not shrunk: node names are what plans and checks refer to, and dropping a
+//! node changes every seed's draws, so a smaller cluster rarely replays the failure found.
+//! The shrunk file keeps the scenario's description and says what the shrinker removed.
 //!
 //! **Invariant:** every candidate is a valid scenario (it is validated before it runs), and
 //! the result is a pure function of the scenario, the seed, the target and the budget.
@@ -169,6 +175,8 @@ pub fn shrink(
         None => return Err("the budget of runs is spent before shrinking began".into()),
     }
     let faults_ms = current.phases.faults_ms;
+    // What the load and phase passes took away, in the order they did.
+    let mut removed: Vec<String> = Vec::new();
     'passes: loop {
         let mut progress = false;
 
@@ -249,13 +257,36 @@ pub fn shrink(
                 }
             }
         }
+        // Less load, shorter phases: one step at a time, the first that keeps the failure.
+        for (candidate, step) in smaller(&current) {
+            match fails(&candidate, &mut runs) {
+                None => {
+                    budget_spent = true;
+                    break 'passes;
+                }
+                Some(true) => {
+                    note(&step);
+                    removed.push(step);
+                    current = candidate;
+                    progress = true;
+                    break;
+                }
+                Some(false) => {}
+            }
+        }
         if !progress {
             break;
         }
     }
+    let load = if removed.is_empty() {
+        "the load and phases as they were".to_string()
+    } else {
+        format!("then {}", removed.join(", "))
+    };
     current.description = format!(
-        "Shrunk from {file} seed {seed}: a minimal fault plan ({} of {events_before} events, windows and intensities cut) under which the check `{checker}` still fails the same way (`{kind}`). Replay: pessimist replay <this file> --seed {seed}.",
+        "Shrunk from {file} seed {seed}: a minimal fault plan ({} of {events_before} events, windows and intensities cut; {load}) under which the check `{checker}` still fails the same way (`{kind}`). Replay: pessimist replay <this file> --seed {seed}. The original: {}",
         current.faults.plan.events.len(),
+        scenario.description,
     );
     Ok(Shrunk {
         scenario: current,
@@ -267,6 +298,64 @@ pub fn shrink(
         runs,
         budget_spent,
     })
+}
+
+/// Workload fields that count clients or set a rate, which the shrinker halves (a count down
+/// to 1): fewer producers, uploaders, writers or readers, and fewer requests each.
+const LOAD_FIELDS: &[&str] = &[
+    "producers",
+    "enqueue_per_s",
+    "workers",
+    "uploaders",
+    "uploads_per_s",
+    "writers",
+    "flushes_per_s",
+    "readers",
+    "reads_per_s",
+];
+
+/// The shortest heal phase the shrinker leaves, in ms: the workload's end (drain, final reads,
+/// convergence) needs some time after the heal.
+pub const HEAL_MS_MIN: u64 = 1_000;
+
+/// One-step-smaller versions of `scenario`'s load and phases, each with what it removed:
+/// every [`LOAD_FIELDS`] field halved (counts to at least 1, rates as they halve), the fault
+/// phase halved but never before its last event's start, and the heal halved down to
+/// [`HEAL_MS_MIN`]. Candidates that do not validate are left out. Pure.
+pub fn smaller(scenario: &Scenario) -> Vec<(Scenario, String)> {
+    let mut candidates = Vec::new();
+    let workload = serde_json::to_value(&scenario.workload).expect("workloads serialize");
+    for field in LOAD_FIELDS {
+        let Some(value) = workload.get(field) else { continue };
+        let halved = match (value.as_u64(), value.as_f64()) {
+            (Some(count), _) if count > 1 => serde_json::json!(count / 2),
+            (None, Some(rate)) if rate > 0.1 => serde_json::json!(rate / 2.0),
+            _ => continue,
+        };
+        let mut changed = workload.clone();
+        changed[*field] = halved.clone();
+        let Ok(workload) = serde_json::from_value(changed) else { continue };
+        let mut candidate = scenario.clone();
+        candidate.workload = workload;
+        candidates.push((candidate, format!("{field} {value} to {halved}")));
+    }
+    let phases = &scenario.phases;
+    let last_start_ms = scenario.faults.plan.events.iter().map(|e| e.at_ms).max();
+    let floor_ms = last_start_ms.map_or(WINDOW_MS_MIN, |at_ms| at_ms + 1);
+    let faults_ms = (phases.faults_ms / 2).max(floor_ms);
+    if faults_ms < phases.faults_ms {
+        let mut candidate = scenario.clone();
+        candidate.phases.faults_ms = faults_ms;
+        candidates.push((candidate, format!("faults_ms {} to {faults_ms}", phases.faults_ms)));
+    }
+    let heal_ms = (phases.heal_ms / 2).max(HEAL_MS_MIN);
+    if heal_ms < phases.heal_ms {
+        let mut candidate = scenario.clone();
+        candidate.phases.heal_ms = heal_ms;
+        candidates.push((candidate, format!("heal_ms {} to {heal_ms}", phases.heal_ms)));
+    }
+    candidates.retain(|(candidate, _)| candidate.validate().is_ok());
+    candidates
 }
 
 /// The event with its window halved, or `None` when it is instant or already at
@@ -285,6 +374,33 @@ pub fn shorter(event: &FaultEvent, faults_ms: u64) -> Option<FaultEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smaller_halves_the_load_and_phases_and_ends() {
+        let text = include_str!("../queue-majority-crash.json");
+        let scenario = crate::parse_scenario("queue-majority-crash.json", text).unwrap();
+        let candidates = smaller(&scenario);
+        let steps: Vec<&str> = candidates.iter().map(|(_, step)| step.as_str()).collect();
+        assert!(steps.iter().any(|step| step.starts_with("producers ")), "{steps:?}");
+        assert!(steps.iter().any(|step| step.starts_with("faults_ms ")), "{steps:?}");
+        let last_start_ms = scenario.faults.plan.events.iter().map(|e| e.at_ms).max().unwrap();
+        for (candidate, step) in &candidates {
+            candidate.validate().unwrap_or_else(|e| panic!("{step}: {e:?}"));
+            assert!(candidate.phases.faults_ms > last_start_ms, "{step} cut an event off");
+            assert_eq!(candidate.faults, scenario.faults, "{step} touched the plan");
+        }
+        // Always taking the first step reaches a scenario nothing makes smaller.
+        let mut current = scenario;
+        for steps in 0.. {
+            assert!(steps < 100, "shrinking the load never ends");
+            match smaller(&current).into_iter().next() {
+                Some((next, _)) => current = next,
+                None => break,
+            }
+        }
+        assert_eq!(current.phases.heal_ms, HEAL_MS_MIN);
+        assert_eq!(current.phases.faults_ms, last_start_ms + 1);
+    }
 
     #[test]
     fn weakening_ends_and_every_step_is_valid() {
