@@ -17,7 +17,7 @@
 //! - **decoded samples**: the inverse transform and colour conversion (JPEG, at the scale it is
 //!   decoded at: shrink-on-load), the conversion to the resizer's layout, and the Lanczos3
 //!   resize, whose cost per source sample is about constant whatever the ratio.
-//! - **input bytes**: Huffman decoding of real coefficient data, reading and checksums.
+//! - **input bytes** (JPEG): Huffman decoding of real coefficient data.
 //! - a **fixed** part: the probe, the thumbnail's encoding, allocations.
 //!
 //! **Calibration.** The constants below were fitted once on the project's benchmark machine
@@ -36,16 +36,20 @@
 use super::header;
 use super::{probe, ImageHeader, ResizeError, ResizeSpec, SourceFormat};
 
-/// Nanoseconds per 8x8 block an entropy decoder visits in a scan (the scan bombs).
-const NS_PER_SCAN_BLOCK: u64 = 21;
-/// Nanoseconds per byte inflated and unfiltered (the decompression bombs).
-const NS_PER_INFLATED_BYTE: u64 = 2;
-/// Nanoseconds per decoded sample: inverse transform or unfiltered copy, colour conversion,
-/// and the resize (the photos).
-const NS_PER_DECODED_SAMPLE: u64 = 3;
-/// Nanoseconds per input byte (the photos' Huffman-coded data).
-const NS_PER_INPUT_BYTE: u64 = 20;
-/// The fixed part of a conversion.
+/// Nanoseconds per 8x8 block an entropy decoder visits in a scan: the scan bombs' time over
+/// their scans x blocks (four bombs, 1,000 to 5,000 scans; the term is all of their cost).
+const NS_PER_SCAN_BLOCK: u64 = 12;
+/// Nanoseconds per byte inflated and unfiltered, and per decoded sample (inverse transform or
+/// copy, colour conversion, the resize): from the decompression bombs (where both terms count
+/// the same bytes) and the PNG photos; one nanosecond each. Large images cost more per byte
+/// than small ones (caches), so small ones are over-estimated: the budget errs on refusing.
+const NS_PER_INFLATED_BYTE: u64 = 1;
+const NS_PER_DECODED_SAMPLE: u64 = 1;
+/// Nanoseconds per byte of a JPEG's input: Huffman decoding of real coefficient data, the
+/// bulk of a photo's time at 1/8 scale (the JPEG photos, 160x120 to 3000x2000). A PNG's
+/// compressed bytes are paid for by the inflated ones.
+const NS_PER_JPEG_INPUT_BYTE: u64 = 16;
+/// The fixed part of a conversion: the smallest photos' time.
 const NS_FIXED: u64 = 100_000;
 /// Adam7's cost over a plain decode of the same bytes (seven passes, de-interlacing).
 const INTERLACED_FACTOR_PERCENT: u64 = 150;
@@ -81,7 +85,10 @@ impl DecodeWork {
             .saturating_add(self.scan_blocks.saturating_mul(NS_PER_SCAN_BLOCK))
             .saturating_add(inflate)
             .saturating_add(self.decoded_samples.saturating_mul(NS_PER_DECODED_SAMPLE))
-            .saturating_add(self.input_bytes.saturating_mul(NS_PER_INPUT_BYTE))
+            .saturating_add(match self.format {
+                SourceFormat::Jpeg => self.input_bytes.saturating_mul(NS_PER_JPEG_INPUT_BYTE),
+                SourceFormat::Png => 0,
+            })
     }
 
     /// The estimated CPU time in whole milliseconds, rounded up.
