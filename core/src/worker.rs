@@ -13,7 +13,24 @@
 //! restarted worker never collides with its earlier life.
 //!
 //! **CPU cost** is charged to simulated time by a cost model (the simulator's CPU is free):
-//! each conversion takes `1 / conversions_per_s_per_core` seconds on the worker's clock.
+//! each conversion takes the larger of `1 / conversions_per_s_per_core` seconds (the seed's
+//! typical upload, which the workload's small images stand for) and the work estimated from
+//! its bytes ([`resize::estimate_work`]: scans, blocks, inflated bytes, pixels), calibrated
+//! against real decodes. A CPU bomb (a progressive JPEG with thousands of empty scans) costs
+//! seconds in the simulation as it does for real.
+//!
+//! **Work budget.** A job whose estimated work exceeds `decode_budget_ms` is refused before
+//! any decoder runs, with the estimate in the reason, and nacked as permanent: the estimate is
+//! a pure function of the bytes, so no retry could change it, and the core goes on to the next
+//! job. The real build enforces the budget on the estimate only, deliberately: a decode
+//! cannot be interrupted mid-call, and the alternatives do not stop the CPU burn they are for.
+//! A decode abandoned on a thread of its own keeps its core busy until it finishes (a storm
+//! of bombs piles up abandoned threads: the starvation again, hidden); a process per decode
+//! (or aborting the worker) does stop it, at a fork and a copy of the input per job, or the
+//! loss of every other job on the worker. The estimate covers the mechanisms that make decode
+//! time grow faster than the file (scans x blocks, inflated bytes, pixels); for one it does
+//! not know, each decode's time is measured on the node's monotonic clock and a decode past
+//! the budget is recorded (`decode_over_budget`) so it shows up and the model can learn it.
 //!
 //! **Suspects run alone.** A job leased for the second time or later (its last lease expired:
 //! maybe it crashed a worker) is a suspect: the worker finishes its other jobs, takes no new
@@ -63,6 +80,9 @@ pub struct WorkerSettings {
     pub charge_cpu: bool,
     /// The memory a decode may use.
     pub memory_bytes_max: u64,
+    /// The CPU time one conversion may take by its estimate ([`resize::estimate_work`]);
+    /// a job over it is refused as a permanent failure (0: no budget).
+    pub decode_budget_ms: u64,
     /// Whether decodes run under `image::Limits` from the budget (off: an over-budget decode
     /// is an out-of-memory kill).
     pub decode_limits: bool,
@@ -82,6 +102,7 @@ impl Default for WorkerSettings {
             conversions_per_s_per_core: 10.0,
             charge_cpu: true,
             memory_bytes_max: 256 << 20,
+            decode_budget_ms: DECODE_BUDGET_MS_DEFAULT,
             decode_limits: true,
             crash_trigger: true,
             visibility_ms: 5000,
@@ -105,6 +126,9 @@ impl KnobSettings for WorkerSettings {
         if self.memory_bytes_max < (1 << 20) {
             return fail("memory_bytes_max", "must be at least 1 MiB");
         }
+        if self.decode_budget_ms > 3_600_000 {
+            return fail("decode_budget_ms", "must be at most 3600000 (0: no budget)");
+        }
         if !(1..=3_600_000).contains(&self.visibility_ms) {
             return fail("visibility_ms", "must be between 1 and 3600000");
         }
@@ -118,10 +142,23 @@ impl KnobSettings for WorkerSettings {
     }
 }
 
+/// The default work budget per conversion: five times the seed's typical conversion (100 ms),
+/// so any photo within the side limit passes and a scan bomb does not.
+pub const DECODE_BUDGET_MS_DEFAULT: u64 = 500;
+
 impl WorkerSettings {
-    /// The simulated CPU time of one conversion.
-    pub fn conversion_time(&self) -> Duration {
-        Duration::from_secs_f64(1.0 / self.conversions_per_s_per_core)
+    /// The simulated CPU time of one conversion: the seed's typical conversion, or the work
+    /// estimated from the bytes when that is more.
+    pub fn conversion_time(&self, estimated: Option<&resize::DecodeWork>) -> Duration {
+        let typical = Duration::from_secs_f64(1.0 / self.conversions_per_s_per_core);
+        let estimated =
+            estimated.map_or(Duration::ZERO, |work| Duration::from_nanos(work.cpu_ns()));
+        typical.max(estimated)
+    }
+
+    /// The memory budget of one decode.
+    pub fn decode_budget(&self) -> DecodeBudget {
+        DecodeBudget { memory_bytes_max: self.memory_bytes_max, limits_enabled: self.decode_limits }
     }
 }
 
@@ -241,16 +278,42 @@ impl LeaseLoop {
             );
             crash_process("the decoder hit the crash trigger");
         }
+        let target = match ResizeSpec::new(spec.max_width, spec.max_height) {
+            Ok(target) => target,
+            Err(error) => return self.fail(job, lease, error.to_string()).await,
+        };
+        // The work budget, before any decoder runs: a refusal costs the probe, not the decode.
+        let work = match resize::check_work(&spec.image, &target, self.settings.decode_budget_ms) {
+            Ok(work) => Some(work),
+            Err(error @ ResizeError::WorkOverBudget { .. }) => {
+                self.recorder.record(
+                    "work_over_budget",
+                    json!({ "job": job, "attempt": attempt, "reason": error.to_string() }),
+                );
+                return self.fail(job, lease, error.to_string()).await;
+            }
+            // The decode reports what is wrong with the file in its own words.
+            Err(_) => None,
+        };
         // The CPU time is spent whether the conversion succeeds or not.
         if self.settings.charge_cpu {
-            self.clock.sleep(self.settings.conversion_time()).await;
+            self.clock.sleep(self.settings.conversion_time(work.as_ref())).await;
         }
-        let budget = DecodeBudget {
-            memory_bytes_max: self.settings.memory_bytes_max,
-            limits_enabled: self.settings.decode_limits,
-        };
-        let outcome = ResizeSpec::new(spec.max_width, spec.max_height)
-            .and_then(|target| resize::thumbnail(&spec.image, &target, &budget));
+        let started_ms = self.clock.monotonic_ms();
+        let outcome = resize::thumbnail(&spec.image, &target, &self.settings.decode_budget());
+        let took_ms = self.clock.monotonic_ms().saturating_sub(started_ms);
+        let budget_ms = self.settings.decode_budget_ms;
+        if budget_ms > 0 && took_ms > budget_ms {
+            self.recorder.record(
+                "decode_over_budget",
+                json!({
+                    "job": job,
+                    "took_ms": took_ms,
+                    "budget_ms": budget_ms,
+                    "estimated_ms": work.map(|work| work.cpu_ms()),
+                }),
+            );
+        }
         match outcome {
             Ok(thumbnail) => {
                 let ack = Command::Ack { job, lease, result: thumbnail.jpeg };

@@ -162,6 +162,7 @@ fn probe_png(input: &[u8]) -> Result<ImageHeader, ResizeError> {
     }
 
     let transparency = png_has_trns_before_idat(input, ihdr_at + 8 + 13 + 4)?;
+    let chunks = png_chunks(input);
     // What `image`'s PNG decoder outputs: depths below 8 expand to 8, a palette expands to RGB,
     // tRNS adds an alpha channel, 16-bit samples stay 16-bit.
     let sample_bytes: u64 = if bit_depth == 16 { 2 } else { 1 };
@@ -175,7 +176,12 @@ fn probe_png(input: &[u8]) -> Result<ImageHeader, ResizeError> {
     };
     // The png crate keeps the previous and the current raw row (1 filter byte each).
     let raw_row_bytes = (u64::from(width) * u64::from(bit_depth) * channels).div_ceil(8) + 1;
-    let working_bytes = raw_row_bytes.saturating_mul(2);
+    // The png crate also charges every text and metadata chunk it reads against its memory
+    // limit (which `decode` sets from this estimate): the chunk's buffer, grown by doubling
+    // (up to twice its length, reserved cumulatively), then the parsed copy it keeps. So three
+    // times the metadata: a 32x32 picture may carry 150 KB of text.
+    let working_bytes =
+        raw_row_bytes.saturating_mul(2).saturating_add(chunks.metadata_bytes.saturating_mul(3));
     let (decoded_bytes, decode_bytes_needed) =
         decode_cost(width, height, channels, sample_bytes, working_bytes, input.len());
     Ok(ImageHeader { format, width, height, decoded_bytes, decode_bytes_needed })
@@ -205,12 +211,133 @@ fn png_has_trns_before_idat(input: &[u8], mut at: usize) -> Result<bool, ResizeE
     Err(corrupt(format, format!("more than {PNG_HEADER_CHUNKS_MAX} chunks before the image data")))
 }
 
+/// What a walk over every chunk of a PNG finds: the cheap scan the work estimate reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct PngChunks {
+    /// Compressed image data, all IDAT chunks together.
+    pub(super) idat_bytes: u64,
+    /// Every other chunk's data but IHDR and IEND (text, ICC profiles, Exif, unknown chunks).
+    pub(super) metadata_bytes: u64,
+    pub(super) chunks: u64,
+}
+
+/// Walks a PNG's chunks from IHDR to IEND or to the end of the input, whichever comes first.
+/// A chunk whose length runs past the input ends the walk: the decoder reports the
+/// truncation with its own words. Linear in the input: each step moves 12 bytes or more.
+pub(super) fn png_chunks(input: &[u8]) -> PngChunks {
+    let mut chunks = PngChunks::default();
+    let mut at = PNG_SIGNATURE.len();
+    while let (Some(length), Some(chunk_type)) = (read_u32_be(input, at), input.get(at + 4..at + 8))
+    {
+        let next = (length as usize).checked_add(at + 12).filter(|next| *next <= input.len());
+        let length = u64::from(length).min((input.len() - at) as u64);
+        chunks.chunks += 1;
+        match chunk_type {
+            b"IDAT" => chunks.idat_bytes += length,
+            b"IEND" => break,
+            b"IHDR" => {}
+            _ => chunks.metadata_bytes += length,
+        }
+        match next {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    chunks
+}
+
+/// What a walk over a JPEG's whole stream finds: every scan and its entropy-coded data. The
+/// cheap scan the work estimate reads, and the test for a header that promises blocks its
+/// data cannot hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct JpegStream {
+    pub(super) scans: u64,
+    /// Per scan, the 8x8 blocks of the components it codes, summed over the scans: the
+    /// entropy decoder visits each (a progressive scan with no data still visits them all).
+    pub(super) scan_blocks: u64,
+    /// Entropy-coded bytes, every scan's together.
+    pub(super) entropy_bytes: u64,
+    /// The blocks of the frame's largest component (the luma plane of a colour image): every
+    /// one needs at least one bit of some scan for its DC coefficient.
+    pub(super) frame_blocks: u64,
+}
+
+/// Blocks of `width` x `height` at sampling (`horizontal`, `vertical`) out of the frame's
+/// largest factors.
+fn component_blocks(frame: &JpegFrame, horizontal: u8, vertical: u8) -> u64 {
+    let (horizontal_max, vertical_max) = frame.sampling[..usize::from(frame.components)]
+        .iter()
+        .fold((1, 1), |(h, v), &(_, ch, cv)| (h.max(ch), v.max(cv)));
+    let side = |side: u32, factor: u8, factor_max: u8| {
+        u64::from((side * u32::from(factor)).div_ceil(u32::from(factor_max)).div_ceil(8))
+    };
+    side(frame.width, horizontal, horizontal_max) * side(frame.height, vertical, vertical_max)
+}
+
+/// Walks a JPEG from its first scan to its end-of-image marker (or the input's end): each scan
+/// header's components and each scan's entropy-coded bytes, up to the next marker that is not
+/// a stuffed byte, a fill byte or a restart. Linear in the input.
+pub(super) fn jpeg_stream(input: &[u8]) -> Result<JpegStream, ResizeError> {
+    let layout = jpeg_layout(input)?;
+    let frame = &layout.frame;
+    let blocks_of = |id: u8| {
+        frame.sampling[..usize::from(frame.components)]
+            .iter()
+            .find(|(component, ..)| *component == id)
+            .map_or(0, |&(_, horizontal, vertical)| component_blocks(frame, horizontal, vertical))
+    };
+    let frame_blocks = frame.sampling[..usize::from(frame.components)]
+        .iter()
+        .map(|&(_, horizontal, vertical)| component_blocks(frame, horizontal, vertical))
+        .max()
+        .unwrap_or(0);
+    let mut stream = JpegStream { frame_blocks, ..JpegStream::default() };
+    // A scan header's fields: the component count, then (id, tables) per component.
+    let scan_header_blocks = |header: &[u8]| -> u64 {
+        let count = usize::from(header.first().copied().unwrap_or(0));
+        (0..count).filter_map(|index| header.get(1 + 2 * index)).map(|&id| blocks_of(id)).sum()
+    };
+    stream.scans = 1;
+    stream.scan_blocks = scan_header_blocks(&input[layout.scan_header_at..layout.scan_data_at]);
+    let mut at = layout.scan_data_at;
+    loop {
+        // Entropy-coded data up to the next real marker.
+        let data_start = at;
+        while at + 1 < input.len()
+            && !(input[at] == 0xff && !matches!(input[at + 1], 0x00 | 0xd0..=0xd7 | 0xff))
+        {
+            at += 1;
+        }
+        stream.entropy_bytes += (at - data_start) as u64;
+        if at + 1 >= input.len() {
+            return Ok(stream);
+        }
+        let marker = input[at + 1];
+        at += 2;
+        if marker == 0xd9 {
+            return Ok(stream);
+        }
+        let Some(length) = read_u16_be(input, at).map(usize::from).filter(|length| *length >= 2)
+        else {
+            return Ok(stream);
+        };
+        let Some(segment) = input.get(at + 2..at + length) else { return Ok(stream) };
+        if marker == 0xda {
+            stream.scans += 1;
+            stream.scan_blocks += scan_header_blocks(segment);
+        }
+        at += length;
+    }
+}
+
 /// The parts of a JPEG's frame header a probe needs.
 struct JpegFrame {
     width: u32,
     height: u32,
     components: u8,
     progressive: bool,
+    /// Each component's id and horizontal and vertical sampling factors, in frame order.
+    sampling: [(u8, u8, u8); 4],
 }
 
 /// Where the first scan's entropy-coded data starts, with the frame header before it.
@@ -218,6 +345,8 @@ pub(super) struct JpegLayout {
     frame: JpegFrame,
     /// Offset of the frame header's fields (precision, height, width...), after its length.
     pub(super) frame_at: usize,
+    /// Offset of the first scan header's fields (the component count), after its length.
+    pub(super) scan_header_at: usize,
     /// Offset of the first scan's entropy-coded data.
     pub(super) scan_data_at: usize,
 }
@@ -305,11 +434,20 @@ pub(super) fn jpeg_layout(input: &[u8]) -> Result<JpegLayout, ResizeError> {
                 if segment.len() < 6 + 3 * usize::from(components) {
                     return Err(corrupt(format, "frame header (SOF) shorter than its components"));
                 }
+                let mut sampling = [(0, 1, 1); 4];
+                for (index, slot) in sampling.iter_mut().take(usize::from(components)).enumerate() {
+                    let at = 6 + 3 * index;
+                    let factors = segment[at + 1];
+                    // Sampling factors are 1 to 4; a zero would make a component of no blocks.
+                    let (horizontal, vertical) = ((factors >> 4).max(1), (factors & 0x0f).max(1));
+                    *slot = (segment[at], horizontal, vertical);
+                }
                 let declared = JpegFrame {
                     width: u32::from(width),
                     height: u32::from(height),
                     components,
                     progressive: marker == 0xc2,
+                    sampling,
                 };
                 frame = Some((declared, at + 2));
             }
@@ -321,7 +459,12 @@ pub(super) fn jpeg_layout(input: &[u8]) -> Result<JpegLayout, ResizeError> {
             0xda => {
                 let (frame, frame_at) = frame
                     .ok_or_else(|| corrupt(format, "a scan (SOS) before the frame header (SOF)"))?;
-                return Ok(JpegLayout { frame, frame_at, scan_data_at: at + length });
+                return Ok(JpegLayout {
+                    frame,
+                    frame_at,
+                    scan_header_at: at + 2,
+                    scan_data_at: at + length,
+                });
             }
             _ => {}
         }
@@ -335,7 +478,7 @@ pub(super) fn jpeg_layout(input: &[u8]) -> Result<JpegLayout, ResizeError> {
 
 fn probe_jpeg(input: &[u8]) -> Result<ImageHeader, ResizeError> {
     let JpegLayout { frame, .. } = jpeg_layout(input)?;
-    let JpegFrame { width, height, components, progressive } = frame;
+    let JpegFrame { width, height, components, progressive, .. } = frame;
     // zune-jpeg (inside `image`) outputs L8 for one component and RGB8 otherwise (CMYK and
     // YCCK are converted).
     let channels: u64 = if components == 1 { 1 } else { 3 };

@@ -38,8 +38,11 @@
 //! detects it ([`contains_crash_trigger`]); crashing the worker is the worker's business, and
 //! [`thumbnail`] itself treats a marked image like any other.
 
+mod cost;
 mod header;
 pub mod pills;
+
+pub use cost::{check_work, estimate_work, DecodeWork};
 
 use std::io::Cursor;
 
@@ -210,6 +213,24 @@ pub enum ResizeError {
     DimensionsOverLimit { format: SourceFormat, width: u32, height: u32, side_max: u32 },
     #[error("decoding needs {needed} bytes, over the budget of {budget} bytes")]
     OverBudget { needed: u64, budget: u64 },
+    /// The decoder asked for more memory than the header's estimate, which is within the
+    /// budget: the file is not what its header says (or the estimate misses a structure).
+    #[error("the {format} decoder needed more than the {estimate} bytes its header accounts for")]
+    MemoryOverEstimate { format: SourceFormat, estimate: u64 },
+    /// The estimated CPU work ([`estimate_work`]) exceeds the worker's per-job budget.
+    #[error(
+        "{format} of {width}x{height}{scans} would take about {estimated_ms} ms of CPU, over \
+         the budget of {budget_ms} ms",
+        scans = if *scans > 1 { format!(" in {scans} scans") } else { String::new() }
+    )]
+    WorkOverBudget {
+        format: SourceFormat,
+        width: u32,
+        height: u32,
+        scans: u64,
+        estimated_ms: u64,
+        budget_ms: u64,
+    },
     /// Only with limits disabled: the decode would have exhausted the worker's memory. The
     /// worker turns this into a simulated out-of-memory kill.
     #[error("decoding needs {needed} bytes and would exhaust the worker's memory")]
@@ -229,6 +250,8 @@ impl ResizeError {
             ResizeError::ZeroDimensions { .. } => "zero_dimensions",
             ResizeError::DimensionsOverLimit { .. } => "dimensions_over_limit",
             ResizeError::OverBudget { .. } => "over_budget",
+            ResizeError::MemoryOverEstimate { .. } => "memory_over_estimate",
+            ResizeError::WorkOverBudget { .. } => "work_over_budget",
             ResizeError::WouldExhaustMemory { .. } => "would_exhaust_memory",
             ResizeError::Encode { .. } => "encode",
         }
@@ -297,6 +320,9 @@ impl Thumbnailer {
                 reason: "truncated: no end-of-image marker after the scan data".to_string(),
             });
         }
+        if source.format == SourceFormat::Jpeg {
+            check_jpeg_scan_data(input)?;
+        }
 
         let (width, height) = spec.fit(source.width, source.height);
         let shrunk = match jpeg_shrink_denominator(input, &source, width, height)? {
@@ -339,6 +365,31 @@ fn check_budget(source: &ImageHeader, budget: &DecodeBudget) -> Result<(), Resiz
     }
     if needed > budget.memory_bytes_max {
         return Err(ResizeError::OverBudget { needed, budget: budget.memory_bytes_max });
+    }
+    Ok(())
+}
+
+/// Refuses a JPEG whose scans hold less entropy-coded data than its blocks need: at least one
+/// bit per block of its largest component, for that block's DC coefficient (no Huffman code is
+/// shorter, and the DC coefficient of each block is coded in some scan, never run-length
+/// skipped). A header declaring 8000x8000 followed by 10 bytes of data fails this.
+///
+/// Why an error and not a thumbnail: the decoders fill missing data with grey and report
+/// success, so the job would be `done` with a picture that is not in the file, after a full
+/// decode's CPU time spent on filler. Telling the client its file holds no picture is the
+/// answer that is true; a file that holds one in part (cut inside its data) is caught by the
+/// end-of-image check, and damage that keeps enough bytes still decodes as before.
+fn check_jpeg_scan_data(input: &[u8]) -> Result<(), ResizeError> {
+    let stream = header::jpeg_stream(input)?;
+    let bits = stream.entropy_bytes.saturating_mul(8);
+    if bits < stream.frame_blocks {
+        return Err(ResizeError::Corrupt {
+            format: SourceFormat::Jpeg,
+            reason: format!(
+                "{} bytes of scan data cannot code {} blocks (at least one bit each)",
+                stream.entropy_bytes, stream.frame_blocks
+            ),
+        });
     }
     Ok(())
 }
@@ -542,10 +593,23 @@ fn decode_error(
                 height,
                 side_max: SOURCE_SIDE_MAX,
             },
-            _ => ResizeError::OverBudget {
-                needed: source.decode_bytes_needed,
-                budget: budget.memory_bytes_max,
+            // `decode` narrows the allocation limit to the smaller of the budget and the
+            // header's estimate: name whichever of the two the decoder ran into.
+            LimitErrorKind::InsufficientMemory
+                if source.decode_bytes_needed > budget.memory_bytes_max =>
+            {
+                ResizeError::OverBudget {
+                    needed: source.decode_bytes_needed,
+                    budget: budget.memory_bytes_max,
+                }
+            }
+            LimitErrorKind::InsufficientMemory => {
+                ResizeError::MemoryOverEstimate { format, estimate: source.decode_bytes_needed }
+            }
+            LimitErrorKind::Unsupported { .. } => ResizeError::UnsupportedFormat {
+                detail: format!("{format}: a limit the decoder does not support"),
             },
+            _ => ResizeError::UnsupportedFormat { detail: format!("{format}: {limit}") },
         },
         image::ImageError::Unsupported(unsupported) => {
             ResizeError::UnsupportedFormat { detail: format!("{format}: {unsupported}") }

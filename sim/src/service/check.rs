@@ -125,6 +125,14 @@ fn expected_outcome(spec: &ImageSpec, side: u32, worker: &WorkerSettings) -> Exp
             format!("{}: the header declares what the data cannot fill", spec.kind),
         ),
         "truncated_jpeg" => Expected::Failure("a truncated JPEG is corrupt".into()),
+        // Ten bytes of scan data for an 8000x8000 frame: no picture is in the file.
+        "jpeg_no_scan_data" => {
+            Expected::Failure("a JPEG without the scan data its header declares is corrupt".into())
+        }
+        // A CPU bomb is refused by a work budget or decoded (slowly) into a flat picture;
+        // which one depends on the budget against the worker's own estimate, which this
+        // checker does not compute (and the reference would spend the same CPU).
+        "jpeg_scan_bomb" | "png_decompression_bomb" => Expected::Either,
         // Random bytes overwritten: a decoder may fail or conceal the damage, and two
         // decoders conceal it differently, so any typed outcome is right.
         "corrupted_image" => Expected::Either,
@@ -134,13 +142,15 @@ fn expected_outcome(spec: &ImageSpec, side: u32, worker: &WorkerSettings) -> Exp
         "photo" if over_budget(u64::from(spec.width), u64::from(spec.height)) => {
             Expected::Failure(format!("{}x{} is over the decode budget", spec.width, spec.height))
         }
-        "photo" | "crash_trigger" => match thumbnail_oracle::reference_of(spec, side) {
-            Some(Ok(signature)) => Expected::Thumbnail(signature),
-            Some(Err(error)) => {
-                Expected::Failure(format!("the reference cannot decode it: {error}"))
+        "photo" | "crash_trigger" | "png_huge_text_chunk" => {
+            match thumbnail_oracle::reference_of(spec, side) {
+                Some(Ok(signature)) => Expected::Thumbnail(signature),
+                Some(Err(error)) => {
+                    Expected::Failure(format!("the reference cannot decode it: {error}"))
+                }
+                None => Expected::Failure(format!("unknown image kind {:?}", spec.kind)),
             }
-            None => Expected::Failure(format!("unknown image kind {:?}", spec.kind)),
-        },
+        }
         other => Expected::Failure(format!("unknown image kind {other:?}")),
     }
 }

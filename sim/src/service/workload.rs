@@ -75,8 +75,10 @@ pub struct ServiceWorkload {
     /// Share of uploads that are poison pills, of the kinds listed.
     pub pill_fraction: f64,
     /// Kind names: `png_declares_13000`, `png_declares_50000`, `jpeg_lying_header`,
-    /// `truncated_jpeg`, `corrupted_image`, `crash_trigger` (the service crate has no schema
-    /// support, so the schema describes them as strings).
+    /// `truncated_jpeg`, `corrupted_image`, `crash_trigger` (these six by default), and
+    /// `jpeg_scan_bomb`, `png_decompression_bomb` (CPU bombs), `png_huge_text_chunk`,
+    /// `jpeg_no_scan_data` (the service crate has no schema support, so the schema describes
+    /// them as strings).
     #[schemars(with = "Vec<String>")]
     pub pill_kinds: Vec<PillKind>,
     /// Share of uploads made with a key that never existed.
@@ -126,7 +128,7 @@ impl Default for ServiceWorkload {
             image_side_max: 160,
             thumbnail_side: 32,
             pill_fraction: 0.0,
-            pill_kinds: PillKind::ALL.to_vec(),
+            pill_kinds: PillKind::DEFAULT_MIX.to_vec(),
             unknown_key_fraction: 0.02,
             key_rotation_ms: 5000,
             probe_ms: 100,
