@@ -300,7 +300,7 @@ impl LeaseLoop {
             self.clock.sleep(self.settings.conversion_time(work.as_ref())).await;
         }
         let started_ms = self.clock.monotonic_ms();
-        let outcome = resize::thumbnail(&spec.image, &target, &self.settings.decode_budget());
+        let outcome = resize::memo::thumbnail(&spec.image, &target, &self.settings.decode_budget());
         let took_ms = self.clock.monotonic_ms().saturating_sub(started_ms);
         let budget_ms = self.settings.decode_budget_ms;
         if budget_ms > 0 && took_ms > budget_ms {

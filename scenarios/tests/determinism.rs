@@ -132,3 +132,23 @@ fn a_skewed_leader_clock_cuts_leases_short() {
     }
     assert!(cut_short > 0, "no lease was cut short on any seed");
 }
+
+/// The simulation's content cache of thumbnails (`resize::memo`) changes nothing a run
+/// records: a pill storm (every job's retries and the same pills again) gives the same
+/// history with the cache off, on and empty, and on and full.
+#[test]
+fn the_thumbnail_cache_changes_no_history() {
+    let scenario = scenario("service-pill-storm.json");
+    pessimist_core::resize::memo::set_enabled(false);
+    let uncached = run_seed(&scenario, 3);
+    pessimist_core::resize::memo::set_enabled(true);
+    let filling = run_seed(&scenario, 3);
+    let hits_before = pessimist_core::resize::memo::hits();
+    let filled = run_seed(&scenario, 3);
+    let hits = pessimist_core::resize::memo::hits() - hits_before;
+    assert!(hits > 0, "the second run with the cache on served nothing from it");
+    assert!(uncached.events.len() > 100, "a run records a real history");
+    assert_eq!(uncached.history_hash, filling.history_hash, "the cache changed a history");
+    assert_eq!(uncached.history_hash, filled.history_hash, "a cache hit changed a history");
+    assert_eq!(uncached.events, filled.events);
+}

@@ -40,6 +40,7 @@
 
 mod cost;
 mod header;
+pub mod memo;
 pub mod pills;
 
 pub use cost::{check_work, estimate_work, DecodeWork};

@@ -12,7 +12,7 @@
 //! | `truncated_jpeg` | a valid JPEG cut inside its scan data | corrupt (no end-of-image marker) |
 //! | `corrupted_image` | a valid JPEG or PNG with a few random bytes overwritten | anything typed: corrupt, or a damaged but decodable picture |
 //! | `crash_trigger` | a valid JPEG carrying [`super::CRASH_TRIGGER_MARKER`] in a comment | a thumbnail: the crash is the worker's model of a decoder bug |
-//! | `jpeg_scan_bomb` | a progressive JPEG of 1536 to 2048 a side with 1500 to 2500 empty AC scans (tens of KB) | refused as over the work budget (the default's); decoded without one, seconds of CPU for a grey picture |
+//! | `jpeg_scan_bomb` | a progressive JPEG of 1536 to 2048 a side with 1500 to 2500 empty AC scans (tens of KB; one of [`SCAN_BOMBS`]) | refused as over the work budget (the default's); decoded without one, seconds of CPU for a grey picture |
 //! | `png_decompression_bomb` | an 8-bit gray PNG of 10000 to 12000 a side, all zero, deflated to a few hundred KB | a black thumbnail after a few hundred ms of inflating and resizing (the memory budget bounds it), or refused by a work budget below that |
 //! | `png_huge_text_chunk` | a valid 32x32 PNG carrying a text chunk of 100 to 190 KB | a thumbnail: metadata counts in the memory estimate |
 //! | `jpeg_no_scan_data` | a JPEG whose frame header declares 8000x8000 followed by 10 bytes of scan data | corrupt: far less scan data than its blocks need |
@@ -92,6 +92,13 @@ impl PillKind {
     }
 }
 
+/// The scan bombs a workload draws from (width, height, empty AC scans). A few fixed ones,
+/// not a range: each takes seconds of real CPU to decode, and the simulation's content cache
+/// of thumbnails (`resize::memo`) then decodes each once per process however many jobs and
+/// seeds carry it, while a bomb's simulated cost is the same either way.
+pub const SCAN_BOMBS: [(u16, u16, u32); 3] =
+    [(1536, 2048, 1500), (2048, 1536, 2000), (2048, 2048, 2500)];
+
 /// A pill of `kind`, drawn from `rng`.
 pub fn generate<R: Rng + ?Sized>(kind: PillKind, rng: &mut R) -> Vec<u8> {
     match kind {
@@ -102,9 +109,8 @@ pub fn generate<R: Rng + ?Sized>(kind: PillKind, rng: &mut R) -> Vec<u8> {
         PillKind::CorruptedImage => corrupted_image(rng),
         PillKind::CrashTrigger => crash_trigger_jpeg(rng),
         PillKind::JpegScanBomb => {
-            let side = |rng: &mut R| rng.random_range(1536..=2048);
-            let (width, height) = (side(rng), side(rng));
-            jpeg_scan_bomb(width, height, rng.random_range(1500..=2500))
+            let (width, height, ac_scans) = SCAN_BOMBS[rng.random_range(0..SCAN_BOMBS.len())];
+            jpeg_scan_bomb(width, height, ac_scans)
         }
         PillKind::PngDecompressionBomb => {
             let side = |rng: &mut R| rng.random_range(10_000..=12_000);
