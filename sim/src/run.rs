@@ -334,7 +334,7 @@ async fn simulate(scenario: Scenario, plan: FaultPlan, seed: u64) -> Vec<Event> 
         }
     }
     let events = history.events();
-    world.shutdown();
+    world.shutdown().await;
     events
 }
 

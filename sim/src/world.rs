@@ -46,6 +46,10 @@ pub const SERVER_PORT: u16 = 7000;
 pub type Program =
     Arc<dyn Fn(NodeContext) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// The longest madsim 0.2.34 waits before restarting a node that panicked
+/// (`src/sim/task/mod.rs:303`: a delay drawn from 1 to 10 s).
+const PANIC_RESTART_DELAY_MAX: Duration = Duration::from_secs(10);
+
 /// A node of the topology.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeSpec {
@@ -496,19 +500,32 @@ impl World {
     /// nor anything it holds: the history, the disks, image buffers, the node's
     /// `init` closure. A sweep kept every seed's world in memory. A kill wakes every task of
     /// the node (`:133`), and the executor drops the future of a task whose node is killed
-    /// instead of polling it (`:272`), which breaks the cycle; it does so in the same
-    /// `block_on` round that sees the main future finish, so nothing more is simulated.
-    pub fn shutdown(&mut self) {
+    /// instead of polling it (`:272`), which breaks the cycle.
+    ///
+    /// A node that exited by itself shortly before the end has a restart pending in madsim's
+    /// timers (1 to 10 s after its exit), and that timer's closure holds the runtime's handle:
+    /// another cycle, which keeps the world alive. So the world holds every node down, kills
+    /// it, lets simulated time run past every such restart (each then starts the held-down
+    /// no-op), and kills again. The history was taken before: nothing here is recorded.
+    pub async fn shutdown(&mut self) {
         let handle = Handle::current();
         for server in self.servers.values_mut() {
-            // A crashed server was killed already: a second kill finds no task to wake. A
-            // paused one's parked tasks are dropped by the kill.
-            handle.kill(server.handle.id());
-            server.crashed = true;
+            server.held_down.store(true, Ordering::Release);
         }
-        for client in self.clients.values() {
-            handle.kill(client.id());
-        }
+        let kill_all = |world: &mut World| {
+            for server in world.servers.values_mut() {
+                // A crashed server was killed already: a second kill finds no task to wake. A
+                // paused one's parked tasks are dropped by the kill.
+                handle.kill(server.handle.id());
+                server.crashed = true;
+            }
+            for client in world.clients.values() {
+                handle.kill(client.id());
+            }
+        };
+        kill_all(self);
+        tokio::time::sleep(PANIC_RESTART_DELAY_MAX + Duration::from_millis(1)).await;
+        kill_all(self);
     }
 
     fn apply_disks(&mut self) {
