@@ -377,7 +377,9 @@ async fn refuse(mut stream: TcpStream, connections_max: usize, log: &Recorder) {
         "http_connection_refused",
         json!({ "status": 503, "connections_max": connections_max }),
     );
-    if stream.write_all(answer.as_bytes()).await.is_err() || stream.shutdown().await.is_err() {
+    // Flushed before the shutdown: madsim's TCP sends what was written on a flush.
+    let written = stream.write_all(answer.as_bytes()).await.is_ok() && stream.flush().await.is_ok();
+    if !written || stream.shutdown().await.is_err() {
         return;
     }
     let mut sink = [0u8; 4096];
@@ -431,7 +433,6 @@ async fn read_request(
     let body_bytes_max = limits.body_bytes_max;
     let too_large = || {
         HttpResponse::error(413, "too_large", format!("the body exceeds {body_bytes_max} bytes"))
-            .with_header("connection", "close")
     };
     let (parts, body) = request.into_parts();
     let declared = parts.headers.get(hyper::header::CONTENT_LENGTH);
@@ -631,6 +632,94 @@ mod tests {
                     matches!(error, HttpError::Connect(..) | HttpError::Timeout(_)),
                     "{error:?}"
                 );
+            })
+            .await
+            .unwrap();
+    }
+
+    /// The read timeouts run on simulated time: a head sent a byte at a time is cut off, and a
+    /// body shorter than its length answered 408, each after its timeout; connections over the
+    /// cap are answered 503.
+    #[madsim::test]
+    async fn read_timeouts_and_the_connection_cap_hold_on_simulated_time() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let handle = madsim::runtime::Handle::current();
+        let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 8080);
+        handle
+            .create_node()
+            .name("server")
+            .ip(address.ip())
+            .init(move || async move {
+                let listener = TcpListener::bind(address).await.unwrap();
+                let limits = EdgeLimits {
+                    header_read_timeout: Duration::from_millis(2000),
+                    body_read_timeout: Duration::from_millis(3000),
+                    connections_max: 2,
+                    ..EdgeLimits::new(1024)
+                };
+                let log = crate::history::Recorder::disabled("server");
+                serve(listener, limits, log, |request: HttpRequest| async move {
+                    HttpResponse::new(200, "text/plain", request.body)
+                })
+                .await
+            })
+            .build();
+        let client =
+            handle.create_node().name("client").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2))).build();
+        client
+            .spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                async fn until_closed(stream: &mut (impl AsyncReadExt + Unpin)) -> String {
+                    let mut received = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while let Ok(n @ 1..) = stream.read(&mut buffer).await {
+                        received.extend_from_slice(&buffer[..n]);
+                    }
+                    String::from_utf8_lossy(&received).into_owned()
+                }
+                // Slowloris: a byte every 100 ms, never the head's end; the server closes.
+                let started = tokio::time::Instant::now();
+                let slow = TcpStream::connect(address).await.unwrap();
+                let (mut reading, mut writing) = tokio::io::split(slow);
+                let slowloris = tokio::spawn(async move {
+                    for byte in b"GET / HTTP/1.1\r\nx-slow: ".iter().cycle() {
+                        let sent = writing.write_all(&[*byte]).await;
+                        if sent.is_err() || writing.flush().await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                });
+                let closed =
+                    tokio::time::timeout(Duration::from_secs(5), until_closed(&mut reading)).await;
+                slowloris.abort();
+                assert_eq!(closed.as_deref(), Ok(""));
+                let elapsed = started.elapsed();
+                assert!(elapsed >= Duration::from_millis(2000), "{elapsed:?}");
+                assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
+                // A body shorter than its length.
+                let started = tokio::time::Instant::now();
+                let mut short = TcpStream::connect(address).await.unwrap();
+                let head = "POST / HTTP/1.1\r\ncontent-length: 100\r\n\r\nten bytes!";
+                short.write_all(head.as_bytes()).await.unwrap();
+                short.flush().await.unwrap(); // madsim's TCP sends on flush
+                let answer = until_closed(&mut short).await;
+                assert!(answer.starts_with("HTTP/1.1 408"), "{answer} {:?}", started.elapsed());
+                let elapsed = started.elapsed();
+                assert!(elapsed >= Duration::from_millis(3000), "{elapsed:?}");
+                assert!(elapsed < Duration::from_millis(3500), "{elapsed:?}");
+                // Two connections held; the third is answered 503 at once.
+                let _held = [
+                    TcpStream::connect(address).await.unwrap(),
+                    TcpStream::connect(address).await.unwrap(),
+                ];
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let response =
+                    request(address, "POST", "/", &[], Bytes::from("x"), Duration::from_secs(1))
+                        .await
+                        .unwrap();
+                assert_eq!(response.status, 503);
+                assert_eq!(response.body_json().unwrap()["outcome"], "not_applied");
             })
             .await
             .unwrap();
