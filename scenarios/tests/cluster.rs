@@ -177,28 +177,6 @@ fn a_real_cluster_loses_no_accepted_job_when_a_queue_node_and_a_worker_are_kille
     assert_eq!(history.matches("\"type\":\"fault_start\"").count(), 2);
     assert!(output.status.success(), "the drive's checks failed");
 
-    // Each request an API server answered has its access-log line; each job a worker
-    // worked, its line.
-    let logged = |node: &str, what: &str, with: &[&str]| {
-        let text = std::fs::read_to_string(dir.join("logs").join(format!("{node}.log")))
-            .unwrap_or_default();
-        text.lines()
-            .filter(|line| line.contains(&format!("\"what\":\"{what}\"")))
-            .filter(|line| with.iter().all(|part| line.contains(part)))
-            .count()
-    };
-    let uploads_logged: usize = ["api-1", "api-2", "api-3"]
-        .iter()
-        .map(|api| logged(api, "http_access", &["\"status\":202", "\"account\":\"acct_"]))
-        .sum();
-    let accepted = complete["accepted"].as_u64().unwrap_or(0) as usize;
-    assert!(uploads_logged >= accepted, "{uploads_logged} 202s logged, {accepted} accepted");
-    let jobs_logged: usize = ["worker-1", "worker-2"]
-        .iter()
-        .map(|worker| logged(worker, "job_worked", &["\"outcome\":\"done\""]))
-        .sum();
-    assert!(jobs_logged > 0, "no worker logged a job");
-
     let status = pessimist(&["cluster", "status"], &dir);
     assert!(String::from_utf8_lossy(&status.stdout).contains("queue-1"));
     down_and_gone(&dir);
