@@ -19,7 +19,11 @@
 //!
 //! **Bounds.** Body size (`body_bytes_max`), requests in flight (`in_flight_max`: each holds
 //! one of a fixed pool of queue clients; none free is 429), and pending work (the queue's
-//! `max_jobs`: a full queue is 503).
+//! `max_jobs`: a full queue is 503). At the edge ([`crate::http::EdgeLimits`]): connections
+//! (`connections_max`; one more is answered 503 before anything is read, and closed), the
+//! request head's size (`header_bytes_max`; larger is 431) and time (`header_read_timeout_ms`;
+//! later, the connection is closed), the body's time (`body_read_timeout_ms`; later is 408).
+//! A known path asked with another method is 405 with `Allow`.
 //!
 //! **CPU cost model.** With `uploads_per_s_per_core` above 0, an upload first holds one of the
 //! server's `cores` for `1 / uploads_per_s_per_core` s of its clock (reading and checking the
@@ -65,6 +69,15 @@ pub struct ApiSettings {
     pub body_bytes_max: usize,
     /// Requests handled at once; more are 429.
     pub in_flight_max: usize,
+    /// Connections served at once; more are answered 503 and closed.
+    pub connections_max: usize,
+    /// Largest request head (request line and headers); larger is 431.
+    pub header_bytes_max: usize,
+    /// A request head must arrive within this long (an idle connection's too), or the
+    /// connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive within this long of its head, or it is answered 408.
+    pub body_read_timeout_ms: u64,
     /// One queue request's timeout, and tries per command.
     pub queue_timeout_ms: u64,
     pub queue_attempts: u32,
@@ -79,6 +92,10 @@ impl Default for ApiSettings {
         ApiSettings {
             body_bytes_max: 1 << 20,
             in_flight_max: 64,
+            connections_max: 1024,
+            header_bytes_max: 16 << 10,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
             queue_timeout_ms: 1000,
             queue_attempts: 3,
             cores: 4,
@@ -88,6 +105,19 @@ impl Default for ApiSettings {
 }
 
 impl ApiSettings {
+    /// The HTTP edge's bounds. The handler bounds requests in flight itself (its pool of queue
+    /// clients), with the same 429.
+    pub fn edge(&self) -> http::EdgeLimits {
+        http::EdgeLimits {
+            body_bytes_max: self.body_bytes_max,
+            header_bytes_max: self.header_bytes_max,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+            connections_max: self.connections_max,
+            in_flight_max: None,
+        }
+    }
+
     /// The simulated CPU time one upload holds a core, when the cost model is on.
     pub fn upload_cpu_time(&self) -> Option<Duration> {
         (self.uploads_per_s_per_core > 0.0)
@@ -106,6 +136,13 @@ impl KnobSettings for ApiSettings {
         if !(1..=10_000).contains(&self.in_flight_max) {
             return fail("in_flight_max", "must be between 1 and 10000");
         }
+        http::validate_edge(
+            self.connections_max,
+            self.header_bytes_max,
+            self.header_read_timeout_ms,
+            self.body_read_timeout_ms,
+        )
+        .map_err(|(field, message)| (field.to_string(), message))?;
         if !(10..=60_000).contains(&self.queue_timeout_ms) {
             return fail("queue_timeout_ms", "must be between 10 and 60000");
         }
@@ -188,7 +225,7 @@ pub async fn serve(context: NodeContext) {
         let server = server.clone();
         async move { server.handle(request).await }
     };
-    http::serve(listener, settings.body_bytes_max, handler).await
+    http::serve(listener, settings.edge(), context.recorder.clone(), handler).await
 }
 
 struct ApiServer {
@@ -266,6 +303,12 @@ impl ApiServer {
                 };
                 self.job(&request, job, queue).await
             }
+            (_, ["v1", "images"]) => {
+                HttpResponse::method_not_allowed(&request.method, &request.path, &["POST"])
+            }
+            (_, ["v1", "jobs", _]) => {
+                HttpResponse::method_not_allowed(&request.method, &request.path, &["GET"])
+            }
             _ => HttpResponse::error(
                 404,
                 "not_found",
@@ -315,6 +358,18 @@ impl ApiServer {
             Ok(account) => account,
             Err(response) => return response,
         };
+        self.enqueue(request, &account, max_width, max_height, queue).await.for_account(&account)
+    }
+
+    /// An authenticated upload of `account`, from the usage check on.
+    async fn enqueue(
+        &self,
+        request: &HttpRequest,
+        account: &str,
+        max_width: u32,
+        max_height: u32,
+        queue: &mut QueueClient,
+    ) -> HttpResponse {
         if self.usage.as_ref().is_some_and(|usage| usage.failed()) {
             return HttpResponse::error(
                 503,
@@ -334,7 +389,7 @@ impl ApiServer {
             None => format!("auto-{:032x}", self.rng.lock().await.random::<u128>()),
         };
         let spec = JobSpec {
-            account: account.clone(),
+            account: account.to_string(),
             max_width,
             max_height,
             image: request.body.to_vec(),
@@ -345,7 +400,7 @@ impl ApiServer {
             Ok(reply) => match reply.response {
                 Response::Enqueued { job, duplicate } => {
                     if let (Some(usage), false) = (&self.usage, duplicate) {
-                        if let Err(reason) = usage.count(&account, job).await {
+                        if let Err(reason) = usage.count(account, job).await {
                             // Enqueued, but maybe not counted: the usage log must be mended.
                             return HttpResponse::json(
                                 503,
@@ -374,6 +429,11 @@ impl ApiServer {
             Ok(account) => account,
             Err(response) => return response,
         };
+        self.inspect(job, &account, queue).await.for_account(&account)
+    }
+
+    /// An authenticated status poll of `account`.
+    async fn inspect(&self, job: u64, account: &str, queue: &mut QueueClient) -> HttpResponse {
         let not_found = || HttpResponse::error(404, "not_found", format!("no job {job}"));
         let (key, status) = match queue.submit(Command::Inspect { job }).await {
             Ok(reply) => match reply.response {
@@ -393,9 +453,7 @@ impl ApiServer {
             return not_found();
         }
         match status {
-            JobStatus::Done { result, .. } => {
-                HttpResponse { status: 200, content_type: "image/jpeg".into(), body: result.into() }
-            }
+            JobStatus::Done { result, .. } => HttpResponse::new(200, "image/jpeg", result.into()),
             JobStatus::Queued { attempts } => HttpResponse::json(
                 200,
                 &json!({ "job": job, "status": "queued", "attempts": attempts }),

@@ -206,6 +206,15 @@ impl Recorder {
         }
     }
 
+    /// Writes a line to a real node's log only (an access-log line, a worker's job): a no-op
+    /// in a simulated run, whose history holds what the clients saw of the same requests, so
+    /// its fingerprint and size stay those of the service's events.
+    pub fn log(&self, what: &str, detail: Value) {
+        if let Sink::Stdout = self.sink {
+            self.record(what, detail);
+        }
+    }
+
     pub fn node(&self) -> &str {
         &self.node
     }

@@ -266,11 +266,45 @@ impl LeaseLoop {
         }
     }
 
+    /// Works one leased job, then writes its line in a real worker's log ([`Recorder::log`]):
+    /// job, attempt, account, outcome (`done`, or `failed` with the reason), whether the
+    /// queue took the answer, bytes in and out, milliseconds.
     async fn work(&mut self, job: u64, lease: u64, attempt: u32, payload: &[u8]) {
+        let started_ms = self.clock.monotonic_ms();
+        let (account, outcome, submitted, bytes_out) =
+            self.convert(job, lease, attempt, payload).await;
+        let (outcome, reason) = match outcome {
+            Ok(()) => ("done", None),
+            Err(reason) => ("failed", Some(reason)),
+        };
+        self.recorder.log(
+            "job_worked",
+            json!({
+                "job": job, "attempt": attempt, "account": account, "outcome": outcome,
+                "reason": reason, "answer_taken": submitted, "bytes_in": payload.len(),
+                "bytes_out": bytes_out,
+                "latency_ms": self.clock.monotonic_ms().saturating_sub(started_ms),
+            }),
+        );
+    }
+
+    /// Converts one job and answers the queue: the job's account (when its spec decodes),
+    /// the outcome, whether the queue took the answer, the thumbnail's size.
+    async fn convert(
+        &mut self,
+        job: u64,
+        lease: u64,
+        attempt: u32,
+        payload: &[u8],
+    ) -> (Option<String>, Result<(), String>, bool, usize) {
         let spec = match JobSpec::decode(payload) {
             Ok(spec) => spec,
-            Err(reason) => return self.fail(job, lease, reason).await,
+            Err(reason) => {
+                let taken = self.fail(job, lease, reason.clone()).await;
+                return (None, Err(reason), taken, 0);
+            }
         };
+        let account = Some(spec.account.clone());
         if self.settings.crash_trigger && resize::contains_crash_trigger(&spec.image) {
             self.recorder.record(
                 "worker_crash",
@@ -316,9 +350,11 @@ impl LeaseLoop {
         }
         match outcome {
             Ok(thumbnail) => {
+                let bytes_out = thumbnail.jpeg.len();
                 let ack = Command::Ack { job, lease, result: thumbnail.jpeg };
                 // A lost ack is the lease's expiry to fix: the job is done again.
-                let _ = self.client.submit(ack).await;
+                let taken = self.client.submit(ack).await.is_ok();
+                (account, Ok(()), taken, bytes_out)
             }
             Err(ResizeError::WouldExhaustMemory { needed }) => {
                 self.recorder.record(
@@ -327,12 +363,17 @@ impl LeaseLoop {
                 );
                 crash_process("out of memory: killed");
             }
-            Err(error) => self.fail(job, lease, error.to_string()).await,
+            Err(error) => {
+                let reason = error.to_string();
+                let taken = self.fail(job, lease, reason.clone()).await;
+                (account, Err(reason), taken, 0)
+            }
         }
     }
 
-    async fn fail(&mut self, job: u64, lease: u64, reason: String) {
+    /// Nacks the job for good; whether the queue took it.
+    async fn fail(&mut self, job: u64, lease: u64, reason: String) -> bool {
         let nack = Command::Nack { job, lease, reason, permanent: true };
-        let _ = self.client.submit(nack).await;
+        self.client.submit(nack).await.is_ok()
     }
 }

@@ -15,6 +15,12 @@
 //!   secret is shown once, the plane keeps only its hash;
 //! - `DELETE /v1/admin/keys/{key}`: 200 `{"key": id, "revoked_ms": t}`.
 //!
+//! A known path asked with another method is 405 with `Allow`. The endpoints hold the same
+//! edge as the API servers ([`crate::http::EdgeLimits`]): at most `admin_connections_max`
+//! connections (one more is answered 503 and closed) and `admin_in_flight_max` requests
+//! handled at once (more are 429), a request head within `admin_header_read_timeout_ms` and a
+//! body within `admin_body_read_timeout_ms` (else the connection is closed, or 408).
+//!
 //! An `Idempotency-Key` header makes a retried create safe: ids (and a key's secret) are then
 //! derived from it and the admin key, so the retry finds what the first try made. Errors: 400
 //! bad request, 401 bad admin key, 404 unknown account or key, 409 an id already taken, 503
@@ -47,8 +53,6 @@ pub const ROLE: &str = "auth";
 pub const ADMIN_PORT_OFFSET: u16 = 1;
 /// Largest admin request body.
 pub const ADMIN_BODY_BYTES_MAX: usize = 4096;
-/// Admin requests handled at once per node; more wait.
-pub const ADMIN_IN_FLIGHT_MAX: usize = 64;
 
 /// Messages on the management plane's transport.
 pub type AuthMessage = ReplicaMessage<Command, Response>;
@@ -78,6 +82,12 @@ pub struct AuthSettings {
     pub lookups_in_flight_max: usize,
     /// The admin endpoints' bearer secret.
     pub admin_key: String,
+    /// The admin endpoints' edge: connections served at once (more are 503), requests
+    /// handled at once (more are 429), and how long a request head and a body may take.
+    pub admin_connections_max: usize,
+    pub admin_in_flight_max: usize,
+    pub admin_header_read_timeout_ms: u64,
+    pub admin_body_read_timeout_ms: u64,
 }
 
 impl Default for AuthSettings {
@@ -93,6 +103,10 @@ impl Default for AuthSettings {
             on_miss_unreachable: MissPolicy::Unavailable,
             lookups_in_flight_max: 16,
             admin_key: "pessimist-admin".into(),
+            admin_connections_max: 256,
+            admin_in_flight_max: 64,
+            admin_header_read_timeout_ms: 10_000,
+            admin_body_read_timeout_ms: 10_000,
         }
     }
 }
@@ -118,7 +132,30 @@ impl KnobSettings for AuthSettings {
         if self.admin_key.len() < 8 {
             return fail("admin_key", "must have at least 8 bytes");
         }
-        Ok(())
+        if !(1..=10_000).contains(&self.admin_in_flight_max) {
+            return fail("admin_in_flight_max", "must be between 1 and 10000");
+        }
+        let edge = self.admin_edge();
+        http::validate_edge(
+            edge.connections_max,
+            edge.header_bytes_max,
+            self.admin_header_read_timeout_ms,
+            self.admin_body_read_timeout_ms,
+        )
+        .map_err(|(field, message)| (format!("admin_{field}"), message))
+    }
+}
+
+impl AuthSettings {
+    /// The admin endpoints' edge.
+    pub fn admin_edge(&self) -> http::EdgeLimits {
+        http::EdgeLimits {
+            connections_max: self.admin_connections_max,
+            header_read_timeout: Duration::from_millis(self.admin_header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.admin_body_read_timeout_ms),
+            in_flight_max: Some(self.admin_in_flight_max),
+            ..http::EdgeLimits::new(ADMIN_BODY_BYTES_MAX)
+        }
     }
 }
 
@@ -207,7 +244,8 @@ pub async fn serve(context: NodeContext) {
                     let admin = admin.clone();
                     async move { admin.handle(request).await }
                 };
-                tokio::spawn(http::serve(listener, ADMIN_BODY_BYTES_MAX, handler));
+                let (edge, log) = (settings.admin_edge(), context.recorder.clone());
+                tokio::spawn(http::serve(listener, edge, log, handler));
             }
             Err(error) => context
                 .recorder
@@ -267,6 +305,12 @@ impl Admin {
             }
             ("DELETE", ["v1", "admin", "keys", key]) => {
                 self.submit(Command::RevokeKey { key: key.to_string() }, 200).await
+            }
+            (method, ["v1", "admin", "accounts"] | ["v1", "admin", "accounts", _, "keys"]) => {
+                HttpResponse::method_not_allowed(method, &request.path, &["POST"])
+            }
+            (method, ["v1", "admin", "keys", _]) => {
+                HttpResponse::method_not_allowed(method, &request.path, &["DELETE"])
             }
             _ => HttpResponse::error(
                 404,

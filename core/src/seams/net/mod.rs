@@ -427,8 +427,8 @@ async fn serve_accepted<M: Message>(stream: TcpStream, inbox: mpsc::Sender<Incom
 /// Accepts connections with `accept` and hands each to `serve`, for as long as the task
 /// runs. After a failed `accept` (a peer that gave up mid-handshake, or no file descriptor
 /// left) it waits, from `backoff_min` doubling to `backoff_max`, rather than fail again at
-/// once in a busy loop; a success resets the wait.
-async fn accept_with_backoff<S, A, F>(
+/// once in a busy loop; a success resets the wait. The HTTP servers accept with it too.
+pub(crate) async fn accept_with_backoff<S, A, F>(
     mut accept: A,
     options: TransportOptions,
     mut serve: impl FnMut(S),
