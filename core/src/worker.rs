@@ -314,7 +314,11 @@ impl LeaseLoop {
         }
         let target = match ResizeSpec::new(spec.max_width, spec.max_height) {
             Ok(target) => target,
-            Err(error) => return self.fail(job, lease, error.to_string()).await,
+            Err(error) => {
+                let reason = error.to_string();
+                let taken = self.fail(job, lease, reason.clone()).await;
+                return (account, Err(reason), taken, 0);
+            }
         };
         // The work budget, before any decoder runs: a refusal costs the probe, not the decode.
         let work = match resize::check_work(&spec.image, &target, self.settings.decode_budget_ms) {
@@ -324,7 +328,9 @@ impl LeaseLoop {
                     "work_over_budget",
                     json!({ "job": job, "attempt": attempt, "reason": error.to_string() }),
                 );
-                return self.fail(job, lease, error.to_string()).await;
+                let reason = error.to_string();
+                let taken = self.fail(job, lease, reason.clone()).await;
+                return (account, Err(reason), taken, 0);
             }
             // The decode reports what is wrong with the file in its own words.
             Err(_) => None,
