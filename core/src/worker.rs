@@ -299,10 +299,7 @@ impl LeaseLoop {
     ) -> (Option<String>, Result<(), String>, bool, usize) {
         let spec = match JobSpec::decode(payload) {
             Ok(spec) => spec,
-            Err(reason) => {
-                let taken = self.fail(job, lease, reason.clone()).await;
-                return (None, Err(reason), taken, 0);
-            }
+            Err(reason) => return self.refuse(job, lease, None, reason).await,
         };
         let account = Some(spec.account.clone());
         if self.settings.crash_trigger && resize::contains_crash_trigger(&spec.image) {
@@ -314,11 +311,7 @@ impl LeaseLoop {
         }
         let target = match ResizeSpec::new(spec.max_width, spec.max_height) {
             Ok(target) => target,
-            Err(error) => {
-                let reason = error.to_string();
-                let taken = self.fail(job, lease, reason.clone()).await;
-                return (account, Err(reason), taken, 0);
-            }
+            Err(error) => return self.refuse(job, lease, account, error.to_string()).await,
         };
         // The work budget, before any decoder runs: a refusal costs the probe, not the decode.
         let work = match resize::check_work(&spec.image, &target, self.settings.decode_budget_ms) {
@@ -328,9 +321,7 @@ impl LeaseLoop {
                     "work_over_budget",
                     json!({ "job": job, "attempt": attempt, "reason": error.to_string() }),
                 );
-                let reason = error.to_string();
-                let taken = self.fail(job, lease, reason.clone()).await;
-                return (account, Err(reason), taken, 0);
+                return self.refuse(job, lease, account, error.to_string()).await;
             }
             // The decode reports what is wrong with the file in its own words.
             Err(_) => None,
@@ -369,12 +360,21 @@ impl LeaseLoop {
                 );
                 crash_process("out of memory: killed");
             }
-            Err(error) => {
-                let reason = error.to_string();
-                let taken = self.fail(job, lease, reason.clone()).await;
-                (account, Err(reason), taken, 0)
-            }
+            Err(error) => self.refuse(job, lease, account, error.to_string()).await,
         }
+    }
+
+    /// A conversion that failed for `reason`: the job nacked for good, and what `convert`
+    /// reports of it.
+    async fn refuse(
+        &mut self,
+        job: u64,
+        lease: u64,
+        account: Option<String>,
+        reason: String,
+    ) -> (Option<String>, Result<(), String>, bool, usize) {
+        let taken = self.fail(job, lease, reason.clone()).await;
+        (account, Err(reason), taken, 0)
     }
 
     /// Nacks the job for good; whether the queue took it.
